@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Starts or stops the real servers the test suite talks to, on loopback:
+#   mosquitto on 1883, clickhouse-server on 8123, the tansu Kafka broker on 9092.
+# Usage: .ci/servers.sh start|stop|status
+# State (configs, data, logs, pids) lives in $IOC_TEST_RUN (default /tmp/ioc-test-servers).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+run=${IOC_TEST_RUN:-/tmp/ioc-test-servers}
+
+wait_for() { # name, command; up to 20 s
+  local name=$1; shift
+  for _ in $(seq 1 200); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "servers: $name did not come up; see $run" >&2
+  return 1
+}
+
+start_one() { # name, command...
+  local name=$1; shift
+  if [ -f "$run/$name.pid" ] && kill -0 "$(cat "$run/$name.pid")" 2>/dev/null; then
+    echo "servers: $name already running (pid $(cat "$run/$name.pid"))"
+    return 0
+  fi
+  setsid "$@" >"$run/$name.out" 2>&1 < /dev/null &
+  echo $! > "$run/$name.pid"
+}
+
+start() {
+  mkdir -p "$run/clickhouse"/{data,tmp,user_files,format_schemas}
+  sed "s#@RUN@#$run#g" "$here/servers/clickhouse-config.xml" > "$run/clickhouse/config.xml"
+  cp "$here/servers/clickhouse-users.xml" "$run/clickhouse/users.xml"
+
+  start_one mosquitto mosquitto -c "$here/servers/mosquitto.conf"
+  start_one clickhouse clickhouse-server --config-file="$run/clickhouse/config.xml"
+  if command -v tansu >/dev/null 2>&1; then
+    start_one tansu tansu broker --listener-url tcp://127.0.0.1:9092 \
+      --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/
+  fi
+
+  wait_for mosquitto bash -c 'exec 3<>/dev/tcp/127.0.0.1/1883'
+  wait_for clickhouse curl -sf http://127.0.0.1:8123/ping
+  if command -v tansu >/dev/null 2>&1; then
+    wait_for tansu bash -c 'exec 3<>/dev/tcp/127.0.0.1/9092'
+  fi
+  echo "servers: up (state in $run)"
+}
+
+stop() {
+  for name in tansu clickhouse mosquitto; do
+    if [ -f "$run/$name.pid" ]; then
+      pid=$(cat "$run/$name.pid")
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      rm -f "$run/$name.pid"
+    fi
+  done
+  echo "servers: stopped"
+}
+
+status() {
+  for name in mosquitto clickhouse tansu; do
+    if [ -f "$run/$name.pid" ] && kill -0 "$(cat "$run/$name.pid")" 2>/dev/null; then
+      echo "$name: running (pid $(cat "$run/$name.pid"))"
+    else
+      echo "$name: stopped"
+    fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

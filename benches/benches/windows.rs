@@ -1,0 +1,100 @@
+//! The dataflow alone: readings through dedupe, the watermark, the exchange and 1-minute and
+//! 5-minute tumbling windows, with outputs that keep nothing.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
+use ioc_schemas::{
+    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
+    Transport, WindowResult,
+};
+use tokio::sync::mpsc;
+
+const BASE: u64 = 1_795_827_600_000;
+const READINGS: usize = 200_000;
+const DEVICES: usize = 2_000;
+
+#[derive(Clone)]
+struct Discard;
+
+impl Outputs for Discard {
+    fn raw_reading(&self, _: IngestedReading, _: bool, _: Option<Ack>) {}
+    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
+    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
+    fn window(&self, result: WindowResult) {
+        std::hint::black_box(result);
+    }
+}
+
+fn readings() -> Vec<Ingested> {
+    (0..READINGS)
+        .map(|i| {
+            let device = format!("gauge-{}", i % DEVICES);
+            // 2,000 devices reporting every 10 s of event time.
+            let t = BASE + (i / DEVICES) as u64 * 10_000;
+            Ingested::Reading(
+                IngestedReading {
+                    reading: Reading {
+                        message_id: format!("m{i}"),
+                        device_id: device,
+                        event_time: EventTime(t),
+                        body: Body::Sensor(SensorBody {
+                            metric: "water_level_m".into(),
+                            value: (i % 100) as f64,
+                            unit: "m".into(),
+                        }),
+                    },
+                    district: District::ALL[i % 7],
+                    transport: Transport::Mqtt,
+                    source: String::new(),
+                    received_at_ms: t,
+                    payload: String::new(),
+                },
+                None,
+            )
+        })
+        .collect()
+}
+
+fn windows(c: &mut Criterion) {
+    let mut group = c.benchmark_group("dataflow");
+    group.throughput(Throughput::Elements(READINGS as u64));
+    group.sample_size(10);
+    for workers in [1, 2] {
+        group.bench_function(format!("tumbling_1m_5m_{workers}_workers"), |b| {
+            b.iter_batched(
+                readings,
+                |input| {
+                    let (tx, rx) = mpsc::channel(READINGS + 1);
+                    for r in input {
+                        let _ = tx.try_send(r);
+                    }
+                    drop(tx);
+                    let config = DataflowConfig {
+                        workers,
+                        idle_timeout_ms: u64::MAX / 4,
+                        ..DataflowConfig::default()
+                    };
+                    let metrics = DataflowMetrics::new(&prometheus::Registry::new())
+                        .expect("metrics register");
+                    ioc_dataflow::spawn(
+                        config,
+                        rx,
+                        Discard,
+                        metrics,
+                        Arc::new(ManualClock::new(BASE)),
+                    )
+                    .expect("dataflow starts")
+                    .join()
+                    .expect("dataflow runs");
+                },
+                criterion::BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, windows);
+criterion_main!(benches);

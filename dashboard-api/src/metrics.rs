@@ -1,0 +1,69 @@
+//! The API's Prometheus metrics.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Metrics of the HTTP API and its WebSocket feed.
+#[derive(Debug, Clone)]
+pub struct ApiMetrics {
+    /// `ioc_api_ws_clients`: WebSocket connections open now.
+    pub ws_clients: IntGauge,
+    /// `ioc_api_ws_updates_total`: window results published to the live feed.
+    pub ws_updates: IntCounter,
+    /// `ioc_api_ws_lagged_total`: updates skipped by clients that fell behind (summed over
+    /// clients, counted before filtering).
+    pub ws_lagged: IntCounter,
+    /// `ioc_api_http_requests_total{route,status}`: requests answered, by route template
+    /// (`unmatched` for unknown paths) and status code.
+    pub http_requests: IntCounterVec,
+}
+
+impl ApiMetrics {
+    /// Creates the metrics and registers them with `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = ApiMetrics {
+            ws_clients: IntGauge::new("ioc_api_ws_clients", "WebSocket connections open now.")?,
+            ws_updates: IntCounter::new(
+                "ioc_api_ws_updates_total",
+                "Window results published to the live WebSocket feed.",
+            )?,
+            ws_lagged: IntCounter::new(
+                "ioc_api_ws_lagged_total",
+                "Live updates skipped by WebSocket clients that fell behind.",
+            )?,
+            http_requests: IntCounterVec::new(
+                Opts::new(
+                    "ioc_api_http_requests_total",
+                    "HTTP requests answered, by route template and status code.",
+                ),
+                &["route", "status"],
+            )?,
+        };
+        registry.register(Box::new(metrics.ws_clients.clone()))?;
+        registry.register(Box::new(metrics.ws_updates.clone()))?;
+        registry.register(Box::new(metrics.ws_lagged.clone()))?;
+        registry.register(Box::new(metrics.http_requests.clone()))?;
+        Ok(metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_once_per_registry() {
+        let registry = Registry::new();
+        let m = ApiMetrics::new(&registry).unwrap();
+        m.ws_updates.inc();
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert!(
+            names.contains(&"ioc_api_ws_updates_total".to_owned()),
+            "{names:?}"
+        );
+        assert!(ApiMetrics::new(&registry).is_err());
+    }
+}

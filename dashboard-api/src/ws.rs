@@ -1,0 +1,310 @@
+//! One WebSocket connection: a reader, a forwarder and a writer joined by bounded queues.
+//!
+//! ```text
+//! socket ──reader──> commands (16) ──forwarder──┐
+//!    │        └── pong / error ────────────────┤
+//!    │                     live feed ──────────┤
+//!    └──────────── writer <── out queue (ws_buffer)
+//! ```
+//! The writer owns the socket's sink, so a slow client only fills its own out queue; the
+//! forwarder then waits, its broadcast receiver falls behind and the client is told it
+//! lagged. Nothing else is ever dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use ioc_schemas::WindowResult;
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use crate::protocol::{window_json, ClientMessage, Filter, ServerMessage, PROTOCOL_VERSION};
+use crate::ApiState;
+
+/// Largest client message accepted; a subscribe naming thousands of devices still fits.
+pub(crate) const MAX_CLIENT_MESSAGE: usize = 1 << 20;
+/// Subscribe/unsubscribe commands waiting for the forwarder.
+const COMMAND_QUEUE: usize = 16;
+/// Most queued messages written before one flush.
+const WRITE_BATCH: usize = 256;
+/// Pings a client may leave unanswered (sending nothing at all) before it is dropped.
+const MISSED_PINGS: u32 = 3;
+
+enum Command {
+    Subscribe(Filter),
+    Unsubscribe,
+}
+
+/// Keeps `ioc_api_ws_clients` right however the connection ends.
+struct ClientGuard(IntGauge);
+
+impl ClientGuard {
+    fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        ClientGuard(gauge)
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Milliseconds since the connection opened when the client last sent anything.
+struct LastSeen {
+    opened: Instant,
+    ms: AtomicU64,
+}
+
+impl LastSeen {
+    fn touch(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let since = Duration::from_millis(self.ms.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(since)
+    }
+}
+
+fn text(message: &ServerMessage) -> Message {
+    Message::Text(message.to_json().into())
+}
+
+/// Serves one upgraded connection until either side ends it or the server shuts down.
+pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState) {
+    let _client = ClientGuard::new(state.metrics().ws_clients.clone());
+    debug!("websocket client connected");
+    let (sink, stream) = socket.split();
+    let (out_tx, out_rx) = mpsc::channel(state.ws_buffer());
+    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+    let last_seen = Arc::new(LastSeen {
+        opened: Instant::now(),
+        ms: AtomicU64::new(0),
+    });
+    // The queue is new and at least 1 long, so this cannot wait.
+    if out_tx
+        .send(text(&ServerMessage::Hello {
+            protocol: PROTOCOL_VERSION,
+        }))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        state.closing(),
+        state.ws_ping_interval(),
+        Arc::clone(&last_seen),
+    ));
+    let reader = read_loop(stream, cmd_tx, out_tx.clone(), state.closing(), last_seen);
+    let forwarder = forward_loop(
+        cmd_rx,
+        out_tx,
+        state.feed().clone(),
+        state.metrics().ws_lagged.clone(),
+    );
+    tokio::select! {
+        // Reader and forwarder done: their queue senders are gone, so the writer drains what
+        // is queued, closes the socket and ends.
+        _ = async { tokio::join!(reader, forwarder) } => {
+            if let Err(e) = (&mut writer).await {
+                warn!(error = %e, "websocket writer task failed");
+            }
+        }
+        // The socket cannot be written (or the client went silent): drop everything.
+        _ = &mut writer => {}
+    }
+    debug!("websocket client disconnected");
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    commands: mpsc::Sender<Command>,
+    out: mpsc::Sender<Message>,
+    mut closing: watch::Receiver<bool>,
+    last_seen: Arc<LastSeen>,
+) {
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            _ = shutting_down(&mut closing) => break,
+        };
+        let message = match next {
+            None => break,
+            Some(Err(e)) => {
+                debug!(error = %e, "websocket read failed");
+                break;
+            }
+            Some(Ok(message)) => message,
+        };
+        last_seen.touch();
+        let reply = match message {
+            Message::Text(body) => match serde_json::from_str::<ClientMessage>(body.as_str()) {
+                Ok(ClientMessage::Subscribe(filter)) => {
+                    if commands.send(Command::Subscribe(filter)).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(ClientMessage::Unsubscribe) => {
+                    if commands.send(Command::Unsubscribe).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(ClientMessage::Ping) => ServerMessage::Pong,
+                Err(e) => ServerMessage::Error {
+                    message: format!("invalid message: {e}"),
+                },
+            },
+            Message::Binary(_) => ServerMessage::Error {
+                message: "binary messages are not supported: send json text".into(),
+            },
+            Message::Close(_) => break,
+            // tungstenite answers pings itself; either frame shows the client is alive.
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if out.send(text(&reply)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Resolves once the server starts shutting down; never if it cannot tell.
+async fn shutting_down(closing: &mut watch::Receiver<bool>) {
+    if closing.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn forward_loop(
+    mut commands: mpsc::Receiver<Command>,
+    out: mpsc::Sender<Message>,
+    feed: crate::LiveFeed,
+    lagged: IntCounter,
+) {
+    // No receiver until the client subscribes, so an idle page costs the feed nothing.
+    let mut subscription: Option<(Filter, broadcast::Receiver<Arc<WindowResult>>)> = None;
+    loop {
+        let update = match subscription.as_mut() {
+            None => match commands.recv().await {
+                Some(command) => Err(command),
+                None => break,
+            },
+            Some((_, rx)) => tokio::select! {
+                // Commands first, so an unsubscribe takes effect before a backlog drains.
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => Err(command),
+                    None => break,
+                },
+                update = rx.recv() => Ok(update),
+            },
+        };
+        let message = match update {
+            Err(Command::Subscribe(filter)) => {
+                let ack = text(&ServerMessage::Subscribed {
+                    filter: Some(filter.clone()),
+                });
+                match subscription.as_mut() {
+                    // Keep the receiver: no update is lost across a filter change.
+                    Some((current, _)) => *current = filter,
+                    // Subscribed before the ack is queued: the client gets every result
+                    // published after it sees `subscribed`.
+                    None => subscription = Some((filter, feed.subscribe())),
+                }
+                ack
+            }
+            Err(Command::Unsubscribe) => {
+                subscription = None;
+                text(&ServerMessage::Subscribed { filter: None })
+            }
+            Ok(Ok(result)) => match &subscription {
+                Some((filter, _)) if filter.matches(&result) => {
+                    Message::Text(window_json(&result).into())
+                }
+                _ => continue,
+            },
+            Ok(Err(RecvError::Lagged(skipped))) => {
+                lagged.inc_by(skipped);
+                debug!(skipped, "websocket client lagged");
+                text(&ServerMessage::Lagged { skipped })
+            }
+            Ok(Err(RecvError::Closed)) => {
+                // The feed lives as long as the server state; nothing more will come.
+                warn!("live feed closed");
+                subscription = None;
+                continue;
+            }
+        };
+        if out.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut out: mpsc::Receiver<Message>,
+    closing: watch::Receiver<bool>,
+    ping_interval: Duration,
+    last_seen: Arc<LastSeen>,
+) {
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            next = out.recv() => {
+                let Some(message) = next else { break };
+                if sink.feed(message).await.is_err() {
+                    return;
+                }
+                // Batch what is already queued into one flush.
+                for _ in 1..WRITE_BATCH {
+                    let Ok(message) = out.try_recv() else { break };
+                    if sink.feed(message).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.silent_for() > ping_interval * MISSED_PINGS {
+                    info!("websocket client silent for {MISSED_PINGS} pings; disconnecting");
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: close_code::POLICY,
+                            reason: "no pong".into(),
+                        })))
+                        .await;
+                    return;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if *closing.borrow() {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::AWAY,
+                reason: "server shutting down".into(),
+            })))
+            .await;
+    }
+    let _ = sink.close().await;
+}

@@ -1,0 +1,282 @@
+//! Runs the timely workers and feeds them from ingest.
+//!
+//! Worker 0 is the single input: it takes records from the bounded ingest queue, drops repeats
+//! of a message id, sorts on-time readings from late ones against the watermark, hands the raw
+//! records to [`Outputs`] (where they are stored, and their source acknowledged once durable),
+//! and sends on-time samples into the dataflow at their event-time epoch. The dataflow
+//! exchanges samples by device, so every worker owns the windows of its devices.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, WindowResult};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::{Probe, UnorderedInput};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::ActivateCapability;
+use tokio::sync::mpsc;
+
+use crate::clock::Clock;
+use crate::config::DataflowConfig;
+use crate::dedupe::RecentIds;
+use crate::metrics::DataflowMetrics;
+use crate::watermark::Watermark;
+use crate::window::{tumbling_windows, Sample, SeriesKey};
+use crate::DataflowError;
+
+/// Where the dataflow's results go. Called from worker threads (not async): implementations
+/// may block, which is how a slow store pushes back on ingest.
+pub trait Outputs: Clone + Send + Sync + 'static {
+    /// A valid reading to store raw; `late` when it came later than the allowed lateness (it
+    /// is then not in any window).
+    fn raw_reading(&self, reading: IngestedReading, late: bool, ack: Option<Ack>);
+    /// A rejected input to keep.
+    fn dead_letter(&self, letter: DeadLetter, ack: Option<Ack>);
+    /// A repeat of a message already taken; nothing to store, the source may be acknowledged.
+    fn duplicate(&self, reading: IngestedReading, ack: Option<Ack>);
+    /// A closed window.
+    fn window(&self, result: WindowResult);
+}
+
+/// The running dataflow.
+#[derive(Debug)]
+pub struct DataflowHandle {
+    thread: std::thread::JoinHandle<Result<(), DataflowError>>,
+}
+
+impl DataflowHandle {
+    /// Waits until the workers have finished: after the input queue is closed and drained.
+    pub fn join(self) -> Result<(), DataflowError> {
+        self.thread
+            .join()
+            .map_err(|_| DataflowError::Worker("a dataflow worker panicked".into()))?
+    }
+}
+
+/// Starts the workers. They run until every sender of `input` is dropped; then open windows are
+/// discarded (they are incomplete) and the workers stop.
+pub fn spawn<O: Outputs>(
+    config: DataflowConfig,
+    input: mpsc::Receiver<Ingested>,
+    outputs: O,
+    metrics: DataflowMetrics,
+    clock: Arc<dyn Clock>,
+) -> Result<DataflowHandle, DataflowError> {
+    config.validate()?;
+    let input = Arc::new(Mutex::new(Some(input)));
+    let discard_open = Arc::new(AtomicBool::new(false));
+    let thread = std::thread::Builder::new()
+        .name("ioc-dataflow".into())
+        .spawn(move || {
+            let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
+                let taken = input.lock().ok().and_then(|mut slot| slot.take());
+                run_worker(
+                    worker,
+                    &config,
+                    taken,
+                    outputs.clone(),
+                    metrics.clone(),
+                    Arc::clone(&clock),
+                    Arc::clone(&discard_open),
+                )
+            })
+            .map_err(DataflowError::Worker)?;
+            for result in guards.join() {
+                result.map_err(DataflowError::Worker)??;
+            }
+            Ok(())
+        })
+        .map_err(|e| DataflowError::Worker(format!("cannot start the dataflow thread: {e}")))?;
+    Ok(DataflowHandle { thread })
+}
+
+fn run_worker<O: Outputs>(
+    worker: &mut timely::worker::Worker,
+    config: &DataflowConfig,
+    input: Option<mpsc::Receiver<Ingested>>,
+    outputs: O,
+    metrics: DataflowMetrics,
+    clock: Arc<dyn Clock>,
+    discard_open: Arc<AtomicBool>,
+) -> Result<(), DataflowError> {
+    let sizes = config.window_sizes_ms.clone();
+    let sink_outputs = outputs.clone();
+    let sink_metrics = metrics.clone();
+    let sink_clock = Arc::clone(&clock);
+    let window_clock = Arc::clone(&clock);
+    let window_discard = Arc::clone(&discard_open);
+    let ((mut handle, cap), probe) = worker.dataflow::<u64, _, _>(move |scope| {
+        let (input, samples) = scope.new_unordered_input();
+        let (probe, _done) = tumbling_windows(samples, sizes, window_discard, window_clock)
+            .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                Pipeline,
+                "WindowSink",
+                move |_cap, _info| {
+                    move |input, _output| {
+                        input.for_each_stamp(|_cap, batches| {
+                            let now = sink_clock.now_ms();
+                            for batch in batches {
+                                for result in batch.drain(..) {
+                                    sink_metrics.observe_window(&result, now);
+                                    sink_outputs.window(result);
+                                }
+                            }
+                        });
+                    }
+                },
+            )
+            .probe();
+        (input, probe)
+    });
+
+    let Some(mut rx) = input else {
+        // Only worker 0 feeds the dataflow; the others give up their input capability.
+        drop(cap);
+        while worker.step_or_park(None) {}
+        return Ok(());
+    };
+
+    let mut feeder = Feeder {
+        config,
+        cap: Some(cap),
+        watermark: Watermark::new(config.allowed_lateness_ms, config.idle_timeout_ms),
+        recent: RecentIds::default(),
+        by_epoch: BTreeMap::new(),
+        outputs,
+        metrics,
+        clock,
+    };
+    let mut closed = false;
+    while !closed {
+        let mut taken = 0;
+        while taken < config.input_batch {
+            match rx.try_recv() {
+                Ok(record) => {
+                    feeder.take(record);
+                    taken += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        feeder.flush(&mut handle);
+        feeder.advance();
+        // Park briefly when idle: ingest has no way to unpark a timely worker.
+        let park = if taken == 0 {
+            Some(Duration::from_millis(5))
+        } else {
+            Some(Duration::ZERO)
+        };
+        worker.step_or_park(park);
+    }
+    // Emit every window the final watermark has closed before discarding the open ones.
+    if let Some(cap) = feeder.cap.as_ref() {
+        let closed_until = *cap.time();
+        while probe.less_than(&closed_until) {
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    }
+    discard_open.store(true, Ordering::SeqCst);
+    feeder.cap = None;
+    drop(handle);
+    while worker.step_or_park(None) {}
+    Ok(())
+}
+
+type InputHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
+    u64,
+    timely::container::CapacityContainerBuilder<Vec<Sample>>,
+>;
+
+/// Worker 0's input side: dedupe, lateness, watermark.
+struct Feeder<'c, O: Outputs> {
+    config: &'c DataflowConfig,
+    cap: Option<ActivateCapability<u64>>,
+    watermark: Watermark,
+    recent: RecentIds,
+    /// On-time samples of this step, by epoch.
+    by_epoch: BTreeMap<u64, Vec<Sample>>,
+    outputs: O,
+    metrics: DataflowMetrics,
+    clock: Arc<dyn Clock>,
+}
+
+impl<O: Outputs> Feeder<'_, O> {
+    fn take(&mut self, record: Ingested) {
+        let (reading, ack) = match record {
+            Ingested::Reading(reading, ack) => (reading, ack),
+            Ingested::DeadLetter(letter, ack) => {
+                self.outputs.dead_letter(letter, ack);
+                return;
+            }
+        };
+        let event_ms = reading.reading.event_time.0;
+        let kind = reading.reading.kind();
+        if !self.recent.insert(
+            &reading.reading.device_id,
+            &reading.reading.message_id,
+            event_ms,
+        ) {
+            self.metrics
+                .duplicates
+                .with_label_values(&[kind.as_str()])
+                .inc();
+            self.outputs.duplicate(reading, ack);
+            return;
+        }
+        if self.watermark.is_late(event_ms) {
+            self.metrics.late.with_label_values(&[kind.as_str()]).inc();
+            self.outputs.raw_reading(reading, true, ack);
+            return;
+        }
+        self.watermark.observe(event_ms, self.clock.now_ms());
+        let epoch = event_ms - event_ms % self.config.epoch_ms;
+        let samples = self.by_epoch.entry(epoch).or_default();
+        for (metric, value) in reading.reading.samples() {
+            samples.push(Sample {
+                series: SeriesKey {
+                    kind,
+                    district: reading.district,
+                    device_id: reading.reading.device_id.clone(),
+                    metric,
+                },
+                event_ms,
+                value,
+            });
+        }
+        self.outputs.raw_reading(reading, false, ack);
+    }
+
+    /// Sends this step's samples at their epochs.
+    fn flush(&mut self, handle: &mut InputHandle) {
+        let Some(cap) = self.cap.as_ref() else {
+            return;
+        };
+        for (epoch, mut samples) in std::mem::take(&mut self.by_epoch) {
+            // On-time readings are at or after the watermark, and the capability never passes it.
+            let at = cap.delayed(&epoch.max(*cap.time()));
+            handle.activate().session(&at).give_container(&mut samples);
+        }
+    }
+
+    /// Moves the input frontier to the watermark's epoch.
+    fn advance(&mut self) {
+        self.watermark.tick(self.clock.now_ms());
+        let watermark = self.watermark.watermark();
+        self.metrics.watermark_ms.set(watermark as i64);
+        let epoch = watermark - watermark % self.config.epoch_ms;
+        if let Some(cap) = self.cap.as_mut() {
+            if *cap.time() < epoch {
+                cap.downgrade(&epoch);
+            }
+        }
+        // A repeat of an id older than this would be late anyway.
+        self.recent
+            .forget_before(watermark.saturating_sub(self.config.allowed_lateness_ms));
+    }
+}

@@ -1,0 +1,43 @@
+//! The event-time dataflow of the Da Nang IOC backend, on timely dataflow.
+//!
+//! Event time is the timely timestamp: a reading's event time, rounded down to the epoch
+//! (`epoch_ms`), is the time its samples travel at, so one epoch's readings move as one batch.
+//! The input frontier follows the watermark — the newest event time seen minus the allowed
+//! lateness, pushed on by the wall clock when input is idle — and a window is emitted once the
+//! frontier passes its end. Readings older than the watermark are late: stored raw, counted,
+//! and left out of windows. State is bounded by the lateness horizon: windows leave memory when
+//! they close and message ids are forgotten once a repeat would be late anyway.
+
+mod clock;
+mod config;
+mod dedupe;
+mod driver;
+mod metrics;
+mod watermark;
+mod window;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::DataflowConfig;
+pub use dedupe::RecentIds;
+pub use driver::{spawn, DataflowHandle, Outputs};
+pub use metrics::DataflowMetrics;
+pub use watermark::Watermark;
+pub use window::{device_route, tumbling_windows, Agg, Sample, SeriesKey};
+
+/// What can go wrong running the dataflow.
+#[derive(Debug, thiserror::Error)]
+pub enum DataflowError {
+    /// The configuration does not fit together. Permanent.
+    #[error("invalid dataflow config: {0}")]
+    Config(String),
+    /// A worker could not start or failed. Permanent for this run.
+    #[error("dataflow worker failed: {0}")]
+    Worker(String),
+}
+
+impl DataflowError {
+    /// Whether retrying may succeed: never, both are configuration or program faults.
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,74 @@
+//! Ingest metrics.
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+/// Counters of what ingest received, accepted and rejected.
+#[derive(Debug, Clone)]
+pub struct IngestMetrics {
+    /// `ioc_ingest_received_total{transport,kind}`; kind from the topic, `unknown` if unparsable.
+    pub received: IntCounterVec,
+    /// `ioc_ingest_accepted_total{transport,kind}`.
+    pub accepted: IntCounterVec,
+    /// `ioc_ingest_rejected_total{transport,kind,code}`.
+    pub rejected: IntCounterVec,
+    /// `ioc_ingest_reconnects_total{transport}`.
+    pub reconnects: IntCounterVec,
+    /// `ioc_ingest_ack_failures_total{transport}`: acknowledgements that could not be queued.
+    pub ack_failures: IntCounterVec,
+    /// `ioc_ingest_mqtt_connected`: 1 while connected.
+    pub connected: IntGauge,
+    /// `ioc_ingest_stashed_records`: decoded records waiting for room in the pipeline.
+    pub stashed: IntGauge,
+}
+
+impl IngestMetrics {
+    /// Registers the metrics.
+    pub fn new(registry: &Registry) -> Result<IngestMetrics, prometheus::Error> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        Ok(IngestMetrics {
+            received: counter(
+                "ioc_ingest_received_total",
+                "Messages received.",
+                &["transport", "kind"],
+            )?,
+            accepted: counter(
+                "ioc_ingest_accepted_total",
+                "Messages that decoded and validated.",
+                &["transport", "kind"],
+            )?,
+            rejected: counter(
+                "ioc_ingest_rejected_total",
+                "Messages rejected to dead letters, by reason.",
+                &["transport", "kind", "code"],
+            )?,
+            reconnects: counter(
+                "ioc_ingest_reconnects_total",
+                "Broken connections to a broker.",
+                &["transport"],
+            )?,
+            ack_failures: counter(
+                "ioc_ingest_ack_failures_total",
+                "Acknowledgements that could not be queued (the source redelivers).",
+                &["transport"],
+            )?,
+            connected: gauge(
+                "ioc_ingest_mqtt_connected",
+                "1 while the MQTT connection is up.",
+            )?,
+            stashed: gauge(
+                "ioc_ingest_stashed_records",
+                "Decoded records waiting for room in the pipeline.",
+            )?,
+        })
+    }
+}

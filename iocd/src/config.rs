@@ -1,0 +1,132 @@
+//! The daemon's configuration: one section per component, with defaults in each component's
+//! `Default`. Precedence: built-in defaults, then the TOML file, then `IOC__SECTION__KEY`
+//! environment variables, then command-line flags.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use ioc_dashboard_api::HttpConfig;
+use ioc_dataflow::DataflowConfig;
+use ioc_ingest::MqttConfig;
+use ioc_simulator::SimulatorConfig;
+use ioc_store::ClickHouseConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything iocd can be told.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The MQTT source.
+    pub mqtt: MqttConfig,
+    /// The event-time dataflow.
+    pub dataflow: DataflowConfig,
+    /// ClickHouse. `iocd run` always stores (the defaults reach a local server); `iocd demo`
+    /// stores only when this section or `--clickhouse-url` is given.
+    pub clickhouse: Option<ClickHouseConfig>,
+    /// The HTTP API.
+    pub http: HttpConfig,
+    /// The simulated fleet (`iocd demo` and `iocd simulate`).
+    pub simulator: SimulatorConfig,
+    /// The embedded MQTT broker of `iocd demo`.
+    pub demo: DemoConfig,
+    /// Shutdown behaviour.
+    pub shutdown: ShutdownConfig,
+}
+
+/// The embedded broker of the demo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Where the embedded MQTT broker listens.
+    pub broker_listen: String,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            broker_listen: "127.0.0.1:1884".into(),
+        }
+    }
+}
+
+/// How long a shutdown may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Longest wait (ms) for pending batches to reach ClickHouse on shutdown; rows not stored by
+    /// then were never acknowledged, so the broker redelivers them.
+    pub flush_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            flush_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// Loads the configuration: defaults, then `file` if given, then the environment, then
+/// `overrides` (flags, as a partial config).
+pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, Box<figment::Error>> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(Box::new(figment::Error::from(format!(
+                "config file {} does not exist",
+                path.display()
+            ))));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment
+        .merge(Env::prefixed("IOC__").split("__"))
+        .merge(overrides)
+        .extract()
+        .map_err(Box::new)
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail fixes the closure type.
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "iocd.toml",
+                "[mqtt]\nhost = \"broker.example\"\nport = 1999\n[dataflow]\nworkers = 3\n",
+            )?;
+            jail.set_env("IOC__MQTT__PORT", "2000");
+            jail.set_env("IOC__DATAFLOW__ALLOWED_LATENESS_MS", "1234");
+            let flags = Figment::from(Serialized::default("dataflow.workers", 4));
+            let c = load(Some(Path::new("iocd.toml")), flags).expect("loads");
+            assert_eq!(c.mqtt.host, "broker.example");
+            assert_eq!(c.mqtt.port, 2000);
+            assert_eq!(c.dataflow.allowed_lateness_ms, 1234);
+            assert_eq!(c.dataflow.workers, 4);
+            assert!(c.clickhouse.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("iocd.toml", "[mqtt]\nhots = \"x\"\n")?;
+            let e = load(Some(Path::new("iocd.toml")), Figment::new()).unwrap_err();
+            assert!(e.to_string().contains("hots"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../iocd.example.toml");
+        let c = load(Some(&path), Figment::new()).expect("example config loads");
+        assert!(c.clickhouse.is_some());
+    }
+}

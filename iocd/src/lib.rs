@@ -1,0 +1,8 @@
+//! The Da Nang IOC backend daemon, as a library so tests and the load generator can run the
+//! same pipeline in-process.
+
+pub mod broker;
+pub mod config;
+pub mod pipeline;
+
+pub use config::Config;

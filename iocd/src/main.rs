@@ -1,0 +1,223 @@
+//! `iocd`: the Da Nang IOC streaming backend.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use figment::providers::Serialized;
+use figment::Figment;
+use iocd::config::{self, Config};
+
+/// The Da Nang IOC streaming backend.
+#[derive(Debug, Parser)]
+#[command(name = "iocd", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process: an embedded MQTT broker, the simulated fleet, the pipeline
+    /// and the dashboard API. Needs no services.
+    Demo(DemoArgs),
+    /// The pipeline against external MQTT and ClickHouse.
+    Run(RunArgs),
+    /// Publish the simulated fleet to an external MQTT broker.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Configuration file (TOML); optional.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the HTTP API listens.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Store in this ClickHouse (HTTP URL), e.g. http://127.0.0.1:8123.
+    #[arg(long)]
+    clickhouse_url: Option<String>,
+    /// Simulated messages per second.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the HTTP API listens.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// Configuration file (TOML); its [simulator] and [mqtt] sections are used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// MQTT broker host.
+    #[arg(long)]
+    mqtt_host: Option<String>,
+    /// MQTT broker port.
+    #[arg(long)]
+    mqtt_port: Option<u16>,
+    /// Messages per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Seed of the fleet and the readings.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Share of malformed messages, 0–1.
+    #[arg(long)]
+    malformed_share: Option<f64>,
+    /// Share of messages sent out of order, 0–1.
+    #[arg(long)]
+    out_of_order_share: Option<f64>,
+}
+
+/// Flag overrides as a partial configuration, merged last.
+fn flags(pairs: Vec<(&str, Option<figment::value::Value>)>) -> Figment {
+    pairs
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .fold(Figment::new(), |f, (k, v)| {
+            f.merge(Serialized::default(k, v))
+        })
+}
+
+fn value<T: serde::Serialize>(v: Option<T>) -> Option<figment::value::Value> {
+    v.and_then(|v| figment::value::Value::serialize(v).ok())
+}
+
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot listen for ctrl-c; running until killed");
+        std::future::pending::<()>().await;
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo(args).await,
+            Command::Run(args) => run(args).await,
+            Command::Simulate(args) => simulate(args).await,
+        }
+    })
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let overrides = flags(vec![
+        ("http.listen", value(args.listen.map(|a| a.to_string()))),
+        ("clickhouse.url", value(args.clickhouse_url)),
+        ("simulator.rate_per_s", value(args.rate)),
+    ]);
+    let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    let (host, port) = split_host_port(&config.demo.broker_listen)?;
+    iocd::broker::start_embedded_broker(&config.demo.broker_listen)?;
+    config.mqtt.host = host.clone();
+    config.mqtt.port = port;
+
+    let listener = ioc_dashboard_api::bind(&config.http).await?;
+    let addr = listener.local_addr()?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!("Da Nang IOC demo");
+        println!("  health:     http://{addr}/healthz");
+        println!("  metrics:    http://{addr}/metrics");
+        println!("  live feed:  ws://{addr}/ws  (send {{\"type\":\"subscribe\"}})");
+        println!("  mqtt:       {host}:{port}  (topics ioc/v1/<kind>/<district>/<device>)");
+        match &config.clickhouse {
+            Some(ch) => println!("  clickhouse: {} database {}", ch.url, ch.database),
+            None => {
+                println!("  clickhouse: not configured (add --clickhouse-url to store results)")
+            }
+        }
+        println!("Press Ctrl-C to stop.");
+    }
+
+    let simulator = config.simulator.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sim = tokio::spawn(async move {
+        // Give the broker and the subscription a moment before the fleet starts talking.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut stop = stop_rx;
+        ioc_simulator::publish_mqtt(&simulator, &host, port, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+    });
+    let shutdown = async move {
+        ctrl_c().await;
+        let _ = stop_tx.send(true);
+    };
+    iocd::pipeline::run(config, listener, shutdown).await?;
+    match sim.await {
+        Ok(Ok(report)) => tracing::info!(?report, "simulator stopped"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "simulator failed"),
+        Err(e) => tracing::warn!(error = %e, "simulator task failed"),
+    }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = flags(vec![(
+        "http.listen",
+        value(args.listen.map(|a| a.to_string())),
+    )]);
+    let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    config.clickhouse.get_or_insert_with(Default::default);
+    let listener = ioc_dashboard_api::bind(&config.http).await?;
+    tracing::info!(addr = %listener.local_addr()?, "iocd running");
+    iocd::pipeline::run(config, listener, ctrl_c()).await
+}
+
+async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let overrides = flags(vec![
+        ("mqtt.host", value(args.mqtt_host)),
+        ("mqtt.port", value(args.mqtt_port)),
+        ("simulator.rate_per_s", value(args.rate)),
+        ("simulator.max_messages", value(args.count)),
+        ("simulator.seed", value(args.seed)),
+        ("simulator.malformed_share", value(args.malformed_share)),
+        (
+            "simulator.out_of_order_share",
+            value(args.out_of_order_share),
+        ),
+    ]);
+    let config: Config = config::load(args.config.as_deref(), overrides)?;
+    let report = ioc_simulator::publish_mqtt(
+        &config.simulator,
+        &config.mqtt.host,
+        config.mqtt.port,
+        ctrl_c(),
+    )
+    .await
+    .context("simulator")?;
+    tracing::info!(?report, "published");
+    Ok(())
+}
+
+fn split_host_port(listen: &str) -> anyhow::Result<(String, u16)> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("demo.broker_listen `{listen}` is not host:port"))?;
+    Ok((addr.ip().to_string(), addr.port()))
+}

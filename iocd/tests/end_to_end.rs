@@ -1,0 +1,462 @@
+//! End to end against the real mosquitto (127.0.0.1:1883) and ClickHouse (127.0.0.1:8123):
+//! readings published over MQTT, including malformed ones, duplicates and out-of-order ones,
+//! must land in ClickHouse exactly once, bad input in dead letters with its reason, window
+//! rows must equal an independent computation, and a WebSocket client must see the windows.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use ioc_schemas::{
+    Approach, Body, ControlMode, EventTime, Reading, SensorBody, SignalState, TrafficSignalBody,
+};
+use iocd::Config;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MINUTE: u64 = 60_000;
+
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+fn sensor(id: &str, device: &str, t: u64, value: f64) -> Reading {
+    Reading {
+        message_id: id.into(),
+        device_id: device.into(),
+        event_time: EventTime(t),
+        body: Body::Sensor(SensorBody {
+            metric: "water_level_m".into(),
+            value,
+            unit: "m".into(),
+        }),
+    }
+}
+
+fn junction(id: &str, device: &str, t: u64, vehicles: [u32; 2]) -> Reading {
+    let approach = |name: &str, v: u32| Approach {
+        approach: name.into(),
+        vehicles: v,
+        occupancy_pct: 20.0,
+        mean_speed_kmh: 30.0,
+        queue_length_m: 10.0,
+    };
+    Reading {
+        message_id: id.into(),
+        device_id: device.into(),
+        event_time: EventTime(t),
+        body: Body::TrafficSignal(TrafficSignalBody {
+            junction_id: device.into(),
+            state: SignalState::Green,
+            mode: ControlMode::Adaptive,
+            fault_code: None,
+            approaches: vec![
+                approach("north", vehicles[0]),
+                approach("south", vehicles[1]),
+            ],
+        }),
+    }
+}
+
+/// Publishes with QoS 1 and waits for every PUBACK.
+async fn publish_all(client_id: &str, messages: Vec<(String, Vec<u8>)>) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(options, messages.len() + 10);
+    let expected = messages.len();
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+            // Keep arrival order = publish order, which the test relies on.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        client
+    });
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked < expected {
+        assert!(
+            Instant::now() < deadline,
+            "only {acked}/{expected} publishes acknowledged"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("publisher connection failed: {e}"),
+            Err(_) => {}
+        }
+    }
+    let client = sender.await.unwrap();
+    client.disconnect().await.unwrap();
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+            _ => {}
+        }
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct WindowRow {
+    device_id: String,
+    metric: String,
+    window_size_ms: u64,
+    window_start_ms: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    mean: f64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct DeadLetterRow {
+    source: String,
+    code: String,
+    reason: String,
+    payload: Vec<u8>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
+    let run = run_id();
+    let database = format!("ioc_test_e2e_{run}");
+    let gauge = format!("e2e-{run}-gauge");
+    let tsc = format!("e2e-{run}-tsc");
+    let gauge_topic = format!("ioc/v1/sensor/cam_le/{gauge}");
+    let tsc_topic = format!("ioc/v1/traffic_signal/hai_chau/{tsc}");
+    let bad_topic = format!("ioc/v1/sensor/cam_le/{gauge}-bad");
+    let mismatch_topic = format!("ioc/v1/environment/cam_le/{gauge}");
+
+    // A past, 5-minute aligned base time, so the windows are deterministic.
+    let now = ioc_dataflow::Clock::now_ms(&ioc_dataflow::SystemClock);
+    let base = now - now % (5 * MINUTE) - 60 * MINUTE;
+
+    let mut config = Config::default();
+    config.mqtt.client_id = format!("iocd-e2e-{run}");
+    // Only this test's topics, so other tests' traffic cannot move this pipeline's watermark.
+    config.mqtt.topics = vec![
+        gauge_topic.clone(),
+        tsc_topic.clone(),
+        bad_topic.clone(),
+        mismatch_topic.clone(),
+    ];
+    config.dataflow.allowed_lateness_ms = 10_000;
+    // The test publishes past event times; keep the wall clock from closing windows early.
+    config.dataflow.idle_timeout_ms = 600_000;
+    config.clickhouse = Some(ioc_store::ClickHouseConfig {
+        database: database.clone(),
+        batch_max_wait_ms: 50,
+        ..Default::default()
+    });
+    config.http.listen = "127.0.0.1:0".parse().unwrap();
+
+    let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let pipeline = tokio::spawn(iocd::pipeline::run(config, listener, async move {
+        let _ = stop_rx.await;
+    }));
+
+    // Healthy means: ClickHouse migrated, dataflow up, MQTT connected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if http_get(addr, "/healthz").await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pipeline never became healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The subscription follows the connection; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    let subscribe = serde_json::json!({"type": "subscribe", "devices": [gauge.clone()]});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap();
+
+    // (message id, event offset in s, value, arrival slot). Arrival follows event time except
+    // where noted: one watermark covers all of the pipeline's sources.
+    let gauge_readings: &[(&str, u64, f64, f64)] = &[
+        ("g1", 5, 1.0, 5.0),
+        ("g2", 20, 2.0, 20.0),
+        ("g3", 55, 3.0, 55.0),
+        ("g4", 50, 4.0, 55.5), // 5 s out of order: within the lateness
+        ("g5", 70, 5.0, 70.0),
+        ("g6", 125, 6.0, 125.0),
+        ("g7", 100, 7.0, 125.5), // 25 s behind the newest: late, stored raw but not windowed
+        ("g8", 190, 8.0, 190.0),
+        ("g9", 299, 9.0, 299.0),
+    ];
+    let json = |r: &Reading| serde_json::to_vec(r).unwrap();
+    let mut slots: Vec<(f64, String, Vec<u8>)> = Vec::new();
+    for (id, offset, value, slot) in gauge_readings {
+        let r = sensor(&format!("{run}-{id}"), &gauge, base + offset * 1000, *value);
+        slots.push((*slot, gauge_topic.clone(), json(&r)));
+        if *id == "g2" {
+            // An exact duplicate, right behind the original.
+            slots.push((slot + 0.1, gauge_topic.clone(), json(&r)));
+        }
+    }
+    for (i, (offset, vehicles)) in [(10u64, [10, 5]), (40, [7, 8]), (80, [3, 1])]
+        .iter()
+        .enumerate()
+    {
+        let r = junction(
+            &format!("{run}-t{i}"),
+            &tsc,
+            base + offset * 1000,
+            *vehicles,
+        );
+        slots.push((*offset as f64, tsc_topic.clone(), json(&r)));
+    }
+    slots.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut messages: Vec<(String, Vec<u8>)> = slots.into_iter().map(|(_, t, p)| (t, p)).collect();
+    // Malformed input, each with the code it must be kept under.
+    let good = String::from_utf8(json(&sensor(
+        &format!("{run}-x"),
+        &format!("{gauge}-bad"),
+        base,
+        1.0,
+    )))
+    .unwrap();
+    let bad: Vec<(String, Vec<u8>, &str)> = vec![
+        (bad_topic.clone(), b"{not json".to_vec(), "malformed_json"),
+        (
+            bad_topic.clone(),
+            good.replace("\"message_id\"", "\"msg_id\"").into_bytes(),
+            "unknown_field",
+        ),
+        (
+            bad_topic.clone(),
+            good.replace("\"value\":1.0", "\"value\":\"high\"")
+                .into_bytes(),
+            "wrong_type",
+        ),
+        (
+            bad_topic.clone(),
+            good.replace("\"kind\":\"sensor\"", "\"kind\":\"radar\"")
+                .into_bytes(),
+            "unknown_kind",
+        ),
+        (
+            bad_topic.clone(),
+            good.replace(&base.to_string(), &(now + 86_400_000).to_string())
+                .into_bytes(),
+            "future_event_time",
+        ),
+        (
+            bad_topic.clone(),
+            good.replace("water_level_m", "Water Level").into_bytes(),
+            "out_of_range",
+        ),
+        (bad_topic.clone(), vec![0xc3, 0x28, 0xff], "invalid_utf8"),
+        (
+            mismatch_topic.clone(),
+            json(&sensor(&format!("{run}-y"), &gauge, base, 1.0)),
+            "source_mismatch",
+        ),
+    ];
+    for (topic, payload, _) in &bad {
+        messages.push((topic.clone(), payload.clone()));
+    }
+    // Far enough ahead to close every window above.
+    let closer = sensor(&format!("{run}-closer"), &gauge, base + 10 * MINUTE, 0.0);
+    messages.push((gauge_topic.clone(), json(&closer)));
+    publish_all(&format!("e2e-pub-{run}"), messages).await;
+
+    // Independent computation of the gauge's windows: on-time readings only, each once.
+    let on_time: Vec<(u64, f64)> = gauge_readings
+        .iter()
+        .filter(|(id, ..)| *id != "g7")
+        .map(|(_, o, v, _)| (base + o * 1000, *v))
+        .collect();
+    let mut expected: BTreeMap<(u64, u64), (u64, f64, f64, f64)> = BTreeMap::new();
+    for (t, v) in &on_time {
+        for size in [MINUTE, 5 * MINUTE] {
+            let e = expected
+                .entry((size, t - t % size))
+                .or_insert((0, 0.0, f64::MAX, f64::MIN));
+            e.0 += 1;
+            e.1 += v;
+            e.2 = e.2.min(*v);
+            e.3 = e.3.max(*v);
+        }
+    }
+
+    let client = clickhouse::Client::default()
+        .with_url("http://127.0.0.1:8123")
+        .with_database(&database)
+        .with_validation(false)
+        .with_setting("wait_end_of_query", "1");
+    // The gauge's, plus the junction's 4 metrics in two 1-minute windows and one 5-minute window.
+    let expected_windows = expected.len() + 4 * 3;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let readings: u64 = client
+            .query("SELECT count() FROM readings WHERE device_id IN (?, ?)")
+            .bind(&gauge)
+            .bind(&tsc)
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        let letters: u64 = client
+            .query("SELECT count() FROM dead_letters")
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        let windows: u64 = client
+            .query("SELECT count() FROM window_results WHERE device_id IN (?, ?) AND window_start_ms < ?")
+            .bind(&gauge)
+            .bind(&tsc)
+            .bind(base + 10 * MINUTE)
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        // 9 gauge readings + the closer + 3 junction readings.
+        if readings >= 13 && letters >= bad.len() as u64 && windows >= expected_windows as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {readings} readings, {letters} dead letters, {windows} windows"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Every valid reading exactly once (no FINAL: the pipeline dropped the duplicate itself).
+    let ids: Vec<(String, u64, u8)> = client
+        .query("SELECT message_id, count(), max(late) FROM readings WHERE device_id IN (?, ?) GROUP BY message_id ORDER BY message_id")
+        .bind(&gauge)
+        .bind(&tsc)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 13, "{ids:?}");
+    for (id, count, late) in &ids {
+        assert_eq!(*count, 1, "{id} stored {count} times");
+        assert_eq!(*late == 1, id.ends_with("-g7"), "late flag of {id}");
+    }
+
+    // Every malformed message kept with its reason.
+    let letters: Vec<DeadLetterRow> = client
+        .query("SELECT source, toString(code) AS code, reason, payload FROM dead_letters ORDER BY received_at_ms")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), bad.len(), "{letters:?}");
+    for ((topic, payload, code), row) in bad.iter().zip(&letters) {
+        assert_eq!(&row.source, topic);
+        assert_eq!(row.code, *code, "reason: {}", row.reason);
+        assert!(!row.reason.is_empty());
+        assert_eq!(&row.payload, payload, "payload kept byte for byte");
+    }
+
+    // Window rows equal the independent computation.
+    let rows: Vec<WindowRow> = client
+        .query("SELECT device_id, metric, window_size_ms, window_start_ms, count, sum, min, max, mean FROM window_results FINAL WHERE device_id = ? AND window_start_ms < ? ORDER BY window_size_ms, window_start_ms")
+        .bind(&gauge)
+        .bind(base + 10 * MINUTE - 5 * MINUTE)
+        .fetch_all()
+        .await
+        .unwrap();
+    let got: BTreeMap<(u64, u64), (u64, f64, f64, f64)> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.device_id, gauge);
+            assert_eq!(r.metric, "water_level_m");
+            assert!((r.mean - r.sum / r.count as f64).abs() < 1e-9);
+            (
+                (r.window_size_ms, r.window_start_ms),
+                (r.count, r.sum, r.min, r.max),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // The junction's vehicles are summed over approaches: 15 + 15 in the first minute.
+    let vehicles: Vec<(u64, u64, f64)> = client
+        .query("SELECT window_start_ms, count, sum FROM window_results FINAL WHERE device_id = ? AND metric = 'vehicles' AND window_size_ms = 60000 AND window_start_ms < ? ORDER BY window_start_ms")
+        .bind(&tsc)
+        .bind(base + 5 * MINUTE)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(vehicles, vec![(base, 2, 30.0), (base + MINUTE, 1, 4.0)]);
+
+    // The WebSocket client saw the gauge's windows as they closed.
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < expected.len() && Instant::now() < deadline {
+        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+        else {
+            continue;
+        };
+        let Ok(text) = message.into_text() else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if value["type"] == "window" {
+            let d = &value["data"];
+            assert_eq!(d["device_id"], gauge.as_str());
+            seen.insert(
+                (
+                    d["window_size_ms"].as_u64().unwrap(),
+                    d["window_start_ms"].as_u64().unwrap(),
+                ),
+                (
+                    d["count"].as_u64().unwrap(),
+                    d["sum"].as_f64().unwrap(),
+                    d["min"].as_f64().unwrap(),
+                    d["max"].as_f64().unwrap(),
+                ),
+            );
+        }
+    }
+    assert_eq!(seen, expected, "windows pushed over the WebSocket");
+
+    let (status, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("ioc_ingest_rejected_total"), "{metrics}");
+    assert!(metrics.contains("ioc_dataflow_late_readings_total"));
+
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(30), pipeline)
+        .await
+        .expect("pipeline stops")
+        .unwrap()
+        .unwrap();
+    client
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .unwrap();
+}

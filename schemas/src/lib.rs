@@ -1,0 +1,61 @@
+//! Wire and storage types of the Da Nang IOC backend. No I/O lives here.
+//!
+//! The wire format is one JSON envelope for every reading (see [`Reading`]); the JSON Schema
+//! files under `schemas/json/` are generated from these types by [`wire_schemas`].
+
+mod district;
+mod event_time;
+mod ingested;
+mod reading;
+mod reject;
+mod topic;
+mod window;
+
+pub use district::District;
+pub use event_time::{format_rfc3339_ms, EpochMs, EventTime};
+pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
+pub use reading::{
+    Approach, Body, CameraEventBody, CameraEventType, ControlMode, EnvironmentBody, Kind, Medium,
+    Reading, SensorBody, SignalState, TrafficSignalBody, ValidationLimits,
+};
+pub use reject::{RejectCode, Rejection};
+pub use topic::{parse_topic, reading_topic, TopicParts, TOPIC_PREFIX};
+pub use window::{WindowResult, WindowSpec};
+
+/// The published JSON Schema files: `(file name, pretty JSON)`.
+///
+/// `reading.schema.json` validates any reading; the per-kind files validate one kind's body,
+/// for vendors that build one kind of device.
+pub fn wire_schemas() -> Vec<(&'static str, String)> {
+    fn pretty(schema: &schemars::Schema) -> String {
+        let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+    vec![
+        (
+            "reading.schema.json",
+            pretty(&schemars::schema_for!(Reading)),
+        ),
+        (
+            "sensor-body.schema.json",
+            pretty(&schemars::schema_for!(SensorBody)),
+        ),
+        (
+            "traffic-signal-body.schema.json",
+            pretty(&schemars::schema_for!(TrafficSignalBody)),
+        ),
+        (
+            "camera-event-body.schema.json",
+            pretty(&schemars::schema_for!(CameraEventBody)),
+        ),
+        (
+            "environment-body.schema.json",
+            pretty(&schemars::schema_for!(EnvironmentBody)),
+        ),
+        (
+            "window-result.schema.json",
+            pretty(&schemars::schema_for!(WindowResult)),
+        ),
+    ]
+}

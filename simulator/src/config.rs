@@ -1,0 +1,159 @@
+//! The simulator's configuration.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SimulatorError;
+
+/// How the simulator generates and publishes readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Seed of the fleet's placement and of the reading stream; the same seed and start
+    /// time give the same messages.
+    pub seed: u64,
+    /// Messages per second to emit, for the whole fleet.
+    pub rate_per_s: f64,
+    /// When true, event times follow the wall clock and the devices' intervals are scaled by
+    /// one common factor so that the fleet emits `rate_per_s`. When false, simulated time
+    /// starts at `start_ms` and runs at `rate_per_s / natural fleet rate` × wall speed, with
+    /// the devices' natural intervals (load tests and replays).
+    pub real_time: bool,
+    /// Simulated start time (epoch ms) when `real_time` is false; `None` starts at the wall
+    /// clock. Ignored when `real_time` is true. Faster than real time, event times soon run
+    /// ahead of the wall clock and a receiver rejects them as future: replay a past period
+    /// for long runs.
+    pub start_ms: Option<u64>,
+    /// Share of messages (0–1) replaced by a malformed one, cycling through the kinds of
+    /// breakage.
+    pub malformed_share: f64,
+    /// Share of messages (0–1) held back and emitted later with their original event time.
+    pub out_of_order_share: f64,
+    /// The most an out-of-order message lags behind the simulated clock, ms.
+    pub out_of_order_max_delay_ms: u64,
+    /// Share of messages (0–1) that are re-sends of an earlier message (same id and payload).
+    pub duplicate_share: f64,
+    /// Stop after this many messages; `None` runs until shut down.
+    pub max_messages: Option<u64>,
+    /// The MQTT client id.
+    pub client_id: String,
+    /// Capacity of the bounded request channel into the MQTT event loop; publishing waits
+    /// when it is full (backpressure, nothing is dropped).
+    pub channel_capacity: usize,
+    /// QoS 1 publishes that may await their PUBACK at once.
+    pub max_inflight: u16,
+    /// First wait before reconnecting after a connection error, ms; doubled per failure.
+    pub reconnect_backoff_initial_ms: u64,
+    /// Longest wait between reconnection attempts, ms.
+    pub reconnect_backoff_max_ms: u64,
+    /// How long to wait for outstanding PUBACKs once publishing has stopped, ms.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig {
+            seed: 42,
+            rate_per_s: 200.0,
+            real_time: true,
+            start_ms: None,
+            malformed_share: 0.0,
+            out_of_order_share: 0.0,
+            out_of_order_max_delay_ms: 10_000,
+            duplicate_share: 0.0,
+            max_messages: None,
+            client_id: "ioc-simulator".to_owned(),
+            channel_capacity: 1024,
+            max_inflight: 100,
+            reconnect_backoff_initial_ms: 100,
+            reconnect_backoff_max_ms: 5_000,
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    /// Checks ranges and that the shares leave room for valid messages.
+    pub fn validate(&self) -> Result<(), SimulatorError> {
+        let bad = |m: String| Err(SimulatorError::InvalidConfig(m));
+        if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0) {
+            return bad(format!(
+                "rate_per_s must be positive, got {}",
+                self.rate_per_s
+            ));
+        }
+        for (name, v) in [
+            ("malformed_share", self.malformed_share),
+            ("out_of_order_share", self.out_of_order_share),
+            ("duplicate_share", self.duplicate_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(format!("{name} must be within 0 to 1, got {v}"));
+            }
+        }
+        let sum = self.malformed_share + self.out_of_order_share + self.duplicate_share;
+        // A duplicate copies a valid message, so some must remain when duplicates are asked.
+        if sum > 1.0 || (self.duplicate_share > 0.0 && sum >= 1.0) {
+            return bad(format!(
+                "malformed_share + out_of_order_share + duplicate_share must leave room for valid messages, got {sum}"
+            ));
+        }
+        if self.out_of_order_share > 0.0 && self.out_of_order_max_delay_ms == 0 {
+            return bad(
+                "out_of_order_max_delay_ms must be positive when out_of_order_share is".into(),
+            );
+        }
+        if self.client_id.is_empty() {
+            return bad("client_id must not be empty".into());
+        }
+        if self.channel_capacity == 0 || self.max_inflight == 0 {
+            return bad("channel_capacity and max_inflight must be positive".into());
+        }
+        if self.reconnect_backoff_initial_ms == 0
+            || self.reconnect_backoff_max_ms < self.reconnect_backoff_initial_ms
+        {
+            return bad(
+                "reconnect_backoff_initial_ms must be positive and at most reconnect_backoff_max_ms"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_partial_json() {
+        let c: SimulatorConfig = serde_json::from_str(r#"{"rate_per_s": 50.0}"#).unwrap();
+        assert_eq!(c.rate_per_s, 50.0);
+        assert_eq!(c.seed, 42);
+        assert!(c.real_time);
+        assert_eq!(c.out_of_order_max_delay_ms, 10_000);
+        assert_eq!(c.client_id, "ioc-simulator");
+        assert!(c.validate().is_ok());
+        assert!(serde_json::from_str::<SimulatorConfig>(r#"{"rate": 5}"#).is_err());
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = SimulatorConfig {
+            rate_per_s: 0.0,
+            ..SimulatorConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("rate_per_s"));
+        c.rate_per_s = 10.0;
+        c.malformed_share = 1.5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("malformed_share"));
+        c.malformed_share = 0.5;
+        c.duplicate_share = 0.5;
+        assert!(c.validate().is_err());
+        c.duplicate_share = 0.2;
+        assert!(c.validate().is_ok());
+    }
+}

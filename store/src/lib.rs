@@ -1,0 +1,116 @@
+//! ClickHouse storage of the Da Nang IOC backend: migrations at start-up, then batched,
+//! retried, idempotent inserts over HTTP (RowBinary, `clickhouse` crate).
+//!
+//! # Tables (migration 1)
+//!
+//! - `readings`: every valid reading, one long table. `ReplacingMergeTree(received_at_ms)`
+//!   ordered by `(kind, device_id, event_time_ms, message_id)`, partitioned by day of event
+//!   time. The raw JSON is kept in `payload`; `late` marks readings that came after the
+//!   allowed lateness.
+//! - `window_results`: one row per (kind, device, metric, window size, window start).
+//!   `ReplacingMergeTree(version)`: a correction with a higher version replaces the row.
+//! - `dead_letters`: rejected inputs with their code, reason and raw bytes (`MergeTree`).
+//!
+//! Every timestamp is a `DateTime` (seconds, UTC) beside a `UInt64` of epoch milliseconds,
+//! since ClickHouse 18.16 has no `DateTime64`. Enum columns are `Enum8` in the order of the
+//! `ALL` lists of `ioc-schemas`. Migrations are recorded in `<db>.schema_migrations`; a
+//! re-run applies nothing ([`migrate`]).
+//!
+//! # Idempotency
+//!
+//! Replaying a reading or a window (after a crash, or a source's redelivery) writes a second
+//! copy that collapses on merge; queries that must not double count read with `FINAL` (or
+//! `argMax`/`GROUP BY` on the sorting key). Dead letters are a plain log and may hold a
+//! replayed input twice.
+//!
+//! # Batching, retries, acknowledgements
+//!
+//! [`Store::writers`] starts one task per table behind a bounded queue of
+//! `channel_capacity` rows. A task inserts a batch when it holds `batch_max_rows` rows or
+//! `batch_max_wait_ms` after the batch's first row. A failed insert is retried with
+//! exponential back-off with jitter (`retry_initial_ms` doubling to `retry_max_ms`); a
+//! permanent error (a schema mismatch, say) is logged at error level and retried every
+//! `retry_max_ms`, since data must not be dropped. Meanwhile the queue fills and senders
+//! wait, so backpressure reaches ingest and memory stays bounded (queue plus one batch).
+//! Each row's [`ioc_schemas::Ack`] is called, in order, only after its batch's insert
+//! returned success.
+//!
+//! The client runs with `.with_validation(false)` (plain RowBinary) and
+//! `wait_end_of_query=1` (so errors come back as HTTP errors), which ClickHouse 18.16 and
+//! current releases both accept.
+
+mod config;
+mod error;
+mod metrics;
+mod migrate;
+mod rows;
+mod writer;
+
+pub use config::ClickHouseConfig;
+pub use error::{is_retryable_clickhouse, StoreError};
+pub use metrics::StoreMetrics;
+pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
+pub use rows::{
+    district_code, kind_code, transport_code, DeadLetterRow, ReadingRow, StoreRow, WindowRow,
+};
+pub use writer::{TableWriter, WriterTasks, Writers};
+
+/// A ClickHouse database and what is needed to write to it.
+#[derive(Debug, Clone)]
+pub struct Store {
+    cfg: ClickHouseConfig,
+    client: clickhouse::Client,
+    metrics: StoreMetrics,
+    migration: Option<MigrationReport>,
+}
+
+impl Store {
+    /// Validates the configuration and applies pending migrations. Fails if ClickHouse cannot
+    /// be reached ([`StoreError::is_retryable`] tells whether waiting may help).
+    pub async fn connect(
+        cfg: ClickHouseConfig,
+        metrics: StoreMetrics,
+    ) -> Result<Store, StoreError> {
+        let mut store = Store::new(cfg, metrics)?;
+        let report = migrate(&store.cfg).await?;
+        tracing::info!(
+            database = %report.database,
+            applied = ?report.applied,
+            "clickhouse schema up to date"
+        );
+        store.migration = Some(report);
+        Ok(store)
+    }
+
+    /// Validates the configuration without contacting ClickHouse or migrating, for a schema
+    /// managed elsewhere (and for tests of an unreachable server).
+    pub fn new(cfg: ClickHouseConfig, metrics: StoreMetrics) -> Result<Store, StoreError> {
+        cfg.validate()?;
+        Ok(Store {
+            client: cfg.client(),
+            cfg,
+            metrics,
+            migration: None,
+        })
+    }
+
+    /// Starts the writer tasks (one per table). Must be called within a tokio runtime.
+    pub fn writers(&self) -> (Writers, WriterTasks) {
+        writer::spawn_writers(&self.client, &self.cfg, &self.metrics)
+    }
+
+    /// A client for queries against the store's database (same settings as the writers).
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.client
+    }
+
+    /// What the start-up migration did; `None` for a store made with [`Store::new`].
+    pub fn migration_report(&self) -> Option<&MigrationReport> {
+        self.migration.as_ref()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClickHouseConfig {
+        &self.cfg
+    }
+}

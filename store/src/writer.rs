@@ -1,0 +1,317 @@
+//! Batched, retried writers: one task per table behind a bounded queue.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+use ioc_schemas::Ack;
+use prometheus::IntGauge;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::config::ClickHouseConfig;
+use crate::error::{is_retryable_clickhouse, StoreError};
+use crate::metrics::StoreMetrics;
+use crate::rows::{DeadLetterRow, ReadingRow, StoreRow, WindowRow};
+
+/// A handle that queues rows for one table. Cheap to clone; the table's task finishes (after
+/// a last flush) once every clone is dropped.
+pub struct TableWriter<R> {
+    tx: mpsc::Sender<(R, Option<Ack>)>,
+    queued: IntGauge,
+}
+
+impl<R> Clone for TableWriter<R> {
+    fn clone(&self) -> Self {
+        TableWriter {
+            tx: self.tx.clone(),
+            queued: self.queued.clone(),
+        }
+    }
+}
+
+impl<R: StoreRow> std::fmt::Debug for TableWriter<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWriter")
+            .field("table", &R::TABLE)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: StoreRow> TableWriter<R> {
+    /// Queues a row, waiting while the queue is full (backpressure). `ack` is called once
+    /// the row's batch is durably inserted. Fails only when the writer task has stopped; the
+    /// ack is then dropped uncalled, so the source redelivers.
+    pub async fn send(&self, row: R, ack: Option<Ack>) -> Result<(), StoreError> {
+        // Counted before the wait so the gauge never goes negative when the task is quicker.
+        self.queued.inc();
+        self.tx.send((row, ack)).await.map_err(|_| self.closed())
+    }
+
+    /// [`send`](Self::send) for threads outside the async runtime, such as timely workers:
+    /// blocks the thread while the queue is full.
+    ///
+    /// # Panics
+    ///
+    /// When called from within an async context (tokio forbids blocking there).
+    pub fn blocking_send(&self, row: R, ack: Option<Ack>) -> Result<(), StoreError> {
+        self.queued.inc();
+        self.tx.blocking_send((row, ack)).map_err(|_| self.closed())
+    }
+
+    /// The table this writer fills.
+    pub fn table(&self) -> &'static str {
+        R::TABLE
+    }
+
+    fn closed(&self) -> StoreError {
+        self.queued.dec();
+        StoreError::Closed { table: R::TABLE }
+    }
+}
+
+/// The writers of every table.
+#[derive(Debug, Clone)]
+pub struct Writers {
+    /// Raw readings.
+    pub readings: TableWriter<ReadingRow>,
+    /// Window aggregates.
+    pub windows: TableWriter<WindowRow>,
+    /// Rejected inputs.
+    pub dead_letters: TableWriter<DeadLetterRow>,
+}
+
+/// The running writer tasks.
+#[derive(Debug)]
+pub struct WriterTasks {
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl WriterTasks {
+    /// Waits until every task has flushed what it holds and stopped, which happens once all
+    /// [`Writers`] clones are dropped. While ClickHouse is unreachable a task keeps retrying
+    /// its last batch, so a shutdown should bound this wait with a timeout; rows not inserted
+    /// by then were never acknowledged and the sources redeliver them.
+    pub async fn join(self) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for (table, task) in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(table, error = %e, "store writer task failed");
+                first_error.get_or_insert(StoreError::WriterTask {
+                    table,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Starts one writer task per table.
+pub(crate) fn spawn_writers(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+    metrics: &StoreMetrics,
+) -> (Writers, WriterTasks) {
+    let (readings, t1) = spawn_writer::<ReadingRow>(client, cfg, metrics);
+    let (windows, t2) = spawn_writer::<WindowRow>(client, cfg, metrics);
+    let (dead_letters, t3) = spawn_writer::<DeadLetterRow>(client, cfg, metrics);
+    (
+        Writers {
+            readings,
+            windows,
+            dead_letters,
+        },
+        WriterTasks {
+            tasks: vec![
+                (ReadingRow::TABLE, t1),
+                (WindowRow::TABLE, t2),
+                (DeadLetterRow::TABLE, t3),
+            ],
+        },
+    )
+}
+
+fn spawn_writer<R: StoreRow>(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+    metrics: &StoreMetrics,
+) -> (TableWriter<R>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(cfg.channel_capacity);
+    let queued = metrics.queue_rows.with_label_values(&[R::TABLE]);
+    let task = Task::<R> {
+        client: client.clone(),
+        rx,
+        settings: Settings::from(cfg),
+        metrics: metrics.clone(),
+        queued: queued.clone(),
+    };
+    (TableWriter { tx, queued }, tokio::spawn(task.run()))
+}
+
+/// The writer settings a task needs.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    max_rows: usize,
+    max_wait: Duration,
+    insert_timeout: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+}
+
+impl From<&ClickHouseConfig> for Settings {
+    fn from(cfg: &ClickHouseConfig) -> Self {
+        Settings {
+            max_rows: cfg.batch_max_rows.max(1),
+            max_wait: cfg.batch_max_wait(),
+            insert_timeout: cfg.insert_timeout(),
+            retry_initial: Duration::from_millis(cfg.retry_initial_ms.max(1)),
+            retry_max: Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_initial_ms)),
+        }
+    }
+}
+
+struct Task<R> {
+    client: clickhouse::Client,
+    rx: mpsc::Receiver<(R, Option<Ack>)>,
+    settings: Settings,
+    metrics: StoreMetrics,
+    queued: IntGauge,
+}
+
+impl<R: StoreRow> Task<R> {
+    async fn run(mut self) {
+        let max_rows = self.settings.max_rows;
+        let mut items: Vec<(R, Option<Ack>)> = Vec::with_capacity(max_rows.min(65_536));
+        let mut rows: Vec<R> = Vec::with_capacity(items.capacity());
+        let mut acks: Vec<Ack> = Vec::new();
+        let mut open = true;
+        while open {
+            // The batch's clock starts with its first row.
+            if self.rx.recv_many(&mut items, max_rows).await == 0 {
+                break;
+            }
+            let deadline = tokio::time::sleep(self.settings.max_wait);
+            tokio::pin!(deadline);
+            while items.len() < max_rows {
+                let room = max_rows - items.len();
+                tokio::select! {
+                    n = self.rx.recv_many(&mut items, room) => {
+                        if n == 0 {
+                            open = false;
+                            break;
+                        }
+                    }
+                    () = &mut deadline => break,
+                }
+            }
+            for (row, ack) in items.drain(..) {
+                rows.push(row);
+                acks.extend(ack);
+            }
+            self.insert_until_done(&rows).await;
+            let n = rows.len() as u64;
+            self.metrics
+                .rows_written
+                .with_label_values(&[R::TABLE])
+                .inc_by(n);
+            self.queued.sub(n as i64);
+            rows.clear();
+            // Only now is the batch durable, so only now may the sources forget it.
+            for ack in acks.drain(..) {
+                ack.done();
+            }
+        }
+        tracing::debug!(table = R::TABLE, "store writer flushed and stopped");
+    }
+
+    /// Inserts the batch, retrying until it succeeds: data is never dropped, and holding the
+    /// batch while the queue fills is what pushes back on ingest.
+    async fn insert_until_done(&self, rows: &[R]) {
+        let s = self.settings;
+        let mut backoff = s.retry_initial;
+        let mut failures: u64 = 0;
+        loop {
+            let started = Instant::now();
+            match self.insert(rows).await {
+                Ok(()) => {
+                    self.metrics
+                        .batch_seconds
+                        .with_label_values(&[R::TABLE])
+                        .observe(started.elapsed().as_secs_f64());
+                    if failures > 0 {
+                        tracing::info!(
+                            table = R::TABLE,
+                            rows = rows.len(),
+                            failures,
+                            "store insert succeeded after retries"
+                        );
+                    }
+                    return;
+                }
+                Err(e) => {
+                    failures += 1;
+                    let retryable = is_retryable_clickhouse(&e);
+                    let kind = if retryable { "retryable" } else { "permanent" };
+                    self.metrics
+                        .batch_failures
+                        .with_label_values(&[R::TABLE, kind])
+                        .inc();
+                    // A permanent error (such as a schema mismatch) needs an operator; keep
+                    // the data and try again slowly rather than drop it.
+                    let delay = jitter(if retryable { backoff } else { s.retry_max });
+                    if retryable {
+                        tracing::warn!(table = R::TABLE, rows = rows.len(), failures, error = %e,
+                            retry_in_ms = delay.as_millis() as u64, "store insert failed; retrying");
+                    } else {
+                        tracing::error!(table = R::TABLE, rows = rows.len(), failures, error = %e,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "store insert failed permanently; keeping the batch and retrying");
+                    }
+                    tokio::time::sleep(delay).await;
+                    backoff = (backoff * 2).min(s.retry_max);
+                }
+            }
+        }
+    }
+
+    async fn insert(&self, rows: &[R]) -> Result<(), clickhouse::error::Error> {
+        let timeout = Some(self.settings.insert_timeout);
+        let mut insert = self
+            .client
+            .insert::<R>(R::TABLE)
+            .await?
+            .with_timeouts(timeout, timeout);
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+}
+
+/// Half the delay plus a random part of the other half, so writers of many processes do
+/// not retry in step.
+fn jitter(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let half_ns = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    // Each `RandomState` is freshly keyed, which is randomness enough for spreading retries.
+    let random = RandomState::new().hash_one(Instant::now());
+    half + Duration::from_nanos(random % half_ns.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_half_to_full() {
+        let d = Duration::from_millis(1000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let j = jitter(d);
+            assert!(j >= d / 2 && j <= d, "{j:?}");
+            seen.insert(j);
+        }
+        assert!(seen.len() > 100, "jitter varies: {} distinct", seen.len());
+        assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
+    }
+}

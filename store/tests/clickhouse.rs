@@ -1,0 +1,626 @@
+//! Against the real ClickHouse on 127.0.0.1:8123 (`.ci/servers.sh start`). Every test uses
+//! its own database and drops it at the end.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use ioc_schemas::{
+    Ack, Approach, Body, CameraEventBody, CameraEventType, ControlMode, DeadLetter, District,
+    EnvironmentBody, EventTime, IngestedReading, Medium, Reading, RejectCode, Rejection,
+    SensorBody, SignalState, TrafficSignalBody, Transport, WindowResult,
+};
+use ioc_store::{
+    is_retryable_clickhouse, migrate, ClickHouseConfig, DeadLetterRow, ReadingRow, Store,
+    StoreError, StoreMetrics, WindowRow,
+};
+use prometheus::Registry;
+use serde::Deserialize;
+
+const T0: u64 = 1_795_827_600_250; // 2026-11-28T01:00:00.250Z
+
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// A config for a database no other test uses, with quick batches and retries.
+fn test_config(test: &str) -> ClickHouseConfig {
+    let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+    ClickHouseConfig {
+        database: format!("ioc_test_store_{}_{n}_{test}", std::process::id()),
+        batch_max_wait_ms: 50,
+        retry_initial_ms: 20,
+        retry_max_ms: 200,
+        ..ClickHouseConfig::default()
+    }
+}
+
+async fn drop_database(cfg: &ClickHouseConfig) -> Result<()> {
+    clickhouse::Client::default()
+        .with_url(cfg.url.clone())
+        .with_validation(false)
+        .query(&format!("DROP DATABASE IF EXISTS {}", cfg.database))
+        .execute()
+        .await?;
+    Ok(())
+}
+
+fn metric(registry: &Registry, name: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus::proto::MetricType;
+    let mut total = 0.0;
+    for family in registry.gather().iter().filter(|f| f.name() == name) {
+        for m in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == *k && l.value() == *v)
+            });
+            if !matches {
+                continue;
+            }
+            total += match family.get_field_type() {
+                MetricType::COUNTER => m.get_counter().get_value(),
+                MetricType::GAUGE => m.get_gauge().get_value(),
+                // Histograms: how many observations.
+                _ => m.get_histogram().get_sample_count() as f64,
+            };
+        }
+    }
+    total
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+    let start = Instant::now();
+    while !done() {
+        ensure!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+fn ingested(
+    message_id: &str,
+    device_id: &str,
+    district: District,
+    body: Body,
+    event_ms: u64,
+) -> IngestedReading {
+    let reading = Reading {
+        message_id: message_id.into(),
+        device_id: device_id.into(),
+        event_time: EventTime(event_ms),
+        body,
+    };
+    let payload = serde_json::to_string(&reading).expect("a reading serialises");
+    IngestedReading {
+        source: format!(
+            "ioc/v1/{}/{}/{device_id}",
+            reading.kind().as_str(),
+            district.slug()
+        ),
+        reading,
+        district,
+        transport: Transport::Mqtt,
+        received_at_ms: event_ms + 120,
+        payload,
+    }
+}
+
+fn one_of_each_kind() -> Vec<IngestedReading> {
+    let mut measurements = BTreeMap::new();
+    measurements.insert("pm25".to_owned(), 31.5);
+    measurements.insert("no2".to_owned(), 12.0);
+    let mut camera = ingested(
+        "m-cam",
+        "cam-son_tra-7",
+        District::SonTra,
+        Body::CameraEvent(CameraEventBody {
+            camera_id: "cam-son_tra-7".into(),
+            event_type: CameraEventType::RedLightViolation,
+            confidence: 0.93,
+            plate: Some("43A-123.45".into()),
+            lane: Some(2),
+            count: None,
+            media_url: None,
+        }),
+        T0 + 2,
+    );
+    camera.transport = Transport::Kafka;
+    camera.source = "ioc.readings/3".into();
+    let mut sensor = ingested(
+        "m-sensor",
+        "rain-hai_chau-1",
+        District::HaiChau,
+        Body::Sensor(SensorBody {
+            metric: "temperature_c".into(),
+            value: 29.5,
+            unit: "°C".into(),
+        }),
+        T0,
+    );
+    // The payload is stored exactly as received, Vietnamese and all.
+    sensor.payload =
+        r#"{"message_id":"m-sensor","note":"Cầu Rồng, quận Sơn Trà — Đà Nẵng","unit":"°C"}"#
+            .to_owned();
+    vec![
+        sensor,
+        ingested(
+            "m-traffic",
+            "tl-thanh_khe-3",
+            District::ThanhKhe,
+            Body::TrafficSignal(TrafficSignalBody {
+                junction_id: "thanh_khe-3".into(),
+                state: SignalState::Green,
+                mode: ControlMode::Adaptive,
+                fault_code: None,
+                approaches: vec![Approach {
+                    approach: "north".into(),
+                    vehicles: 12,
+                    occupancy_pct: 20.0,
+                    mean_speed_kmh: 31.0,
+                    queue_length_m: 15.0,
+                }],
+            }),
+            T0 + 1,
+        ),
+        camera,
+        ingested(
+            "m-env",
+            "aq-hoa_vang-1",
+            District::HoaVang,
+            Body::Environment(EnvironmentBody {
+                station_id: "aq-hoa_vang-1".into(),
+                medium: Medium::Air,
+                measurements,
+            }),
+            T0 + 3,
+        ),
+    ]
+}
+
+fn window(device_id: &str, emitted_at_ms: u64) -> WindowResult {
+    WindowResult {
+        kind: ioc_schemas::Kind::TrafficSignal,
+        district: District::NguHanhSon,
+        device_id: device_id.into(),
+        metric: "vehicles".into(),
+        window_start_ms: 1_795_827_600_000,
+        window_size_ms: 60_000,
+        count: 4,
+        sum: 50.0,
+        min: 8.0,
+        max: 17.5,
+        mean: 12.5,
+        emitted_at_ms,
+    }
+}
+
+/// An ack that records its index.
+fn recording_ack(log: &Arc<Mutex<Vec<usize>>>, i: usize) -> Ack {
+    let log = Arc::clone(log);
+    Ack::new(move || log.lock().expect("ack log").push(i))
+}
+
+#[derive(Debug, PartialEq, clickhouse::Row, Deserialize)]
+struct EnumNames {
+    kind: String,
+    district: String,
+    transport: String,
+    event_time_s: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
+    let cfg = test_config("migrate");
+    let first = migrate(&cfg).await?;
+    assert_eq!(first.applied, vec![1]);
+    assert!(first.already_applied.is_empty());
+
+    let client = cfg.client();
+    let tables: Vec<(String, String)> = client
+        .query("SELECT name, engine FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(cfg.database.as_str())
+        .fetch_all()
+        .await?;
+    let expected = [
+        ("dead_letters", "MergeTree"),
+        ("readings", "ReplacingMergeTree"),
+        ("schema_migrations", "MergeTree"),
+        ("window_results", "ReplacingMergeTree"),
+    ];
+    let tables: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|(n, e)| (n.as_str(), e.as_str()))
+        .collect();
+    assert_eq!(tables, expected);
+
+    let second = migrate(&cfg).await?;
+    assert!(second.applied.is_empty(), "{second:?}");
+    assert_eq!(second.already_applied, vec![1]);
+    let recorded: u64 = client
+        .query("SELECT count() FROM schema_migrations")
+        .fetch_one()
+        .await?;
+    assert_eq!(recorded, 1);
+
+    let bad = ClickHouseConfig {
+        database: "ioc; DROP DATABASE ioc".into(),
+        ..cfg.clone()
+    };
+    let e = migrate(&bad)
+        .await
+        .expect_err("an injected name is refused");
+    assert!(matches!(e, StoreError::InvalidDatabaseName(_)), "{e}");
+    assert!(!e.is_retryable());
+
+    drop_database(&cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_of_every_table_round_trip() -> Result<()> {
+    let cfg = test_config("round_trip");
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    assert_eq!(
+        store.migration_report().map(|r| r.applied.clone()),
+        Some(vec![1])
+    );
+    let (writers, tasks) = store.writers();
+
+    let readings = one_of_each_kind();
+    let mut expected_readings = Vec::new();
+    for (i, r) in readings.iter().enumerate() {
+        let row = ReadingRow::new(r, i == 2);
+        expected_readings.push(row.clone());
+        writers.readings.send(row, None).await?;
+    }
+    let w = WindowRow::from(&window("tl-ngu_hanh_son-1", T0 + 60_000));
+    writers.windows.send(w.clone(), None).await?;
+
+    let letters = [
+        DeadLetter {
+            received_at_ms: T0,
+            transport: Transport::Mqtt,
+            source: "ioc/v1/sensor/hai_chau/x".into(),
+            payload: vec![0xff, 0xfe, b'{', 0x00, 0xc3, b'"'],
+            rejection: Rejection::new(RejectCode::InvalidUtf8, "byte 0 is not valid utf-8"),
+        },
+        DeadLetter {
+            received_at_ms: T0 + 1,
+            transport: Transport::Kafka,
+            source: "ioc.readings/0".into(),
+            payload: "{\"ghi_chú\": \"Ngũ Hành Sơn\"".as_bytes().to_vec(),
+            rejection: Rejection::new(RejectCode::PayloadTooLarge, "payload is 2 MiB"),
+        },
+    ];
+    let expected_letters: Vec<DeadLetterRow> = letters.iter().map(DeadLetterRow::from).collect();
+    // Dead letters go through the blocking API, as from a non-async thread.
+    let dl = writers.dead_letters.clone();
+    let rows = expected_letters.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        for row in rows {
+            dl.blocking_send(row, None)?;
+        }
+        Ok(())
+    })
+    .await??;
+
+    // Closing the writers flushes what they hold.
+    drop(writers);
+    tasks.join().await?;
+
+    let client = store.client();
+    let mut got: Vec<ReadingRow> = client
+        .query("SELECT ?fields FROM readings FINAL ORDER BY message_id")
+        .fetch_all()
+        .await?;
+    expected_readings.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    got.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    assert_eq!(got, expected_readings);
+    let sensor = got
+        .iter()
+        .find(|r| r.message_id == "m-sensor")
+        .context("sensor row")?;
+    assert!(sensor.payload.contains("Cầu Rồng, quận Sơn Trà — Đà Nẵng"));
+
+    // The Enum8 numbers name the right values on the server side.
+    let names: Vec<EnumNames> = client
+        .query(
+            "SELECT toString(kind), toString(district), toString(transport), \
+             toUInt32(toUnixTimestamp(event_time)) FROM readings ORDER BY event_time_ms",
+        )
+        .fetch_all()
+        .await?;
+    let expected_names: Vec<EnumNames> = readings
+        .iter()
+        .map(|r| EnumNames {
+            kind: r.reading.kind().as_str().to_owned(),
+            district: r.district.slug().to_owned(),
+            transport: r.transport.as_str().to_owned(),
+            event_time_s: (r.reading.event_time.0 / 1000) as u32,
+        })
+        .collect();
+    assert_eq!(names, expected_names);
+
+    let windows: Vec<WindowRow> = client
+        .query("SELECT ?fields FROM window_results FINAL")
+        .fetch_all()
+        .await?;
+    assert_eq!(windows, vec![w]);
+    let (kind, district): (String, String) = client
+        .query("SELECT toString(kind), toString(district) FROM window_results")
+        .fetch_one()
+        .await?;
+    assert_eq!(
+        (kind.as_str(), district.as_str()),
+        ("traffic_signal", "ngu_hanh_son")
+    );
+
+    let got_letters: Vec<DeadLetterRow> = client
+        .query("SELECT ?fields FROM dead_letters ORDER BY received_at_ms")
+        .fetch_all()
+        .await?;
+    assert_eq!(got_letters, expected_letters);
+    let codes: Vec<(String, String)> = client
+        .query("SELECT toString(code), hex(payload) FROM dead_letters ORDER BY received_at_ms")
+        .fetch_all()
+        .await?;
+    assert_eq!(
+        codes[0],
+        ("invalid_utf8".to_owned(), "FFFE7B00C322".to_owned())
+    );
+    assert_eq!(codes[1].0, "payload_too_large");
+
+    assert_eq!(
+        metric(
+            &registry,
+            "ioc_store_rows_written_total",
+            &[("table", "readings")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &registry,
+            "ioc_store_rows_written_total",
+            &[("table", "dead_letters")]
+        ),
+        2.0
+    );
+    assert_eq!(metric(&registry, "ioc_store_queue_rows", &[]), 0.0);
+    assert!(
+        metric(
+            &registry,
+            "ioc_store_batch_seconds",
+            &[("table", "window_results")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        metric(&registry, "ioc_store_batch_failures_total", &[]),
+        0.0
+    );
+
+    drop_database(&cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_reading_or_window_counts_once_with_final() -> Result<()> {
+    let cfg = test_config("replay");
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let (writers, tasks) = store.writers();
+
+    let original = one_of_each_kind().swap_remove(1);
+    let mut replay = original.clone();
+    replay.received_at_ms += 60_000; // redelivered a minute later
+    let mut other = original.clone();
+    other.reading.message_id = "m-traffic-2".into();
+
+    // Separate inserts, so the copies land in separate parts as a real replay would.
+    writers
+        .readings
+        .send(ReadingRow::new(&original, false), None)
+        .await?;
+    writers
+        .windows
+        .send(WindowRow::from(&window("tl-1", T0)), None)
+        .await?;
+    wait_until("the first insert", Duration::from_secs(10), || {
+        metric(&registry, "ioc_store_rows_written_total", &[]) >= 2.0
+    })
+    .await?;
+    writers
+        .readings
+        .send(ReadingRow::new(&replay, false), None)
+        .await?;
+    writers
+        .readings
+        .send(ReadingRow::new(&other, false), None)
+        .await?;
+    writers
+        .windows
+        .send(WindowRow::from(&window("tl-1", T0 + 5)), None)
+        .await?;
+    drop(writers);
+    tasks.join().await?;
+
+    let client = store.client();
+    let final_count: u64 = client
+        .query("SELECT count() FROM readings FINAL")
+        .fetch_one()
+        .await?;
+    assert_eq!(
+        final_count, 2,
+        "the replay collapses, the other message stays"
+    );
+    let kept: u64 = client
+        .query("SELECT received_at_ms FROM readings FINAL WHERE message_id = ?")
+        .bind(original.reading.message_id.as_str())
+        .fetch_one()
+        .await?;
+    assert_eq!(kept, replay.received_at_ms, "the latest copy wins");
+    let windows: u64 = client
+        .query("SELECT count() FROM window_results FINAL")
+        .fetch_one()
+        .await?;
+    assert_eq!(windows, 1);
+
+    drop_database(&cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_fire_in_order_only_after_the_insert_succeeded() -> Result<()> {
+    let cfg = test_config("acks");
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let client = store.client().clone();
+    let db = &cfg.database;
+    // With the table gone every insert fails permanently (unknown table).
+    client
+        .query(&format!("RENAME TABLE {db}.readings TO {db}.readings_away"))
+        .execute()
+        .await?;
+
+    let (writers, tasks) = store.writers();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut rows = Vec::new();
+    for (i, r) in one_of_each_kind().iter().enumerate() {
+        rows.push(ReadingRow::new(r, false));
+        writers
+            .readings
+            .send(ReadingRow::new(r, false), Some(recording_ack(&acked, i)))
+            .await?;
+    }
+    let failures = |kind: &str| {
+        metric(
+            &registry,
+            "ioc_store_batch_failures_total",
+            &[("table", "readings"), ("kind", kind)],
+        )
+    };
+    wait_until("permanent failures", Duration::from_secs(10), || {
+        failures("permanent") >= 2.0
+    })
+    .await?;
+    assert!(
+        acked.lock().expect("acks").is_empty(),
+        "no ack before the insert succeeds"
+    );
+    assert_eq!(
+        metric(&registry, "ioc_store_queue_rows", &[("table", "readings")]),
+        4.0
+    );
+    assert_eq!(failures("retryable"), 0.0);
+
+    // Fixing the schema lets the kept batch through; nothing was dropped.
+    client
+        .query(&format!("RENAME TABLE {db}.readings_away TO {db}.readings"))
+        .execute()
+        .await?;
+    wait_until("the acks", Duration::from_secs(10), || {
+        acked.lock().expect("acks").len() == 4
+    })
+    .await?;
+    assert_eq!(*acked.lock().expect("acks"), vec![0, 1, 2, 3]);
+    let stored: u64 = client
+        .query("SELECT count() FROM readings")
+        .fetch_one()
+        .await?;
+    assert_eq!(stored, 4, "acked rows are in ClickHouse");
+    assert_eq!(
+        metric(
+            &registry,
+            "ioc_store_rows_written_total",
+            &[("table", "readings")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(&registry, "ioc_store_queue_rows", &[("table", "readings")]),
+        0.0
+    );
+
+    drop(writers);
+    tasks.join().await?;
+    drop_database(&cfg).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_applies_backpressure_and_acks_nothing() -> Result<()> {
+    let cfg = ClickHouseConfig {
+        url: "http://127.0.0.1:1".into(),
+        channel_capacity: 10,
+        batch_max_rows: 5,
+        retry_initial_ms: 10,
+        retry_max_ms: 100,
+        ..test_config("unreachable")
+    };
+    let registry = Registry::new();
+    let metrics = StoreMetrics::new(&registry)?;
+
+    let e = Store::connect(cfg.clone(), metrics.clone())
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(e.is_retryable(), "connection refused is retryable: {e}");
+
+    let store = Store::new(cfg, metrics)?;
+    let (writers, _tasks) = store.writers();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (writers, acked, sent) = (writers.clone(), Arc::clone(&acked), Arc::clone(&sent));
+        let reading = one_of_each_kind().swap_remove(0);
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let mut r = reading.clone();
+                r.reading.message_id = format!("m{i}");
+                let row = ReadingRow::new(&r, false);
+                if writers
+                    .readings
+                    .send(row, Some(recording_ack(&acked, i)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let done = sent.load(Ordering::SeqCst);
+    // One batch of 5 held for retry plus 10 queued; the 16th send waits.
+    assert!((10..=15).contains(&done), "{done} sends completed");
+    assert!(!sender.is_finished(), "the 20th send is still waiting");
+    assert!(acked.lock().expect("acks").is_empty());
+    let retryable = metric(
+        &registry,
+        "ioc_store_batch_failures_total",
+        &[("table", "readings"), ("kind", "retryable")],
+    );
+    assert!(retryable >= 3.0, "{retryable} failures counted");
+    assert!(metric(&registry, "ioc_store_queue_rows", &[("table", "readings")]) >= 15.0);
+    assert_eq!(metric(&registry, "ioc_store_rows_written_total", &[]), 0.0);
+    sender.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sql_errors_are_classified_permanent() -> Result<()> {
+    let cfg = test_config("sql_errors");
+    migrate(&cfg).await?;
+    let client = cfg.client();
+    let e = client
+        .query("SELECT x FROM no_such_table")
+        .execute()
+        .await
+        .expect_err("unknown table");
+    assert!(!is_retryable_clickhouse(&e), "{e}");
+    let e = client
+        .query("SELEC 1")
+        .execute()
+        .await
+        .expect_err("syntax error");
+    assert!(!is_retryable_clickhouse(&e), "{e}");
+    drop_database(&cfg).await
+}
