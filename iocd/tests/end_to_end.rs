@@ -443,6 +443,34 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     }
     assert_eq!(seen, expected, "windows pushed over the WebSocket");
 
+    // The README's analyst queries run on this ClickHouse against this data.
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("```sql")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("README has an sql block");
+    let queries: Vec<String> = block
+        .split(';')
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(|q| q.replace("ioc.", &format!("{database}.")))
+        .collect();
+    // Rows each returns here: junction vehicles per hour (the test's hour, perhaps split over
+    // two), dead letters by reason (8 codes), late readings (1 group), PM2.5 (no air data).
+    let mut rows = Vec::new();
+    for q in &queries {
+        let n: u64 = client
+            .query(&format!("SELECT count() FROM ({q})"))
+            .fetch_one()
+            .await
+            .unwrap_or_else(|e| panic!("README query fails: {e}\n{q}"));
+        rows.push(n);
+    }
+    assert_eq!(rows.len(), 4, "{queries:?}");
+    assert!((1..=2).contains(&rows[0]), "{rows:?}");
+    assert_eq!(rows[1..], [8, 1, 0], "{rows:?}");
+
     let (status, metrics) = http_get(addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("ioc_ingest_rejected_total"), "{metrics}");
