@@ -58,26 +58,33 @@ async fn publish(
         .set_inflight(1000);
     let (client, mut eventloop) = AsyncClient::new(options, 10_000);
     let total = messages.len();
+    let publisher = client.clone();
     let sender = tokio::spawn(async move {
         for (topic, payload) in messages {
-            client
+            publisher
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await?;
         }
-        client.disconnect().await?;
         Ok::<_, rumqttc::ClientError>(())
     });
+    // Disconnect only once every publish is acknowledged: disconnecting right after the last
+    // publish is queued drops the PUBACKs of the up to 1000 still in flight.
     let mut acked = 0;
-    loop {
-        match eventloop.poll().await.context("publisher connection")? {
-            Event::Incoming(Packet::PubAck(_)) => acked += 1,
-            Event::Outgoing(Outgoing::Disconnect) => break,
-            _ => {}
+    while acked < total {
+        if let Event::Incoming(Packet::PubAck(_)) =
+            eventloop.poll().await.context("publisher connection")?
+        {
+            acked += 1;
         }
     }
     sender.await??;
-    if acked != total {
-        bail!("only {acked} of {total} publishes were acknowledged");
+    client.disconnect().await?;
+    loop {
+        if let Event::Outgoing(Outgoing::Disconnect) =
+            eventloop.poll().await.context("publisher connection")?
+        {
+            break;
+        }
     }
     Ok(())
 }

@@ -1,16 +1,21 @@
-//! Ingest for the Da Nang IOC backend: transports, decoding and validation.
+//! Ingest for the Da Nang IOC backend: the MQTT and Kafka sources, decoding and validation.
 //!
 //! Every transport turns a message into an [`ioc_schemas::Ingested`] record — a valid reading
 //! or a dead letter with its reason — carrying the acknowledgement to run once the record is
 //! durable. Bad input never panics and is never dropped: it becomes a dead letter.
 
 mod decode;
+mod kafka;
 mod metrics;
 mod mqtt;
+mod offsets;
+mod record;
 
 pub use decode::decode_reading;
+pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics, DISTRICT_HEADER};
 pub use metrics::IngestMetrics;
 pub use mqtt::{run_mqtt, MqttConfig};
+pub use offsets::OffsetTracker;
 
 /// What can go wrong in ingest.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,9 @@ pub enum IngestError {
     /// The MQTT client failed in a way reconnecting cannot fix. Permanent.
     #[error("mqtt: {0}")]
     Mqtt(String),
+    /// The Kafka client could not be set up (bad settings, unknown topics). Permanent.
+    #[error("kafka: {0}")]
+    Kafka(String),
 }
 
 impl IngestError {

@@ -1,6 +1,6 @@
 //! Ingest metrics.
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Counters of what ingest received, accepted and rejected.
 #[derive(Debug, Clone)]
@@ -19,6 +19,10 @@ pub struct IngestMetrics {
     pub connected: IntGauge,
     /// `ioc_ingest_stashed_records`: decoded records waiting for room in the pipeline.
     pub stashed: IntGauge,
+    /// `ioc_ingest_kafka_connected`: 1 while the Kafka consumer runs.
+    pub kafka_connected: IntGauge,
+    /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
+    pub kafka_lag: IntGaugeVec,
 }
 
 impl IngestMetrics {
@@ -69,6 +73,21 @@ impl IngestMetrics {
                 "ioc_ingest_stashed_records",
                 "Decoded records waiting for room in the pipeline.",
             )?,
+            kafka_connected: gauge(
+                "ioc_ingest_kafka_connected",
+                "1 while the Kafka consumer runs.",
+            )?,
+            kafka_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "ioc_ingest_kafka_lag_messages",
+                        "Messages between the consumer's position and the partition's end.",
+                    ),
+                    &["topic", "partition"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
         })
     }
 }

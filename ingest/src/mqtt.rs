@@ -10,16 +10,14 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
-use ioc_schemas::{
-    parse_topic, Ack, DeadLetter, Ingested, IngestedReading, RejectCode, Rejection, Transport,
-    ValidationLimits,
-};
+use ioc_schemas::{parse_topic, Ack, Ingested, RejectCode, Rejection, Transport, ValidationLimits};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::decode::decode_reading;
 use crate::metrics::IngestMetrics;
+use crate::record::{self, Arrival};
 use crate::{now_ms, IngestError};
 
 /// How to reach and read the MQTT broker.
@@ -205,7 +203,9 @@ fn to_record(
     let received_at_ms = now_ms();
     let ack = ack_for(publish, client, metrics);
     let topic = publish.topic.as_str();
-    let decoded = parse_topic(topic).and_then(|parts| {
+    let parts = parse_topic(topic);
+    let kind_label = parts.as_ref().map_or("unknown", |p| p.kind.as_str());
+    let decoded = parts.and_then(|parts| {
         let reading = decode_reading(
             &publish.payload,
             config.max_payload_bytes,
@@ -226,49 +226,14 @@ fn to_record(
         }
         Ok((reading, parts.district))
     });
-    let kind_label = parse_topic(topic).map_or("unknown", |p| p.kind.as_str());
-    metrics
-        .received
-        .with_label_values(&["mqtt", kind_label])
-        .inc();
-    match decoded {
-        Ok((reading, district)) => {
-            metrics
-                .accepted
-                .with_label_values(&["mqtt", kind_label])
-                .inc();
-            // Validated as UTF-8 by the decoder.
-            let payload = String::from_utf8_lossy(&publish.payload).into_owned();
-            Ingested::Reading(
-                IngestedReading {
-                    reading,
-                    district,
-                    transport: Transport::Mqtt,
-                    source: topic.to_owned(),
-                    received_at_ms,
-                    payload,
-                },
-                ack,
-            )
-        }
-        Err(rejection) => {
-            metrics
-                .rejected
-                .with_label_values(&["mqtt", kind_label, rejection.code.as_str()])
-                .inc();
-            tracing::debug!(topic, reason = %rejection, "rejected mqtt message");
-            Ingested::DeadLetter(
-                DeadLetter {
-                    received_at_ms,
-                    transport: Transport::Mqtt,
-                    source: topic.to_owned(),
-                    payload: publish.payload.to_vec(),
-                    rejection,
-                },
-                ack,
-            )
-        }
-    }
+    let arrival = Arrival {
+        transport: Transport::Mqtt,
+        source: topic.to_owned(),
+        payload: &publish.payload,
+        received_at_ms,
+        kind_label,
+    };
+    record::to_record(arrival, decoded, ack, metrics)
 }
 
 /// The PUBACK to send once the message is durable; none for QoS 0.

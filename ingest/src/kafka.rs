@@ -1,0 +1,442 @@
+//! The Kafka source: one topic per reading kind, keyed by device id, read in a consumer group.
+//!
+//! Offsets are stored for committing only once every message up to them is durably stored
+//! ([`OffsetTracker`]); librdkafka commits the stored offsets in the background and once more
+//! on shutdown. A crash therefore replays at most the messages after the last commit, which the
+//! store writes idempotently and the dataflow counts once.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ioc_schemas::{
+    Ack, District, Ingested, Kind, RejectCode, Rejection, Transport, ValidationLimits,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Statistics};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::decode::decode_reading;
+use crate::metrics::IngestMetrics;
+use crate::offsets::OffsetTracker;
+use crate::record::{self, Arrival};
+use crate::{now_ms, IngestError};
+
+/// The Kafka header naming a reading's district (its slug), until the device registry does.
+pub const DISTRICT_HEADER: &str = "district";
+
+/// The topic of each reading kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaTopics {
+    /// Topic of sensor readings.
+    pub sensor: String,
+    /// Topic of traffic-signal readings.
+    pub traffic_signal: String,
+    /// Topic of camera events.
+    pub camera_event: String,
+    /// Topic of environmental readings.
+    pub environment: String,
+}
+
+impl Default for KafkaTopics {
+    fn default() -> Self {
+        KafkaTopics {
+            sensor: "ioc.sensor".into(),
+            traffic_signal: "ioc.traffic_signal".into(),
+            camera_event: "ioc.camera_event".into(),
+            environment: "ioc.environment".into(),
+        }
+    }
+}
+
+impl KafkaTopics {
+    /// The topic of a kind.
+    pub fn topic(&self, kind: Kind) -> &str {
+        match kind {
+            Kind::Sensor => &self.sensor,
+            Kind::TrafficSignal => &self.traffic_signal,
+            Kind::CameraEvent => &self.camera_event,
+            Kind::Environment => &self.environment,
+        }
+    }
+
+    /// The kind a topic carries.
+    pub fn kind_of(&self, topic: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| self.topic(*k) == topic)
+    }
+}
+
+/// How to reach and read Kafka.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap brokers, comma-separated (`host:port,...`); empty leaves Kafka off.
+    pub brokers: String,
+    /// Consumer group; members of one group split the partitions between them.
+    pub group_id: String,
+    /// Client id, as brokers log it.
+    pub client_id: String,
+    /// The topic of each reading kind.
+    pub topics: KafkaTopics,
+    /// Where rejected messages are also produced (with `reject_code` and `reject_reason`
+    /// headers), beside the dead-letters table; none by default.
+    pub dead_letter_topic: Option<String>,
+    /// Where a new group starts: `earliest` or `latest`.
+    pub auto_offset_reset: String,
+    /// How often (ms) stored offsets are committed.
+    pub commit_interval_ms: u64,
+    /// Group session timeout (ms).
+    pub session_timeout_ms: u64,
+    /// Most data (KiB) librdkafka prefetches per partition while the pipeline is behind; with
+    /// the bounded queue into the pipeline this bounds memory during a store outage.
+    pub queued_max_kbytes: u64,
+    /// How often (ms) consumer lag is measured.
+    pub statistics_interval_ms: u64,
+    /// Largest accepted payload in bytes; larger ones are dead-lettered.
+    pub max_payload_bytes: usize,
+    /// How far ahead of this machine's clock (ms) an event time may be.
+    pub max_future_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            group_id: "iocd".into(),
+            client_id: "iocd".into(),
+            topics: KafkaTopics::default(),
+            dead_letter_topic: None,
+            auto_offset_reset: "earliest".into(),
+            commit_interval_ms: 1_000,
+            session_timeout_ms: 10_000,
+            queued_max_kbytes: 8_192,
+            statistics_interval_ms: 5_000,
+            max_payload_bytes: 64 * 1024,
+            max_future_ms: 5 * 60 * 1000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// Whether Kafka is configured.
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group_id)
+            .set("client.id", &self.client_id)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.commit.interval.ms",
+                self.commit_interval_ms.to_string(),
+            )
+            .set("auto.offset.reset", &self.auto_offset_reset)
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "queued.max.messages.kbytes",
+                self.queued_max_kbytes.to_string(),
+            )
+            .set(
+                "statistics.interval.ms",
+                self.statistics_interval_ms.to_string(),
+            )
+            .set("enable.partition.eof", "false");
+        c
+    }
+}
+
+/// Consumer callbacks: partition revocation and lag statistics.
+struct IngestContext {
+    tracker: Arc<OffsetTracker>,
+    metrics: IngestMetrics,
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                // librdkafka reports -1 for partitions it does not consume, and its internal
+                // partition -1.
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .kafka_lag
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            for e in list.elements() {
+                self.tracker.forget(e.topic(), e.partition());
+            }
+            tracing::info!(partitions = list.count(), "kafka partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "kafka partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Consumes the configured topics and forwards decoded records to `out` until `stop`
+/// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
+/// stored offsets before leaving the group. While `out` is full consumption pauses.
+pub async fn run_kafka(
+    config: KafkaConfig,
+    out: mpsc::Sender<Ingested>,
+    metrics: IngestMetrics,
+    stop: impl Future<Output = ()>,
+    drained: impl Future<Output = ()>,
+) -> Result<(), IngestError> {
+    let tracker = Arc::new(OffsetTracker::default());
+    let context = IngestContext {
+        tracker: Arc::clone(&tracker),
+        metrics: metrics.clone(),
+    };
+    let consumer: Arc<IngestConsumer> = Arc::new(
+        config
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?,
+    );
+    let topics: Vec<&str> = Kind::ALL.iter().map(|k| config.topics.topic(*k)).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| IngestError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
+    let dead_letter_producer = match &config.dead_letter_topic {
+        Some(_) => Some(
+            ClientConfig::new()
+                .set("bootstrap.servers", &config.brokers)
+                .set("client.id", format!("{}-dead-letters", config.client_id))
+                .create::<FutureProducer>()
+                .map_err(|e| IngestError::Kafka(format!("cannot create the producer: {e}")))?,
+        ),
+        None => None,
+    };
+    let limits = ValidationLimits {
+        max_future_ms: config.max_future_ms,
+        ..ValidationLimits::default()
+    };
+    tracing::info!(brokers = %config.brokers, group = %config.group_id, ?topics, "kafka consumer started");
+    metrics.kafka_connected.set(1);
+
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = &mut stop => break,
+            m = consumer.recv() => m,
+        };
+        let message = match message {
+            Ok(m) => {
+                backoff = Duration::from_millis(100);
+                m
+            }
+            Err(e) => {
+                metrics.reconnects.with_label_values(&["kafka"]).inc();
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let record = to_record(&message, &config, &limits, &consumer, &tracker, &metrics);
+        if let (Some(producer), Ingested::DeadLetter(letter, _)) = (&dead_letter_producer, &record)
+        {
+            forward_dead_letter(producer, &config, &message, &letter.rejection).await;
+        }
+        drop(message);
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            sent = out.send(record) => if sent.is_err() { break },
+        }
+    }
+    drop(out);
+    drained.await;
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last commit, or the group is gone: the next start resumes
+        // from the last commit, and replays are stored once.
+        tracing::debug!(error = %e, "final kafka commit");
+    }
+    consumer.unsubscribe();
+    metrics.kafka_connected.set(0);
+    Ok(())
+}
+
+/// Produces a rejected message to the dead-letter topic, best effort (the table has it).
+async fn forward_dead_letter(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    message: &BorrowedMessage<'_>,
+    rejection: &Rejection,
+) {
+    let Some(topic) = config.dead_letter_topic.as_deref() else {
+        return;
+    };
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: "reject_code",
+            value: Some(rejection.code.as_str()),
+        })
+        .insert(rdkafka::message::Header {
+            key: "reject_reason",
+            value: Some(rejection.detail.as_str()),
+        })
+        .insert(rdkafka::message::Header {
+            key: "source_topic",
+            value: Some(message.topic()),
+        });
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = message.payload() {
+        record = record.payload(payload);
+    }
+    if let Err((e, _)) = producer.send(record, Duration::from_secs(5)).await {
+        tracing::warn!(error = %e, topic, "cannot produce to the dead-letter topic");
+    }
+}
+
+fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+/// Decodes one message into a record whose acknowledgement marks its offset as stored.
+fn to_record(
+    message: &BorrowedMessage<'_>,
+    config: &KafkaConfig,
+    limits: &ValidationLimits,
+    consumer: &Arc<IngestConsumer>,
+    tracker: &Arc<OffsetTracker>,
+    metrics: &IngestMetrics,
+) -> Ingested {
+    let received_at_ms = now_ms();
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    tracker.taken(topic, partition, offset);
+    let ack = {
+        let (consumer, tracker) = (Arc::clone(consumer), Arc::clone(tracker));
+        let topic = topic.to_owned();
+        let failures = metrics.ack_failures.with_label_values(&["kafka"]);
+        Ack::new(move || {
+            if let Some(upto) = tracker.stored(&topic, partition, offset) {
+                if let Err(e) = consumer.store_offset(&topic, partition, upto) {
+                    // The partition was revoked meanwhile: its new owner resumes from the last
+                    // commit and the replay is stored once.
+                    failures.inc();
+                    tracing::debug!(error = %e, topic, partition, "cannot store kafka offset");
+                }
+            }
+        })
+    };
+    let kind = config.topics.kind_of(topic);
+    let payload = message.payload().unwrap_or_default();
+    let decoded = decode_kafka(message, kind, payload, config, limits, received_at_ms);
+    let arrival = Arrival {
+        transport: Transport::Kafka,
+        source: format!("{topic}/{partition}@{offset}"),
+        payload,
+        received_at_ms,
+        kind_label: kind.map_or("unknown", Kind::as_str),
+    };
+    record::to_record(arrival, decoded, Some(ack), metrics)
+}
+
+fn decode_kafka(
+    message: &BorrowedMessage<'_>,
+    kind: Option<Kind>,
+    payload: &[u8],
+    config: &KafkaConfig,
+    limits: &ValidationLimits,
+    received_at_ms: u64,
+) -> Result<(ioc_schemas::Reading, District), Rejection> {
+    let mismatch = |detail: String| Rejection::new(RejectCode::SourceMismatch, detail);
+    let topic = message.topic();
+    let kind = kind.ok_or_else(|| mismatch(format!("topic `{topic}` is not a reading topic")))?;
+    let reading = decode_reading(payload, config.max_payload_bytes, received_at_ms, limits)?;
+    if reading.kind() != kind {
+        return Err(mismatch(format!(
+            "payload is {} but topic `{topic}` carries {kind}",
+            reading.kind()
+        )));
+    }
+    if let Some(key) = message.key() {
+        if key != reading.device_id.as_bytes() {
+            return Err(mismatch(format!(
+                "message key `{}` is not the payload's device `{}`",
+                String::from_utf8_lossy(key),
+                reading.device_id
+            )));
+        }
+    }
+    let district = header(message, DISTRICT_HEADER)
+        .ok_or_else(|| {
+            mismatch(format!(
+                "the message has no `{DISTRICT_HEADER}` header naming the device's district"
+            ))
+        })
+        .and_then(|raw| {
+            let slug = String::from_utf8_lossy(raw);
+            District::from_slug(&slug).ok_or_else(|| {
+                mismatch(format!(
+                    "header `{DISTRICT_HEADER}` names the unknown district `{slug}`"
+                ))
+            })
+        })?;
+    Ok((reading, district))
+}
+
+/// Per-topic partition counts, for operators checking a deployment (`iocd` logs them).
+pub fn describe_topics(config: &KafkaConfig) -> Result<BTreeMap<String, usize>, IngestError> {
+    let consumer: BaseConsumer = config
+        .consumer_config()
+        .create()
+        .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?;
+    let mut counts = BTreeMap::new();
+    for kind in Kind::ALL {
+        let topic = config.topics.topic(kind);
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| IngestError::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        counts.insert(topic.to_owned(), partitions);
+    }
+    Ok(counts)
+}
