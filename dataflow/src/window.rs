@@ -229,10 +229,22 @@ mod tests {
                 (input, cap, results.capture())
             });
             // Out of order: times 12 and 3 are both still open (the capability is at 0).
-            input.activate().session(&cap.delayed(&12)).give(sample("a", 12, 5.0));
-            input.activate().session(&cap.delayed(&3)).give(sample("a", 3, 1.0));
-            input.activate().session(&cap.delayed(&7)).give(sample("a", 7, 2.0));
-            input.activate().session(&cap.delayed(&7)).give(sample("b", 7, 9.0));
+            input
+                .activate()
+                .session(&cap.delayed(&12))
+                .give(sample("a", 12, 5.0));
+            input
+                .activate()
+                .session(&cap.delayed(&3))
+                .give(sample("a", 3, 1.0));
+            input
+                .activate()
+                .session(&cap.delayed(&7))
+                .give(sample("a", 7, 2.0));
+            input
+                .activate()
+                .session(&cap.delayed(&7))
+                .give(sample("b", 7, 9.0));
             let mut cap = cap;
             cap.downgrade(&9);
             for _ in 0..5 {
@@ -240,9 +252,7 @@ mod tests {
             }
             // Frontier at 9: window [0, 10) may still receive input, so nothing yet.
             assert!(
-                captured
-                    .try_iter()
-                    .all(|e| matches!(e, Event::Progress(_))),
+                captured.try_iter().all(|e| matches!(e, Event::Progress(_))),
                 "a window was emitted before the frontier passed its end"
             );
             cap.downgrade(&10);
@@ -262,7 +272,15 @@ mod tests {
             })
             .flat_map(|(time, results)| {
                 results.into_iter().map(move |r| {
-                    (time, r.device_id, r.window_start_ms, r.count, r.sum, r.min, r.max)
+                    (
+                        time,
+                        r.device_id,
+                        r.window_start_ms,
+                        r.count,
+                        r.sum,
+                        r.min,
+                        r.max,
+                    )
                 })
             })
             .collect();
@@ -281,6 +299,9 @@ mod tests {
     fn device_routes_are_stable() {
         // FNV-1a of "a": fixed, so every process of a cluster agrees.
         assert_eq!(device_route("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(device_route("tsc-hai_chau-001"), device_route("tsc-hai_chau-002"));
+        assert_ne!(
+            device_route("tsc-hai_chau-001"),
+            device_route("tsc-hai_chau-002")
+        );
     }
 }
