@@ -208,8 +208,9 @@ struct Feeder<'c, O: Outputs> {
 
 impl<O: Outputs> Feeder<'_, O> {
     fn take(&mut self, record: Ingested) {
-        let (reading, ack) = match record {
-            Ingested::Reading(reading, ack) => (reading, ack),
+        let (reading, ack, replayed) = match record {
+            Ingested::Reading(reading, ack) => (reading, ack, false),
+            Ingested::Replayed(reading) => (reading, None, true),
             Ingested::DeadLetter(letter, ack) => {
                 self.outputs.dead_letter(letter, ack);
                 return;
@@ -217,19 +218,23 @@ impl<O: Outputs> Feeder<'_, O> {
         };
         let event_ms = reading.reading.event_time.0;
         let kind = reading.reading.kind();
-        if !self.recent.insert(
+        let first = self.recent.insert(
             &reading.reading.device_id,
             &reading.reading.message_id,
             event_ms,
-        ) {
-            self.metrics
-                .duplicates
-                .with_label_values(&[kind.as_str()])
-                .inc();
-            self.outputs.duplicate(reading, ack);
+        );
+        if !first {
+            if !replayed {
+                self.metrics
+                    .duplicates
+                    .with_label_values(&[kind.as_str()])
+                    .inc();
+                self.outputs.duplicate(reading, ack);
+            }
             return;
         }
-        if self.watermark.is_late(event_ms) {
+        // Replays come in event-time order, so none is late; they are stored already.
+        if !replayed && self.watermark.is_late(event_ms) {
             self.metrics.late.with_label_values(&[kind.as_str()]).inc();
             self.outputs.raw_reading(reading, true, ack);
             return;
@@ -249,7 +254,9 @@ impl<O: Outputs> Feeder<'_, O> {
                 value,
             });
         }
-        self.outputs.raw_reading(reading, false, ack);
+        if !replayed {
+            self.outputs.raw_reading(reading, false, ack);
+        }
     }
 
     /// Sends this step's samples at their epochs.

@@ -84,6 +84,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Client id, as brokers log it.
     pub client_id: String,
+    /// Static group membership (KIP-345): a stable id per instance lets a restarted instance
+    /// take its partitions back at once instead of waiting for the group to notice it left.
+    pub group_instance_id: Option<String>,
     /// The topic of each reading kind.
     pub topics: KafkaTopics,
     /// Where rejected messages are also produced (with `reject_code` and `reject_reason`
@@ -112,6 +115,7 @@ impl Default for KafkaConfig {
             brokers: String::new(),
             group_id: "iocd".into(),
             client_id: "iocd".into(),
+            group_instance_id: None,
             topics: KafkaTopics::default(),
             dead_letter_topic: None,
             auto_offset_reset: "earliest".into(),
@@ -153,6 +157,9 @@ impl KafkaConfig {
                 self.statistics_interval_ms.to_string(),
             )
             .set("enable.partition.eof", "false");
+        if let Some(id) = &self.group_instance_id {
+            c.set("group.instance.id", id);
+        }
         c
     }
 }

@@ -24,6 +24,8 @@ use crate::{now_ms, IngestError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
+    /// Read from MQTT; off for a Kafka-only deployment.
+    pub enabled: bool,
     /// Broker host name or address.
     pub host: String,
     /// Broker port.
@@ -57,6 +59,7 @@ pub struct MqttConfig {
 impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
+            enabled: true,
             host: "127.0.0.1".into(),
             port: 1883,
             client_id: "iocd".into(),

@@ -8,7 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use ioc_dashboard_api::HttpConfig;
 use ioc_dataflow::DataflowConfig;
-use ioc_ingest::MqttConfig;
+use ioc_ingest::{KafkaConfig, MqttConfig};
 use ioc_simulator::SimulatorConfig;
 use ioc_store::ClickHouseConfig;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The MQTT source.
     pub mqtt: MqttConfig,
+    /// The Kafka source; on when `brokers` is set.
+    pub kafka: KafkaConfig,
     /// The event-time dataflow.
     pub dataflow: DataflowConfig,
     /// ClickHouse. `iocd run` always stores (the defaults reach a local server); `iocd demo`
@@ -32,6 +34,28 @@ pub struct Config {
     pub demo: DemoConfig,
     /// Shutdown behaviour.
     pub shutdown: ShutdownConfig,
+    /// Start-up after a stop or crash.
+    pub restart: RestartConfig,
+}
+
+/// How windows open at the last stop are rebuilt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestartConfig {
+    /// Rebuild the open windows from the stored readings at start-up.
+    pub rebuild_windows: bool,
+    /// How far (ms) before the last watermark the rebuild starts, so windows that closed just
+    /// before a crash, whose results may not have been stored yet, come out again.
+    pub rebuild_margin_ms: u64,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        RestartConfig {
+            rebuild_windows: true,
+            rebuild_margin_ms: 60_000,
+        }
+    }
 }
 
 /// The embedded broker of the demo.

@@ -80,6 +80,10 @@ struct SimulateArgs {
     /// Share of messages sent out of order, 0–1.
     #[arg(long)]
     out_of_order_share: Option<f64>,
+    /// Publish to these Kafka brokers (`host:port,...`), one topic per kind as in [kafka]
+    /// topics, instead of MQTT.
+    #[arg(long)]
+    kafka: Option<String>,
 }
 
 /// Flag overrides as a partial configuration, merged last.
@@ -105,6 +109,7 @@ async fn ctrl_c() {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,rumqttd=off".into()),
@@ -203,13 +208,27 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         ),
     ]);
     let config: Config = config::load(args.config.as_deref(), overrides)?;
-    let report = ioc_simulator::publish_mqtt(
-        &config.simulator,
-        &config.mqtt.host,
-        config.mqtt.port,
-        ctrl_c(),
-    )
-    .await
+    let report = match args.kafka {
+        Some(brokers) => {
+            let topics = config.kafka.topics.clone();
+            ioc_simulator::publish_kafka(
+                &config.simulator,
+                &brokers,
+                |kind| topics.topic(kind).to_owned(),
+                ctrl_c(),
+            )
+            .await
+        }
+        None => {
+            ioc_simulator::publish_mqtt(
+                &config.simulator,
+                &config.mqtt.host,
+                config.mqtt.port,
+                ctrl_c(),
+            )
+            .await
+        }
+    }
     .context("simulator")?;
     tracing::info!(?report, "published");
     Ok(())

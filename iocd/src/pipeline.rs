@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ioc_dashboard_api::{ApiState, LiveFeed};
+use ioc_dataflow::DataflowConfig;
 use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
+use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
-use ioc_schemas::{Ack, DeadLetter, IngestedReading, WindowResult};
+use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
 use ioc_store::{DeadLetterRow, ReadingRow, Store, StoreMetrics, WindowRow, Writers};
 use prometheus::IntCounterVec;
+use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
@@ -137,8 +140,17 @@ pub async fn run(
     )?;
     registry.register(Box::new(unstored.clone()))?;
 
-    for component in ["mqtt", "clickhouse", "dataflow"] {
-        state.health().set_component(component, false, "starting");
+    let sources_on = [
+        ("mqtt", config.mqtt.enabled),
+        ("kafka", config.kafka.enabled()),
+    ];
+    for (component, on) in [("clickhouse", true), ("dataflow", true)]
+        .into_iter()
+        .chain(sources_on)
+    {
+        if on {
+            state.health().set_component(component, false, "starting");
+        }
     }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -195,33 +207,60 @@ pub async fn run(
         format!("{} workers", config.dataflow.workers),
     );
 
+    if let (Some(store), true) = (&store, config.restart.rebuild_windows) {
+        rebuild_open_windows(store, &config, &input_tx, &registry).await?;
+    }
+
     let (drained_tx, drained_rx) = watch::channel(false);
-    let mqtt = tokio::spawn(ioc_ingest::run_mqtt(
-        config.mqtt.clone(),
-        input_tx,
-        ingest_metrics.clone(),
-        {
-            let mut stop = stop_rx.clone();
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }
-        },
-        {
-            let mut drained = drained_rx;
-            async move {
-                let _ = drained.wait_for(|d| *d).await;
-            }
-        },
-    ));
+    let until = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|flag| *flag).await;
+        }
+    };
+    let mut sources = Vec::new();
+    if config.mqtt.enabled {
+        sources.push((
+            "mqtt",
+            tokio::spawn(ioc_ingest::run_mqtt(
+                config.mqtt.clone(),
+                input_tx.clone(),
+                ingest_metrics.clone(),
+                until(&stop_rx),
+                until(&drained_rx),
+            )),
+        ));
+    }
+    if config.kafka.enabled() {
+        sources.push((
+            "kafka",
+            tokio::spawn(ioc_ingest::run_kafka(
+                config.kafka.clone(),
+                input_tx.clone(),
+                ingest_metrics.clone(),
+                until(&stop_rx),
+                until(&drained_rx),
+            )),
+        ));
+    }
+    if sources.is_empty() {
+        anyhow::bail!("no source configured: enable [mqtt] or set kafka.brokers");
+    }
+    // The sources hold the only senders: the dataflow ends when they stop.
+    drop(input_tx);
     let health = state.clone();
+    let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
     let health_task = tokio::spawn(async move {
         loop {
-            let up = ingest_metrics.connected.get() == 1;
-            health.health().set_component(
-                "mqtt",
-                up,
-                if up { "connected" } else { "not connected" },
-            );
+            for (name, on, up) in [
+                ("mqtt", mqtt_on, ingest_metrics.connected.get() == 1),
+                ("kafka", kafka_on, ingest_metrics.kafka_connected.get() == 1),
+            ] {
+                if on {
+                    let detail = if up { "connected" } else { "not connected" };
+                    health.health().set_component(name, up, detail);
+                }
+            }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     });
@@ -240,9 +279,97 @@ pub async fn run(
         }
     }
     let _ = drained_tx.send(true);
-    mqtt.await.context("mqtt task")??;
+    for (name, source) in sources {
+        source.await.with_context(|| format!("{name} task"))??;
+    }
     dataflow_result.context("dataflow task")??;
     finish_api(api).await
+}
+
+/// Where the rebuild starts: `margin_ms` before the watermark the stored readings imply,
+/// aligned down to every window size, so no window straddles the start.
+fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let span = config
+        .window_sizes_ms
+        .iter()
+        .fold(1, |lcm, &size| lcm / gcd(lcm, size) * size);
+    let t = newest_ms
+        .saturating_sub(config.allowed_lateness_ms)
+        .saturating_sub(margin_ms);
+    t - t % span
+}
+
+/// Feeds the stored readings of every window that may still have been open when the process
+/// last stopped back into the dataflow, so those windows come out as if it had never stopped.
+/// Readings the sources then deliver again are recognised as repeats.
+async fn rebuild_open_windows(
+    store: &Store,
+    config: &Config,
+    input: &mpsc::Sender<Ingested>,
+    registry: &prometheus::Registry,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let Some(newest) = store.newest_on_time_event_ms().await? else {
+        return Ok(());
+    };
+    let from = rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms);
+    let mut cursor = store.replay_on_time_readings(from)?;
+    let limits = ValidationLimits {
+        max_future_ms: u64::MAX / 4,
+        min_event_time_ms: 0,
+    };
+    let (mut rows, mut replayed) = (0u64, 0u64);
+    while let Some(stored) = cursor.next().await? {
+        rows += 1;
+        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
+            Ok(reading) => {
+                let record = Ingested::Replayed(IngestedReading {
+                    reading,
+                    district: stored.district,
+                    transport: stored.transport,
+                    source: stored.source,
+                    received_at_ms: stored.received_at_ms,
+                    payload: stored.payload,
+                });
+                input
+                    .send(record)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the dataflow stopped during the rebuild"))?;
+                replayed += 1;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored reading no longer decodes; left out of the rebuild")
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let rows_gauge = prometheus::IntGauge::new(
+        "ioc_pipeline_rebuild_rows",
+        "Stored readings read back at start-up to rebuild open windows.",
+    )?;
+    let seconds_gauge = prometheus::Gauge::new(
+        "ioc_pipeline_rebuild_seconds",
+        "Time spent reading back stored readings at start-up.",
+    )?;
+    rows_gauge.set(rows as i64);
+    seconds_gauge.set(seconds);
+    registry.register(Box::new(rows_gauge))?;
+    registry.register(Box::new(seconds_gauge))?;
+    tracing::info!(
+        rows,
+        replayed,
+        from = %ioc_schemas::format_rfc3339_ms(from),
+        seconds,
+        "rebuilt open windows from stored readings"
+    );
+    Ok(())
 }
 
 async fn finish_api(
@@ -250,4 +377,23 @@ async fn finish_api(
 ) -> anyhow::Result<()> {
     api.await.context("http task")??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rebuild_starts_before_the_watermark_on_a_boundary_of_every_window() {
+        let config = DataflowConfig {
+            allowed_lateness_ms: 10_000,
+            window_sizes_ms: vec![60_000, 300_000, 900_000],
+            ..DataflowConfig::default()
+        };
+        // Newest 10:07:30 → watermark 10:07:20 → minus 60 s margin 10:06:20 → 10:00:00.
+        let t = |h: u64, m: u64, s: u64| ((h * 60 + m) * 60 + s) * 1000;
+        assert_eq!(rebuild_from(t(10, 7, 30), &config, 60_000), t(10, 0, 0));
+        assert_eq!(rebuild_from(t(10, 16, 30), &config, 60_000), t(10, 15, 0));
+        assert_eq!(rebuild_from(5_000, &config, 60_000), 0);
+    }
 }

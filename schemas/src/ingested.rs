@@ -92,4 +92,7 @@ pub enum Ingested {
     Reading(IngestedReading, Option<Ack>),
     /// A rejected input.
     DeadLetter(DeadLetter, Option<Ack>),
+    /// A reading already stored, read back at start-up to rebuild windows that were open when
+    /// the process stopped: counted in windows, not stored again, nothing to acknowledge.
+    Replayed(IngestedReading),
 }

@@ -34,7 +34,7 @@ pub struct PublishReport {
 }
 
 impl PublishReport {
-    fn count(&mut self, class: MessageClass) {
+    pub(crate) fn count(&mut self, class: MessageClass) {
         self.sent += 1;
         match class {
             MessageClass::Valid => self.valid += 1,
@@ -47,7 +47,7 @@ impl PublishReport {
 
 /// Messages due within this much of now go out without sleeping, so high rates publish in
 /// batches of a few ms instead of waking per message.
-const PACING_SLACK: Duration = Duration::from_millis(2);
+pub(crate) const PACING_SLACK: Duration = Duration::from_millis(2);
 /// How long a clean disconnect may take once everything is acknowledged.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_PACKET_BYTES: usize = 1 << 20;
@@ -56,6 +56,32 @@ fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Where the stream starts: the wall clock in real-time mode, else `cfg.start_ms` (or the wall
+/// clock).
+pub(crate) fn start_ms(cfg: &SimulatorConfig) -> u64 {
+    let now_ms = wall_ms();
+    if cfg.real_time {
+        now_ms
+    } else {
+        cfg.start_ms.unwrap_or(now_ms)
+    }
+}
+
+/// When the next message is due: by the simulated clock in real-time mode, else by the rate.
+pub(crate) fn pace_target(
+    cfg: &SimulatorConfig,
+    generator: &Generator,
+    t0: Instant,
+    start_ms: u64,
+    sent: u64,
+) -> Instant {
+    if cfg.real_time {
+        t0 + Duration::from_millis(generator.clock_ms().saturating_sub(start_ms))
+    } else {
+        t0 + Duration::from_secs_f64(sent as f64 / cfg.rate_per_s)
+    }
 }
 
 /// Publishes Da Nang's simulated fleet (`Fleet::da_nang(cfg.seed)`) to the broker at
@@ -78,12 +104,7 @@ pub async fn publish_mqtt(
     shutdown: impl Future<Output = ()>,
 ) -> Result<PublishReport, SimulatorError> {
     cfg.validate()?;
-    let now_ms = wall_ms();
-    let start_ms = if cfg.real_time {
-        now_ms
-    } else {
-        cfg.start_ms.unwrap_or(now_ms)
-    };
+    let start_ms = start_ms(cfg);
     let mut generator = Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, cfg, start_ms)?;
 
     let mut options = MqttOptions::new(cfg.client_id.clone(), host, port);
@@ -118,11 +139,7 @@ pub async fn publish_mqtt(
     let mut shutdown = pin!(shutdown);
     let mut failed = false;
     while let Some(msg) = generator.next() {
-        let target = if cfg.real_time {
-            t0 + Duration::from_millis(generator.clock_ms().saturating_sub(start_ms))
-        } else {
-            t0 + Duration::from_secs_f64(report.sent as f64 / cfg.rate_per_s)
-        };
+        let target = pace_target(cfg, &generator, t0, start_ms, report.sent);
         if target > Instant::now() + PACING_SLACK {
             tokio::select! {
                 () = sleep_until(target) => {}

@@ -43,6 +43,7 @@ mod config;
 mod error;
 mod metrics;
 mod migrate;
+mod replay;
 mod rows;
 mod writer;
 
@@ -50,6 +51,7 @@ pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, StoreError};
 pub use metrics::StoreMetrics;
 pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
+pub use replay::{ReplayCursor, StoredReading};
 pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, ReadingRow, StoreRow, WindowRow,
 };

@@ -1,0 +1,248 @@
+//! Helpers for the tests that run iocd as a process against the real Kafka broker
+//! (127.0.0.1:9092) and ClickHouse.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ioc_schemas::{Body, District, EventTime, Reading, SensorBody};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+pub const KAFKA: &str = "127.0.0.1:9092";
+pub const KINDS: [&str; 4] = ["sensor", "traffic_signal", "camera_event", "environment"];
+
+/// A unique id for this test run.
+pub fn run_id(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{test}_{}_{nanos}", std::process::id())
+}
+
+/// Creates one topic per kind, `<prefix>.<kind>`, with `partitions` partitions.
+pub async fn create_topics(prefix: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .create()
+        .unwrap();
+    let names: Vec<String> = KINDS.iter().map(|k| format!("{prefix}.{k}")).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// A sensor reading of `device` at `t`, as produced to Kafka.
+pub fn gauge_reading(run: &str, device: usize, seq: usize, t: u64) -> Reading {
+    Reading {
+        message_id: format!("{run}-{device}-{seq}"),
+        device_id: format!("gauge-{device:03}"),
+        event_time: EventTime(t),
+        body: Body::Sensor(SensorBody {
+            metric: "water_level_m".into(),
+            // Whole numbers, so sums are exact whatever the order.
+            value: ((device * 7 + seq * 13) % 50) as f64,
+            unit: "m".into(),
+        }),
+    }
+}
+
+pub fn district_of(device: usize) -> District {
+    District::ALL[device % District::ALL.len()]
+}
+
+/// Produces readings to `<prefix>.sensor`, keyed by device, waiting for every delivery.
+pub async fn produce(prefix: &str, readings: &[(Reading, District)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let topic = format!("{prefix}.sensor");
+    let mut pending = Vec::new();
+    for (reading, district) in readings {
+        let payload = serde_json::to_vec(reading).unwrap();
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "district",
+            value: Some(district.slug()),
+        });
+        let record = FutureRecord::to(&topic)
+            .key(reading.device_id.as_str())
+            .payload(&payload)
+            .headers(headers);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        if pending.len() >= 1000 {
+            for p in pending.drain(..) {
+                p.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for p in pending {
+        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// An iocd process.
+pub struct Iocd {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Iocd {
+    /// Starts `iocd run` with `config` (TOML), logging to `<dir>/<name>.log`.
+    pub fn start(dir: &Path, name: &str, config: &str) -> Iocd {
+        let config_path = dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_iocd"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        Iocd { child, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no flush, no commit.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGINT, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "iocd exited with {status}; see {}",
+                    self.log.display()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iocd did not stop; see {}",
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Resident memory in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// A config for a Kafka-only iocd.
+pub fn kafka_config(
+    prefix: &str,
+    group: &str,
+    clickhouse_url: &str,
+    database: &str,
+    http_port: u16,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[mqtt]
+enabled = false
+[kafka]
+brokers = "{KAFKA}"
+group_id = "{group}"
+client_id = "{group}"
+group_instance_id = "{group}"
+commit_interval_ms = 200
+[kafka.topics]
+sensor = "{prefix}.sensor"
+traffic_signal = "{prefix}.traffic_signal"
+camera_event = "{prefix}.camera_event"
+environment = "{prefix}.environment"
+[clickhouse]
+url = "{clickhouse_url}"
+database = "{database}"
+batch_max_wait_ms = 100
+[http]
+listen = "127.0.0.1:{http_port}"
+{extra}
+"#
+    )
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn clickhouse(url: &str, database: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_database(database)
+        .with_validation(false)
+        .with_setting("wait_end_of_query", "1")
+}
+
+/// `(count with FINAL, distinct message ids)` of the readings table; zeros while it is absent.
+pub async fn stored_readings(client: &clickhouse::Client) -> (u64, u64) {
+    client
+        .query("SELECT count(), uniqExact(message_id) FROM readings FINAL")
+        .fetch_one()
+        .await
+        .unwrap_or((0, 0))
+}
+
+/// Waits until `f` is true, for up to `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,172 @@
+//! Kafka → ClickHouse against the real broker: every reading stored exactly once with the
+//! right windows, and a SIGKILL mid-stream followed by a restart ends with the same ClickHouse
+//! contents as an uninterrupted run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+
+const MINUTE: u64 = 60_000;
+const DEVICES: usize = 50;
+const PER_DEVICE: usize = 200;
+
+/// `(device, size, start) -> (count, sum, min, max)`
+type Windows = BTreeMap<(String, u64, u64), (u64, f64, f64, f64)>;
+
+async fn windows(client: &clickhouse::Client) -> Windows {
+    let rows: Vec<(String, u64, u64, u64, f64, f64, f64)> = client
+        .query(
+            "SELECT device_id, window_size_ms, window_start_ms, count, sum, min, max \
+             FROM window_results FINAL WHERE device_id != 'closer'",
+        )
+        .fetch_all()
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|(d, size, start, c, s, lo, hi)| ((d, size, start), (c, s, lo, hi)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
+    let run = run_id("kafka_kill");
+    let prefix = format!("test.{run}");
+    create_topics(&prefix, 4).await;
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ch = "http://127.0.0.1:8123";
+    let (db_killed, db_whole) = (
+        format!("ioc_test_{run}_killed"),
+        format!("ioc_test_{run}_whole"),
+    );
+    // An hour of lateness: nothing in this data is late, so arrival order across partitions
+    // cannot change the results, and every window stays open until the closing reading.
+    let extra = "[dataflow]\nallowed_lateness_ms = 3600000\nidle_timeout_ms = 86400000\n";
+    let killed_config = kafka_config(
+        &prefix,
+        &format!("{run}-killed"),
+        ch,
+        &db_killed,
+        free_port(),
+        extra,
+    );
+    let whole_config = kafka_config(
+        &prefix,
+        &format!("{run}-whole"),
+        ch,
+        &db_whole,
+        free_port(),
+        extra,
+    );
+    let mut killed = Some(Iocd::start(&dir, "killed", &killed_config));
+    let whole = Iocd::start(&dir, "whole", &whole_config);
+
+    // 50 devices, a reading every 10 s for 2000 s of event time, two hours ago.
+    let now = ioc_dataflow::Clock::now_ms(&ioc_dataflow::SystemClock);
+    let base = now - now % (5 * MINUTE) - 120 * MINUTE;
+    let mut readings = Vec::new();
+    for seq in 0..PER_DEVICE {
+        for device in 0..DEVICES {
+            let t = base + seq as u64 * 10_000 + device as u64 * 100;
+            readings.push((gauge_reading(&run, device, seq, t), district_of(device)));
+        }
+    }
+    let total = readings.len() as u64;
+    let a = clickhouse(ch, &db_killed);
+    let b = clickhouse(ch, &db_whole);
+
+    for (i, batch) in readings.chunks(1_000).enumerate() {
+        produce(&prefix, batch).await;
+        if i == 3 {
+            // Mid-stream: wait until some of it is stored, then kill without warning.
+            wait_until(
+                "the first readings stored",
+                Duration::from_secs(60),
+                || async { stored_readings(&a).await.0 >= 2_000 },
+            )
+            .await;
+            killed.take().unwrap().kill();
+            killed = Some(Iocd::start(&dir, "killed", &killed_config));
+        }
+    }
+    for (name, client) in [("killed", &a), ("whole", &b)] {
+        wait_until(
+            &format!("{name} to store every reading"),
+            Duration::from_secs(120),
+            || async { stored_readings(client).await.1 >= total },
+        )
+        .await;
+    }
+
+    // One reading 100 minutes after the start (the data spans 34) closes every window of the
+    // data once the hour of lateness is taken off.
+    let closer = ioc_schemas::Reading {
+        device_id: "closer".into(),
+        ..gauge_reading(&run, 0, 999_999, base + 100 * MINUTE)
+    };
+    produce(&prefix, &[(closer, district_of(0))]).await;
+
+    // Independent computation of the windows.
+    let mut expected = Windows::new();
+    for (r, _) in &readings {
+        let t = r.event_time.0;
+        let ioc_schemas::Body::Sensor(s) = &r.body else {
+            unreachable!()
+        };
+        for size in [MINUTE, 5 * MINUTE] {
+            let e = expected
+                .entry((r.device_id.clone(), size, t - t % size))
+                .or_insert((0, 0.0, f64::MAX, f64::MIN));
+            e.0 += 1;
+            e.1 += s.value;
+            e.2 = e.2.min(s.value);
+            e.3 = e.3.max(s.value);
+        }
+    }
+    for (name, client) in [("killed", &a), ("whole", &b)] {
+        wait_until(
+            &format!("{name} to store every window"),
+            Duration::from_secs(60),
+            || async { windows(client).await.len() >= expected.len() },
+        )
+        .await;
+    }
+    let killed = killed.take().unwrap();
+    killed.stop();
+    whole.stop();
+
+    // (a) Every reading exactly once, in both.
+    for client in [&a, &b] {
+        let (rows, ids) = stored_readings(client).await;
+        assert_eq!(
+            (rows, ids),
+            (total + 1, total + 1),
+            "readings FINAL and distinct ids"
+        );
+    }
+    // (b) The windows equal the independent computation, with and without the kill.
+    let (got_killed, got_whole) = (windows(&a).await, windows(&b).await);
+    assert_eq!(got_whole, expected, "uninterrupted run");
+    assert_eq!(got_killed, expected, "killed and restarted run");
+
+    // The restart's cost, from its log: rows read back and time taken.
+    let log = std::fs::read_to_string(dir.join("killed.log")).unwrap();
+    let rebuild = log
+        .lines()
+        .find(|l| l.contains("rebuilt open windows"))
+        .expect("the restarted run rebuilt its open windows");
+    println!("restart: {rebuild}");
+
+    let server = clickhouse(ch, "default");
+    for db in [&db_killed, &db_whole] {
+        server
+            .query(&format!("DROP DATABASE IF EXISTS {db}"))
+            .execute()
+            .await
+            .unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

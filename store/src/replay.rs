@@ -1,0 +1,107 @@
+//! Reading back what is stored: the readings that rebuild open windows after a restart.
+
+use ioc_schemas::{District, Kind, Transport};
+
+use crate::rows::ReadingRow;
+use crate::{Store, StoreError};
+
+/// A stored on-time reading, as the restart rebuild needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReading {
+    /// The payload exactly as received.
+    pub payload: String,
+    /// The reading kind.
+    pub kind: Kind,
+    /// The device's district.
+    pub district: District,
+    /// The transport it came in on.
+    pub transport: Transport,
+    /// Its source (topic).
+    pub source: String,
+    /// When it was received, epoch ms.
+    pub received_at_ms: u64,
+}
+
+fn from_code<T: Copy>(all: &[T], code: i8, what: &str) -> Result<T, StoreError> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| c.checked_sub(1))
+        .and_then(|i| all.get(i).copied())
+        .ok_or_else(|| StoreError::Config(format!("stored {what} code {code} is unknown")))
+}
+
+impl StoredReading {
+    fn from_row(row: ReadingRow) -> Result<StoredReading, StoreError> {
+        Ok(StoredReading {
+            kind: from_code(&Kind::ALL, row.kind, "kind")?,
+            district: from_code(&District::ALL, row.district, "district")?,
+            transport: from_code(
+                &[Transport::Mqtt, Transport::Kafka],
+                row.transport,
+                "transport",
+            )?,
+            payload: row.payload,
+            source: row.source,
+            received_at_ms: row.received_at_ms,
+        })
+    }
+}
+
+impl Store {
+    /// The newest event time of a stored on-time reading, if any.
+    pub async fn newest_on_time_event_ms(&self) -> Result<Option<u64>, StoreError> {
+        let (count, newest): (u64, u64) = self
+            .client()
+            .query("SELECT count(), max(event_time_ms) FROM readings WHERE late = 0")
+            .fetch_one()
+            .await
+            .map_err(|source| StoreError::ClickHouse {
+                context: "reading the newest event time".into(),
+                source,
+            })?;
+        Ok((count > 0).then_some(newest))
+    }
+
+    /// Every stored on-time reading with an event time at or after `from_ms`, in event time
+    /// order, streamed (memory does not grow with the range).
+    pub fn replay_on_time_readings(&self, from_ms: u64) -> Result<ReplayCursor, StoreError> {
+        let cursor = self
+            .client()
+            .query(
+                "SELECT ?fields FROM readings FINAL WHERE late = 0 AND event_time_ms >= ? \
+                 ORDER BY event_time_ms, device_id, message_id",
+            )
+            .bind(from_ms)
+            .fetch::<ReadingRow>()
+            .map_err(replay_error)?;
+        Ok(ReplayCursor { cursor })
+    }
+}
+
+fn replay_error(source: clickhouse::error::Error) -> StoreError {
+    StoreError::ClickHouse {
+        context: "replaying readings".into(),
+        source,
+    }
+}
+
+/// Stored readings, one at a time.
+pub struct ReplayCursor {
+    cursor: clickhouse::query::RowCursor<ReadingRow>,
+}
+
+impl std::fmt::Debug for ReplayCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReplayCursor")
+    }
+}
+
+impl ReplayCursor {
+    /// The next reading, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<StoredReading>, StoreError> {
+        match self.cursor.next().await.map_err(replay_error)? {
+            Some(row) => StoredReading::from_row(row).map(Some),
+            None => Ok(None),
+        }
+    }
+}
