@@ -38,6 +38,9 @@ pub struct MqttConfig {
     pub keep_alive_s: u64,
     /// Start a fresh session on connect, dropping what the broker held for this client id.
     pub clean_session: bool,
+    /// Acknowledge a message only once it is stored (at-least-once across a crash). `false`
+    /// acknowledges on receipt: faster, but a crash loses what was received and not yet stored.
+    pub ack_after_store: bool,
     /// User name, if the broker requires one.
     pub username: Option<String>,
     /// Password, with `username`.
@@ -66,6 +69,7 @@ impl Default for MqttConfig {
             topics: vec!["ioc/v1/#".into()],
             keep_alive_s: 30,
             clean_session: false,
+            ack_after_store: true,
             username: None,
             password: None,
             reconnect_initial_ms: 200,
@@ -84,7 +88,7 @@ impl MqttConfig {
         options
             .set_keep_alive(Duration::from_secs(self.keep_alive_s.max(5)))
             .set_clean_session(self.clean_session)
-            .set_manual_acks(true)
+            .set_manual_acks(self.ack_after_store)
             .set_max_packet_size(self.max_payload_bytes + 1024, self.max_payload_bytes + 1024);
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
             options.set_credentials(user, password);
@@ -204,7 +208,11 @@ fn to_record(
     metrics: &IngestMetrics,
 ) -> Ingested {
     let received_at_ms = now_ms();
-    let ack = ack_for(publish, client, metrics);
+    let ack = if config.ack_after_store {
+        ack_for(publish, client, metrics)
+    } else {
+        None
+    };
     let topic = publish.topic.as_str();
     let parts = parse_topic(topic);
     let kind_label = parts.as_ref().map_or("unknown", |p| p.kind.as_str());
