@@ -167,7 +167,7 @@ pub async fn run(
     }));
 
     let store = match config.clickhouse.clone() {
-        Some(cfg) => match connect_store(cfg, store_metrics, &state, &mut stop_rx).await? {
+        Some(cfg) => match connect_store(cfg, store_metrics.clone(), &state, &mut stop_rx).await? {
             Some(store) => Some(store),
             None => return finish_api(api).await,
         },
@@ -250,8 +250,20 @@ pub async fn run(
     drop(input_tx);
     let health = state.clone();
     let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
+    let stored = store.is_some();
     let health_task = tokio::spawn(async move {
         loop {
+            if stored {
+                let failing = store_metrics.failing_tables();
+                let detail = if failing.is_empty() {
+                    "inserting".to_owned()
+                } else {
+                    format!("inserts into {} failing; retrying", failing.join(", "))
+                };
+                health
+                    .health()
+                    .set_component("clickhouse", failing.is_empty(), detail);
+            }
             for (name, on, up) in [
                 ("mqtt", mqtt_on, ingest_metrics.connected.get() == 1),
                 ("kafka", kafka_on, ingest_metrics.kafka_connected.get() == 1),

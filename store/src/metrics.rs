@@ -13,9 +13,23 @@ pub struct StoreMetrics {
     pub(crate) batch_failures: IntCounterVec,
     /// Rows accepted by a writer and not yet inserted, by table.
     pub(crate) queue_rows: IntGaugeVec,
+    /// 1 while a table's current batch keeps failing, by table.
+    pub(crate) failing: IntGaugeVec,
 }
 
 impl StoreMetrics {
+    /// The tables whose current batch is failing to insert (ClickHouse down or refusing).
+    pub fn failing_tables(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        self.failing
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| m.get_gauge().get_value() > 0.0)
+            .filter_map(|m| m.get_label().first().map(|l| l.value().to_owned()))
+            .collect()
+    }
+
     /// Creates the metrics and registers them in `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let rows_written = IntCounterVec::new(
@@ -49,6 +63,14 @@ impl StoreMetrics {
             ),
             &["table"],
         )?;
+        let failing = IntGaugeVec::new(
+            Opts::new(
+                "ioc_store_failing_batches",
+                "1 while the table's current batch keeps failing to insert.",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(failing.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
         registry.register(Box::new(batch_failures.clone()))?;
@@ -58,6 +80,7 @@ impl StoreMetrics {
             batch_seconds,
             batch_failures,
             queue_rows,
+            failing,
         })
     }
 }

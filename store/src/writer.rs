@@ -238,6 +238,7 @@ impl<R: StoreRow> Task<R> {
                         .batch_seconds
                         .with_label_values(&[R::TABLE])
                         .observe(started.elapsed().as_secs_f64());
+                    self.metrics.failing.with_label_values(&[R::TABLE]).set(0);
                     if failures > 0 {
                         tracing::info!(
                             table = R::TABLE,
@@ -256,6 +257,7 @@ impl<R: StoreRow> Task<R> {
                         .batch_failures
                         .with_label_values(&[R::TABLE, kind])
                         .inc();
+                    self.metrics.failing.with_label_values(&[R::TABLE]).set(1);
                     // A permanent error (such as a schema mismatch) needs an operator; keep
                     // the data and try again slowly rather than drop it.
                     let delay = jitter(if retryable { backoff } else { s.retry_max });
