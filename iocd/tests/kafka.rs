@@ -170,3 +170,133 @@ async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The simulated fleet published with `publish_kafka`, a tenth of it malformed: the valid
+/// readings are stored, the rest are kept as dead letters and produced to the dead-letter topic
+/// with their reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_fleet_over_kafka_with_dead_letters() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+
+    let run = run_id("kafka_sim");
+    let prefix = format!("test.{run}");
+    create_topics(&prefix, 2).await;
+    let dead_letter_topic = format!("{prefix}.dead_letters");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", KAFKA)
+            .create()
+            .unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(
+                &dead_letter_topic,
+                1,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+
+    let simulator = ioc_simulator::SimulatorConfig {
+        seed: 4242,
+        rate_per_s: 2_000.0,
+        max_messages: Some(400),
+        malformed_share: 0.1,
+        client_id: format!("sim-{run}"),
+        ..ioc_simulator::SimulatorConfig::default()
+    };
+    let report = ioc_simulator::publish_kafka(
+        &simulator,
+        KAFKA,
+        |kind| format!("{prefix}.{kind}"),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.sent, 400);
+    assert!(report.malformed > 10, "{report:?}");
+
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("ioc_test_{run}");
+    let config = kafka_config(
+        &prefix,
+        &run,
+        "http://127.0.0.1:8123",
+        &database,
+        free_port(),
+        "",
+    )
+    .replace(
+        "commit_interval_ms = 200",
+        &format!("commit_interval_ms = 200\ndead_letter_topic = \"{dead_letter_topic}\""),
+    );
+    let iocd = Iocd::start(&dir, "iocd", &config);
+    let client = clickhouse("http://127.0.0.1:8123", &database);
+    wait_until("every message stored", Duration::from_secs(60), || async {
+        let letters: u64 = client
+            .query("SELECT count() FROM dead_letters")
+            .fetch_one()
+            .await
+            .unwrap_or(0);
+        stored_readings(&client).await.1 >= report.valid && letters >= report.malformed
+    })
+    .await;
+    iocd.stop();
+    assert_eq!(stored_readings(&client).await, (report.valid, report.valid));
+    let codes: Vec<(String, String)> = client
+        .query("SELECT toString(code), source FROM dead_letters")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(codes.len() as u64, report.malformed);
+    for (code, source) in &codes {
+        assert!(source.starts_with(&prefix), "{source}");
+        assert_ne!(
+            code, "source_mismatch",
+            "the simulator's key and header are right"
+        );
+    }
+
+    // The same rejects, with their reasons, on the dead-letter topic.
+    let consumer: StreamConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("group.id", format!("{run}-dlt"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[dead_letter_topic.as_str()]).unwrap();
+    let mut on_topic = Vec::new();
+    while (on_topic.len() as u64) < report.malformed {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("dead letters on the topic")
+            .unwrap();
+        let headers = message.headers().expect("reject headers");
+        let code = headers
+            .iter()
+            .find(|h| h.key == "reject_code")
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .expect("reject_code header");
+        on_topic.push(code);
+    }
+    let mut in_table: Vec<String> = codes.into_iter().map(|(c, _)| c).collect();
+    in_table.sort();
+    on_topic.sort();
+    assert_eq!(on_topic, in_table);
+
+    clickhouse("http://127.0.0.1:8123", "default")
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
