@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 # iocd, the Da Nang IOC streaming backend: `docker build -t iocd .`
-# Used by docker-compose.yml for the `iocd` and `simulator` services.
+# Used by docker-compose.yml for the `iocd`, `simulator` and `simulator-kafka` services.
 
 # ---- build ----------------------------------------------------------------------------------
 FROM rust:1.95-bookworm AS builder
-# rdkafka builds its bundled librdkafka with gcc/make/perl/python3 and links zlib. The rust
-# image has most of these already; installing them explicitly keeps the build from depending on
-# that.
+# rdkafka builds its bundled librdkafka (its `configure` and `make`, no cmake) with gcc, make,
+# perl and python3, and links zlib (zlib1g-dev; found through pkg-config). The rust image has
+# most of these already; installing them explicitly keeps the build from depending on that. The
+# runtime image needs only libz, which debian:bookworm-slim has.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential perl python3 zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential perl python3 pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
