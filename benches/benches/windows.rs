@@ -80,6 +80,7 @@ fn windows(c: &mut Criterion) {
                         .expect("metrics register");
                     ioc_dataflow::spawn(
                         config,
+                        0,
                         rx,
                         Discard,
                         metrics,

@@ -1,5 +1,6 @@
 //! Dataflow configuration.
 
+use ioc_schemas::WindowSpec;
 use serde::{Deserialize, Serialize};
 
 /// How the event-time dataflow runs.
@@ -18,8 +19,9 @@ pub struct DataflowConfig {
     /// After this long (ms, wall clock) without any reading, event time is taken to advance
     /// with the wall clock, so windows still close when every source is quiet.
     pub idle_timeout_ms: u64,
-    /// Tumbling window sizes in ms.
-    pub window_sizes_ms: Vec<u64>,
+    /// The windows: `{ size_ms = 60000 }` is tumbling, `{ size_ms = 900000, slide_ms = 60000 }`
+    /// a 15-minute window starting every minute.
+    pub windows: Vec<WindowSpec>,
     /// Most records taken from the input queue per dataflow step.
     pub input_batch: usize,
     /// Capacity of the queue from ingest into the dataflow, in records.
@@ -33,7 +35,7 @@ impl Default for DataflowConfig {
             epoch_ms: 1_000,
             allowed_lateness_ms: 10_000,
             idle_timeout_ms: 5_000,
-            window_sizes_ms: vec![60_000, 300_000],
+            windows: vec![WindowSpec::MINUTE, WindowSpec::FIVE_MINUTES],
             input_batch: 8_192,
             input_capacity: 65_536,
         }
@@ -41,6 +43,34 @@ impl Default for DataflowConfig {
 }
 
 impl DataflowConfig {
+    /// The distinct windows to compute: one per size, sliding by the finest slide asked for
+    /// that size (a 15-minute tumbling window is one of the 15-minute windows sliding by a
+    /// minute, so it is computed once).
+    pub fn effective_windows(&self) -> Vec<WindowSpec> {
+        fn gcd(a: u64, b: u64) -> u64 {
+            if b == 0 {
+                a
+            } else {
+                gcd(b, a % b)
+            }
+        }
+        let mut by_size: std::collections::BTreeMap<u64, u64> = Default::default();
+        for w in &self.windows {
+            let slide = by_size.entry(w.size_ms).or_insert(w.slide());
+            *slide = gcd(*slide, w.slide());
+        }
+        by_size
+            .into_iter()
+            .map(|(size, slide)| {
+                if slide == size {
+                    WindowSpec::tumbling(size)
+                } else {
+                    WindowSpec::sliding(size, slide)
+                }
+            })
+            .collect()
+    }
+
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), crate::DataflowError> {
         let bad = |m: String| Err(crate::DataflowError::Config(m));
@@ -50,13 +80,16 @@ impl DataflowConfig {
         if self.epoch_ms == 0 {
             return bad("dataflow.epoch_ms must be at least 1".into());
         }
-        if self.window_sizes_ms.is_empty() {
-            return bad("dataflow.window_sizes_ms must name at least one window".into());
+        if self.windows.is_empty() {
+            return bad("dataflow.windows must name at least one window".into());
         }
-        for &size in &self.window_sizes_ms {
-            if size == 0 || size % self.epoch_ms != 0 {
+        for w in &self.windows {
+            let (size, slide) = (w.size_ms, w.slide());
+            if size == 0 || slide == 0 || size % slide != 0 || slide % self.epoch_ms != 0 {
                 return bad(format!(
-                    "dataflow.window_sizes_ms entry {size} must be a positive multiple of epoch_ms ({})",
+                    "dataflow.windows entry {}: size_ms ({size}) must be a positive multiple of \
+                     slide_ms ({slide}), itself a multiple of epoch_ms ({})",
+                    w.label(),
                     self.epoch_ms
                 ));
             }

@@ -23,7 +23,7 @@ use crate::config::DataflowConfig;
 use crate::dedupe::RecentIds;
 use crate::metrics::DataflowMetrics;
 use crate::watermark::Watermark;
-use crate::window::{tumbling_windows, Sample, SeriesKey};
+use crate::window::{event_time_windows, Sample, SeriesKey};
 use crate::DataflowError;
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
@@ -56,9 +56,11 @@ impl DataflowHandle {
 }
 
 /// Starts the workers. They run until every sender of `input` is dropped; then open windows are
-/// discarded (they are incomplete) and the workers stop.
+/// discarded (they are incomplete) and the workers stop. Windows starting before
+/// `emit_from_ms` are not emitted (0 for all; after a restart, where the replay begins).
 pub fn spawn<O: Outputs>(
     config: DataflowConfig,
+    emit_from_ms: u64,
     input: mpsc::Receiver<Ingested>,
     outputs: O,
     metrics: DataflowMetrics,
@@ -75,6 +77,7 @@ pub fn spawn<O: Outputs>(
                 run_worker(
                     worker,
                     &config,
+                    emit_from_ms,
                     taken,
                     outputs.clone(),
                     metrics.clone(),
@@ -92,16 +95,18 @@ pub fn spawn<O: Outputs>(
     Ok(DataflowHandle { thread })
 }
 
+#[allow(clippy::too_many_arguments)] // the worker's whole environment, passed once
 fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
     config: &DataflowConfig,
+    emit_from_ms: u64,
     input: Option<mpsc::Receiver<Ingested>>,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
     discard_open: Arc<AtomicBool>,
 ) -> Result<(), DataflowError> {
-    let sizes = config.window_sizes_ms.clone();
+    let windows = config.effective_windows();
     let sink_outputs = outputs.clone();
     let sink_metrics = metrics.clone();
     let sink_clock = Arc::clone(&clock);
@@ -109,25 +114,26 @@ fn run_worker<O: Outputs>(
     let window_discard = Arc::clone(&discard_open);
     let ((mut handle, cap), probe) = worker.dataflow::<u64, _, _>(move |scope| {
         let (input, samples) = scope.new_unordered_input();
-        let (probe, _done) = tumbling_windows(samples, sizes, window_discard, window_clock)
-            .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                Pipeline,
-                "WindowSink",
-                move |_cap, _info| {
-                    move |input, _output| {
-                        input.for_each_stamp(|_cap, batches| {
-                            let now = sink_clock.now_ms();
-                            for batch in batches {
-                                for result in batch.drain(..) {
-                                    sink_metrics.observe_window(&result, now);
-                                    sink_outputs.window(result);
+        let (probe, _done) =
+            event_time_windows(samples, windows, emit_from_ms, window_discard, window_clock)
+                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "WindowSink",
+                    move |_cap, _info| {
+                        move |input, _output| {
+                            input.for_each_stamp(|_cap, batches| {
+                                let now = sink_clock.now_ms();
+                                for batch in batches {
+                                    for result in batch.drain(..) {
+                                        sink_metrics.observe_window(&result, now);
+                                        sink_outputs.window(result);
+                                    }
                                 }
-                            }
-                        });
-                    }
-                },
-            )
-            .probe();
+                            });
+                        }
+                    },
+                )
+                .probe();
         (input, probe)
     });
 

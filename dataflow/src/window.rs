@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ioc_schemas::{District, Kind, WindowResult};
+use ioc_schemas::{District, Kind, WindowResult, WindowSpec};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
@@ -105,20 +105,23 @@ pub fn device_route(device_id: &str) -> u64 {
 /// Windows still open on one worker, by window end.
 type OpenWindows = BTreeMap<u64, HashMap<(SeriesKey, u64), Agg>>;
 
-/// Aggregates samples into tumbling windows of each size and emits every window once the
-/// input frontier (the watermark) has passed its end, at the window's end as its time.
+/// Aggregates samples into the given windows (tumbling or sliding; give each size once, see
+/// `DataflowConfig::effective_windows`) and emits every window once the input frontier (the
+/// watermark) has passed its end, at the window's end as its time. Windows starting before
+/// `emit_from_ms` are not emitted: after a restart their readings are only partly replayed.
 ///
 /// When the input ends (an empty frontier) open windows are emitted, unless `discard_open`
 /// is set: a process shutting down must not store half-filled windows as final.
-pub fn tumbling_windows<'scope>(
+pub fn event_time_windows<'scope>(
     samples: Stream<'scope, u64, Vec<Sample>>,
-    window_sizes_ms: Vec<u64>,
+    windows: Vec<WindowSpec>,
+    emit_from_ms: u64,
     discard_open: Arc<AtomicBool>,
     clock: Arc<dyn Clock>,
 ) -> Stream<'scope, u64, Vec<WindowResult>> {
     samples.unary_frontier(
         Exchange::new(|s: &Sample| device_route(&s.series.device_id)),
-        "TumblingWindows",
+        "EventTimeWindows",
         move |_default_cap, _info| {
             let mut open = OpenWindows::new();
             // One capability at the least time of any open window's input.
@@ -127,13 +130,17 @@ pub fn tumbling_windows<'scope>(
                 input.for_each_stamp(|cap, batches| {
                     for batch in batches {
                         for sample in batch.drain(..) {
-                            for &size in &window_sizes_ms {
-                                let start = sample.event_ms - sample.event_ms % size;
-                                open.entry(start + size)
-                                    .or_default()
-                                    .entry((sample.series.clone(), size))
-                                    .and_modify(|a| a.add(sample.value))
-                                    .or_insert_with(|| Agg::of(sample.value));
+                            for w in &windows {
+                                for start in w.starts_of(sample.event_ms) {
+                                    if start < emit_from_ms {
+                                        break; // starts come latest first
+                                    }
+                                    open.entry(start + w.size_ms)
+                                        .or_default()
+                                        .entry((sample.series.clone(), w.size_ms))
+                                        .and_modify(|a| a.add(sample.value))
+                                        .or_insert_with(|| Agg::of(sample.value));
+                                }
                             }
                         }
                     }
@@ -220,9 +227,10 @@ mod tests {
         let captured = timely::execute_directly(|worker| {
             let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
                 let ((input, cap), samples) = scope.new_unordered_input();
-                let results = tumbling_windows(
+                let results = event_time_windows(
                     samples,
-                    vec![10],
+                    vec![WindowSpec::tumbling(10)],
+                    0,
                     Arc::new(AtomicBool::new(false)),
                     Arc::new(ManualClock::new(0)),
                 );

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
 use ioc_schemas::{
     Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult,
+    Transport, WindowResult, WindowSpec,
 };
 use proptest::prelude::*;
 use tokio::sync::mpsc;
@@ -79,7 +79,11 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
         epoch_ms: 1_000,
         allowed_lateness_ms: LATENESS,
         idle_timeout_ms: u64::MAX / 4,
-        window_sizes_ms: vec![60_000, 300_000],
+        windows: vec![
+            WindowSpec::MINUTE,
+            WindowSpec::FIVE_MINUTES,
+            WindowSpec::sliding(300_000, 60_000),
+        ],
         ..DataflowConfig::default()
     };
     let (tx, rx) = mpsc::channel(arrivals.len() + 2);
@@ -94,6 +98,7 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
     let metrics = DataflowMetrics::new(&prometheus::Registry::new()).unwrap();
     let handle = ioc_dataflow::spawn(
         config,
+        0,
         rx,
         out.clone(),
         metrics,
@@ -127,14 +132,22 @@ fn oracle(arrivals: &[Arrival]) -> (BTreeMap<WindowKey, Stats>, HashSet<String>)
             continue;
         }
         max_event = Some(max_event.map_or(*t, |m| m.max(*t)));
-        for size in [60_000, 300_000] {
-            let e = windows
-                .entry((device.clone(), t - t % size, size))
-                .or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-            e.0 += 1;
-            e.1 += v;
-            e.2 = e.2.min(*v);
-            e.3 = e.3.max(*v);
+        // 1-minute windows, and 5-minute windows starting every minute (which include the
+        // tumbling 5-minute ones).
+        for (size, slide) in [(60_000, 60_000), (300_000, 60_000)] {
+            let latest = t - t % slide;
+            for start in (0..size / slide).filter_map(|k| latest.checked_sub(k * slide)) {
+                let e = windows.entry((device.clone(), start, size)).or_insert((
+                    0,
+                    0.0,
+                    f64::INFINITY,
+                    f64::NEG_INFINITY,
+                ));
+                e.0 += 1;
+                e.1 += v;
+                e.2 = e.2.min(*v);
+                e.3 = e.3.max(*v);
+            }
         }
     }
     (windows, late)

@@ -194,8 +194,17 @@ pub async fn run(
         feed: state.feed().clone(),
         unstored,
     };
+    // Where a rebuild of the windows open at the last stop starts, if there is one to do.
+    let rebuild = match (&store, config.restart.rebuild_windows) {
+        (Some(store), true) => store
+            .newest_on_time_event_ms()
+            .await?
+            .map(|newest| rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms)),
+        _ => None,
+    };
     let dataflow = ioc_dataflow::spawn(
         config.dataflow.clone(),
+        rebuild.unwrap_or(0),
         input_rx,
         outputs,
         dataflow_metrics,
@@ -207,8 +216,8 @@ pub async fn run(
         format!("{} workers", config.dataflow.workers),
     );
 
-    if let (Some(store), true) = (&store, config.restart.rebuild_windows) {
-        rebuild_open_windows(store, &config, &input_tx, &registry).await?;
+    if let (Some(store), Some(from)) = (&store, rebuild) {
+        rebuild_open_windows(store, from, &input_tx, &registry).await?;
     }
 
     let (drained_tx, drained_rx) = watch::channel(false);
@@ -298,8 +307,9 @@ pub async fn run(
     finish_api(api).await
 }
 
-/// Where the rebuild starts: `margin_ms` before the watermark the stored readings imply,
-/// aligned down to every window size, so no window straddles the start.
+/// Where the rebuild starts: early enough that every window ending after `margin_ms` before the
+/// watermark the stored readings imply starts after it, aligned down to every window's slide.
+/// Windows starting before it are left out of the rebuild (they closed before the stop).
 fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 {
@@ -308,13 +318,15 @@ fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 
             gcd(b, a % b)
         }
     }
-    let span = config
-        .window_sizes_ms
+    let windows = config.effective_windows();
+    let span = windows
         .iter()
-        .fold(1, |lcm, &size| lcm / gcd(lcm, size) * size);
+        .fold(1, |lcm, w| lcm / gcd(lcm, w.slide()) * w.slide());
+    let longest = windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
     let t = newest_ms
         .saturating_sub(config.allowed_lateness_ms)
-        .saturating_sub(margin_ms);
+        .saturating_sub(margin_ms)
+        .saturating_sub(longest);
     t - t % span
 }
 
@@ -323,15 +335,11 @@ fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 
 /// Readings the sources then deliver again are recognised as repeats.
 async fn rebuild_open_windows(
     store: &Store,
-    config: &Config,
+    from: u64,
     input: &mpsc::Sender<Ingested>,
     registry: &prometheus::Registry,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let Some(newest) = store.newest_on_time_event_ms().await? else {
-        return Ok(());
-    };
-    let from = rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms);
     let mut cursor = store.replay_on_time_readings(from)?;
     let limits = ValidationLimits {
         max_future_ms: u64::MAX / 4,
@@ -396,16 +404,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rebuild_starts_before_the_watermark_on_a_boundary_of_every_window() {
-        let config = DataflowConfig {
+    fn the_rebuild_starts_a_window_before_the_watermark_on_every_slide() {
+        use ioc_schemas::WindowSpec;
+        let t = |h: u64, m: u64, s: u64| ((h * 60 + m) * 60 + s) * 1000;
+        let tumbling = DataflowConfig {
             allowed_lateness_ms: 10_000,
-            window_sizes_ms: vec![60_000, 300_000, 900_000],
+            windows: vec![WindowSpec::MINUTE, WindowSpec::tumbling(900_000)],
             ..DataflowConfig::default()
         };
-        // Newest 10:07:30 → watermark 10:07:20 → minus 60 s margin 10:06:20 → 10:00:00.
-        let t = |h: u64, m: u64, s: u64| ((h * 60 + m) * 60 + s) * 1000;
-        assert_eq!(rebuild_from(t(10, 7, 30), &config, 60_000), t(10, 0, 0));
-        assert_eq!(rebuild_from(t(10, 16, 30), &config, 60_000), t(10, 15, 0));
-        assert_eq!(rebuild_from(5_000, &config, 60_000), 0);
+        // Newest 10:37:30 → watermark 10:37:20 → minus the 60 s margin and the 15-minute
+        // window 10:21:20 → on a 15-minute boundary 10:15:00.
+        assert_eq!(rebuild_from(t(10, 37, 30), &tumbling, 60_000), t(10, 15, 0));
+        assert_eq!(rebuild_from(5_000, &tumbling, 60_000), 0);
+        let sliding = DataflowConfig {
+            windows: vec![WindowSpec::sliding(900_000, 60_000)],
+            ..tumbling
+        };
+        // The same, on a minute boundary: 10:21:00.
+        assert_eq!(rebuild_from(t(10, 37, 30), &sliding, 60_000), t(10, 21, 0));
     }
 }
