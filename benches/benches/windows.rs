@@ -19,7 +19,7 @@ const DEVICES: usize = 2_000;
 struct Discard;
 
 impl Outputs for Discard {
-    fn raw_reading(&self, _: IngestedReading, _: bool, _: Option<Ack>) {}
+    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
     fn window(&self, result: WindowResult) {

@@ -29,9 +29,9 @@ use crate::DataflowError;
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
 /// may block, which is how a slow store pushes back on ingest.
 pub trait Outputs: Clone + Send + Sync + 'static {
-    /// A valid reading to store raw; `late` when it came later than the allowed lateness (it
-    /// is then not in any window).
-    fn raw_reading(&self, reading: IngestedReading, late: bool, ack: Option<Ack>);
+    /// A valid reading to store raw. `late_behind` is the watermark it missed, when it came
+    /// later than the allowed lateness (it is then in no window and goes to the late ledger).
+    fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>);
     /// A rejected input to keep.
     fn dead_letter(&self, letter: DeadLetter, ack: Option<Ack>);
     /// A repeat of a message already taken; nothing to store, the source may be acknowledged.
@@ -242,7 +242,8 @@ impl<O: Outputs> Feeder<'_, O> {
         // Replays come in event-time order, so none is late; they are stored already.
         if !replayed && self.watermark.is_late(event_ms) {
             self.metrics.late.with_label_values(&[kind.as_str()]).inc();
-            self.outputs.raw_reading(reading, true, ack);
+            self.outputs
+                .raw_reading(reading, Some(self.watermark.watermark()), ack);
             return;
         }
         self.watermark.observe(event_ms, self.clock.now_ms());
@@ -261,7 +262,7 @@ impl<O: Outputs> Feeder<'_, O> {
             });
         }
         if !replayed {
-            self.outputs.raw_reading(reading, false, ack);
+            self.outputs.raw_reading(reading, None, ack);
         }
     }
 

@@ -24,11 +24,14 @@ struct Collected {
 }
 
 impl Outputs for Collected {
-    fn raw_reading(&self, reading: IngestedReading, late: bool, ack: Option<Ack>) {
+    fn raw_reading(&self, reading: IngestedReading, late: Option<u64>, ack: Option<Ack>) {
+        if let Some(watermark) = late {
+            assert!(reading.reading.event_time.0 < watermark);
+        }
         self.raw
             .lock()
             .unwrap()
-            .push((reading.reading.message_id, late));
+            .push((reading.reading.message_id, late.is_some()));
         if let Some(a) = ack {
             a.done();
         }

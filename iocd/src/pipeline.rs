@@ -11,7 +11,9 @@ use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
 use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
-use ioc_store::{DeadLetterRow, ReadingRow, Store, StoreMetrics, WindowRow, Writers};
+use ioc_store::{
+    DeadLetterRow, LateReadingRow, ReadingRow, Store, StoreMetrics, WindowRow, Writers,
+};
 use prometheus::IntCounterVec;
 use std::time::Instant;
 use tokio::net::TcpListener;
@@ -38,17 +40,27 @@ impl PipelineOutputs {
 }
 
 impl Outputs for PipelineOutputs {
-    fn raw_reading(&self, reading: IngestedReading, late: bool, ack: Option<Ack>) {
-        match &self.writers {
-            Some(w) => {
-                if let Err(e) = w
-                    .readings
-                    .blocking_send(ReadingRow::new(&reading, late), ack)
-                {
-                    tracing::error!(error = %e, "reading not queued for storage; the source will redeliver it");
-                }
+    fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>) {
+        let Some(w) = &self.writers else {
+            return self.unstored("reading", ack);
+        };
+        let row = ReadingRow::new(&reading, late_behind.is_some());
+        let sent = match late_behind {
+            None => w.readings.blocking_send(row, ack),
+            Some(watermark) => {
+                // Acknowledged once both the raw row and its ledger entry are stored.
+                let (raw_ack, ledger_ack) = match ack.map(|a| a.split(2)) {
+                    Some(mut parts) => (parts.pop(), parts.pop()),
+                    None => (None, None),
+                };
+                w.readings.blocking_send(row, raw_ack).and_then(|()| {
+                    w.late_readings
+                        .blocking_send(LateReadingRow::new(&reading, watermark), ledger_ack)
+                })
             }
-            None => self.unstored("reading", ack),
+        };
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "reading not queued for storage; the source will redeliver it");
         }
     }
 

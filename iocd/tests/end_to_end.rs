@@ -366,6 +366,20 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         assert_eq!(*late == 1, id.ends_with("-g7"), "late flag of {id}");
     }
 
+    // The late reading is in the late ledger with the watermark it missed: the newest event
+    // time then was g6's (125 s), less 10 s of lateness.
+    let ledger: Vec<(String, u64, u64, u64)> = client
+        .query(
+            "SELECT message_id, event_time_ms, watermark_ms, late_by_ms FROM late_readings FINAL",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger,
+        vec![(format!("{run}-g7"), base + 100_000, base + 115_000, 15_000)]
+    );
+
     // Every malformed message kept with its reason.
     let letters: Vec<DeadLetterRow> = client
         .query("SELECT source, toString(code) AS code, reason, payload FROM dead_letters ORDER BY received_at_ms")

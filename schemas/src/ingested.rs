@@ -45,6 +45,34 @@ impl Ack {
     pub fn done(self) {
         (self.0)()
     }
+
+    /// Splits the acknowledgement into `parts` that must all be done (in any order, on any
+    /// thread) before the record is acknowledged: for a record stored in several tables.
+    pub fn split(self, parts: usize) -> Vec<Ack> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        if parts <= 1 {
+            return vec![self];
+        }
+        let remaining = Arc::new(AtomicUsize::new(parts));
+        let whole = Arc::new(Mutex::new(Some(self)));
+        (0..parts)
+            .map(|_| {
+                let (remaining, whole) = (Arc::clone(&remaining), Arc::clone(&whole));
+                Ack::new(move || {
+                    if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let ack = match whole.lock() {
+                            Ok(mut slot) => slot.take(),
+                            Err(poisoned) => poisoned.into_inner().take(),
+                        };
+                        if let Some(ack) = ack {
+                            ack.done();
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
 }
 
 impl fmt::Debug for Ack {
@@ -95,4 +123,40 @@ pub enum Ingested {
     /// A reading already stored, read back at start-up to rebuild windows that were open when
     /// the process stopped: counted in windows, not stored again, nothing to acknowledge.
     Replayed(IngestedReading),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::Ack;
+
+    #[test]
+    fn a_split_ack_fires_once_when_every_part_is_done() {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&fired);
+        let mut parts = Ack::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .split(3);
+        parts.pop().unwrap().done();
+        parts.pop().unwrap().done();
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
+        parts.pop().unwrap().done();
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_dropped_part_leaves_the_record_unacknowledged() {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&fired);
+        let mut parts = Ack::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        })
+        .split(2);
+        parts.pop().unwrap().done();
+        drop(parts);
+        assert_eq!(fired.load(Ordering::SeqCst), 0);
+    }
 }

@@ -53,7 +53,8 @@ pub use metrics::StoreMetrics;
 pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
 pub use replay::{ReplayCursor, StoredReading};
 pub use rows::{
-    district_code, kind_code, transport_code, DeadLetterRow, ReadingRow, StoreRow, WindowRow,
+    district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
+    WindowRow,
 };
 pub use writer::{TableWriter, WriterTasks, Writers};
 

@@ -60,15 +60,16 @@ pub fn bootstrap_sql(db: &str) -> Result<Vec<String>, StoreError> {
 /// Every migration for database `db`, in order (for applying, and for docs to print).
 pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
     validate_identifier(db)?;
-    Ok(vec![Migration {
-        version: 1,
-        name: "readings, window_results, dead_letters",
-        statements: vec![
-            // One long table of every valid reading. Replaying a reading (same kind, device,
-            // event time and message id) collapses to one row on merge or with FINAL,
-            // keeping the latest copy received.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {db}.readings (\
+    Ok(vec![
+        Migration {
+            version: 1,
+            name: "readings, window_results, dead_letters",
+            statements: vec![
+                // One long table of every valid reading. Replaying a reading (same kind, device,
+                // event time and message id) collapses to one row on merge or with FINAL,
+                // keeping the latest copy received.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.readings (\
                  message_id String, \
                  device_id String, \
                  kind {KIND_ENUM}, \
@@ -84,11 +85,11 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                  ) ENGINE = ReplacingMergeTree(received_at_ms) \
                  PARTITION BY toYYYYMMDD(event_time) \
                  ORDER BY (kind, device_id, event_time_ms, message_id)"
-            ),
-            // Window aggregates; a correction of a window carries a higher version and
-            // replaces the earlier one.
-            format!(
-                "CREATE TABLE IF NOT EXISTS {db}.window_results (\
+                ),
+                // Window aggregates; a correction of a window carries a higher version and
+                // replaces the earlier one.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.window_results (\
                  kind {KIND_ENUM}, \
                  district {DISTRICT_ENUM}, \
                  device_id String, \
@@ -108,10 +109,10 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                  ) ENGINE = ReplacingMergeTree(version) \
                  PARTITION BY toYYYYMMDD(window_start) \
                  ORDER BY (kind, device_id, metric, window_size_ms, window_start_ms)"
-            ),
-            // Rejected inputs with their raw bytes (String holds any bytes).
-            format!(
-                "CREATE TABLE IF NOT EXISTS {db}.dead_letters (\
+                ),
+                // Rejected inputs with their raw bytes (String holds any bytes).
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.dead_letters (\
                  received_at DateTime, \
                  received_at_ms UInt64, \
                  transport {TRANSPORT_ENUM}, \
@@ -122,9 +123,35 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                  ) ENGINE = MergeTree \
                  PARTITION BY toYYYYMMDD(received_at) \
                  ORDER BY (received_at_ms, source)"
-            ),
-        ],
-    }])
+                ),
+            ],
+        },
+        Migration {
+            version: 2,
+            name: "late_readings",
+            statements: vec![
+                // The late ledger: every reading that arrived later than the allowed lateness,
+                // with the watermark it missed. The reading itself is in `readings` with late = 1.
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {db}.late_readings (\
+                 message_id String, \
+                 device_id String, \
+                 kind {KIND_ENUM}, \
+                 district {DISTRICT_ENUM}, \
+                 event_time DateTime, \
+                 event_time_ms UInt64, \
+                 received_at DateTime, \
+                 received_at_ms UInt64, \
+                 watermark_ms UInt64, \
+                 late_by_ms UInt64, \
+                 source String\
+                 ) ENGINE = ReplacingMergeTree(received_at_ms) \
+                 PARTITION BY toYYYYMMDD(event_time) \
+                 ORDER BY (device_id, event_time_ms, message_id)"
+                ),
+            ],
+        },
+    ])
 }
 
 /// Creates the database and applies, in order, every migration not yet recorded in

@@ -134,6 +134,57 @@ impl StoreRow for WindowRow {
     const TABLE: &'static str = "window_results";
 }
 
+/// A late reading as recorded in the late ledger `late_readings`.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct LateReadingRow {
+    /// Unique per device.
+    pub message_id: String,
+    /// The device.
+    pub device_id: String,
+    /// `Enum8` kind.
+    pub kind: i8,
+    /// `Enum8` district.
+    pub district: i8,
+    /// Event time, whole seconds.
+    pub event_time: u32,
+    /// Event time, epoch ms.
+    pub event_time_ms: u64,
+    /// Receive time, whole seconds.
+    pub received_at: u32,
+    /// Receive time, epoch ms.
+    pub received_at_ms: u64,
+    /// The watermark when it arrived, epoch ms.
+    pub watermark_ms: u64,
+    /// How far behind the watermark it was, ms.
+    pub late_by_ms: u64,
+    /// The MQTT topic or Kafka topic/partition.
+    pub source: String,
+}
+
+impl LateReadingRow {
+    /// The ledger row of a reading that arrived when the watermark stood at `watermark_ms`.
+    pub fn new(r: &IngestedReading, watermark_ms: u64) -> LateReadingRow {
+        let event_ms = r.reading.event_time.0;
+        LateReadingRow {
+            message_id: r.reading.message_id.clone(),
+            device_id: r.reading.device_id.clone(),
+            kind: kind_code(r.reading.kind()),
+            district: district_code(r.district),
+            event_time: seconds(event_ms),
+            event_time_ms: event_ms,
+            received_at: seconds(r.received_at_ms),
+            received_at_ms: r.received_at_ms,
+            watermark_ms,
+            late_by_ms: watermark_ms.saturating_sub(event_ms),
+            source: r.source.clone(),
+        }
+    }
+}
+
+impl StoreRow for LateReadingRow {
+    const TABLE: &'static str = "late_readings";
+}
+
 /// A rejected input as stored in `dead_letters`.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
 pub struct DeadLetterRow {

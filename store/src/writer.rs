@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::config::ClickHouseConfig;
 use crate::error::{is_retryable_clickhouse, StoreError};
 use crate::metrics::StoreMetrics;
-use crate::rows::{DeadLetterRow, ReadingRow, StoreRow, WindowRow};
+use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, StoreRow, WindowRow};
 
 /// A handle that queues rows for one table. Cheap to clone; the table's task finishes (after
 /// a last flush) once every clone is dropped.
@@ -78,6 +78,8 @@ pub struct Writers {
     pub windows: TableWriter<WindowRow>,
     /// Rejected inputs.
     pub dead_letters: TableWriter<DeadLetterRow>,
+    /// The late ledger.
+    pub late_readings: TableWriter<LateReadingRow>,
 }
 
 /// The running writer tasks.
@@ -115,17 +117,20 @@ pub(crate) fn spawn_writers(
     let (readings, t1) = spawn_writer::<ReadingRow>(client, cfg, metrics);
     let (windows, t2) = spawn_writer::<WindowRow>(client, cfg, metrics);
     let (dead_letters, t3) = spawn_writer::<DeadLetterRow>(client, cfg, metrics);
+    let (late_readings, t4) = spawn_writer::<LateReadingRow>(client, cfg, metrics);
     (
         Writers {
             readings,
             windows,
             dead_letters,
+            late_readings,
         },
         WriterTasks {
             tasks: vec![
                 (ReadingRow::TABLE, t1),
                 (WindowRow::TABLE, t2),
                 (DeadLetterRow::TABLE, t3),
+                (LateReadingRow::TABLE, t4),
             ],
         },
     )
