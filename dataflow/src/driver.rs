@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, WindowResult};
+use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, Transport, WindowResult};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::DataflowConfig;
 use crate::dedupe::RecentIds;
 use crate::metrics::DataflowMetrics;
-use crate::watermark::Watermark;
+use crate::watermark::Watermarks;
 use crate::window::{event_time_windows, Sample, SeriesKey};
 use crate::DataflowError;
 
@@ -147,7 +147,7 @@ fn run_worker<O: Outputs>(
     let mut feeder = Feeder {
         config,
         cap: Some(cap),
-        watermark: Watermark::new(config.allowed_lateness_ms, config.idle_timeout_ms),
+        watermarks: Watermarks::new(config.allowed_lateness_ms, config.idle_timeout_ms),
         recent: RecentIds::default(),
         by_epoch: BTreeMap::new(),
         outputs,
@@ -194,6 +194,15 @@ fn run_worker<O: Outputs>(
     Ok(())
 }
 
+/// The input source a reading's watermark is tracked under: its Kafka partition, or the MQTT
+/// connection.
+fn source_of(reading: &IngestedReading) -> &str {
+    match reading.transport {
+        Transport::Kafka => reading.source.split('@').next().unwrap_or("kafka"),
+        Transport::Mqtt => "mqtt",
+    }
+}
+
 type InputHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
     u64,
     timely::container::CapacityContainerBuilder<Vec<Sample>>,
@@ -203,7 +212,7 @@ type InputHandle = timely::dataflow::operators::core::unordered_input::Unordered
 struct Feeder<'c, O: Outputs> {
     config: &'c DataflowConfig,
     cap: Option<ActivateCapability<u64>>,
-    watermark: Watermark,
+    watermarks: Watermarks,
     recent: RecentIds,
     /// On-time samples of this step, by epoch.
     by_epoch: BTreeMap<u64, Vec<Sample>>,
@@ -240,13 +249,18 @@ impl<O: Outputs> Feeder<'_, O> {
             return;
         }
         // Replays come in event-time order, so none is late; they are stored already.
-        if !replayed && self.watermark.is_late(event_ms) {
+        if !replayed && self.watermarks.is_late(event_ms) {
             self.metrics.late.with_label_values(&[kind.as_str()]).inc();
             self.outputs
-                .raw_reading(reading, Some(self.watermark.watermark()), ack);
+                .raw_reading(reading, Some(self.watermarks.watermark()), ack);
             return;
         }
-        self.watermark.observe(event_ms, self.clock.now_ms());
+        if replayed {
+            self.watermarks.raise(event_ms);
+        } else {
+            self.watermarks
+                .observe(source_of(&reading), event_ms, self.clock.now_ms());
+        }
         let epoch = event_ms - event_ms % self.config.epoch_ms;
         let samples = self.by_epoch.entry(epoch).or_default();
         for (metric, value) in reading.reading.samples() {
@@ -280,9 +294,15 @@ impl<O: Outputs> Feeder<'_, O> {
 
     /// Moves the input frontier to the watermark's epoch.
     fn advance(&mut self) {
-        self.watermark.tick(self.clock.now_ms());
-        let watermark = self.watermark.watermark();
+        self.watermarks.tick(self.clock.now_ms());
+        let watermark = self.watermarks.watermark();
         self.metrics.watermark_ms.set(watermark as i64);
+        for (source, w) in self.watermarks.per_source() {
+            self.metrics
+                .source_watermark_ms
+                .with_label_values(&[source])
+                .set(w as i64);
+        }
         let epoch = watermark - watermark % self.config.epoch_ms;
         if let Some(cap) = self.cap.as_mut() {
             if *cap.time() < epoch {

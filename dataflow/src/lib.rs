@@ -21,7 +21,7 @@ pub use config::DataflowConfig;
 pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs};
 pub use metrics::DataflowMetrics;
-pub use watermark::Watermark;
+pub use watermark::Watermarks;
 pub use window::{device_route, event_time_windows, Agg, Sample, SeriesKey};
 
 /// What can go wrong running the dataflow.

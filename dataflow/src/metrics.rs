@@ -2,7 +2,8 @@
 
 use ioc_schemas::WindowResult;
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Counters and gauges of the dataflow.
@@ -16,8 +17,11 @@ pub struct DataflowMetrics {
     pub windows: IntCounterVec,
     /// `ioc_dataflow_window_emit_delay_seconds`: wall time of emission minus the window's end.
     pub emit_delay: Histogram,
-    /// `ioc_dataflow_watermark_ms`: the input watermark, epoch ms.
+    /// `ioc_dataflow_watermark_ms`: the global watermark, epoch ms.
     pub watermark_ms: IntGauge,
+    /// `ioc_dataflow_source_watermark_ms{source}`: each source's own watermark (a Kafka
+    /// `topic/partition`, or `mqtt`), epoch ms.
+    pub source_watermark_ms: IntGaugeVec,
 }
 
 impl DataflowMetrics {
@@ -59,13 +63,22 @@ impl DataflowMetrics {
         registry.register(Box::new(duplicates.clone()))?;
         registry.register(Box::new(windows.clone()))?;
         registry.register(Box::new(emit_delay.clone()))?;
+        let source_watermark_ms = IntGaugeVec::new(
+            Opts::new(
+                "ioc_dataflow_source_watermark_ms",
+                "Each input source's watermark (a Kafka topic/partition, or mqtt), epoch ms.",
+            ),
+            &["source"],
+        )?;
         registry.register(Box::new(watermark_ms.clone()))?;
+        registry.register(Box::new(source_watermark_ms.clone()))?;
         Ok(DataflowMetrics {
             late,
             duplicates,
             windows,
             emit_delay,
             watermark_ms,
+            source_watermark_ms,
         })
     }
 

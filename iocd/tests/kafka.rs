@@ -30,6 +30,27 @@ async fn windows(client: &clickhouse::Client) -> Windows {
         .collect()
 }
 
+/// Whether iocd on `port` reports a lag of 0 on every partition of the sensor topic.
+async fn caught_up(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let request = "GET /metrics HTTP/1.1\r\nHost: iocd\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    if stream.read_to_string(&mut body).await.is_err() {
+        return false;
+    }
+    let lags: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("ioc_ingest_kafka_lag_messages{") && l.contains(".sensor\""))
+        .collect();
+    lags.len() == 4 && lags.iter().all(|l| l.ends_with(" 0"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
     let run = run_id("kafka_kill");
@@ -43,24 +64,34 @@ async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
         format!("ioc_test_{run}_whole"),
     );
     // An hour of lateness: nothing in this data is late, so arrival order across partitions
-    // cannot change the results, and every window stays open until the closing reading.
-    let extra = "[dataflow]\nallowed_lateness_ms = 3600000\nidle_timeout_ms = 86400000\n";
-    let killed_config = kafka_config(
+    // cannot change the results, and every window stays open until the closing reading. A
+    // partition silent for 2 s stops holding the watermark back, so that one reading, on one
+    // partition, closes them.
+    let extra = "[dataflow]\nallowed_lateness_ms = 3600000\nidle_timeout_ms = 2000\n";
+    // Lag is measured every 0.5 s, so the test can tell when a run has read everything.
+    let with_stats = |config: String| {
+        config.replace(
+            "commit_interval_ms = 200",
+            "commit_interval_ms = 200\nstatistics_interval_ms = 500",
+        )
+    };
+    let (killed_port, whole_port) = (free_port(), free_port());
+    let killed_config = with_stats(kafka_config(
         &prefix,
         &format!("{run}-killed"),
         ch,
         &db_killed,
-        free_port(),
+        killed_port,
         extra,
-    );
-    let whole_config = kafka_config(
+    ));
+    let whole_config = with_stats(kafka_config(
         &prefix,
         &format!("{run}-whole"),
         ch,
         &db_whole,
-        free_port(),
+        whole_port,
         extra,
-    );
+    ));
     let mut killed = Some(Iocd::start(&dir, "killed", &killed_config));
     let whole = Iocd::start(&dir, "whole", &whole_config);
 
@@ -100,6 +131,18 @@ async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
         )
         .await;
     }
+
+    // Stored is not enough: after the restart, readings the first run stored may still be on
+    // their way through the second run's dataflow. Wait until both have read to the end.
+    for (name, port) in [("killed", killed_port), ("whole", whole_port)] {
+        wait_until(
+            &format!("{name} to read every partition to the end"),
+            Duration::from_secs(60),
+            || caught_up(port),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     // One reading 100 minutes after the start (the data spans 34) closes every window of the
     // data once the hour of lateness is taken off.
