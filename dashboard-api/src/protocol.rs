@@ -138,6 +138,8 @@ mod tests {
             max: 2.0,
             mean: 1.5,
             emitted_at_ms: 1_795_827_661_000,
+            version: 3,
+            is_final: true,
         }
     }
 

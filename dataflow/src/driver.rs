@@ -107,6 +107,7 @@ fn run_worker<O: Outputs>(
     discard_open: Arc<AtomicBool>,
 ) -> Result<(), DataflowError> {
     let windows = config.effective_windows();
+    let lateness_ms = config.allowed_lateness_ms;
     let sink_outputs = outputs.clone();
     let sink_metrics = metrics.clone();
     let sink_clock = Arc::clone(&clock);
@@ -114,26 +115,32 @@ fn run_worker<O: Outputs>(
     let window_discard = Arc::clone(&discard_open);
     let ((mut handle, cap), probe) = worker.dataflow::<u64, _, _>(move |scope| {
         let (input, samples) = scope.new_unordered_input();
-        let (probe, _done) =
-            event_time_windows(samples, windows, emit_from_ms, window_discard, window_clock)
-                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                    Pipeline,
-                    "WindowSink",
-                    move |_cap, _info| {
-                        move |input, _output| {
-                            input.for_each_stamp(|_cap, batches| {
-                                let now = sink_clock.now_ms();
-                                for batch in batches {
-                                    for result in batch.drain(..) {
-                                        sink_metrics.observe_window(&result, now);
-                                        sink_outputs.window(result);
-                                    }
-                                }
-                            });
+        let (probe, _done) = event_time_windows(
+            samples,
+            windows,
+            lateness_ms,
+            emit_from_ms,
+            window_discard,
+            window_clock,
+        )
+        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            "WindowSink",
+            move |_cap, _info| {
+                move |input, _output| {
+                    input.for_each_stamp(|_cap, batches| {
+                        let now = sink_clock.now_ms();
+                        for batch in batches {
+                            for result in batch.drain(..) {
+                                sink_metrics.observe_window(&result, now);
+                                sink_outputs.window(result);
+                            }
                         }
-                    },
-                )
-                .probe();
+                    });
+                }
+            },
+        )
+        .probe();
         (input, probe)
     });
 

@@ -22,7 +22,7 @@ pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs};
 pub use metrics::DataflowMetrics;
 pub use watermark::Watermarks;
-pub use window::{device_route, event_time_windows, Agg, Sample, SeriesKey};
+pub use window::{device_route, event_time_windows, result_version, Agg, Sample, SeriesKey};
 
 /// What can go wrong running the dataflow.
 #[derive(Debug, thiserror::Error)]

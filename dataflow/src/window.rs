@@ -90,6 +90,8 @@ impl Agg {
             max: self.max,
             mean: self.sum / self.count as f64,
             emitted_at_ms,
+            version: result_version(self.count, true),
+            is_final: true,
         }
     }
 }
@@ -102,19 +104,43 @@ pub fn device_route(device_id: &str) -> u64 {
     })
 }
 
+/// A window being filled, and the last count sent out for it.
+#[derive(Debug, Clone, Copy)]
+struct OpenWindow {
+    agg: Agg,
+    /// The count of the last provisional result sent, if any.
+    sent: Option<u64>,
+}
+
+/// `(series, window size)`: one window of a given end.
+type WindowKey = (SeriesKey, u64);
+
 /// Windows still open on one worker, by window end.
-type OpenWindows = BTreeMap<u64, HashMap<(SeriesKey, u64), Agg>>;
+type OpenWindows = BTreeMap<u64, HashMap<WindowKey, OpenWindow>>;
+
+/// The version of a result: it grows with the samples counted, and the final result of a
+/// window outranks its provisional ones. Derived from the data alone, so a rebuild after a
+/// restart gives the same versions and ClickHouse keeps the right row.
+pub fn result_version(count: u64, is_final: bool) -> u32 {
+    u32::try_from(count.saturating_mul(2) + u64::from(is_final)).unwrap_or(u32::MAX)
+}
 
 /// Aggregates samples into the given windows (tumbling or sliding; give each size once, see
-/// `DataflowConfig::effective_windows`) and emits every window once the input frontier (the
-/// watermark) has passed its end, at the window's end as its time. Windows starting before
+/// `DataflowConfig::effective_windows`).
+///
+/// The input frontier is the watermark, the newest event time less `lateness_ms`; so the
+/// event clock is the frontier plus the lateness. A window is emitted as soon as the event
+/// clock passes its end (a provisional result), again whenever a reading within the lateness
+/// changes it (a correction, superseding the previous version), and a last time, final, once
+/// the watermark passes its end; then it leaves memory. Windows starting before
 /// `emit_from_ms` are not emitted: after a restart their readings are only partly replayed.
 ///
-/// When the input ends (an empty frontier) open windows are emitted, unless `discard_open`
-/// is set: a process shutting down must not store half-filled windows as final.
+/// When the input ends (an empty frontier) open windows are emitted as final, unless
+/// `discard_open` is set: a process shutting down must not store half-filled windows as final.
 pub fn event_time_windows<'scope>(
     samples: Stream<'scope, u64, Vec<Sample>>,
     windows: Vec<WindowSpec>,
+    lateness_ms: u64,
     emit_from_ms: u64,
     discard_open: Arc<AtomicBool>,
     clock: Arc<dyn Clock>,
@@ -124,7 +150,11 @@ pub fn event_time_windows<'scope>(
         "EventTimeWindows",
         move |_default_cap, _info| {
             let mut open = OpenWindows::new();
-            // One capability at the least time of any open window's input.
+            // Windows ending at or before this have had their provisional result.
+            let mut provisional_until = 0u64;
+            // Windows changed after their provisional result: corrections to send.
+            let mut changed: Vec<(u64, WindowKey)> = Vec::new();
+            // One capability at the least time anything may still be sent at.
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
@@ -135,11 +165,29 @@ pub fn event_time_windows<'scope>(
                                     if start < emit_from_ms {
                                         break; // starts come latest first
                                     }
-                                    open.entry(start + w.size_ms)
-                                        .or_default()
-                                        .entry((sample.series.clone(), w.size_ms))
-                                        .and_modify(|a| a.add(sample.value))
-                                        .or_insert_with(|| Agg::of(sample.value));
+                                    let end = start + w.size_ms;
+                                    let key = (sample.series.clone(), w.size_ms);
+                                    let window = open.entry(end).or_default();
+                                    match window.get_mut(&key) {
+                                        Some(o) => {
+                                            o.agg.add(sample.value);
+                                            if o.sent.is_some() || end <= provisional_until {
+                                                changed.push((end, key));
+                                            }
+                                        }
+                                        None => {
+                                            if end <= provisional_until {
+                                                changed.push((end, key.clone()));
+                                            }
+                                            window.insert(
+                                                key,
+                                                OpenWindow {
+                                                    agg: Agg::of(sample.value),
+                                                    sent: None,
+                                                },
+                                            );
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -156,44 +204,81 @@ pub fn event_time_windows<'scope>(
                 let input_done = frontier.is_empty();
                 if input_done && discard_open.load(Ordering::SeqCst) {
                     open.clear();
+                    changed.clear();
                 }
-                while let Some(entry) = open.first_entry() {
-                    let end = *entry.key();
-                    // Complete once no sample with a time before `end` can still arrive.
-                    if frontier.iter().any(|t| *t < end) {
-                        break;
-                    }
-                    let windows = entry.remove();
-                    if let Some(cap) = held.as_ref() {
-                        let at = cap.delayed(&end.max(*cap.time()));
-                        let now = clock.now_ms();
-                        let mut session = output.session(&at);
-                        for ((series, size), agg) in windows {
-                            session.give(agg.result(&series, end - size, size, now));
+                // The watermark, and the event clock it implies.
+                let watermark = frontier.iter().copied().min().unwrap_or(u64::MAX);
+                let event_clock = watermark.saturating_add(lateness_ms);
+                let now = clock.now_ms();
+                // `(time to send at, result)`: corrections at the watermark, finals at their end.
+                let mut out: Vec<(u64, WindowResult)> = Vec::new();
+                let mut send = |end: u64, key: &WindowKey, o: &mut OpenWindow, last: bool| {
+                    let (series, size) = key;
+                    let mut r = o.agg.result(series, end - size, *size, now);
+                    r.is_final = last;
+                    r.version = result_version(o.agg.count, last);
+                    o.sent = Some(o.agg.count);
+                    out.push((if last { end } else { watermark }, r));
+                };
+                // Provisional results: the event clock has passed their end, the watermark not.
+                let upto = event_clock.min(u64::MAX - 1);
+                if upto > provisional_until {
+                    for (&end, windows) in open.range_mut(provisional_until + 1..=upto) {
+                        if end <= watermark {
+                            break; // final below, without a provisional first
                         }
-                    }
-                }
-                match open.keys().next() {
-                    Some(&next_end) => {
-                        // Hold no earlier than needed: the next window's end, or the frontier if
-                        // that is earlier (new input may open an earlier-ending window).
-                        let target = next_end.min(frontier_min(frontier, next_end));
-                        if let Some(cap) = held.as_mut() {
-                            if *cap.time() < target {
-                                cap.downgrade(&target);
+                        for (key, o) in windows.iter_mut() {
+                            if o.sent.is_none() {
+                                send(end, key, o, false);
                             }
                         }
                     }
-                    None => held = None,
+                    provisional_until = upto;
+                }
+                // Corrections of provisional results.
+                for (end, key) in changed.drain(..) {
+                    if end <= watermark {
+                        continue; // the final result follows
+                    }
+                    if let Some(o) = open.get_mut(&end).and_then(|w| w.get_mut(&key)) {
+                        if o.sent != Some(o.agg.count) {
+                            send(end, &key, o, false);
+                        }
+                    }
+                }
+                // Final results: no sample before their end can still arrive.
+                while let Some(entry) = open.first_entry() {
+                    let end = *entry.key();
+                    if end > watermark {
+                        break;
+                    }
+                    for (key, mut o) in entry.remove() {
+                        send(end, &key, &mut o, true);
+                    }
+                }
+                if let Some(cap) = held.as_ref() {
+                    out.sort_by_key(|(t, _)| *t);
+                    let mut results = out.into_iter().peekable();
+                    while let Some((t, first)) = results.next() {
+                        let at = cap.delayed(&t.max(*cap.time()));
+                        let mut session = output.session(&at);
+                        session.give(first);
+                        while let Some((_, r)) = results.next_if(|(u, _)| *u == t) {
+                            session.give(r);
+                        }
+                    }
+                }
+                if open.is_empty() {
+                    held = None;
+                } else if let Some(cap) = held.as_mut() {
+                    // Anything sent later is sent at or after the current watermark.
+                    if *cap.time() < watermark && watermark != u64::MAX {
+                        cap.downgrade(&watermark);
+                    }
                 }
             }
         },
     )
-}
-
-/// The least time in the frontier, or `fallback` for an empty one.
-fn frontier_min(frontier: timely::progress::frontier::AntichainRef<'_, u64>, fallback: u64) -> u64 {
-    frontier.iter().copied().min().unwrap_or(fallback)
 }
 
 #[cfg(test)]
@@ -230,6 +315,7 @@ mod tests {
                 let results = event_time_windows(
                     samples,
                     vec![WindowSpec::tumbling(10)],
+                    0,
                     0,
                     Arc::new(AtomicBool::new(false)),
                     Arc::new(ManualClock::new(0)),
@@ -300,6 +386,62 @@ mod tests {
                 (10, "b".into(), 0, 1, 9.0, 9.0, 9.0),
                 (20, "a".into(), 10, 1, 5.0, 5.0, 5.0),
             ]
+        );
+    }
+
+    /// With 10 of lateness, the window [0, 10) goes out provisionally once event time passes 10
+    /// (the frontier passes 0), is corrected by a sample within the lateness, and is final once
+    /// the frontier passes 10.
+    #[test]
+    fn provisional_then_corrected_then_final() {
+        let captured = timely::execute_directly(|worker| {
+            let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
+                let ((input, cap), samples) = scope.new_unordered_input();
+                let results = event_time_windows(
+                    samples,
+                    vec![WindowSpec::tumbling(10)],
+                    10,
+                    0,
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(ManualClock::new(0)),
+                );
+                (input, cap, results.capture())
+            });
+            let mut cap = cap;
+            let mut versions = Vec::new();
+            let step = |worker: &mut timely::worker::Worker, versions: &mut Vec<_>| {
+                for _ in 0..5 {
+                    worker.step();
+                }
+                for event in captured.try_iter() {
+                    if let Event::Messages(_, results) = event {
+                        for r in results {
+                            versions.push((r.window_start_ms, r.count, r.version, r.is_final));
+                        }
+                    }
+                }
+            };
+            input
+                .activate()
+                .session(&cap.delayed(&3))
+                .give(sample("a", 3, 1.0));
+            cap.downgrade(&1); // event clock 11: past the window's end
+            step(worker, &mut versions);
+            input
+                .activate()
+                .session(&cap.delayed(&5))
+                .give(sample("a", 5, 2.0));
+            step(worker, &mut versions);
+            cap.downgrade(&10); // watermark 10: final
+            step(worker, &mut versions);
+            drop(cap);
+            drop(input);
+            while worker.step() {}
+            versions
+        });
+        assert_eq!(
+            captured,
+            vec![(0, 1, 2, false), (0, 2, 4, false), (0, 2, 5, true)]
         );
     }
 

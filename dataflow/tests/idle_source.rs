@@ -22,7 +22,9 @@ impl Outputs for Windows {
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
     fn window(&self, result: WindowResult) {
-        self.0.lock().unwrap().push(result);
+        if result.is_final {
+            self.0.lock().unwrap().push(result);
+        }
     }
 }
 

@@ -191,14 +191,20 @@ proptest! {
         let (out, windows) = run(workers, &arrivals);
         let (expected, expected_late) = oracle(&arrivals);
 
+        // Every window ends with exactly one final result, after any provisional ones, each
+        // version higher than the last.
         let mut got = BTreeMap::new();
+        let mut last_version = BTreeMap::new();
         for w in &windows {
-            let prev = got.insert(
-                (w.device_id.clone(), w.window_start_ms, w.window_size_ms),
-                (w.count, w.sum, w.min, w.max),
-            );
-            prop_assert!(prev.is_none(), "window emitted twice: {w:?}");
+            let key = (w.device_id.clone(), w.window_start_ms, w.window_size_ms);
+            prop_assert!(!got.contains_key(&key), "a result after the final one: {w:?}");
+            if let Some(previous) = last_version.insert(key.clone(), w.version) {
+                prop_assert!(w.version > previous, "version did not grow: {w:?}");
+            }
             prop_assert_eq!(w.mean, w.sum / w.count as f64);
+            if w.is_final {
+                got.insert(key, (w.count, w.sum, w.min, w.max));
+            }
         }
         prop_assert_eq!(got, expected);
 

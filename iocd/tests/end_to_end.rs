@@ -215,6 +215,10 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         ("g7", 100, 7.0, 125.5), // 25 s behind the newest: late, stored raw but not windowed
         ("g8", 190, 8.0, 190.0),
         ("g9", 299, 9.0, 299.0),
+        // Moves event time past 5:00, so the 4:00 and 0:00 windows go out provisionally ...
+        ("g10", 305, 10.0, 305.0),
+        // ... and this one, 7 s behind but within the lateness, corrects them.
+        ("g11", 298, 11.0, 305.5),
     ];
     let json = |r: &Reading| serde_json::to_vec(r).unwrap();
     let mut slots: Vec<(f64, String, Vec<u8>)> = Vec::new();
@@ -239,7 +243,15 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         slots.push((*offset as f64, tsc_topic.clone(), json(&r)));
     }
     slots.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut messages: Vec<(String, Vec<u8>)> = slots.into_iter().map(|(_, t, p)| (t, p)).collect();
+    // Phases: everything up to g10, then g11 once the provisional results are out, then the
+    // rest. (Sent together, they could reach the dataflow in one batch, with no provisional
+    // result to correct.)
+    let (first, correction): (Vec<_>, Vec<_>) =
+        slots.into_iter().partition(|(slot, ..)| *slot < 305.2);
+    let first: Vec<(String, Vec<u8>)> = first.into_iter().map(|(_, t, p)| (t, p)).collect();
+    let correction: Vec<(String, Vec<u8>)> =
+        correction.into_iter().map(|(_, t, p)| (t, p)).collect();
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
     // Malformed input, each with the code it must be kept under.
     let good = String::from_utf8(json(&sensor(
         &format!("{run}-x"),
@@ -291,7 +303,62 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     // Far enough ahead to close every window above.
     let closer = sensor(&format!("{run}-closer"), &gauge, base + 10 * MINUTE, 0.0);
     messages.push((gauge_topic.clone(), json(&closer)));
-    publish_all(&format!("e2e-pub-{run}"), messages).await;
+
+    // Every window result pushed to the WebSocket client, in order.
+    let pushed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let reader = tokio::spawn({
+        let pushed = std::sync::Arc::clone(&pushed);
+        async move {
+            while let Some(Ok(message)) = ws.next().await {
+                let Ok(text) = message.into_text() else {
+                    continue;
+                };
+                // Control frames (pings, close) carry no JSON.
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+                    continue;
+                };
+                if value["type"] == "window" {
+                    pushed.lock().unwrap().push(value["data"].clone());
+                }
+            }
+        }
+    });
+    let four_minute_versions = |pushed: &[serde_json::Value]| -> Vec<(u64, u64, bool)> {
+        pushed
+            .iter()
+            .filter(|d| d["window_size_ms"] == MINUTE && d["window_start_ms"] == base + 4 * MINUTE)
+            .map(|d| {
+                (
+                    d["version"].as_u64().unwrap(),
+                    d["count"].as_u64().unwrap(),
+                    d["is_final"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let wait_pushed = |n: usize| {
+        let pushed = std::sync::Arc::clone(&pushed);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                // Not in the loop condition: the guard would live across the sleep.
+                let seen = four_minute_versions(&pushed.lock().unwrap()).len();
+                if seen >= n {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the 4:00 window's result {n} never came"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    publish_all(&format!("e2e-pub-{run}"), first).await;
+    wait_pushed(1).await;
+    publish_all(&format!("e2e-pub2-{run}"), correction).await;
+    wait_pushed(2).await;
+    publish_all(&format!("e2e-pub3-{run}"), messages).await;
 
     // Independent computation of the gauge's windows: on-time readings only, each once.
     let on_time: Vec<(u64, f64)> = gauge_readings
@@ -300,7 +367,8 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         .map(|(_, o, v, _)| (base + o * 1000, *v))
         .collect();
     let mut expected: BTreeMap<(u64, u64), (u64, f64, f64, f64)> = BTreeMap::new();
-    for (t, v) in &on_time {
+    // The windows of the first five minutes: those the closing reading finalises.
+    for (t, v) in on_time.iter().filter(|(t, _)| *t < base + 5 * MINUTE) {
         for size in [MINUTE, 5 * MINUTE] {
             let e = expected
                 .entry((size, t - t % size))
@@ -341,8 +409,8 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
             .fetch_one()
             .await
             .unwrap_or(0);
-        // 9 gauge readings + the closer + 3 junction readings.
-        if readings >= 13 && letters >= bad.len() as u64 && windows >= expected_windows as u64 {
+        // 11 gauge readings + the closer + 3 junction readings.
+        if readings >= 15 && letters >= bad.len() as u64 && windows >= expected_windows as u64 {
             break;
         }
         assert!(
@@ -360,7 +428,7 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(ids.len(), 13, "{ids:?}");
+    assert_eq!(ids.len(), 15, "{ids:?}");
     for (id, count, late) in &ids {
         assert_eq!(*count, 1, "{id} stored {count} times");
         assert_eq!(*late == 1, id.ends_with("-g7"), "late flag of {id}");
@@ -381,12 +449,16 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     );
 
     // Every malformed message kept with its reason.
-    let letters: Vec<DeadLetterRow> = client
-        .query("SELECT source, toString(code) AS code, reason, payload FROM dead_letters ORDER BY received_at_ms")
+    let mut letters: Vec<DeadLetterRow> = client
+        .query("SELECT source, toString(code) AS code, reason, payload FROM dead_letters")
         .fetch_all()
         .await
         .unwrap();
     assert_eq!(letters.len(), bad.len(), "{letters:?}");
+    // Several may arrive in the same millisecond: match them by code, one of each.
+    letters.sort_by(|a, b| a.code.cmp(&b.code));
+    let mut bad = bad.clone();
+    bad.sort_by_key(|(_, _, code)| *code);
     for ((topic, payload, code), row) in bad.iter().zip(&letters) {
         assert_eq!(&row.source, topic);
         assert_eq!(row.code, *code, "reason: {}", row.reason);
@@ -426,36 +498,54 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         .unwrap();
     assert_eq!(vehicles, vec![(base, 2, 30.0), (base + MINUTE, 1, 4.0)]);
 
-    // The WebSocket client saw the gauge's windows as they closed.
-    let mut seen = BTreeMap::new();
+    // The WebSocket client saw every version: the 4:00 window provisionally with g9 alone,
+    // corrected with g11, then final; and the final result of every window.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.len() < expected.len() && Instant::now() < deadline {
-        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await
-        else {
-            continue;
-        };
-        let Ok(text) = message.into_text() else {
-            continue;
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if value["type"] == "window" {
-            let d = &value["data"];
-            assert_eq!(d["device_id"], gauge.as_str());
-            seen.insert(
+    let finals = loop {
+        let finals: BTreeMap<(u64, u64), (u64, f64, f64, f64)> = pushed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d["is_final"] == true)
+            .map(|d| {
+                assert_eq!(d["device_id"], gauge.as_str());
                 (
-                    d["window_size_ms"].as_u64().unwrap(),
-                    d["window_start_ms"].as_u64().unwrap(),
-                ),
-                (
-                    d["count"].as_u64().unwrap(),
-                    d["sum"].as_f64().unwrap(),
-                    d["min"].as_f64().unwrap(),
-                    d["max"].as_f64().unwrap(),
-                ),
-            );
+                    (
+                        d["window_size_ms"].as_u64().unwrap(),
+                        d["window_start_ms"].as_u64().unwrap(),
+                    ),
+                    (
+                        d["count"].as_u64().unwrap(),
+                        d["sum"].as_f64().unwrap(),
+                        d["min"].as_f64().unwrap(),
+                        d["max"].as_f64().unwrap(),
+                    ),
+                )
+            })
+            .filter(|((_, start), _)| *start < base + 5 * MINUTE)
+            .collect();
+        if finals.len() >= expected.len() || Instant::now() > deadline {
+            break finals;
         }
-    }
-    assert_eq!(seen, expected, "windows pushed over the WebSocket");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let versions_of_4m = four_minute_versions(&pushed.lock().unwrap());
+    reader.abort();
+    assert_eq!(finals, expected, "final windows pushed over the WebSocket");
+    assert_eq!(
+        versions_of_4m,
+        vec![(2, 1, false), (4, 2, false), (5, 2, true)],
+        "provisional, corrected, final"
+    );
+    // ClickHouse keeps the final version of the corrected window.
+    let kept: (u32, u8, u64) = client
+        .query("SELECT version, is_final, count FROM window_results FINAL WHERE device_id = ? AND window_size_ms = 60000 AND window_start_ms = ?")
+        .bind(&gauge)
+        .bind(base + 4 * MINUTE)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(kept, (5, 1, 2));
 
     // The README's analyst queries run on this ClickHouse against this data.
     let readme = include_str!("../../README.md");

@@ -107,6 +107,11 @@ pub struct WindowResult {
     pub mean: f64,
     /// When the dataflow emitted this result, epoch ms (wall clock).
     pub emitted_at_ms: EpochMs,
+    /// Grows with every correction; a higher version supersedes (retracts) a lower one of the
+    /// same window. `2 × count + 1` for the final result, `2 × count` before.
+    pub version: u32,
+    /// Whether the watermark has passed the window's end: no reading can change it any more.
+    pub is_final: bool,
 }
 
 impl WindowResult {

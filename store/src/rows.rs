@@ -107,7 +107,7 @@ pub struct WindowRow {
 }
 
 impl From<&WindowResult> for WindowRow {
-    /// Version 1, final: corrections of late data come with a later issue.
+    /// The result's version and finality, so the latest correction wins on merge.
     fn from(w: &WindowResult) -> WindowRow {
         WindowRow {
             kind: kind_code(w.kind),
@@ -124,8 +124,8 @@ impl From<&WindowResult> for WindowRow {
             mean: w.mean,
             emitted_at: seconds(w.emitted_at_ms),
             emitted_at_ms: w.emitted_at_ms,
-            version: 1,
-            is_final: 1,
+            version: w.version,
+            is_final: u8::from(w.is_final),
         }
     }
 }

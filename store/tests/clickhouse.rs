@@ -192,6 +192,8 @@ fn window(device_id: &str, emitted_at_ms: u64) -> WindowResult {
         max: 17.5,
         mean: 12.5,
         emitted_at_ms,
+        version: 3,
+        is_final: true,
     }
 }
 
@@ -242,7 +244,10 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
         .query("SELECT count() FROM schema_migrations")
         .fetch_one()
         .await?;
-    assert_eq!(recorded, 2, "one row per migration, none added by the second run");
+    assert_eq!(
+        recorded, 2,
+        "one row per migration, none added by the second run"
+    );
 
     let bad = ClickHouseConfig {
         database: "ioc; DROP DATABASE ioc".into(),

@@ -184,6 +184,8 @@ pub fn result(district: District, device: &str, n: u64) -> WindowResult {
         max: 1.0,
         mean: 1.0,
         emitted_at_ms: 1_795_827_661_000,
+        version: 3,
+        is_final: true,
     }
 }
 

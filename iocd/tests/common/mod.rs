@@ -246,3 +246,58 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Extra lines for the sections [`kafka_config`] already emits (TOML keys cannot be repeated,
+/// so they must go inside those sections), plus free-form text for any other section.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConfigExtra<'a> {
+    /// Lines added to `[kafka]`, such as `queued_max_kbytes = 1024`.
+    pub kafka: &'a str,
+    /// Lines added to `[clickhouse]`, such as `channel_capacity = 2000`.
+    pub clickhouse: &'a str,
+    /// Lines added to `[http]`.
+    pub http: &'a str,
+    /// Appended at the end: whole sections [`kafka_config`] does not emit (`[dataflow]`, ...).
+    pub sections: &'a str,
+}
+
+/// [`kafka_config`] with extra keys in the sections it emits.
+pub fn kafka_config_with(
+    prefix: &str,
+    group: &str,
+    clickhouse_url: &str,
+    database: &str,
+    http_port: u16,
+    extra: ConfigExtra<'_>,
+) -> String {
+    let base = kafka_config(
+        prefix,
+        group,
+        clickhouse_url,
+        database,
+        http_port,
+        extra.sections,
+    );
+    let insert_before = |text: String, header: &str, lines: &str| -> String {
+        if lines.trim().is_empty() {
+            return text;
+        }
+        // `header` starts with the newline ending the previous line: insert after it.
+        let at = 1 + text
+            .find(header)
+            .unwrap_or_else(|| panic!("kafka_config emits no `{header}`"));
+        let lines = lines.trim_end();
+        format!("{}{lines}\n{}", &text[..at], &text[at..])
+    };
+    // The section after each one extended: its extra lines go just before that header.
+    let config = insert_before(base, "\n[kafka.topics]\n", extra.kafka);
+    let config = insert_before(config, "\n[http]\n", extra.clickhouse);
+    // `[http]` is followed by the listen line; its extra lines go right after that line.
+    match extra.http.trim() {
+        "" => config,
+        http => {
+            let listen = format!("listen = \"127.0.0.1:{http_port}\"\n");
+            config.replacen(&listen, &format!("{listen}{http}\n"), 1)
+        }
+    }
+}
