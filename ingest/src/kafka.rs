@@ -19,7 +19,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -101,7 +101,7 @@ pub struct KafkaConfig {
     /// Most data (KiB) librdkafka prefetches per partition while the pipeline is behind; with
     /// the bounded queue into the pipeline this bounds memory during a store outage.
     pub queued_max_kbytes: u64,
-    /// How often (ms) consumer lag is measured.
+    /// How often (ms) consumer lag (end offset less committed offset) is measured.
     pub statistics_interval_ms: u64,
     /// Largest accepted payload in bytes; larger ones are dead-lettered.
     pub max_payload_bytes: usize,
@@ -164,28 +164,12 @@ impl KafkaConfig {
     }
 }
 
-/// Consumer callbacks: partition revocation and lag statistics.
+/// Consumer callbacks: partition revocation.
 struct IngestContext {
     tracker: Arc<OffsetTracker>,
-    metrics: IngestMetrics,
 }
 
-impl ClientContext for IngestContext {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                // librdkafka reports -1 for partitions it does not consume, and its internal
-                // partition -1.
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .kafka_lag
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
+impl ClientContext for IngestContext {}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -223,7 +207,6 @@ pub async fn run_kafka(
     let tracker = Arc::new(OffsetTracker::default());
     let context = IngestContext {
         tracker: Arc::clone(&tracker),
-        metrics: metrics.clone(),
     };
     let consumer: Arc<IngestConsumer> = Arc::new(
         config
@@ -252,6 +235,19 @@ pub async fn run_kafka(
     tracing::info!(brokers = %config.brokers, group = %config.group_id, ?topics, "kafka consumer started");
     metrics.kafka_connected.set(1);
 
+    let lag_task = spawn_lag_task(
+        Arc::clone(&consumer),
+        metrics.clone(),
+        Duration::from_millis(config.statistics_interval_ms.max(100)),
+    );
+    let taking = Take {
+        config: &config,
+        limits: &limits,
+        consumer: &consumer,
+        tracker: &tracker,
+        metrics: &metrics,
+        dead_letters: dead_letter_producer.as_ref(),
+    };
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -276,18 +272,17 @@ pub async fn run_kafka(
                 continue;
             }
         };
-        let record = to_record(&message, &config, &limits, &consumer, &tracker, &metrics);
-        if let (Some(producer), Ingested::DeadLetter(letter, _)) = (&dead_letter_producer, &record)
-        {
-            forward_dead_letter(producer, &config, &message, &letter.rejection).await;
-        }
+        let record = take(&message, &taking).await;
         drop(message);
+        // While the pipeline is full this waits, and consumption with it; librdkafka keeps
+        // at most `queued_max_kbytes` per partition prefetched meanwhile.
         tokio::select! {
             biased;
             () = &mut stop => break,
             sent = out.send(record) => if sent.is_err() { break },
         }
     }
+    lag_task.abort();
     drop(out);
     drained.await;
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -298,6 +293,65 @@ pub async fn run_kafka(
     consumer.unsubscribe();
     metrics.kafka_connected.set(0);
     Ok(())
+}
+
+/// What taking a message needs.
+struct Take<'a> {
+    config: &'a KafkaConfig,
+    limits: &'a ValidationLimits,
+    consumer: &'a Arc<IngestConsumer>,
+    tracker: &'a Arc<OffsetTracker>,
+    metrics: &'a IngestMetrics,
+    dead_letters: Option<&'a FutureProducer>,
+}
+
+/// Decodes a message into a record, forwarding a reject to the dead-letter topic if set.
+async fn take(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
+    let record = to_record(
+        message, t.config, t.limits, t.consumer, t.tracker, t.metrics,
+    );
+    if let (Some(producer), Ingested::DeadLetter(letter, _)) = (t.dead_letters, &record) {
+        forward_dead_letter(producer, t.config, message, &letter.rejection).await;
+    }
+    record
+}
+
+/// Measures each assigned partition's lag — its end offset less the committed offset — every
+/// `interval`, on its own thread: statistics callbacks only run while the consumer is polled,
+/// and it is not polled while the pipeline is full, exactly when the lag matters.
+fn spawn_lag_task(
+    consumer: Arc<IngestConsumer>,
+    metrics: IngestMetrics,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            let consumer = Arc::clone(&consumer);
+            let metrics = metrics.clone();
+            let measured = tokio::task::spawn_blocking(move || {
+                let committed = consumer.committed(Duration::from_secs(5))?;
+                for e in committed.elements() {
+                    let (_, high) = consumer.fetch_watermarks(
+                        e.topic(),
+                        e.partition(),
+                        Duration::from_secs(5),
+                    )?;
+                    // No commit yet: the whole partition is behind.
+                    let done = e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(0);
+                    metrics
+                        .kafka_lag
+                        .with_label_values(&[e.topic(), &e.partition().to_string()])
+                        .set((high - done).max(0));
+                }
+                Ok::<(), rdkafka::error::KafkaError>(())
+            })
+            .await;
+            if let Ok(Err(e)) = measured {
+                tracing::debug!(error = %e, "cannot measure kafka lag");
+            }
+        }
+    })
 }
 
 /// Produces a rejected message to the dead-letter topic, best effort (the table has it).

@@ -77,11 +77,12 @@ impl IngestMetrics {
                 "ioc_ingest_kafka_connected",
                 "1 while the Kafka consumer runs.",
             )?,
+
             kafka_lag: {
                 let g = IntGaugeVec::new(
                     Opts::new(
                         "ioc_ingest_kafka_lag_messages",
-                        "Messages between the consumer's position and the partition's end.",
+                        "Messages between the group's committed offset and the partition's end.",
                     ),
                     &["topic", "partition"],
                 )?;

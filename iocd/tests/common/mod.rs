@@ -102,6 +102,16 @@ pub struct Iocd {
     pub log: PathBuf,
 }
 
+impl Drop for Iocd {
+    /// A failed test must not leave iocd running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Iocd {
     /// Starts `iocd run` with `config` (TOML), logging to `<dir>/<name>.log`.
     pub fn start(dir: &Path, name: &str, config: &str) -> Iocd {
