@@ -225,7 +225,7 @@ pub fn event_time_windows<'scope>(
                 if upto > provisional_until {
                     for (&end, windows) in open.range_mut(provisional_until + 1..=upto) {
                         if end <= watermark {
-                            break; // final below, without a provisional first
+                            continue; // final below, without a provisional first
                         }
                         for (key, o) in windows.iter_mut() {
                             if o.sent.is_none() {
@@ -443,6 +443,47 @@ mod tests {
             captured,
             vec![(0, 1, 2, false), (0, 2, 4, false), (0, 2, 5, true)]
         );
+    }
+
+    /// One step of the frontier can finalise one window and put the next out provisionally.
+    #[test]
+    fn a_final_and_a_provisional_result_in_the_same_step() {
+        let results = timely::execute_directly(|worker| {
+            let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
+                let ((input, cap), samples) = scope.new_unordered_input();
+                let results = event_time_windows(
+                    samples,
+                    vec![WindowSpec::tumbling(10)],
+                    5,
+                    0,
+                    Arc::new(AtomicBool::new(false)),
+                    Arc::new(ManualClock::new(0)),
+                );
+                (input, cap, results.capture())
+            });
+            input
+                .activate()
+                .session(&cap.delayed(&3))
+                .give(sample("a", 3, 1.0));
+            input
+                .activate()
+                .session(&cap.delayed(&15))
+                .give(sample("a", 15, 2.0));
+            let mut cap = cap;
+            cap.downgrade(&15); // watermark 15, event clock 20
+            for _ in 0..10 {
+                worker.step();
+            }
+            let mut got = Vec::new();
+            for event in captured.try_iter() {
+                if let Event::Messages(_, results) = event {
+                    got.extend(results.into_iter().map(|r| (r.window_start_ms, r.is_final)));
+                }
+            }
+            got.sort();
+            got
+        });
+        assert_eq!(results, vec![(0, true), (10, false)]);
     }
 
     #[test]
