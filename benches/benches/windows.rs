@@ -80,7 +80,7 @@ fn windows(c: &mut Criterion) {
                         .expect("metrics register");
                     ioc_dataflow::spawn(
                         config,
-                        0,
+                        ioc_dataflow::RunOptions::default(),
                         rx,
                         Discard,
                         metrics,

@@ -55,12 +55,22 @@ impl DataflowHandle {
     }
 }
 
+/// How one run of the dataflow treats the edges of its input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Windows starting before this are not emitted (their readings are only partly fed in):
+    /// 0 for all; after a restart, where the replay begins.
+    pub emit_windows_from_ms: u64,
+    /// When the input ends, emit the windows still open as final instead of discarding them:
+    /// for a backfill, whose input is complete; not for a process shutting down.
+    pub finish_open_windows: bool,
+}
+
 /// Starts the workers. They run until every sender of `input` is dropped; then open windows are
-/// discarded (they are incomplete) and the workers stop. Windows starting before
-/// `emit_from_ms` are not emitted (0 for all; after a restart, where the replay begins).
+/// discarded (they are incomplete) unless `options` says to finish them, and the workers stop.
 pub fn spawn<O: Outputs>(
     config: DataflowConfig,
-    emit_from_ms: u64,
+    options: RunOptions,
     input: mpsc::Receiver<Ingested>,
     outputs: O,
     metrics: DataflowMetrics,
@@ -77,7 +87,7 @@ pub fn spawn<O: Outputs>(
                 run_worker(
                     worker,
                     &config,
-                    emit_from_ms,
+                    options,
                     taken,
                     outputs.clone(),
                     metrics.clone(),
@@ -99,7 +109,7 @@ pub fn spawn<O: Outputs>(
 fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
     config: &DataflowConfig,
-    emit_from_ms: u64,
+    options: RunOptions,
     input: Option<mpsc::Receiver<Ingested>>,
     outputs: O,
     metrics: DataflowMetrics,
@@ -119,7 +129,7 @@ fn run_worker<O: Outputs>(
             samples,
             windows,
             lateness_ms,
-            emit_from_ms,
+            options.emit_windows_from_ms,
             window_discard,
             window_clock,
         )
@@ -194,7 +204,7 @@ fn run_worker<O: Outputs>(
             worker.step_or_park(Some(Duration::from_millis(1)));
         }
     }
-    discard_open.store(true, Ordering::SeqCst);
+    discard_open.store(!options.finish_open_windows, Ordering::SeqCst);
     feeder.cap = None;
     drop(handle);
     while worker.step_or_park(None) {}

@@ -19,7 +19,7 @@ mod window;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::DataflowConfig;
 pub use dedupe::RecentIds;
-pub use driver::{spawn, DataflowHandle, Outputs};
+pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
 pub use metrics::DataflowMetrics;
 pub use watermark::Watermarks;
 pub use window::{device_route, event_time_windows, result_version, Agg, Sample, SeriesKey};

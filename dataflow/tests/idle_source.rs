@@ -66,7 +66,7 @@ fn run(silence_ms: u64) -> Vec<(String, u64)> {
     let (tx, rx) = mpsc::channel(100);
     let handle = ioc_dataflow::spawn(
         config,
-        0,
+        ioc_dataflow::RunOptions::default(),
         rx,
         out.clone(),
         DataflowMetrics::new(&prometheus::Registry::new()).unwrap(),

@@ -101,7 +101,7 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
     let metrics = DataflowMetrics::new(&prometheus::Registry::new()).unwrap();
     let handle = ioc_dataflow::spawn(
         config,
-        0,
+        ioc_dataflow::RunOptions::default(),
         rx,
         out.clone(),
         metrics,

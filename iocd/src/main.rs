@@ -26,6 +26,22 @@ enum Command {
     Run(RunArgs),
     /// Publish the simulated fleet to an external MQTT broker.
     Simulate(SimulateArgs),
+    /// Recompute the windows of a time range from the raw readings in ClickHouse, late ones
+    /// included, and write them as new versions.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackfillArgs {
+    /// Configuration file (TOML); its [clickhouse] and [dataflow] sections are used.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Start of the range, RFC 3339 (`2026-11-28T00:00:00+07:00`) or epoch ms.
+    #[arg(long)]
+    from: String,
+    /// End of the range (exclusive), RFC 3339 or epoch ms.
+    #[arg(long)]
+    to: String,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +140,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo(args).await,
             Command::Run(args) => run(args).await,
             Command::Simulate(args) => simulate(args).await,
+            Command::Backfill(args) => backfill(args).await,
         }
     })
 }
@@ -231,6 +248,27 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     .context("simulator")?;
     tracing::info!(?report, "published");
+    Ok(())
+}
+
+fn parse_time(text: &str) -> anyhow::Result<u64> {
+    match text.parse::<u64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => ioc_schemas::EventTime::parse_rfc3339(text)
+            .map(|t| t.0)
+            .map_err(|e| anyhow::anyhow!(e)),
+    }
+}
+
+async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
+    let config: Config = config::load(args.config.as_deref(), Figment::new())?;
+    let (from, to) = (parse_time(&args.from)?, parse_time(&args.to)?);
+    let report = iocd::backfill::backfill(&config, from, to).await?;
+    tracing::info!(
+        readings = report.readings,
+        windows = report.windows,
+        "backfill done"
+    );
     Ok(())
 }
 

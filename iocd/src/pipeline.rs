@@ -216,7 +216,10 @@ pub async fn run(
     };
     let dataflow = ioc_dataflow::spawn(
         config.dataflow.clone(),
-        rebuild.unwrap_or(0),
+        ioc_dataflow::RunOptions {
+            emit_windows_from_ms: rebuild.unwrap_or(0),
+            finish_open_windows: false,
+        },
         input_rx,
         outputs,
         dataflow_metrics,

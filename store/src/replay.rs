@@ -65,16 +65,43 @@ impl Store {
     /// Every stored on-time reading with an event time at or after `from_ms`, in event time
     /// order, streamed (memory does not grow with the range).
     pub fn replay_on_time_readings(&self, from_ms: u64) -> Result<ReplayCursor, StoreError> {
+        self.stored_readings(from_ms, u64::MAX, false)
+    }
+
+    /// Every stored reading with an event time in `[from_ms, to_ms)`, late ones too when
+    /// `include_late`, in event time order, streamed.
+    pub fn stored_readings(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        include_late: bool,
+    ) -> Result<ReplayCursor, StoreError> {
         let cursor = self
             .client()
             .query(
-                "SELECT ?fields FROM readings FINAL WHERE late = 0 AND event_time_ms >= ? \
+                "SELECT ?fields FROM readings FINAL \
+                 WHERE event_time_ms >= ? AND event_time_ms < ? AND late <= ? \
                  ORDER BY event_time_ms, device_id, message_id",
             )
             .bind(from_ms)
+            .bind(to_ms)
+            .bind(u8::from(include_late))
             .fetch::<ReadingRow>()
             .map_err(replay_error)?;
         Ok(ReplayCursor { cursor })
+    }
+
+    /// How many stored readings have an event time in `[from_ms, to_ms)`.
+    pub async fn count_readings(&self, from_ms: u64, to_ms: u64) -> Result<u64, StoreError> {
+        self.client()
+            .query(
+                "SELECT count() FROM readings FINAL WHERE event_time_ms >= ? AND event_time_ms < ?",
+            )
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one()
+            .await
+            .map_err(replay_error)
     }
 }
 

@@ -1,0 +1,155 @@
+//! `iocd backfill`: recomputes the windows of a time range from the raw readings in
+//! ClickHouse — late ones included — and writes them as new versions.
+//!
+//! Readings later than the allowed lateness are stored raw and left out of the live windows;
+//! a backfill counts them. A window's version grows with its count, so a recomputed window that
+//! gained late readings supersedes the live one, and one that did not is written again with the
+//! same version, changing nothing.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use ioc_dataflow::{DataflowMetrics, Outputs, RunOptions, SystemClock};
+use ioc_ingest::decode_reading;
+use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
+use ioc_store::{Store, StoreMetrics, TableWriter, WindowRow};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+
+/// Where the recomputed windows go: those that fit in the range, to ClickHouse.
+#[derive(Clone)]
+struct BackfillOutputs {
+    windows: TableWriter<WindowRow>,
+    to_ms: u64,
+    written: Arc<AtomicU64>,
+}
+
+impl Outputs for BackfillOutputs {
+    // The readings are stored already: only windows come out of a backfill.
+    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
+    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
+    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
+
+    fn window(&self, result: WindowResult) {
+        // A window reaching past the range has readings outside it: leave it alone.
+        if !result.is_final || result.window_end_ms() > self.to_ms {
+            return;
+        }
+        if let Err(e) = self.windows.blocking_send(WindowRow::from(&result), None) {
+            tracing::error!(error = %e, "recomputed window not queued for storage");
+            return;
+        }
+        self.written.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a backfill did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// Readings read back.
+    pub readings: u64,
+    /// Windows written.
+    pub windows: u64,
+}
+
+/// A text progress bar on stderr.
+fn progress(done: u64, total: u64, started: Instant) {
+    let width = 40;
+    let filled = if total == 0 {
+        width
+    } else {
+        (done * width / total) as usize as u64
+    };
+    let percent = if total == 0 { 100 } else { done * 100 / total };
+    let bar: String = (0..width)
+        .map(|i| if i < filled { '#' } else { '.' })
+        .collect();
+    let mut err = std::io::stderr().lock();
+    let _ = write!(
+        err,
+        "\rbackfill [{bar}] {percent:>3}% {done}/{total} readings, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = err.flush();
+}
+
+/// Recomputes every window lying within `[from_ms, to_ms)` (aligned out to whole windows by
+/// the caller or not: windows crossing either edge are left as they are).
+pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Result<BackfillReport> {
+    anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
+    let registry = prometheus::Registry::new();
+    let ch = config.clickhouse.clone().unwrap_or_default();
+    let store = Store::connect(ch, StoreMetrics::new(&registry)?)
+        .await
+        .context("cannot reach clickhouse")?;
+    let total = store.count_readings(from_ms, to_ms).await?;
+    let (writers, tasks) = store.writers();
+    let written = Arc::new(AtomicU64::new(0));
+    let outputs = BackfillOutputs {
+        windows: writers.windows.clone(),
+        to_ms,
+        written: Arc::clone(&written),
+    };
+    drop(writers);
+    let (tx, rx) = mpsc::channel(config.dataflow.input_capacity);
+    let dataflow = ioc_dataflow::spawn(
+        config.dataflow.clone(),
+        RunOptions {
+            emit_windows_from_ms: from_ms,
+            finish_open_windows: true,
+        },
+        rx,
+        outputs,
+        DataflowMetrics::new(&registry)?,
+        Arc::new(SystemClock),
+    )?;
+
+    let started = Instant::now();
+    let limits = ValidationLimits {
+        max_future_ms: u64::MAX / 4,
+        min_event_time_ms: 0,
+    };
+    let mut cursor = store.stored_readings(from_ms, to_ms, true)?;
+    let mut readings = 0u64;
+    progress(0, total, started);
+    while let Some(stored) = cursor.next().await? {
+        readings += 1;
+        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
+            Ok(reading) => {
+                let record = Ingested::Replayed(IngestedReading {
+                    reading,
+                    district: stored.district,
+                    transport: stored.transport,
+                    source: stored.source,
+                    received_at_ms: stored.received_at_ms,
+                    payload: stored.payload,
+                });
+                tx.send(record)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the dataflow stopped during the backfill"))?;
+            }
+            Err(e) => tracing::warn!(error = %e, "a stored reading no longer decodes; left out"),
+        }
+        if readings % 1_000 == 0 {
+            progress(readings, total, started);
+        }
+    }
+    progress(readings, total, started);
+    drop(tx);
+    tokio::task::spawn_blocking(move || dataflow.join())
+        .await
+        .context("dataflow task")??;
+    tasks.join().await?;
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!();
+    }
+    Ok(BackfillReport {
+        readings,
+        windows: written.load(Ordering::Relaxed),
+    })
+}
