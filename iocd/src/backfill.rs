@@ -59,12 +59,8 @@ pub struct BackfillReport {
 /// A text progress bar on stderr.
 fn progress(done: u64, total: u64, started: Instant) {
     let width = 40;
-    let filled = if total == 0 {
-        width
-    } else {
-        (done * width / total) as usize as u64
-    };
-    let percent = if total == 0 { 100 } else { done * 100 / total };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
+    let percent = (done * 100).checked_div(total).unwrap_or(100);
     let bar: String = (0..width)
         .map(|i| if i < filled { '#' } else { '.' })
         .collect();
