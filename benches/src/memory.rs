@@ -116,8 +116,14 @@ fn main() -> anyhow::Result<()> {
         println!("devices:          {}", args.devices);
         println!("simulated days:   {}", args.days);
         println!("windows emitted:  {}", emitted.load(Ordering::Relaxed));
-        println!("time:             {seconds:.1} s ({:.0} readings/s)", args.readings as f64 / seconds);
-        println!("peak rss (VmHWM): {:.1} MiB", peak_rss_kib() as f64 / 1024.0);
+        println!(
+            "time:             {seconds:.1} s ({:.0} readings/s)",
+            args.readings as f64 / seconds
+        );
+        println!(
+            "peak rss (VmHWM): {:.1} MiB",
+            peak_rss_kib() as f64 / 1024.0
+        );
     }
     Ok(())
 }
