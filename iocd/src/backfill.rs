@@ -13,12 +13,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ioc_dataflow::{DataflowMetrics, Outputs, RunOptions, SystemClock};
-use ioc_ingest::decode_reading;
-use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
+use ioc_schemas::{Ack, DeadLetter, IngestedReading, WindowResult};
 use ioc_store::{Store, StoreMetrics, TableWriter, WindowRow};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::pipeline::feed_stored;
 
 /// Where the recomputed windows go: those that fit in the range, to ClickHouse.
 #[derive(Clone)]
@@ -105,35 +105,14 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
     )?;
 
     let started = Instant::now();
-    let limits = ValidationLimits {
-        max_future_ms: u64::MAX / 4,
-        min_event_time_ms: 0,
-    };
     let mut cursor = store.stored_readings(from_ms, to_ms, true)?;
-    let mut readings = 0u64;
     progress(0, total, started);
-    while let Some(stored) = cursor.next().await? {
-        readings += 1;
-        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
-            Ok(reading) => {
-                let record = Ingested::Replayed(IngestedReading {
-                    reading,
-                    district: stored.district,
-                    transport: stored.transport,
-                    source: stored.source,
-                    received_at_ms: stored.received_at_ms,
-                    payload: stored.payload,
-                });
-                tx.send(record)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the dataflow stopped during the backfill"))?;
-            }
-            Err(e) => tracing::warn!(error = %e, "a stored reading no longer decodes; left out"),
+    let (readings, _) = feed_stored(&mut cursor, &tx, |n| {
+        if n % 1_000 == 0 {
+            progress(n, total, started);
         }
-        if readings % 1_000 == 0 {
-            progress(readings, total, started);
-        }
-    }
+    })
+    .await?;
     progress(readings, total, started);
     drop(tx);
     tokio::task::spawn_blocking(move || dataflow.join())

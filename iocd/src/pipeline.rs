@@ -12,7 +12,8 @@ use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
 use ioc_store::{
-    DeadLetterRow, LateReadingRow, ReadingRow, Store, StoreMetrics, WindowRow, Writers,
+    DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Store, StoreMetrics, WindowRow,
+    Writers,
 };
 use prometheus::IntCounterVec;
 use std::time::Instant;
@@ -322,6 +323,45 @@ pub async fn run(
     finish_api(api).await
 }
 
+/// Feeds stored readings into the dataflow as replays (counted in windows, not stored again),
+/// calling `each` with the number read so far. Returns `(read, fed)`: a stored payload that no
+/// longer decodes is logged and left out.
+pub(crate) async fn feed_stored(
+    cursor: &mut ReplayCursor,
+    input: &mpsc::Sender<Ingested>,
+    mut each: impl FnMut(u64),
+) -> anyhow::Result<(u64, u64)> {
+    // Stored readings were valid when they arrived; only their shape is checked again.
+    let limits = ValidationLimits {
+        max_future_ms: u64::MAX / 4,
+        min_event_time_ms: 0,
+    };
+    let (mut rows, mut fed) = (0u64, 0u64);
+    while let Some(stored) = cursor.next().await? {
+        rows += 1;
+        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
+            Ok(reading) => {
+                let record = Ingested::Replayed(IngestedReading {
+                    reading,
+                    district: stored.district,
+                    transport: stored.transport,
+                    source: stored.source,
+                    received_at_ms: stored.received_at_ms,
+                    payload: stored.payload,
+                });
+                input
+                    .send(record)
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
+                fed += 1;
+            }
+            Err(e) => tracing::warn!(error = %e, "a stored reading no longer decodes; left out"),
+        }
+        each(rows);
+    }
+    Ok((rows, fed))
+}
+
 /// Where the rebuild starts: early enough that every window ending after `margin_ms` before the
 /// watermark the stored readings imply starts after it, aligned down to every window's slide.
 /// Windows starting before it are left out of the rebuild (they closed before the stop).
@@ -356,34 +396,7 @@ async fn rebuild_open_windows(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cursor = store.replay_on_time_readings(from)?;
-    let limits = ValidationLimits {
-        max_future_ms: u64::MAX / 4,
-        min_event_time_ms: 0,
-    };
-    let (mut rows, mut replayed) = (0u64, 0u64);
-    while let Some(stored) = cursor.next().await? {
-        rows += 1;
-        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
-            Ok(reading) => {
-                let record = Ingested::Replayed(IngestedReading {
-                    reading,
-                    district: stored.district,
-                    transport: stored.transport,
-                    source: stored.source,
-                    received_at_ms: stored.received_at_ms,
-                    payload: stored.payload,
-                });
-                input
-                    .send(record)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the dataflow stopped during the rebuild"))?;
-                replayed += 1;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "a stored reading no longer decodes; left out of the rebuild")
-            }
-        }
-    }
+    let (rows, replayed) = feed_stored(&mut cursor, input, |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let rows_gauge = prometheus::IntGauge::new(
         "ioc_pipeline_rebuild_rows",
