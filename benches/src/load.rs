@@ -1,22 +1,64 @@
-//! The load generator: pushes N simulated readings through MQTT into ClickHouse with the full
-//! pipeline, and measures the broker's own delivery rate to a null subscriber
-//! (`mosquitto_sub ... > /dev/null`) in the same run, for comparison.
+//! The load generator: pushes N simulated readings through the full pipeline into ClickHouse and
+//! compares the rate with what the transport alone delivers, in the same run.
 //!
-//! Needs mosquitto on 127.0.0.1:1883, `mosquitto_sub` on the PATH and ClickHouse on
+//! - `--transport mqtt` (the default): mosquitto delivering to a null subscriber
+//!   (`mosquitto_sub ... > /dev/null`), then the pipeline twice, once with
+//!   `mqtt.ack_after_store = true` (acknowledge only once ClickHouse has the row, the default)
+//!   and once with `false` (acknowledge on receipt).
+//! - `--transport kafka`: produces the readings to fresh topics `load.<pid>.<kind>`, then times a
+//!   bare librdkafka consumer reading them all, then the pipeline (Kafka source only) until
+//!   ClickHouse holds them all.
+//!
+//! Needs mosquitto on 127.0.0.1:1883 with `mosquitto_sub` on the PATH (mqtt), a Kafka-protocol
+//! broker on 127.0.0.1:9092 that supports CreateTopics (kafka), and ClickHouse on
 //! 127.0.0.1:8123 (`.ci/servers.sh start`). Run:
-//! `cargo run --release -p ioc-benches --bin ioc-load -- --readings 200000`
+//! `cargo run --release -p ioc-benches --bin ioc-load -- --transport mqtt --readings 200000`
 
+use std::collections::VecDeque;
+use std::hint::black_box;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use ioc_ingest::{KafkaConfig, KafkaTopics, DISTRICT_HEADER};
+use ioc_schemas::{parse_topic, Kind};
 use ioc_simulator::{Fleet, Generator, SimulatorConfig};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
-/// Pushes readings through MQTT into ClickHouse and reports readings/s.
+/// Longest wait for any one phase.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Which transport carries the readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    /// MQTT via mosquitto, with the acknowledgement comparison.
+    Mqtt,
+    /// Kafka, against a bare librdkafka consumer.
+    Kafka,
+}
+
+/// Which MQTT acknowledgement mode is measured first (to check for order effects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AckFirst {
+    /// `ack_after_store = true` first, then `false`.
+    Store,
+    /// `ack_after_store = false` first, then `true`.
+    Receipt,
+}
+
+/// Pushes readings through MQTT or Kafka into ClickHouse and reports readings/s.
 #[derive(Debug, Parser)]
 struct Args {
+    /// Which transport to measure.
+    #[arg(long, value_enum, default_value_t = TransportArg::Mqtt)]
+    transport: TransportArg,
     /// How many readings to push.
     #[arg(long, default_value_t = 200_000)]
     readings: u64,
@@ -26,6 +68,19 @@ struct Args {
     /// MQTT broker port.
     #[arg(long, default_value_t = 1883)]
     mqtt_port: u16,
+    /// MQTT: which acknowledgement mode runs first.
+    #[arg(long, value_enum, default_value_t = AckFirst::Store)]
+    ack_first: AckFirst,
+    /// Kafka bootstrap brokers.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// Partitions of each Kafka topic.
+    #[arg(long, default_value_t = 4)]
+    kafka_partitions: i32,
+    /// Extra librdkafka properties of the bare consumer, `KEY=VALUE`, repeatable (to look
+    /// into what limits it, e.g. `fetch.wait.max.ms=10`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    bare_consumer_set: Vec<String>,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -45,6 +100,96 @@ fn messages(count: u64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
         .map(|m| (m.topic, m.payload))
         .collect())
 }
+
+/// The 1-minute load average, recorded before each measurement.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// An in-process iocd writing to a fresh database, and a client to count what it stored.
+struct Pipeline {
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<anyhow::Result<()>>,
+    client: clickhouse::Client,
+    database: String,
+}
+
+impl Pipeline {
+    /// Starts `iocd::pipeline::run` with `config`, storing into `database`.
+    async fn start(
+        args: &Args,
+        mut config: iocd::Config,
+        database: String,
+    ) -> anyhow::Result<Pipeline> {
+        config.dataflow.workers = args.workers;
+        config.http.listen = "127.0.0.1:0".parse()?;
+        config.clickhouse = Some(ioc_store::ClickHouseConfig {
+            url: args.clickhouse_url.clone(),
+            database: database.clone(),
+            ..Default::default()
+        });
+        let listener = ioc_dashboard_api::bind(&config.http).await?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(iocd::pipeline::run(config, listener, async move {
+            let _ = stop_rx.await;
+        }));
+        let client = clickhouse::Client::default()
+            .with_url(&args.clickhouse_url)
+            .with_database(&database)
+            .with_validation(false)
+            .with_setting("wait_end_of_query", "1");
+        Ok(Pipeline {
+            stop,
+            running,
+            client,
+            database,
+        })
+    }
+
+    /// Waits until ClickHouse holds `count` readings; returns when the first rows were seen,
+    /// counted from `started`.
+    async fn wait_for(&self, count: u64, started: Instant) -> anyhow::Result<Duration> {
+        let mut first_rows = None;
+        loop {
+            let stored: u64 = self
+                .client
+                .query("SELECT count() FROM readings")
+                .fetch_one()
+                .await
+                .unwrap_or(0);
+            if stored > 0 && first_rows.is_none() {
+                first_rows = Some(started.elapsed());
+            }
+            if stored >= count {
+                return Ok(first_rows.unwrap_or_default());
+            }
+            if self.running.is_finished() {
+                bail!("the pipeline stopped with {stored} of {count} readings stored");
+            }
+            if started.elapsed() > PHASE_TIMEOUT {
+                bail!("only {stored} of {count} readings stored after 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the pipeline and drops its database.
+    async fn finish(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.running.await??;
+        self.client
+            .query(&format!("DROP DATABASE IF EXISTS {}", self.database))
+            .execute()
+            .await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT
 
 /// Publishes every message with QoS 1 as fast as the broker acknowledges them.
 async fn publish(
@@ -113,82 +258,333 @@ async fn broker_baseline(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
     publish(args, &format!("load-pub-null-{run}"), messages).await?;
-    tokio::time::timeout(Duration::from_secs(600), sub.wait())
+    tokio::time::timeout(PHASE_TIMEOUT, sub.wait())
         .await
         .context("mosquitto_sub did not receive everything")??;
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
-/// The pipeline: time until ClickHouse holds every reading.
-async fn pipeline(args: &Args, run: &str, messages: Vec<(String, Vec<u8>)>) -> anyhow::Result<f64> {
+/// The pipeline from MQTT: time from the first publish until ClickHouse holds every reading.
+async fn mqtt_pipeline(
+    args: &Args,
+    run: &str,
+    ack_after_store: bool,
+    messages: Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<f64> {
     let count = messages.len() as u64;
-    let database = format!("ioc_load_{run}");
+    let label = if ack_after_store { "store" } else { "receipt" };
     let mut config = iocd::Config::default();
     config.mqtt.host = args.mqtt_host.clone();
     config.mqtt.port = args.mqtt_port;
-    config.mqtt.client_id = format!("load-iocd-{run}");
+    config.mqtt.client_id = format!("load-iocd-{run}-{label}");
     config.mqtt.clean_session = true;
-    config.dataflow.workers = args.workers;
-    config.http.listen = "127.0.0.1:0".parse()?;
-    config.clickhouse = Some(ioc_store::ClickHouseConfig {
-        url: args.clickhouse_url.clone(),
-        database: database.clone(),
-        ..Default::default()
-    });
-    let listener = ioc_dashboard_api::bind(&config.http).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(iocd::pipeline::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
-    let client = clickhouse::Client::default()
-        .with_url(&args.clickhouse_url)
-        .with_database(&database)
-        .with_validation(false)
-        .with_setting("wait_end_of_query", "1");
+    config.mqtt.ack_after_store = ack_after_store;
+    let pipeline = Pipeline::start(args, config, format!("ioc_load_{run}_{label}")).await?;
     // Ready once the schema exists and the subscription is up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
-    publish(args, &format!("load-pub-{run}"), messages).await?;
-    loop {
-        let stored: u64 = client
-            .query("SELECT count() FROM readings")
-            .fetch_one()
-            .await
-            .unwrap_or(0);
-        if stored >= count {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("only {stored} of {count} readings stored after 10 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    publish(args, &format!("load-pub-{run}-{label}"), messages).await?;
+    pipeline.wait_for(count, started).await?;
     let rate = count as f64 / started.elapsed().as_secs_f64();
-    let _ = stop_tx.send(());
-    running.await??;
-    client
-        .query(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
-        .await?;
+    pipeline.finish().await?;
     Ok(rate)
+}
+
+#[allow(clippy::print_stdout)]
+async fn mqtt(args: &Args, run: &str) -> anyhow::Result<()> {
+    let messages = messages(args.readings)?;
+    let load_baseline = load_average();
+    let baseline = broker_baseline(args, run, messages.clone()).await?;
+    let (mut load_store, mut load_receipt) = (String::new(), String::new());
+    let (mut after_store, mut on_receipt) = (0.0, 0.0);
+    let order = match args.ack_first {
+        AckFirst::Store => [true, false],
+        AckFirst::Receipt => [false, true],
+    };
+    for ack_after_store in order {
+        let (load, rate) = if ack_after_store {
+            (&mut load_store, &mut after_store)
+        } else {
+            (&mut load_receipt, &mut on_receipt)
+        };
+        *load = load_average();
+        *rate = mqtt_pipeline(args, run, ack_after_store, messages.clone()).await?;
+    }
+    drop(messages);
+    println!(
+        "transport: mqtt, readings: {}, order: null subscriber, then ack {} first",
+        args.readings,
+        match args.ack_first {
+            AckFirst::Store => "after store",
+            AckFirst::Receipt => "on receipt",
+        }
+    );
+    println!(
+        "1-min load before each: null subscriber {load_baseline}, ack after store {load_store}, \
+         ack on receipt {load_receipt}"
+    );
+    println!("mosquitto -> null subscriber:                    {baseline:>10.0} readings/s");
+    println!("mqtt -> iocd -> clickhouse, ack after store:     {after_store:>10.0} readings/s");
+    println!("mqtt -> iocd -> clickhouse, ack on receipt:      {on_receipt:>10.0} readings/s");
+    println!(
+        "ratio ack after store / broker alone:            {:>10.2}",
+        after_store / baseline
+    );
+    println!(
+        "ratio ack on receipt / broker alone:             {:>10.2}",
+        on_receipt / baseline
+    );
+    println!(
+        "ratio ack on receipt / ack after store:          {:>10.2}",
+        on_receipt / after_store
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+fn kafka_topic(run: &str, kind: Kind) -> String {
+    format!("load.{run}.{}", kind.as_str())
+}
+
+fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("cannot create the kafka admin client")
+}
+
+/// Creates one topic per kind with `partitions` partitions.
+async fn create_topics(brokers: &str, run: &str, partitions: i32) -> anyhow::Result<()> {
+    let names: Vec<String> = Kind::ALL.iter().map(|k| kafka_topic(run, *k)).collect();
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin(brokers)?.create_topics(&topics, &options).await? {
+        if let Err((topic, code)) = result {
+            bail!("cannot create topic {topic}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the run's topics, best effort (the broker here keeps them in memory).
+async fn delete_topics(brokers: &str, run: &str) {
+    let names: Vec<String> = Kind::ALL.iter().map(|k| kafka_topic(run, *k)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let result = match admin(brokers) {
+        Ok(a) => a.delete_topics(&names, &options).await.map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    #[allow(clippy::print_stderr)]
+    match result {
+        Ok(results) => {
+            for r in results {
+                if let Err((topic, code)) = r {
+                    eprintln!("note: cannot delete topic {topic}: {code}");
+                }
+            }
+        }
+        Err(e) => eprintln!("note: cannot delete the load topics: {e:#}"),
+    }
+}
+
+async fn delivered(future: DeliveryFuture) -> anyhow::Result<()> {
+    match future.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, _))) => bail!("kafka delivery failed: {e}"),
+        Err(_) => bail!("the kafka producer was dropped"),
+    }
+}
+
+/// Produces every message to its kind's topic, keyed by device id with a `district` header,
+/// and waits for every delivery. Returns the produce rate.
+async fn produce(brokers: &str, run: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<f64> {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("client.id", format!("load-producer-{run}"))
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .context("cannot create the kafka producer")?;
+    let topics: Vec<(Kind, String)> = Kind::ALL
+        .iter()
+        .map(|k| (*k, kafka_topic(run, *k)))
+        .collect();
+    let started = Instant::now();
+    let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
+    for (mqtt_topic, payload) in messages {
+        let parts = parse_topic(mqtt_topic)
+            .map_err(|e| anyhow::anyhow!("generated topic {mqtt_topic}: {e:?}"))?;
+        let topic = topics
+            .iter()
+            .find(|(k, _)| *k == parts.kind)
+            .map(|(_, t)| t.as_str())
+            .context("every kind has a topic")?;
+        let headers = OwnedHeaders::new().insert(Header {
+            key: DISTRICT_HEADER,
+            value: Some(parts.district.slug()),
+        });
+        let mut record = FutureRecord::to(topic)
+            .key(parts.device_id)
+            .payload(payload.as_slice())
+            .headers(headers);
+        loop {
+            match producer.send_result(record) {
+                Ok(future) => {
+                    in_flight.push_back(future);
+                    break;
+                }
+                // The local queue is full: wait for the oldest delivery, then try again.
+                Err((_, back)) => {
+                    record = back;
+                    match in_flight.pop_front() {
+                        Some(oldest) => delivered(oldest).await?,
+                        None => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+            }
+        }
+    }
+    for future in in_flight {
+        delivered(future).await?;
+    }
+    Ok(messages.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The broker and librdkafka alone: a fresh group reads every message, touching each payload
+/// without decoding it. Returns the rate from the first message to the last, and the time from
+/// subscribing to the first message (group join and first fetch), which the rate leaves out.
+async fn bare_consumer(
+    brokers: &str,
+    run: &str,
+    count: u64,
+    extra: &[String],
+) -> anyhow::Result<(f64, Duration)> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("load-bare-{run}"))
+        .set("client.id", format!("load-bare-{run}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    for setting in extra {
+        let (key, value) = setting
+            .split_once('=')
+            .with_context(|| format!("--bare-consumer-set {setting}: expected KEY=VALUE"))?;
+        config.set(key, value);
+    }
+    let consumer: StreamConsumer = config.create().context("cannot create the bare consumer")?;
+    let names: Vec<String> = Kind::ALL.iter().map(|k| kafka_topic(run, *k)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+    let subscribed = Instant::now();
+    let mut first = None;
+    let mut touched = 0u64;
+    for _ in 0..count {
+        let message = tokio::time::timeout(PHASE_TIMEOUT, consumer.recv())
+            .await
+            .context("the bare consumer received nothing for 10 minutes")??;
+        if first.is_none() {
+            first = Some(Instant::now());
+        }
+        if let Some(p) = message.payload() {
+            touched = touched
+                .wrapping_add(p.len() as u64)
+                .wrapping_add(u64::from(p.first().copied().unwrap_or(0)))
+                .wrapping_add(u64::from(p.last().copied().unwrap_or(0)));
+        }
+    }
+    black_box(touched);
+    let first = first.context("no message received")?;
+    let rate = (count.saturating_sub(1)).max(1) as f64 / first.elapsed().as_secs_f64();
+    consumer.unsubscribe();
+    Ok((rate, first.duration_since(subscribed)))
+}
+
+/// The pipeline from Kafka: time from starting iocd until ClickHouse holds every reading,
+/// including schema set-up, consumer start-up and group join. Also returns when the first rows
+/// were stored.
+async fn kafka_pipeline(args: &Args, run: &str, count: u64) -> anyhow::Result<(f64, Duration)> {
+    let mut config = iocd::Config::default();
+    config.mqtt.enabled = false;
+    config.kafka = KafkaConfig {
+        brokers: args.kafka_brokers.clone(),
+        group_id: format!("load-iocd-{run}"),
+        client_id: format!("load-iocd-{run}"),
+        group_instance_id: None,
+        topics: KafkaTopics {
+            sensor: kafka_topic(run, Kind::Sensor),
+            traffic_signal: kafka_topic(run, Kind::TrafficSignal),
+            camera_event: kafka_topic(run, Kind::CameraEvent),
+            environment: kafka_topic(run, Kind::Environment),
+        },
+        ..KafkaConfig::default()
+    };
+    let started = Instant::now();
+    let pipeline = Pipeline::start(args, config, format!("ioc_load_{run}_kafka")).await?;
+    let first_rows = pipeline.wait_for(count, started).await?;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    pipeline.finish().await?;
+    Ok((rate, first_rows))
+}
+
+#[allow(clippy::print_stdout)]
+async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
+    let messages = messages(args.readings)?;
+    let count = messages.len() as u64;
+    let brokers = args.kafka_brokers.as_str();
+    create_topics(brokers, run, args.kafka_partitions).await?;
+    let result = async {
+        let load_produce = load_average();
+        let produced = produce(brokers, run, &messages).await?;
+        drop(messages);
+        let load_bare = load_average();
+        let (bare, join) = bare_consumer(brokers, run, count, &args.bare_consumer_set).await?;
+        let load_pipeline = load_average();
+        let (through, first_rows) = kafka_pipeline(args, run, count).await?;
+        println!(
+            "transport: kafka, readings: {count}, topics: 4 x {} partitions (load.{run}.<kind>)",
+            args.kafka_partitions
+        );
+        println!(
+            "1-min load before each: produce {load_produce}, bare consumer {load_bare}, \
+             pipeline {load_pipeline}"
+        );
+        println!("produce, every delivery acknowledged:           {produced:>10.0} readings/s");
+        println!(
+            "bare librdkafka consumer, 1st -> Nth message:   {bare:>10.0} readings/s \
+             (group join + first fetch before it: {:.2} s, not counted)",
+            join.as_secs_f64()
+        );
+        println!(
+            "kafka -> iocd -> clickhouse:                    {through:>10.0} readings/s \
+             (includes schema set-up, consumer start-up and group join; first rows stored \
+             after {:.2} s)",
+            first_rows.as_secs_f64()
+        );
+        println!(
+            "ratio (pipeline / bare consumer):               {:>10.2}",
+            through / bare
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    delete_topics(brokers, run).await;
+    result
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let run = format!("{}", std::process::id());
-    let messages = messages(args.readings)?;
-    let baseline = broker_baseline(&args, &run, messages.clone()).await?;
-    let through = pipeline(&args, &run, messages).await?;
-    #[allow(clippy::print_stdout)]
-    {
-        println!("readings:                         {}", args.readings);
-        println!("mosquitto -> null subscriber:     {baseline:>10.0} readings/s");
-        println!("mqtt -> iocd -> clickhouse:       {through:>10.0} readings/s");
-        println!(
-            "ratio (pipeline / broker alone):  {:>10.2}",
-            through / baseline
-        );
+    match args.transport {
+        TransportArg::Mqtt => mqtt(&args, &run).await,
+        TransportArg::Kafka => kafka(&args, &run).await,
     }
-    Ok(())
 }
