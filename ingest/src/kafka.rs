@@ -103,6 +103,10 @@ pub struct KafkaConfig {
     pub queued_max_kbytes: u64,
     /// How often (ms) consumer lag (end offset less committed offset) is measured.
     pub statistics_interval_ms: u64,
+    /// Longest time (ms) the broker may hold a fetch waiting for data (librdkafka's
+    /// `fetch.wait.max.ms`). Some brokers wait it out even when data is there, which then caps
+    /// throughput; lower it for those.
+    pub fetch_wait_max_ms: u64,
     /// Largest accepted payload in bytes; larger ones are dead-lettered.
     pub max_payload_bytes: usize,
     /// How far ahead of this machine's clock (ms) an event time may be.
@@ -123,6 +127,7 @@ impl Default for KafkaConfig {
             session_timeout_ms: 10_000,
             queued_max_kbytes: 8_192,
             statistics_interval_ms: 5_000,
+            fetch_wait_max_ms: 500,
             max_payload_bytes: 64 * 1024,
             max_future_ms: 5 * 60 * 1000,
         }
@@ -156,6 +161,7 @@ impl KafkaConfig {
                 "statistics.interval.ms",
                 self.statistics_interval_ms.to_string(),
             )
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set("enable.partition.eof", "false");
         if let Some(id) = &self.group_instance_id {
             c.set("group.instance.id", id);
