@@ -166,6 +166,8 @@ fn run_worker<O: Outputs>(
         cap: Some(cap),
         watermarks: Watermarks::new(config.allowed_lateness_ms, config.idle_timeout_ms),
         recent: RecentIds::default(),
+        replayed_ids: Default::default(),
+        replayed_ids_until_ms: 0,
         by_epoch: BTreeMap::new(),
         outputs,
         metrics,
@@ -220,6 +222,10 @@ fn source_of(reading: &IngestedReading) -> &str {
     }
 }
 
+/// How long (wall clock) the ids of replayed readings are remembered after a restart: the
+/// sources redeliver what was not committed or acknowledged within seconds of reconnecting.
+const REPLAYED_IDS_TTL_MS: u64 = 10 * 60 * 1000;
+
 type InputHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
     u64,
     timely::container::CapacityContainerBuilder<Vec<Sample>>,
@@ -231,6 +237,11 @@ struct Feeder<'c, O: Outputs> {
     cap: Option<ActivateCapability<u64>>,
     watermarks: Watermarks,
     recent: RecentIds,
+    /// Ids of the readings replayed at start-up, kept for `REPLAYED_IDS_TTL_MS` of wall time
+    /// whatever the watermark: the sources redeliver what was not yet committed, possibly far
+    /// behind the watermark the replay set, and a repeat must count as a repeat, not as late.
+    replayed_ids: std::collections::HashSet<(String, String)>,
+    replayed_ids_until_ms: u64,
     /// On-time samples of this step, by epoch.
     by_epoch: BTreeMap<u64, Vec<Sample>>,
     outputs: O,
@@ -250,11 +261,26 @@ impl<O: Outputs> Feeder<'_, O> {
         };
         let event_ms = reading.reading.event_time.0;
         let kind = reading.reading.kind();
+        let id = || {
+            (
+                reading.reading.device_id.clone(),
+                reading.reading.message_id.clone(),
+            )
+        };
+        let redelivered = if replayed {
+            if self.replayed_ids.is_empty() {
+                self.replayed_ids_until_ms = self.clock.now_ms() + REPLAYED_IDS_TTL_MS;
+            }
+            self.replayed_ids.insert(id());
+            false
+        } else {
+            !self.replayed_ids.is_empty() && self.replayed_ids.contains(&id())
+        };
         let first = self.recent.insert(
             &reading.reading.device_id,
             &reading.reading.message_id,
             event_ms,
-        );
+        ) && !redelivered;
         if !first {
             if !replayed {
                 self.metrics
@@ -329,5 +355,8 @@ impl<O: Outputs> Feeder<'_, O> {
         // A repeat of an id older than this would be late anyway.
         self.recent
             .forget_before(watermark.saturating_sub(self.config.allowed_lateness_ms));
+        if !self.replayed_ids.is_empty() && self.clock.now_ms() > self.replayed_ids_until_ms {
+            self.replayed_ids = Default::default();
+        }
     }
 }
