@@ -12,6 +12,7 @@ mod clock;
 mod config;
 mod dedupe;
 mod driver;
+pub mod kpi;
 mod metrics;
 mod watermark;
 mod window;

@@ -1,0 +1,297 @@
+//! VN_AQI, the Vietnamese air quality index, after Quyết định 1459/QĐ-TCMT (Tổng cục Môi
+//! trường, 12/11/2019), "Hướng dẫn kỹ thuật tính toán và công bố chỉ số chất lượng không khí
+//! Việt Nam (VN_AQI)".
+//!
+//! - A pollutant's sub-index interpolates linearly between the breakpoints of Table 2 of the
+//!   decision: `AQI_x = (I_{i+1} − I_i) / (BP_{i+1} − BP_i) × (C_x − BP_i) + I_i`.
+//! - The AQI is the largest sub-index, and exists only when PM10 or PM2.5 is measured.
+//! - Hourly AQI uses 1-hour concentrations of O3, NO2, SO2 and CO, and the NowCast of the last
+//!   12 hours for PM10 and PM2.5. Daily AQI uses 24-hour means of PM and the day's largest
+//!   1-hour value of the others.
+//! - Bands (Table 1): 0–50 Tốt, 51–100 Trung bình, 101–150 Kém, 151–200 Xấu, 201–300 Rất xấu,
+//!   301–500 Nguy hại, with the RGB colours the decision gives.
+//!
+//! All concentrations are in µg/m³.
+
+use serde::{Deserialize, Serialize};
+
+/// The index values at the breakpoints (Table 2, row I).
+const INDEX: [f64; 8] = [0.0, 50.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0];
+
+/// A pollutant of VN_AQI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pollutant {
+    /// Fine particles, PM2.5.
+    Pm25,
+    /// Particles, PM10.
+    Pm10,
+    /// Ozone, 1-hour.
+    O3,
+    /// Nitrogen dioxide, 1-hour.
+    No2,
+    /// Sulphur dioxide, 1-hour.
+    So2,
+    /// Carbon monoxide, 1-hour.
+    Co,
+}
+
+impl Pollutant {
+    /// Every pollutant.
+    pub const ALL: [Pollutant; 6] = [
+        Pollutant::Pm25,
+        Pollutant::Pm10,
+        Pollutant::O3,
+        Pollutant::No2,
+        Pollutant::So2,
+        Pollutant::Co,
+    ];
+
+    /// The measurement name used in environment readings.
+    pub fn measurement(self) -> &'static str {
+        match self {
+            Pollutant::Pm25 => "pm25",
+            Pollutant::Pm10 => "pm10",
+            Pollutant::O3 => "o3",
+            Pollutant::No2 => "no2",
+            Pollutant::So2 => "so2",
+            Pollutant::Co => "co",
+        }
+    }
+
+    /// The concentration breakpoints, µg/m³ (Table 2; PM as 24-hour, the others as 1-hour).
+    pub fn breakpoints(self) -> [f64; 8] {
+        match self {
+            Pollutant::Pm25 => [0.0, 25.0, 50.0, 80.0, 150.0, 250.0, 350.0, 500.0],
+            Pollutant::Pm10 => [0.0, 50.0, 150.0, 250.0, 350.0, 420.0, 500.0, 600.0],
+            Pollutant::O3 => [0.0, 160.0, 200.0, 300.0, 400.0, 800.0, 1000.0, 1200.0],
+            Pollutant::No2 => [0.0, 100.0, 200.0, 700.0, 1200.0, 2350.0, 3100.0, 3850.0],
+            Pollutant::So2 => [0.0, 125.0, 350.0, 550.0, 800.0, 1600.0, 2100.0, 2630.0],
+            Pollutant::Co => [
+                0.0, 10_000.0, 30_000.0, 45_000.0, 60_000.0, 90_000.0, 120_000.0, 150_000.0,
+            ],
+        }
+    }
+
+    /// Whether its hourly value is a NowCast.
+    pub fn is_particulate(self) -> bool {
+        matches!(self, Pollutant::Pm25 | Pollutant::Pm10)
+    }
+}
+
+/// The sub-index of a concentration, rounded to the nearest whole number ("làm tròn thành số
+/// nguyên", as the decision publishes AQI values);
+/// concentrations beyond the last breakpoint give 500. `None` for a negative or non-finite one.
+pub fn sub_index(pollutant: Pollutant, concentration: f64) -> Option<u32> {
+    if !concentration.is_finite() || concentration < 0.0 {
+        return None;
+    }
+    let bp = pollutant.breakpoints();
+    let i = match bp.windows(2).position(|w| concentration <= w[1]) {
+        Some(i) => i,
+        None => return Some(500),
+    };
+    let value =
+        (INDEX[i + 1] - INDEX[i]) / (bp[i + 1] - bp[i]) * (concentration - bp[i]) + INDEX[i];
+    Some(value.round() as u32)
+}
+
+/// The NowCast of hourly PM concentrations, most recent first (`hourly[0]` is the last hour),
+/// `None` for a missing hour. Needs at least 2 of the 3 most recent hours. With
+/// `w* = c_min / c_max` over the available hours, `w = max(w*, 1/2)`, and
+/// `NowCast = Σ w^(i−1) c_i / Σ w^(i−1)`, over the available hours of the last 12.
+pub fn nowcast(hourly: &[Option<f64>]) -> Option<f64> {
+    let recent = hourly.iter().take(3).filter(|c| c.is_some()).count();
+    if recent < 2 {
+        return None;
+    }
+    let values: Vec<(usize, f64)> = hourly
+        .iter()
+        .take(12)
+        .enumerate()
+        .filter_map(|(i, c)| c.map(|c| (i, c)))
+        .collect();
+    let max = values.iter().map(|(_, c)| *c).fold(f64::MIN, f64::max);
+    let min = values.iter().map(|(_, c)| *c).fold(f64::MAX, f64::min);
+    let w = if max <= 0.0 {
+        1.0
+    } else {
+        (min / max).max(0.5)
+    };
+    let (num, den) = values.iter().fold((0.0, 0.0), |(n, d), (i, c)| {
+        let weight = w.powi(*i as i32);
+        (n + weight * c, d + weight)
+    });
+    Some(num / den)
+}
+
+/// An air quality band (Table 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Band {
+    /// 0–50.
+    Good,
+    /// 51–100.
+    Moderate,
+    /// 101–150.
+    Poor,
+    /// 151–200.
+    Bad,
+    /// 201–300.
+    VeryBad,
+    /// 301–500.
+    Hazardous,
+}
+
+impl Band {
+    /// The band of an AQI value.
+    pub fn of(aqi: u32) -> Band {
+        match aqi {
+            0..=50 => Band::Good,
+            51..=100 => Band::Moderate,
+            101..=150 => Band::Poor,
+            151..=200 => Band::Bad,
+            201..=300 => Band::VeryBad,
+            _ => Band::Hazardous,
+        }
+    }
+
+    /// The Vietnamese name the decision gives.
+    pub fn name_vi(self) -> &'static str {
+        match self {
+            Band::Good => "Tốt",
+            Band::Moderate => "Trung bình",
+            Band::Poor => "Kém",
+            Band::Bad => "Xấu",
+            Band::VeryBad => "Rất xấu",
+            Band::Hazardous => "Nguy hại",
+        }
+    }
+
+    /// The colour the decision gives, as `#rrggbb`.
+    pub fn colour(self) -> &'static str {
+        match self {
+            Band::Good => "#00e400",
+            Band::Moderate => "#ffff00",
+            Band::Poor => "#ff7e00",
+            Band::Bad => "#ff0000",
+            Band::VeryBad => "#8f3f97",
+            Band::Hazardous => "#7e0023",
+        }
+    }
+}
+
+/// A station's AQI with its sub-indices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Aqi {
+    /// The AQI: the largest sub-index.
+    pub aqi: u32,
+    /// The pollutant that gave it.
+    pub dominant: Pollutant,
+    /// Every sub-index computed.
+    pub sub_indices: Vec<(Pollutant, u32)>,
+    /// The band.
+    pub band: Band,
+}
+
+/// The AQI of a set of concentrations (already NowCast or averaged as the period requires).
+/// `None` when neither PM10 nor PM2.5 is among them, as the decision requires.
+pub fn aqi(concentrations: &[(Pollutant, f64)]) -> Option<Aqi> {
+    if !concentrations.iter().any(|(p, _)| p.is_particulate()) {
+        return None;
+    }
+    let sub_indices: Vec<(Pollutant, u32)> = concentrations
+        .iter()
+        .filter_map(|(p, c)| sub_index(*p, *c).map(|i| (*p, i)))
+        .collect();
+    let (dominant, value) = sub_indices.iter().copied().max_by_key(|(_, i)| *i)?;
+    Some(Aqi {
+        aqi: value,
+        dominant,
+        sub_indices,
+        band: Band::of(value),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_indices_interpolate_between_breakpoints() {
+        // PM2.5 37.5 µg/m³: between 25 (50) and 50 (100): 50 + 50/25 × 12.5 = 75.
+        assert_eq!(sub_index(Pollutant::Pm25, 37.5), Some(75));
+        // PM10 200: between 150 (100) and 250 (150): 100 + 50/100 × 50 = 125.
+        assert_eq!(sub_index(Pollutant::Pm10, 200.0), Some(125));
+        // NO2 450: between 200 (100) and 700 (150): 100 + 50/500 × 250 = 125.
+        assert_eq!(sub_index(Pollutant::No2, 450.0), Some(125));
+        // CO 20 000: between 10 000 (50) and 30 000 (100): 50 + 50/20 000 × 10 000 = 75.
+        assert_eq!(sub_index(Pollutant::Co, 20_000.0), Some(75));
+        // Exactly on a breakpoint: the band's top.
+        assert_eq!(sub_index(Pollutant::Pm25, 50.0), Some(100));
+        // Just above it: 100 + 50/30 × 0.1 = 100.17 rounds to 100; × 0.7 = 101.17 to 101.
+        assert_eq!(sub_index(Pollutant::Pm25, 50.1), Some(100));
+        assert_eq!(sub_index(Pollutant::Pm25, 50.7), Some(101));
+        // Beyond the table.
+        assert_eq!(sub_index(Pollutant::Pm25, 900.0), Some(500));
+        assert_eq!(sub_index(Pollutant::Pm25, -1.0), None);
+    }
+
+    #[test]
+    fn nowcast_weights_recent_hours() {
+        // Steady air: the NowCast is the level itself.
+        assert_eq!(nowcast(&[Some(40.0); 12]), Some(40.0));
+        // Rising fast: c_min/c_max = 10/80 < 1/2, so w = 1/2. Hours (recent first) 80, 40, 20,
+        // 10: (80 + 20 + 5 + 1.25) / (1 + 0.5 + 0.25 + 0.125) = 106.25 / 1.875 = 56.67.
+        let n = nowcast(&[Some(80.0), Some(40.0), Some(20.0), Some(10.0)]).unwrap();
+        assert!((n - 56.666_666).abs() < 1e-3, "{n}");
+        // Gently varying: w* = 30/40 = 0.75. Hours 40, 30: (40 + 0.75 × 30) / 1.75 = 35.71.
+        let n = nowcast(&[Some(40.0), Some(30.0)]).unwrap();
+        assert!((n - 35.714_285).abs() < 1e-3, "{n}");
+        // Missing hours are left out of both sums.
+        let n = nowcast(&[Some(40.0), None, Some(30.0)]).unwrap();
+        assert!((n - (40.0 + 0.75 * 0.75 * 30.0) / (1.0 + 0.5625)).abs() < 1e-9);
+        // Fewer than 2 of the last 3 hours: no NowCast.
+        assert_eq!(nowcast(&[Some(40.0), None, None, Some(30.0)]), None);
+    }
+
+    #[test]
+    fn the_aqi_is_the_largest_sub_index_and_needs_pm() {
+        let a = aqi(&[
+            (Pollutant::Pm25, 37.5),
+            (Pollutant::No2, 450.0),
+            (Pollutant::Co, 20_000.0),
+        ])
+        .unwrap();
+        assert_eq!(a.aqi, 125);
+        assert_eq!(a.dominant, Pollutant::No2);
+        assert_eq!(a.band, Band::Poor);
+        assert_eq!(a.band.name_vi(), "Kém");
+        assert_eq!(a.band.colour(), "#ff7e00");
+        assert_eq!(a.sub_indices.len(), 3);
+        // Without PM10 or PM2.5 a station gets no AQI.
+        assert_eq!(aqi(&[(Pollutant::O3, 250.0), (Pollutant::No2, 90.0)]), None);
+    }
+
+    #[test]
+    fn a_pollution_episode_crosses_two_bands() {
+        // PM2.5 NowCast rising through Trung bình into Kém and Xấu.
+        let bands: Vec<Band> = [30.0, 60.0, 100.0]
+            .iter()
+            .map(|c| aqi(&[(Pollutant::Pm25, *c)]).unwrap().band)
+            .collect();
+        assert_eq!(bands, vec![Band::Moderate, Band::Poor, Band::Bad]);
+    }
+
+    #[test]
+    fn bands_follow_table_1() {
+        assert_eq!(Band::of(0), Band::Good);
+        assert_eq!(Band::of(50), Band::Good);
+        assert_eq!(Band::of(51), Band::Moderate);
+        assert_eq!(Band::of(150), Band::Poor);
+        assert_eq!(Band::of(151), Band::Bad);
+        assert_eq!(Band::of(300), Band::VeryBad);
+        assert_eq!(Band::of(301), Band::Hazardous);
+        assert_eq!(Band::Hazardous.name_vi(), "Nguy hại");
+    }
+}

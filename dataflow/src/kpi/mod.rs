@@ -1,0 +1,4 @@
+//! City KPI formulas: pure functions, unit-tested with worked examples. The dataflow applies
+//! them to window results.
+
+pub mod aqi;
