@@ -2,3 +2,5 @@
 //! them to window results.
 
 pub mod aqi;
+pub mod hydrology;
+pub mod traffic;
