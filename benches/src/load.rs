@@ -14,22 +14,20 @@
 //! 127.0.0.1:8123 (`.ci/servers.sh start`). Run:
 //! `cargo run --release -p ioc-benches --bin ioc-load -- --transport mqtt --readings 200000`
 
-use std::collections::VecDeque;
 use std::hint::black_box;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use ioc_ingest::{KafkaConfig, KafkaTopics, DISTRICT_HEADER};
-use ioc_schemas::{parse_topic, Kind};
-use ioc_simulator::{Fleet, Generator, SimulatorConfig};
+use ioc_ingest::{KafkaConfig, KafkaTopics};
+use ioc_schemas::Kind;
+use ioc_simulator::{Fleet, Generator, KafkaSink, SimulatorConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::message::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
 /// Longest wait for any one phase.
@@ -393,66 +391,17 @@ async fn delete_topics(brokers: &str, run: &str) {
     }
 }
 
-async fn delivered(future: DeliveryFuture) -> anyhow::Result<()> {
-    match future.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((e, _))) => bail!("kafka delivery failed: {e}"),
-        Err(_) => bail!("the kafka producer was dropped"),
-    }
-}
-
 /// Produces every message to its kind's topic, keyed by device id with a `district` header,
 /// and waits for every delivery. Returns the produce rate.
 async fn produce(brokers: &str, run: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<f64> {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", format!("load-producer-{run}"))
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
-        .create()
+    let mut sink = KafkaSink::new(brokers, &format!("load-producer-{run}"), 60_000, usize::MAX)
         .context("cannot create the kafka producer")?;
-    let topics: Vec<(Kind, String)> = Kind::ALL
-        .iter()
-        .map(|k| (*k, kafka_topic(run, *k)))
-        .collect();
+    let topic_of = |kind| kafka_topic(run, kind);
     let started = Instant::now();
-    let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
     for (mqtt_topic, payload) in messages {
-        let parts = parse_topic(mqtt_topic)
-            .map_err(|e| anyhow::anyhow!("generated topic {mqtt_topic}: {e:?}"))?;
-        let topic = topics
-            .iter()
-            .find(|(k, _)| *k == parts.kind)
-            .map(|(_, t)| t.as_str())
-            .context("every kind has a topic")?;
-        let headers = OwnedHeaders::new().insert(Header {
-            key: DISTRICT_HEADER,
-            value: Some(parts.district.slug()),
-        });
-        let mut record = FutureRecord::to(topic)
-            .key(parts.device_id)
-            .payload(payload.as_slice())
-            .headers(headers);
-        loop {
-            match producer.send_result(record) {
-                Ok(future) => {
-                    in_flight.push_back(future);
-                    break;
-                }
-                // The local queue is full: wait for the oldest delivery, then try again.
-                Err((_, back)) => {
-                    record = back;
-                    match in_flight.pop_front() {
-                        Some(oldest) => delivered(oldest).await?,
-                        None => tokio::time::sleep(Duration::from_millis(5)).await,
-                    }
-                }
-            }
-        }
+        sink.send(&topic_of, mqtt_topic, payload).await?;
     }
-    for future in in_flight {
-        delivered(future).await?;
-    }
+    sink.flush().await?;
     Ok(messages.len() as f64 / started.elapsed().as_secs_f64())
 }
 

@@ -30,48 +30,56 @@ async fn delivered(future: DeliveryFuture) -> Result<(), SimulatorError> {
     }
 }
 
-/// Publishes Da Nang's simulated fleet to Kafka at `brokers`, the topic of each kind given by
-/// `topic_of`, at `cfg.rate_per_s` messages per second. Stops after `cfg.max_messages` or when
-/// `shutdown` completes; on `Ok` every message counted was acknowledged by the broker.
-pub async fn publish_kafka(
-    cfg: &SimulatorConfig,
-    brokers: &str,
-    topic_of: impl Fn(Kind) -> String,
-    shutdown: impl Future<Output = ()>,
-) -> Result<PublishReport, SimulatorError> {
-    cfg.validate()?;
-    let start_ms = start_ms(cfg);
-    let mut generator = Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, cfg, start_ms)?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("client.id", &cfg.client_id)
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", cfg.drain_timeout_ms.to_string())
-        .create()
-        .map_err(|e| {
-            SimulatorError::InvalidConfig(format!("cannot create the kafka producer: {e}"))
-        })?;
-    info!(
-        brokers,
-        rate_per_s = cfg.rate_per_s,
-        real_time = cfg.real_time,
-        run_id = %generator.run_id(),
-        "simulator publishing to kafka"
-    );
-    let t0 = Instant::now();
-    let mut report = PublishReport::default();
-    let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
-    let mut shutdown = pin!(shutdown);
-    while let Some(msg) = generator.next() {
-        let target = pace_target(cfg, &generator, t0, start_ms, report.sent);
-        if target > Instant::now() + PACING_SLACK {
-            tokio::select! {
-                () = sleep_until(target) => {}
-                () = &mut shutdown => break,
-            }
-        }
+/// A producer of generated messages to Kafka: each goes to its kind's topic, keyed by device
+/// id, with the district in a `district` header, and at most `max_in_flight` deliveries wait
+/// at once.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    in_flight: VecDeque<DeliveryFuture>,
+    max_in_flight: usize,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("in_flight", &self.in_flight.len())
+            .finish()
+    }
+}
+
+impl KafkaSink {
+    /// A producer to `brokers`; a message not delivered within `delivery_timeout_ms` fails.
+    pub fn new(
+        brokers: &str,
+        client_id: &str,
+        delivery_timeout_ms: u64,
+        max_in_flight: usize,
+    ) -> Result<KafkaSink, SimulatorError> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("client.id", client_id)
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", delivery_timeout_ms.to_string())
+            .create()
+            .map_err(|e| {
+                SimulatorError::InvalidConfig(format!("cannot create the kafka producer: {e}"))
+            })?;
+        Ok(KafkaSink {
+            producer,
+            in_flight: VecDeque::new(),
+            max_in_flight: max_in_flight.max(1),
+        })
+    }
+
+    /// Sends a message generated for the MQTT topic `mqtt_topic` to its kind's Kafka topic.
+    pub async fn send(
+        &mut self,
+        topic_of: &impl Fn(Kind) -> String,
+        mqtt_topic: &str,
+        payload: &[u8],
+    ) -> Result<(), SimulatorError> {
         // Malformed messages still have a well-formed topic, so each goes to its kind's topic.
-        let (topic, key, district) = match parse_topic(&msg.topic) {
+        let (topic, key, district) = match parse_topic(mqtt_topic) {
             Ok(p) => (topic_of(p.kind), p.device_id.to_owned(), Some(p.district)),
             Err(_) => (topic_of(Kind::Sensor), String::new(), None),
         };
@@ -84,34 +92,81 @@ pub async fn publish_kafka(
         }
         let mut record = FutureRecord::to(&topic)
             .key(key.as_str())
-            .payload(msg.payload.as_slice())
+            .payload(payload)
             .headers(headers);
         loop {
-            match producer.send_result(record) {
+            match self.producer.send_result(record) {
                 Ok(future) => {
-                    in_flight.push_back(future);
+                    self.in_flight.push_back(future);
                     break;
                 }
                 // The local queue is full: wait for the oldest delivery, then try again.
                 Err((_, back)) => {
                     record = back;
-                    match in_flight.pop_front() {
+                    match self.in_flight.pop_front() {
                         Some(oldest) => delivered(oldest).await?,
                         None => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
                 }
             }
         }
-        while in_flight.len() > cfg.channel_capacity {
-            if let Some(oldest) = in_flight.pop_front() {
+        while self.in_flight.len() > self.max_in_flight {
+            if let Some(oldest) = self.in_flight.pop_front() {
                 delivered(oldest).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Waits until every message sent has been acknowledged by the broker.
+    pub async fn flush(self) -> Result<(), SimulatorError> {
+        for future in self.in_flight {
+            delivered(future).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Publishes Da Nang's simulated fleet to Kafka at `brokers`, the topic of each kind given by
+/// `topic_of`, at `cfg.rate_per_s` messages per second. Stops after `cfg.max_messages` or when
+/// `shutdown` completes; on `Ok` every message counted was acknowledged by the broker.
+pub async fn publish_kafka(
+    cfg: &SimulatorConfig,
+    brokers: &str,
+    topic_of: impl Fn(Kind) -> String,
+    shutdown: impl Future<Output = ()>,
+) -> Result<PublishReport, SimulatorError> {
+    cfg.validate()?;
+    let start_ms = start_ms(cfg);
+    let mut generator = Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, cfg, start_ms)?;
+    let mut sink = KafkaSink::new(
+        brokers,
+        &cfg.client_id,
+        cfg.drain_timeout_ms,
+        cfg.channel_capacity,
+    )?;
+    info!(
+        brokers,
+        rate_per_s = cfg.rate_per_s,
+        real_time = cfg.real_time,
+        run_id = %generator.run_id(),
+        "simulator publishing to kafka"
+    );
+    let t0 = Instant::now();
+    let mut report = PublishReport::default();
+    let mut shutdown = pin!(shutdown);
+    while let Some(msg) = generator.next() {
+        let target = pace_target(cfg, &generator, t0, start_ms, report.sent);
+        if target > Instant::now() + PACING_SLACK {
+            tokio::select! {
+                () = sleep_until(target) => {}
+                () = &mut shutdown => break,
+            }
+        }
+        sink.send(&topic_of, &msg.topic, &msg.payload).await?;
         report.count(msg.class);
     }
-    for future in in_flight {
-        delivered(future).await?;
-    }
+    sink.flush().await?;
     info!(
         sent = report.sent,
         "simulator finished; every kafka message acknowledged"

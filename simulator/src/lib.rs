@@ -32,5 +32,5 @@ pub use config::SimulatorConfig;
 pub use error::SimulatorError;
 pub use fleet::{DeviceRole, Fleet, SimDevice};
 pub use generator::{Generator, MalformedReason, MessageClass, SimMessage};
-pub use kafka::publish_kafka;
+pub use kafka::{publish_kafka, KafkaSink};
 pub use publish::{publish_mqtt, PublishReport};
