@@ -105,10 +105,6 @@ async fn backfill_counts_late_readings_and_supersedes_live_windows() {
         ]
     );
 
-    clickhouse("http://127.0.0.1:8123", "default")
-        .query(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&database).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -203,13 +203,8 @@ async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
         .expect("the restarted run rebuilt its open windows");
     println!("restart: {rebuild}");
 
-    let server = clickhouse(ch, "default");
     for db in [&db_killed, &db_whole] {
-        server
-            .query(&format!("DROP DATABASE IF EXISTS {db}"))
-            .execute()
-            .await
-            .unwrap();
+        drop_database(db).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -336,10 +331,6 @@ async fn simulated_fleet_over_kafka_with_dead_letters() {
     on_topic.sort();
     assert_eq!(on_topic, in_table);
 
-    clickhouse("http://127.0.0.1:8123", "default")
-        .query(&format!("DROP DATABASE IF EXISTS {database}"))
-        .execute()
-        .await
-        .unwrap();
+    drop_database(&database).await;
     let _ = std::fs::remove_dir_all(&dir);
 }

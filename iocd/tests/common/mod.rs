@@ -235,6 +235,15 @@ pub fn clickhouse(url: &str, database: &str) -> clickhouse::Client {
         .with_setting("wait_end_of_query", "1")
 }
 
+/// Drops a test's database from the shared ClickHouse.
+pub async fn drop_database(database: &str) {
+    clickhouse("http://127.0.0.1:8123", "default")
+        .query(&format!("DROP DATABASE IF EXISTS {database}"))
+        .execute()
+        .await
+        .unwrap();
+}
+
 /// `(count with FINAL, distinct message ids)` of the readings table; zeros while it is absent.
 pub async fn stored_readings(client: &clickhouse::Client) -> (u64, u64) {
     client
