@@ -305,40 +305,56 @@ mod tests {
         }
     }
 
+    type Input = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
+        u64,
+        timely::container::CapacityContainerBuilder<Vec<Sample>>,
+    >;
+    type Captured = std::sync::mpsc::Receiver<Event<u64, Vec<WindowResult>>>;
+
+    /// A dataflow of tumbling windows of 10 with the given lateness, fed by hand and captured.
+    fn ten_unit_windows(
+        worker: &mut timely::worker::Worker,
+        lateness: u64,
+    ) -> (
+        Input,
+        timely::dataflow::operators::ActivateCapability<u64>,
+        Captured,
+    ) {
+        worker.dataflow::<u64, _, _>(|scope| {
+            let ((input, cap), samples) = scope.new_unordered_input();
+            let results = event_time_windows(
+                samples,
+                vec![WindowSpec::tumbling(10)],
+                lateness,
+                0,
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(ManualClock::new(0)),
+            );
+            (input, cap, results.capture())
+        })
+    }
+
+    /// Sends `s` at time `t`.
+    fn give(
+        input: &mut Input,
+        cap: &timely::dataflow::operators::ActivateCapability<u64>,
+        t: u64,
+        s: Sample,
+    ) {
+        input.activate().session(&cap.delayed(&t)).give(s);
+    }
+
     /// Feeds samples out of order at several open times and checks each window comes out
     /// once, at its end, only after the frontier has passed it.
     #[test]
     fn windows_close_when_the_frontier_passes_their_end() {
         let captured = timely::execute_directly(|worker| {
-            let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
-                let ((input, cap), samples) = scope.new_unordered_input();
-                let results = event_time_windows(
-                    samples,
-                    vec![WindowSpec::tumbling(10)],
-                    0,
-                    0,
-                    Arc::new(AtomicBool::new(false)),
-                    Arc::new(ManualClock::new(0)),
-                );
-                (input, cap, results.capture())
-            });
+            let (mut input, cap, captured) = ten_unit_windows(worker, 0);
             // Out of order: times 12 and 3 are both still open (the capability is at 0).
-            input
-                .activate()
-                .session(&cap.delayed(&12))
-                .give(sample("a", 12, 5.0));
-            input
-                .activate()
-                .session(&cap.delayed(&3))
-                .give(sample("a", 3, 1.0));
-            input
-                .activate()
-                .session(&cap.delayed(&7))
-                .give(sample("a", 7, 2.0));
-            input
-                .activate()
-                .session(&cap.delayed(&7))
-                .give(sample("b", 7, 9.0));
+            give(&mut input, &cap, 12, sample("a", 12, 5.0));
+            give(&mut input, &cap, 3, sample("a", 3, 1.0));
+            give(&mut input, &cap, 7, sample("a", 7, 2.0));
+            give(&mut input, &cap, 7, sample("b", 7, 9.0));
             let mut cap = cap;
             cap.downgrade(&9);
             for _ in 0..5 {
@@ -395,18 +411,7 @@ mod tests {
     #[test]
     fn provisional_then_corrected_then_final() {
         let captured = timely::execute_directly(|worker| {
-            let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
-                let ((input, cap), samples) = scope.new_unordered_input();
-                let results = event_time_windows(
-                    samples,
-                    vec![WindowSpec::tumbling(10)],
-                    10,
-                    0,
-                    Arc::new(AtomicBool::new(false)),
-                    Arc::new(ManualClock::new(0)),
-                );
-                (input, cap, results.capture())
-            });
+            let (mut input, cap, captured) = ten_unit_windows(worker, 10);
             let mut cap = cap;
             let mut versions = Vec::new();
             let step = |worker: &mut timely::worker::Worker, versions: &mut Vec<_>| {
@@ -421,16 +426,10 @@ mod tests {
                     }
                 }
             };
-            input
-                .activate()
-                .session(&cap.delayed(&3))
-                .give(sample("a", 3, 1.0));
+            give(&mut input, &cap, 3, sample("a", 3, 1.0));
             cap.downgrade(&1); // event clock 11: past the window's end
             step(worker, &mut versions);
-            input
-                .activate()
-                .session(&cap.delayed(&5))
-                .give(sample("a", 5, 2.0));
+            give(&mut input, &cap, 5, sample("a", 5, 2.0));
             step(worker, &mut versions);
             cap.downgrade(&10); // watermark 10: final
             step(worker, &mut versions);
@@ -449,26 +448,9 @@ mod tests {
     #[test]
     fn a_final_and_a_provisional_result_in_the_same_step() {
         let results = timely::execute_directly(|worker| {
-            let (mut input, cap, captured) = worker.dataflow::<u64, _, _>(|scope| {
-                let ((input, cap), samples) = scope.new_unordered_input();
-                let results = event_time_windows(
-                    samples,
-                    vec![WindowSpec::tumbling(10)],
-                    5,
-                    0,
-                    Arc::new(AtomicBool::new(false)),
-                    Arc::new(ManualClock::new(0)),
-                );
-                (input, cap, results.capture())
-            });
-            input
-                .activate()
-                .session(&cap.delayed(&3))
-                .give(sample("a", 3, 1.0));
-            input
-                .activate()
-                .session(&cap.delayed(&15))
-                .give(sample("a", 15, 2.0));
+            let (mut input, cap, captured) = ten_unit_windows(worker, 5);
+            give(&mut input, &cap, 3, sample("a", 3, 1.0));
+            give(&mut input, &cap, 15, sample("a", 15, 2.0));
             let mut cap = cap;
             cap.downgrade(&15); // watermark 15, event clock 20
             for _ in 0..10 {
