@@ -6,7 +6,9 @@
 mod district;
 mod event_time;
 mod ingested;
+mod kpi;
 mod reading;
+mod registry;
 mod reject;
 mod topic;
 mod window;
@@ -14,9 +16,17 @@ mod window;
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, EpochMs, EventTime};
 pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
+pub use kpi::{
+    AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus, HealthKpi,
+    HydrologyKpi, Kpi, KpiFamily, Scope, TrafficKpi, WaterKpi,
+};
 pub use reading::{
     Approach, Body, CameraEventBody, CameraEventType, ControlMode, EnvironmentBody, Kind, Medium,
     Reading, SensorBody, SignalState, TrafficSignalBody, ValidationLimits,
+};
+pub use registry::{
+    fleet_json, parse_fleet, Department, Device, DeviceChange, FleetError, InvalidDevice,
+    DEFAULT_FLEET_JSON,
 };
 pub use reject::{RejectCode, Rejection};
 pub use topic::{parse_topic, reading_topic, TopicParts, TOPIC_PREFIX};
@@ -53,6 +63,8 @@ pub fn wire_schemas() -> Vec<(&'static str, String)> {
             "environment-body.schema.json",
             pretty(&schemars::schema_for!(EnvironmentBody)),
         ),
+        ("device.schema.json", pretty(&schemars::schema_for!(Device))),
+        ("kpi.schema.json", pretty(&schemars::schema_for!(Kpi))),
         (
             "window-result.schema.json",
             pretty(&schemars::schema_for!(WindowResult)),

@@ -307,7 +307,7 @@ fn out_of_range(detail: String) -> Rejection {
     Rejection::new(RejectCode::OutOfRange, detail)
 }
 
-fn check_id(field: &str, id: &str) -> Result<(), Rejection> {
+pub(crate) fn check_id(field: &str, id: &str) -> Result<(), Rejection> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
         return Err(out_of_range(format!(
             "{field} must be 1 to {MAX_ID_LEN} bytes long, got {}",
@@ -469,8 +469,13 @@ impl Reading {
         match &self.body {
             Body::Sensor(b) => vec![(b.metric.clone(), b.value)],
             Body::TrafficSignal(b) => {
+                // 1 while the controller runs a plan: not faulted, flashing or dark. Its window
+                // mean is the signal availability.
+                let running = b.fault_code.is_none()
+                    && !matches!(b.state, SignalState::Flashing | SignalState::Off);
+                let available = ("signal_available".to_owned(), f64::from(u8::from(running)));
                 if b.approaches.is_empty() {
-                    return Vec::new();
+                    return vec![available];
                 }
                 let n = b.approaches.len() as f64;
                 let vehicles: f64 = b.approaches.iter().map(|a| f64::from(a.vehicles)).sum();
@@ -486,6 +491,7 @@ impl Reading {
                     ("occupancy_pct".to_owned(), occupancy),
                     ("mean_speed_kmh".to_owned(), speed),
                     ("queue_length_m".to_owned(), queue),
+                    available,
                 ]
             }
             Body::CameraEvent(b) => vec![(
@@ -557,7 +563,17 @@ mod tests {
                 ("occupancy_pct".to_owned(), 30.0),
                 ("mean_speed_kmh".to_owned(), 25.0),
                 ("queue_length_m".to_owned(), 45.0),
+                ("signal_available".to_owned(), 1.0),
             ]
+        );
+        let mut flashing = traffic();
+        if let Body::TrafficSignal(b) = &mut flashing.body {
+            b.state = SignalState::Flashing;
+            b.approaches.clear();
+        }
+        assert_eq!(
+            flashing.samples(),
+            vec![("signal_available".to_owned(), 0.0)]
         );
     }
 

@@ -3,7 +3,7 @@
 //! Ids and names do not depend on the seed (so a device registry built from one seed matches
 //! any other); the seed only places devices inside their district.
 
-use ioc_schemas::{District, Kind, Medium};
+use ioc_schemas::{Department, Device, District, Kind, Medium};
 
 use crate::rng::Rng;
 
@@ -711,6 +711,45 @@ impl Fleet {
     pub fn device(&self, id: &str) -> Option<&SimDevice> {
         self.devices.iter().find(|d| d.id == id)
     }
+
+    /// The fleet as registry entries. `registry/da_nang.json` holds these for
+    /// [`REGISTRY_SEED`]'s positions; ids, names and intervals are the same for every seed.
+    pub fn registry(&self) -> Vec<Device> {
+        self.devices.iter().map(SimDevice::registry_entry).collect()
+    }
+}
+
+/// The seed whose positions the checked-in registry holds.
+pub const REGISTRY_SEED: u64 = 42;
+
+impl SimDevice {
+    /// The department that owns a device of this role.
+    pub fn department(&self) -> Department {
+        match self.role {
+            DeviceRole::Junction { .. } | DeviceRole::TrafficCamera => Department::Transport,
+            DeviceRole::HarbourCamera => Department::Police,
+            DeviceRole::AirStation | DeviceRole::WaterStation { .. } => Department::Environment,
+            DeviceRole::Bridge { .. } => Department::Construction,
+            DeviceRole::RainGauge | DeviceRole::FloodGauge => Department::DisasterPrevention,
+        }
+    }
+
+    /// Its registry entry.
+    pub fn registry_entry(&self) -> Device {
+        // Positions to 6 decimals (~0.1 m) keep the file readable.
+        let round = |x: f64| (x * 1e6).round() / 1e6;
+        Device {
+            id: self.id.clone(),
+            kind: self.kind,
+            name: self.name_vi.clone(),
+            district: self.district,
+            lat: round(self.lat),
+            lon: round(self.lon),
+            department: self.department(),
+            expected_interval_s: self.interval_s,
+            free_flow_kmh: None,
+        }
+    }
 }
 
 /// A stable "A – B" street pair for the `i`-th device of a district.
@@ -735,6 +774,35 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    /// The checked-in registry is this fleet; `IOC_BLESS=1` rewrites it after a fleet change.
+    #[test]
+    fn the_checked_in_registry_is_the_simulated_fleet() {
+        let expected = ioc_schemas::fleet_json(&Fleet::da_nang(REGISTRY_SEED).registry());
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../registry/da_nang.json");
+        if std::env::var_os("IOC_BLESS").is_some() {
+            std::fs::write(path, &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(path).unwrap();
+        assert!(
+            actual == expected,
+            "registry/da_nang.json is stale: run IOC_BLESS=1 cargo test -p ioc-simulator"
+        );
+        // Ids, names and intervals do not depend on the seed.
+        let other: Vec<_> = Fleet::da_nang(7)
+            .registry()
+            .into_iter()
+            .map(|d| (d.id, d.name, d.district, d.expected_interval_s))
+            .collect();
+        let checked_in: Vec<_> = ioc_schemas::parse_fleet(&actual)
+            .unwrap()
+            .into_values()
+            .map(|d| (d.id, d.name, d.district, d.expected_interval_s))
+            .collect();
+        let mut other_sorted = other;
+        other_sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(checked_in, other_sorted);
+    }
 
     fn count(f: &Fleet, pred: impl Fn(&SimDevice) -> bool) -> usize {
         f.devices.iter().filter(|d| pred(d)).count()

@@ -30,7 +30,7 @@ mod rng;
 
 pub use config::SimulatorConfig;
 pub use error::SimulatorError;
-pub use fleet::{DeviceRole, Fleet, SimDevice};
+pub use fleet::{DeviceRole, Fleet, SimDevice, REGISTRY_SEED};
 pub use generator::{Generator, MalformedReason, MessageClass, SimMessage};
 pub use kafka::{publish_kafka, KafkaSink};
 pub use publish::{publish_mqtt, PublishReport};

@@ -125,61 +125,8 @@ pub fn nowcast(hourly: &[Option<f64>]) -> Option<f64> {
     Some(num / den)
 }
 
-/// An air quality band (Table 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Band {
-    /// 0–50.
-    Good,
-    /// 51–100.
-    Moderate,
-    /// 101–150.
-    Poor,
-    /// 151–200.
-    Bad,
-    /// 201–300.
-    VeryBad,
-    /// 301–500.
-    Hazardous,
-}
-
-impl Band {
-    /// The band of an AQI value.
-    pub fn of(aqi: u32) -> Band {
-        match aqi {
-            0..=50 => Band::Good,
-            51..=100 => Band::Moderate,
-            101..=150 => Band::Poor,
-            151..=200 => Band::Bad,
-            201..=300 => Band::VeryBad,
-            _ => Band::Hazardous,
-        }
-    }
-
-    /// The Vietnamese name the decision gives.
-    pub fn name_vi(self) -> &'static str {
-        match self {
-            Band::Good => "Tốt",
-            Band::Moderate => "Trung bình",
-            Band::Poor => "Kém",
-            Band::Bad => "Xấu",
-            Band::VeryBad => "Rất xấu",
-            Band::Hazardous => "Nguy hại",
-        }
-    }
-
-    /// The colour the decision gives, as `#rrggbb`.
-    pub fn colour(self) -> &'static str {
-        match self {
-            Band::Good => "#00e400",
-            Band::Moderate => "#ffff00",
-            Band::Poor => "#ff7e00",
-            Band::Bad => "#ff0000",
-            Band::VeryBad => "#8f3f97",
-            Band::Hazardous => "#7e0023",
-        }
-    }
-}
+/// An air quality band (Table 1), with its name and colour.
+pub use ioc_schemas::AqiBand as Band;
 
 /// A station's AQI with its sub-indices.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

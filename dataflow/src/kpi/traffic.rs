@@ -6,8 +6,6 @@
 //! 30 %. A detector occupancy of 80 % or more means a standing queue over the detector and is F
 //! whatever the speed (our rule: speed alone lags a jam that has just formed).
 
-use serde::{Deserialize, Serialize};
-
 /// A base free-flow speed for signalised urban streets, km/h, to use until a junction's own
 /// (measured at night, say) is known.
 pub const DEFAULT_FREE_FLOW_KMH: f64 = 50.0;
@@ -16,21 +14,7 @@ pub const DEFAULT_FREE_FLOW_KMH: f64 = 50.0;
 pub const JAM_OCCUPANCY_PCT: f64 = 80.0;
 
 /// A congestion level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Congestion {
-    /// Free flow.
-    A,
-    /// Reasonably free flow.
-    B,
-    /// Stable flow.
-    C,
-    /// Approaching unstable flow.
-    D,
-    /// Unstable flow.
-    E,
-    /// Forced flow: jammed.
-    F,
-}
+pub use ioc_schemas::Congestion;
 
 /// The congestion level from a window's mean speed and mean occupancy.
 pub fn congestion(mean_speed_kmh: f64, occupancy_pct: f64, free_flow_kmh: f64) -> Congestion {

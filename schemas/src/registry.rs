@@ -1,0 +1,294 @@
+//! The device registry: what each device is, where it stands and who owns it.
+//!
+//! The city's fleet ships as a checked-in JSON file (`registry/da_nang.json`, see
+//! [`DEFAULT_FLEET_JSON`]); operators change it at run time through the API. Readings are
+//! enriched from it inside the dataflow.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::district::District;
+use crate::reading::{check_id, Kind};
+
+/// The checked-in description of Da Nang's fleet.
+pub const DEFAULT_FLEET_JSON: &str = include_str!("../../registry/da_nang.json");
+
+/// A city department that owns devices and receives their alerts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Department {
+    /// Sở Giao thông Vận tải: junctions, traffic cameras.
+    Transport,
+    /// Sở Tài nguyên và Môi trường: air and water stations.
+    Environment,
+    /// Công an thành phố: security and harbour cameras.
+    Police,
+    /// Sở Xây dựng: bridges, street lighting.
+    Construction,
+    /// Sở Công Thương.
+    IndustryTrade,
+    /// Ban chỉ huy Phòng chống thiên tai và Tìm kiếm cứu nạn: rain and flood gauges.
+    DisasterPrevention,
+    /// Sở Thông tin và Truyền thông.
+    Information,
+}
+
+impl Department {
+    /// Every department, in a stable order (also the order of the ClickHouse `Enum8` values).
+    pub const ALL: [Department; 7] = [
+        Department::Transport,
+        Department::Environment,
+        Department::Police,
+        Department::Construction,
+        Department::IndustryTrade,
+        Department::DisasterPrevention,
+        Department::Information,
+    ];
+
+    /// The ASCII id used in storage and the API.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Department::Transport => "transport",
+            Department::Environment => "environment",
+            Department::Police => "police",
+            Department::Construction => "construction",
+            Department::IndustryTrade => "industry_trade",
+            Department::DisasterPrevention => "disaster_prevention",
+            Department::Information => "information",
+        }
+    }
+
+    /// The Vietnamese name.
+    pub fn name_vi(self) -> &'static str {
+        match self {
+            Department::Transport => "Sở Giao thông Vận tải",
+            Department::Environment => "Sở Tài nguyên và Môi trường",
+            Department::Police => "Công an thành phố",
+            Department::Construction => "Sở Xây dựng",
+            Department::IndustryTrade => "Sở Công Thương",
+            Department::DisasterPrevention => "Ban chỉ huy Phòng chống thiên tai và TKCN",
+            Department::Information => "Sở Thông tin và Truyền thông",
+        }
+    }
+
+    /// Parses the slug.
+    pub fn from_slug(slug: &str) -> Option<Department> {
+        Department::ALL.into_iter().find(|d| d.slug() == slug)
+    }
+}
+
+/// One registered device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// The device id readings carry: ASCII letters, digits, `_`, `-`, `.` or `:`.
+    pub id: String,
+    /// The kind of readings it sends.
+    pub kind: Kind,
+    /// Its Vietnamese name (UTF-8).
+    pub name: String,
+    /// The district it stands in.
+    pub district: District,
+    /// Latitude, degrees north (WGS 84).
+    pub lat: f64,
+    /// Longitude, degrees east (WGS 84).
+    pub lon: f64,
+    /// The department that owns it.
+    pub department: Department,
+    /// How often it reports, in seconds (for event-driven cameras: the mean gap). Silent for
+    /// three times this, it counts as offline.
+    pub expected_interval_s: u32,
+    /// For a junction: the free-flow speed of its approaches in km/h, which the congestion
+    /// level is measured against; 50 when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_flow_kmh: Option<f64>,
+}
+
+/// Longest accepted device name, in bytes.
+const MAX_NAME_BYTES: usize = 200;
+/// Longest accepted reporting interval: one day.
+const MAX_INTERVAL_S: u32 = 86_400;
+
+/// Why a device description was refused. Permanent: the description must be fixed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidDevice {
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Device {
+    /// Checks every field, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), InvalidDevice> {
+        let bad = |field, reason: String| Err(InvalidDevice { field, reason });
+        if let Err(r) = check_id("id", &self.id) {
+            return bad("id", r.detail);
+        }
+        let name = self.name.trim();
+        if name.is_empty() || self.name.len() > MAX_NAME_BYTES {
+            return bad(
+                "name",
+                format!("must be 1 to {MAX_NAME_BYTES} bytes and not blank"),
+            );
+        }
+        if !(self.lat.is_finite() && (-90.0..=90.0).contains(&self.lat)) {
+            return bad("lat", format!("{} is not a latitude", self.lat));
+        }
+        if !(self.lon.is_finite() && (-180.0..=180.0).contains(&self.lon)) {
+            return bad("lon", format!("{} is not a longitude", self.lon));
+        }
+        if self.expected_interval_s == 0 || self.expected_interval_s > MAX_INTERVAL_S {
+            return bad(
+                "expected_interval_s",
+                format!("must be 1 to {MAX_INTERVAL_S} seconds"),
+            );
+        }
+        if let Some(v) = self.free_flow_kmh {
+            if !(v.is_finite() && v > 0.0 && v <= 200.0) {
+                return bad("free_flow_kmh", format!("{v} is not a speed in km/h"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A change to the registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum DeviceChange {
+    /// Adds a device, or replaces the one with its id.
+    Upsert(Device),
+    /// Removes a device; its readings then count as from an unknown device.
+    Remove {
+        /// The device id.
+        id: String,
+    },
+}
+
+impl DeviceChange {
+    /// The device it concerns.
+    pub fn device_id(&self) -> &str {
+        match self {
+            DeviceChange::Upsert(d) => &d.id,
+            DeviceChange::Remove { id } => id,
+        }
+    }
+}
+
+/// Why a fleet file was refused. Permanent.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// Not a JSON array of devices.
+    #[error("fleet file is not a json array of devices: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A device is invalid.
+    #[error("fleet file: device `{id}`: {error}")]
+    Invalid {
+        /// The device's id.
+        id: String,
+        /// What is wrong.
+        error: InvalidDevice,
+    },
+    /// Two devices share an id.
+    #[error("fleet file: device id `{0}` appears twice")]
+    Duplicate(String),
+}
+
+/// Parses and validates a fleet file: a JSON array of [`Device`]s with distinct ids.
+pub fn parse_fleet(json: &str) -> Result<BTreeMap<String, Device>, FleetError> {
+    let devices: Vec<Device> = serde_json::from_str(json)?;
+    let mut by_id = BTreeMap::new();
+    for device in devices {
+        device.validate().map_err(|error| FleetError::Invalid {
+            id: device.id.clone(),
+            error,
+        })?;
+        let id = device.id.clone();
+        if by_id.insert(id.clone(), device).is_some() {
+            return Err(FleetError::Duplicate(id));
+        }
+    }
+    Ok(by_id)
+}
+
+/// Writes a fleet file: one device per line, so a diff shows one line per changed device.
+pub fn fleet_json<'a>(devices: impl IntoIterator<Item = &'a Device>) -> String {
+    let lines: Vec<String> = devices
+        .into_iter()
+        .map(|d| format!("  {}", serde_json::to_string(d).unwrap_or_default()))
+        .collect();
+    format!("[\n{}\n]\n", lines.join(",\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        Device {
+            id: "tl-hai_chau-001".into(),
+            kind: Kind::TrafficSignal,
+            name: "Nút giao Hà Huy Tập – Huỳnh Ngọc Huệ".into(),
+            district: District::HaiChau,
+            lat: 16.06,
+            lon: 108.2,
+            department: Department::Transport,
+            expected_interval_s: 30,
+            free_flow_kmh: None,
+        }
+    }
+
+    #[test]
+    fn a_valid_device_passes_and_round_trips() {
+        let d = device();
+        d.validate().unwrap();
+        let text = fleet_json([&d]);
+        let back = parse_fleet(&text).unwrap();
+        assert_eq!(back.get(&d.id), Some(&d));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Device)>)> = vec![
+            ("id", Box::new(|d| d.id = "bad id".into())),
+            ("name", Box::new(|d| d.name = "  ".into())),
+            ("lat", Box::new(|d| d.lat = 91.0)),
+            ("lon", Box::new(|d| d.lon = f64::NAN)),
+            (
+                "expected_interval_s",
+                Box::new(|d| d.expected_interval_s = 0),
+            ),
+            ("free_flow_kmh", Box::new(|d| d.free_flow_kmh = Some(-1.0))),
+        ];
+        for (field, break_it) in cases {
+            let mut d = device();
+            break_it(&mut d);
+            assert_eq!(d.validate().unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn duplicates_and_unknown_fields_are_refused() {
+        let d = device();
+        let text = fleet_json([&d, &d]);
+        assert!(matches!(parse_fleet(&text), Err(FleetError::Duplicate(_))));
+        let extra = r#"[{"id":"x","kind":"sensor","name":"x","district":"hai_chau","lat":0,"lon":0,"department":"transport","expected_interval_s":1,"colour":"red"}]"#;
+        assert!(matches!(parse_fleet(extra), Err(FleetError::Json(_))));
+    }
+
+    #[test]
+    fn the_checked_in_fleet_is_valid() {
+        let fleet = parse_fleet(DEFAULT_FLEET_JSON).unwrap();
+        let junctions = fleet
+            .values()
+            .filter(|d| d.kind == Kind::TrafficSignal)
+            .count();
+        assert_eq!(junctions, 166);
+    }
+}
