@@ -12,8 +12,8 @@ use std::time::Instant;
 use clap::Parser;
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RunOptions};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult, WindowSpec,
+    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
+    SensorBody, Transport, WindowResult, WindowSpec,
 };
 use tokio::sync::mpsc;
 
@@ -41,6 +41,8 @@ impl Outputs for Count {
     fn window(&self, _: WindowResult) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    fn kpi(&self, _: Kpi) {}
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
 }
 
 /// Peak resident memory of this process, KiB.
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         config,
         RunOptions::default(),
         rx,
+        ioc_dataflow::RegistryFeed::fixed(Vec::new()),
         Count(Arc::clone(&emitted)),
         DataflowMetrics::new(&prometheus::Registry::new())?,
         Arc::new(ManualClock::new(start)),

@@ -16,11 +16,20 @@ pub struct HttpConfig {
     /// waits, and if it stays behind for longer than `broadcast_capacity` updates it is told
     /// it lagged and skips ahead.
     pub ws_buffer: usize,
-    /// Window results the live feed keeps for clients that are behind, before they lag.
+    /// Updates the live feed keeps for clients that are behind, before they lag: window
+    /// results and KPI rows are two broadcasts, each this long.
     pub broadcast_capacity: usize,
     /// Interval (ms) between WebSocket Ping frames to each client. A client that sends
     /// nothing, not even a Pong, for three intervals is disconnected.
     pub ws_ping_interval_ms: u64,
+    /// Unregistered device ids tracked for `GET /api/v1/devices/unknown`. Once this many
+    /// are tracked, readings from further new ids are not tracked, only counted in
+    /// `ioc_api_unknown_devices_dropped_total` (0 turns the list off).
+    pub unknown_devices_max: usize,
+    /// Longest a registry change (`POST`/`PUT`/`DELETE /api/v1/devices...`) waits, in ms,
+    /// for the pipeline to take it and confirm it; then the request answers 503 (not taken)
+    /// or 504 (taken, not yet confirmed).
+    pub registry_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -30,12 +39,14 @@ impl Default for HttpConfig {
             ws_buffer: 1024,
             broadcast_capacity: 4096,
             ws_ping_interval_ms: 20_000,
+            unknown_devices_max: 10_000,
+            registry_timeout_ms: 5_000,
         }
     }
 }
 
 impl HttpConfig {
-    /// Checks the settings are usable (queues and intervals must be non-zero).
+    /// Checks the settings are usable (queues, intervals and timeouts must be non-zero).
     pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |m: &str| Err(ApiError::Config(m.to_owned()));
         if self.ws_buffer == 0 {
@@ -46,6 +57,9 @@ impl HttpConfig {
         }
         if self.ws_ping_interval_ms == 0 {
             return bad("http.ws_ping_interval_ms must be at least 1");
+        }
+        if self.registry_timeout_ms == 0 {
+            return bad("http.registry_timeout_ms must be at least 1");
         }
         Ok(())
     }
@@ -62,6 +76,8 @@ mod tests {
         assert_eq!(c.ws_buffer, 1024);
         assert_eq!(c.broadcast_capacity, 4096);
         assert_eq!(c.ws_ping_interval_ms, 20_000);
+        assert_eq!(c.unknown_devices_max, 10_000);
+        assert_eq!(c.registry_timeout_ms, 5_000);
         assert!(c.validate().is_ok());
         assert_eq!(
             serde_json::to_value(HttpConfig::default()).unwrap()["listen"],

@@ -1,33 +1,55 @@
-//! The live feed: window results broadcast to WebSocket clients.
+//! The live feed: window results and KPI rows broadcast to WebSocket clients.
 
 use std::sync::Arc;
 
-use ioc_schemas::WindowResult;
+use ioc_schemas::{Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
-use crate::ApiMetrics;
+use crate::{ApiMetrics, DeviceDirectory};
 
 /// The sending side of the live feed. Cheap to clone.
 ///
-/// Publishing never waits: the broadcast keeps the newest `capacity` results, and a client
-/// further behind than that skips ahead and is told how many it missed (see the protocol in
-/// the crate docs).
+/// Two broadcasts, one for window results and one for KPI rows (every family), each keeping
+/// the newest `capacity` updates. Publishing never waits: a client further behind than that
+/// on a broadcast skips ahead and is told how many it missed (see the protocol in the crate
+/// docs).
 #[derive(Debug, Clone)]
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<WindowResult>>,
+    kpi_tx: broadcast::Sender<Arc<Kpi>>,
     updates: IntCounter,
+    /// `ioc_api_ws_kpi_updates_total{family}`, in [`KpiFamily::ALL`] order.
+    kpi_updates: Vec<IntCounter>,
+    devices: DeviceDirectory,
 }
 
 impl LiveFeed {
-    /// A feed keeping the newest `capacity` results (at least 1) for slow clients; publishes
-    /// are counted in `ioc_api_ws_updates_total`.
+    /// A feed keeping the newest `capacity` results and the newest `capacity` KPI rows (at
+    /// least 1) for slow clients; publishes are counted in `ioc_api_ws_updates_total` and
+    /// `ioc_api_ws_kpi_updates_total`. Device-health rows update a directory of its own;
+    /// [`ApiState`](crate::ApiState) makes a feed that updates the API's directory.
     pub fn new(capacity: usize, metrics: &ApiMetrics) -> Self {
+        LiveFeed::with_directory(capacity, metrics, DeviceDirectory::new())
+    }
+
+    pub(crate) fn with_directory(
+        capacity: usize,
+        metrics: &ApiMetrics,
+        devices: DeviceDirectory,
+    ) -> Self {
         // tokio's broadcast panics on a zero capacity.
         let (tx, _) = broadcast::channel(capacity.max(1));
+        let (kpi_tx, _) = broadcast::channel(capacity.max(1));
         LiveFeed {
             tx,
+            kpi_tx,
             updates: metrics.ws_updates.clone(),
+            kpi_updates: KpiFamily::ALL
+                .iter()
+                .map(|f| metrics.ws_kpi_updates.with_label_values(&[f.as_str()]))
+                .collect(),
+            devices,
         }
     }
 
@@ -44,13 +66,46 @@ impl LiveFeed {
         self.tx.send(result).unwrap_or(0)
     }
 
+    /// Publishes a KPI row to every connection subscribed to KPIs (whatever their
+    /// families: each connection filters); returns how many there are. Never blocks. A
+    /// device-scope health row also updates the status `/api/v1/devices` shows.
+    pub fn publish_kpi(&self, kpi: Kpi) -> usize {
+        self.publish_kpi_shared(Arc::new(kpi))
+    }
+
+    /// Like [`LiveFeed::publish_kpi`] for a row already shared.
+    pub fn publish_kpi_shared(&self, kpi: Arc<Kpi>) -> usize {
+        if let Kpi::Health(health) = kpi.as_ref() {
+            self.devices.observe(health);
+        }
+        let family = kpi.family();
+        if let Some(counter) = KpiFamily::ALL
+            .iter()
+            .position(|f| *f == family)
+            .and_then(|i| self.kpi_updates.get(i))
+        {
+            counter.inc();
+        }
+        self.kpi_tx.send(kpi).unwrap_or(0)
+    }
+
     /// A receiver of every result published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WindowResult>> {
         self.tx.subscribe()
     }
 
-    /// Connections currently subscribed.
+    /// A receiver of every KPI row published from now on.
+    pub fn subscribe_kpis(&self) -> broadcast::Receiver<Arc<Kpi>> {
+        self.kpi_tx.subscribe()
+    }
+
+    /// Connections currently subscribed to window results.
     pub fn subscriber_count(&self) -> usize {
         self.tx.receiver_count()
+    }
+
+    /// Connections currently subscribed to at least one KPI family.
+    pub fn kpi_subscriber_count(&self) -> usize {
+        self.kpi_tx.receiver_count()
     }
 }

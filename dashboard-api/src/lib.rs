@@ -1,23 +1,43 @@
-//! The HTTP API of the Da Nang IOC backend: health, Prometheus metrics and the live
-//! WebSocket feed of window results (DESIGN §6).
+//! The HTTP API of the Da Nang IOC backend: health, Prometheus metrics, the device
+//! registry and the live WebSocket feed of window results and KPIs (DESIGN §6).
 //!
 //! # Use
 //!
 //! ```no_run
-//! # async fn run(results: Vec<ioc_schemas::WindowResult>) -> Result<(), ioc_dashboard_api::ApiError> {
-//! use ioc_dashboard_api::{bind, serve, ApiState, HttpConfig};
+//! # async fn run(
+//! #     results: Vec<ioc_schemas::WindowResult>,
+//! #     kpis: Vec<ioc_schemas::Kpi>,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! use ioc_dashboard_api::{bind, serve, ApiState, HttpConfig, RegistryRequest};
+//! use ioc_schemas::{parse_fleet, DEFAULT_FLEET_JSON};
 //!
 //! let config = HttpConfig::default();
 //! let registry = prometheus::Registry::new(); // other crates register their metrics here too
-//! let state = ApiState::new(&config, registry)?;
+//! let fleet = parse_fleet(DEFAULT_FLEET_JSON)?;
+//! let (changes, mut pipeline_changes) = tokio::sync::mpsc::channel::<RegistryRequest>(16);
+//! let state = ApiState::new(&config, registry)?
+//!     .with_devices(fleet.into_values()) // the fleet the pipeline starts with
+//!     .with_registry_sender(changes); // without it the registry is read-only
 //! let (feed, health) = (state.feed().clone(), state.health().clone());
+//! let unknown = state.unknown_devices().clone();
 //! health.set_component("mqtt", false, "connecting");
 //! let listener = bind(&config).await?;
 //! let server = tokio::spawn(serve(listener, state, async { /* e.g. ctrl-c */ }));
 //! health.set_component("mqtt", true, "connected");
+//! tokio::spawn(async move {
+//!     while let Some(request) = pipeline_changes.recv().await {
+//!         // persist request.change, feed it to the dataflow, then:
+//!         let _ = request.reply.send(Ok(()));
+//!     }
+//! });
 //! for result in results {
 //!     feed.publish(result); // never blocks
 //! }
+//! for kpi in kpis {
+//!     feed.publish_kpi(kpi); // never blocks; device health rows update device status
+//! }
+//! // For each reading from a device id the registry does not know:
+//! unknown.record("cam-x", ioc_schemas::Kind::CameraEvent, ioc_schemas::District::SonTra, 0);
 //! # let _ = server; Ok(()) }
 //! ```
 //!
@@ -28,6 +48,62 @@
 //!   with the same shape and `"status":"degraded"` otherwise.
 //! - `GET /metrics`: the registry in Prometheus text format 0.0.4.
 //! - `GET /ws`: the live feed, a WebSocket speaking the protocol below.
+//! - `/api/v1/devices...`: the device registry, below.
+//!
+//! Every error the API answers (other than `/healthz` and `/metrics`) is JSON:
+//! `{"error":{"code":"not_found","message":"no such route"}}`, with a
+//! `"field"` when one field of the request is at fault. Codes: `invalid_device`,
+//! `invalid_query`, `invalid_path`, `unsupported_media_type` (415), `payload_too_large`
+//! (413, bodies are limited to 64 KiB), `not_found`, `method_not_allowed`, `conflict`,
+//! `registry_read_only`, `unavailable`, `change_refused`, `timeout`, `websocket_required`.
+//!
+//! # Device registry
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /api/v1/devices?kind=&district=&department=` | `200 {"devices":[...],"count":n}`, by id; each filter optional (one value; empty means none). Each entry is the [`Device`](ioc_schemas::Device) plus `status` (`online`, `offline`, `never_seen`), `last_seen_ms` and `status_at_ms` (see [`DeviceView`]). An unknown value or parameter is `400 invalid_query`. |
+//! | `GET /api/v1/devices/{id}` | `200` the entry, `404 not_found`. |
+//! | `POST /api/v1/devices` | `201` the entry with `Location`; `409 conflict` if the id is registered. |
+//! | `PUT /api/v1/devices/{id}` | `201` created or `200` replaced; `400 invalid_device` (field `id`) if the body's id differs from the path. |
+//! | `DELETE /api/v1/devices/{id}` | `204`; `404 not_found` if not registered. |
+//! | `GET /api/v1/devices/unknown` | `200 {"devices":[{"id","kind","district","readings","first_seen_ms","last_seen_ms"}],"count":n,"dropped":k,"max":m}` |
+//!
+//! Bodies are one device as JSON (`content-type: application/json`), checked by serde
+//! (unknown fields refused) and [`Device::validate`](ioc_schemas::Device::validate); a bad
+//! one is `400 invalid_device` whose message and `field` name the field. The id `unknown`
+//! is reserved.
+//!
+//! **Changes go through the pipeline.** The API does not own the pipeline: a `POST`,
+//! `PUT` or `DELETE` sends a [`RegistryRequest`] (the [`DeviceChange`](ioc_schemas::DeviceChange)
+//! and a one-shot reply) on the bounded channel given to [`ApiState::set_registry_sender`]
+//! and waits for the answer; the receiver (iocd) stores the change and feeds it to the
+//! dataflow, then answers. Only on `Ok` does the API update its [`DeviceDirectory`] (and
+//! take the id off the unknown list) and answer `201`/`200`/`204`. Changes go one at a
+//! time, within `registry_timeout_ms` (default 5 s) in all:
+//!
+//! - no sender set: `503 registry_read_only`;
+//! - the channel is full for the whole timeout (backpressure), its receiver is gone, or an
+//!   earlier change is still unanswered: `503 unavailable`, nothing changed;
+//! - the pipeline answers `Err(reason)`: `503 change_refused` with the reason, nothing
+//!   changed; it drops the reply unanswered: `503 unavailable`;
+//! - taken but not answered in time: `504 timeout`. The change may still be applied: the
+//!   directory keeps waiting for the answer and follows it, whatever became of the request.
+//!
+//! Checks against the directory (`404`, `409`) come before the change is sent, so the
+//! pipeline receives only changes the API will report. The caller fills the directory at
+//! start-up ([`ApiState::with_devices`]) and applies there any change it makes itself
+//! ([`DeviceDirectory::apply`]).
+//!
+//! Device status comes from device-scope `HealthKpi` rows published with
+//! [`LiveFeed::publish_kpi`]: the row with the newest window end sets `status`
+//! (`never_seen` until one arrives); `last_seen_ms` is the newest seen.
+//!
+//! **Unknown devices.** The pipeline stores and counts readings from ids the registry
+//! does not know, and calls [`UnknownDevices::record`] for each. The list holds at most
+//! `unknown_devices_max` ids (default 10 000). When it is full, readings from further new
+//! ids are not tracked, only counted (`dropped`, `ioc_api_unknown_devices_dropped_total`);
+//! tracked ids keep updating. An id leaves the list when it is registered through the API,
+//! which frees its place.
 //!
 //! # WebSocket protocol (version 1)
 //!
@@ -37,24 +113,34 @@
 //!
 //! | message | effect |
 //! |---|---|
-//! | `{"type":"subscribe","kinds":["traffic_signal"],"districts":["hai_chau"],"devices":["tsc-hai_chau-001"],"metrics":["vehicles"]}` | start receiving window results that match every non-empty list; each list is optional and an absent, `null` or empty list means "all". A new subscribe replaces the filter (no update is lost in between). |
-//! | `{"type":"unsubscribe"}` | stop receiving window results |
+//! | `{"type":"subscribe","channels":["windows","kpi.air"],"kinds":["traffic_signal"],"districts":["hai_chau"],"devices":["tsc-hai_chau-001"],"metrics":["vehicles"]}` | start receiving the updates of `channels` that match every non-empty list that applies to them; each list is optional and an absent, `null` or empty list means "all". A new subscribe replaces the filter (no update is lost in between). |
+//! | `{"type":"unsubscribe"}` | stop receiving updates |
 //! | `{"type":"ping"}` | the server answers `{"type":"pong"}` |
+//!
+//! Channels are `windows` (window results) and `kpi.<family>` with family `traffic`,
+//! `camera`, `air`, `water`, `hydrology`, `bridge` or `health` (KPI rows, see
+//! `ioc_schemas::Kpi`). Leaving `channels` out (or `null`) means `["windows"]`, so clients
+//! written before KPIs keep working; an empty list or an unknown name is refused. `kinds`
+//! and `metrics` narrow window results only; `districts` and `devices` narrow both: a KPI
+//! row matches `districts` by its district (a city- or department-wide row has none, so
+//! it does not match a district list) and `devices` by its entity id (a device id, or for
+//! aggregate rows the district or department slug, or `da_nang`).
 //!
 //! Kinds are `sensor`, `traffic_signal`, `camera_event`, `environment`; districts are the
 //! slugs `hai_chau`, `thanh_khe`, `son_tra`, `ngu_hanh_son`, `lien_chieu`, `cam_le`,
-//! `hoa_vang`. Unknown fields, kinds or districts are refused.
+//! `hoa_vang`. Unknown fields, channels, kinds or districts are refused.
 //!
 //! Server to client:
 //!
 //! | message | when |
 //! |---|---|
-//! | `{"type":"hello","protocol":1}` | on connect. Until the client subscribes, nothing else is sent. |
-//! | `{"type":"subscribed","filter":{"kinds":[],"districts":["hai_chau"],"devices":[],"metrics":[]}}` | after each subscribe, with the filter in force (sorted, duplicates removed); `"filter":null` after an unsubscribe. Every result published after this message is considered. |
+//! | `{"type":"hello","protocol":1,"channels":["windows","kpi.traffic",...]}` | on connect, listing the channels. Until the client subscribes, nothing else is sent. |
+//! | `{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau"],"devices":[],"metrics":[]}}` | after each subscribe, with the filter in force (sorted, duplicates removed); `"filter":null` after an unsubscribe. Every update published after this message is considered. |
 //! | `{"type":"window","data":{...}}` | each matching window result; `data` is a `WindowResult` (`window-result.schema.json`). |
-//! | `{"type":"lagged","skipped":46}` | the client fell behind: `skipped` results (counted before filtering) were dropped for it. It stays connected and continues with the newest results the server still holds. |
+//! | `{"type":"kpi","family":"air","kpi":{"family":"air","station_id":...}}` | each matching KPI row; `kpi` is a `Kpi` (tagged by `family`). |
+//! | `{"type":"lagged","feed":"windows","skipped":46}` | the client fell behind on one feed (`windows`, or `kpi` for every family): `skipped` updates (counted before filtering) were dropped for it. It stays connected and that feed continues with the newest updates the server still holds. |
 //! | `{"type":"pong"}` | answer to a ping. |
-//! | `{"type":"error","message":"invalid message: ..."}` | the client's last message was refused; `message` names what was wrong (not json, a missing `type`, an unknown field, kind or district, a binary frame). The connection stays open and the previous filter stays in force. |
+//! | `{"type":"error","message":"invalid message: ..."}` | the client's last message was refused; `message` names what was wrong (not json, a missing `type`, an unknown field, channel, kind or district, a binary frame). The connection stays open and the previous filter stays in force. |
 //!
 //! The server sends a WebSocket Ping frame every 20 s (`ws_ping_interval_ms`); browsers
 //! answer automatically. A client that sends nothing, not even a Pong, for three intervals
@@ -64,27 +150,34 @@
 //!
 //! Each connection has a bounded queue of `ws_buffer` outgoing messages. A client that
 //! reads slowly fills it; its feed then waits, and once it is more than
-//! `broadcast_capacity` results behind it gets a `lagged` message and skips ahead. Nothing
-//! else is dropped, publishing never waits on a client, and skipped results are counted
-//! in `ioc_api_ws_lagged_total`.
+//! `broadcast_capacity` updates behind on the window or the KPI broadcast it gets a
+//! `lagged` message for that feed and skips ahead. Nothing else is dropped, publishing
+//! never waits on a client, and skipped updates are counted in `ioc_api_ws_lagged_total`.
+//! A connection holds a receiver only for the broadcasts its channels need.
 //!
 //! # Metrics
 //!
-//! `ioc_api_ws_clients` (gauge), `ioc_api_ws_updates_total` (results published),
-//! `ioc_api_ws_lagged_total` (results skipped by lagging clients) and
-//! `ioc_api_http_requests_total{route,status}` (route is the route template, `unmatched`
-//! for unknown paths).
+//! `ioc_api_ws_clients` (gauge), `ioc_api_ws_updates_total` (window results published),
+//! `ioc_api_ws_kpi_updates_total{family}` (KPI rows published), `ioc_api_ws_lagged_total`
+//! (updates skipped by lagging clients), `ioc_api_http_requests_total{route,status}`
+//! (route is the route template, `unmatched` for unknown paths),
+//! `ioc_api_registry_changes_total{op,outcome}` (`upsert`/`remove`; `applied`, `refused`,
+//! `unavailable`, `timeout`, `read_only`), `ioc_api_unknown_devices` (gauge: ids tracked)
+//! and `ioc_api_unknown_devices_dropped_total` (readings from untracked unknown ids).
 
 mod config;
+mod devices;
 mod error;
 mod feed;
 mod health;
 mod metrics;
 pub mod protocol;
+mod rest;
 mod server;
 mod ws;
 
 pub use config::HttpConfig;
+pub use devices::{DeviceDirectory, DeviceView, RegistryRequest, UnknownDevice, UnknownDevices};
 pub use error::ApiError;
 pub use feed::LiveFeed;
 pub use health::{ComponentHealth, Health, HealthReport, HealthStatus};

@@ -9,12 +9,25 @@ pub struct ApiMetrics {
     pub ws_clients: IntGauge,
     /// `ioc_api_ws_updates_total`: window results published to the live feed.
     pub ws_updates: IntCounter,
+    /// `ioc_api_ws_kpi_updates_total{family}`: KPI rows published to the live feed, by
+    /// family (`traffic`, `air`, ...).
+    pub ws_kpi_updates: IntCounterVec,
     /// `ioc_api_ws_lagged_total`: updates skipped by clients that fell behind (summed over
-    /// clients, counted before filtering).
+    /// clients, counted before filtering; windows and KPIs).
     pub ws_lagged: IntCounter,
     /// `ioc_api_http_requests_total{route,status}`: requests answered, by route template
     /// (`unmatched` for unknown paths) and status code.
     pub http_requests: IntCounterVec,
+    /// `ioc_api_registry_changes_total{op,outcome}`: device registry changes asked for
+    /// through the API, by `op` (`upsert`, `remove`) and `outcome` (`applied`, `refused`
+    /// by the pipeline, `unavailable`, `timeout`, `read_only`). Requests refused before
+    /// reaching the pipeline (bad body, 404, 409) are not counted here.
+    pub registry_changes: IntCounterVec,
+    /// `ioc_api_unknown_devices`: unregistered device ids tracked now.
+    pub unknown_devices: IntGauge,
+    /// `ioc_api_unknown_devices_dropped_total`: readings from unregistered devices that
+    /// were not tracked because the unknown-device list was full.
+    pub unknown_devices_dropped: IntCounter,
 }
 
 impl ApiMetrics {
@@ -25,6 +38,13 @@ impl ApiMetrics {
             ws_updates: IntCounter::new(
                 "ioc_api_ws_updates_total",
                 "Window results published to the live WebSocket feed.",
+            )?,
+            ws_kpi_updates: IntCounterVec::new(
+                Opts::new(
+                    "ioc_api_ws_kpi_updates_total",
+                    "KPI rows published to the live WebSocket feed, by family.",
+                ),
+                &["family"],
             )?,
             ws_lagged: IntCounter::new(
                 "ioc_api_ws_lagged_total",
@@ -37,11 +57,30 @@ impl ApiMetrics {
                 ),
                 &["route", "status"],
             )?,
+            registry_changes: IntCounterVec::new(
+                Opts::new(
+                    "ioc_api_registry_changes_total",
+                    "Device registry changes asked for through the API, by operation and outcome.",
+                ),
+                &["op", "outcome"],
+            )?,
+            unknown_devices: IntGauge::new(
+                "ioc_api_unknown_devices",
+                "Unregistered device ids tracked now.",
+            )?,
+            unknown_devices_dropped: IntCounter::new(
+                "ioc_api_unknown_devices_dropped_total",
+                "Readings from unregistered devices not tracked because the list was full.",
+            )?,
         };
         registry.register(Box::new(metrics.ws_clients.clone()))?;
         registry.register(Box::new(metrics.ws_updates.clone()))?;
+        registry.register(Box::new(metrics.ws_kpi_updates.clone()))?;
         registry.register(Box::new(metrics.ws_lagged.clone()))?;
         registry.register(Box::new(metrics.http_requests.clone()))?;
+        registry.register(Box::new(metrics.registry_changes.clone()))?;
+        registry.register(Box::new(metrics.unknown_devices.clone()))?;
+        registry.register(Box::new(metrics.unknown_devices_dropped.clone()))?;
         Ok(metrics)
     }
 }

@@ -1,30 +1,122 @@
 //! The WebSocket protocol's messages (described in the crate docs).
 
 use std::collections::BTreeSet;
+use std::fmt;
 
-use ioc_schemas::{District, Kind, WindowResult};
-use serde::{Deserialize, Deserializer, Serialize};
+use ioc_schemas::{District, Kind, Kpi, KpiFamily, WindowResult};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Which window results a client wants. Each empty set means "all"; a result must match
-/// every non-empty set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A stream a client can subscribe to: `windows` (window results) or `kpi.<family>` (the
+/// KPI rows of one family, such as `kpi.air`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// `windows`: window results.
+    Windows,
+    /// `kpi.<family>`: KPI rows of one family.
+    Kpi(KpiFamily),
+}
+
+impl Channel {
+    /// Every channel: `windows`, then `kpi.<family>` in [`KpiFamily::ALL`] order.
+    pub fn all() -> Vec<Channel> {
+        std::iter::once(Channel::Windows)
+            .chain(KpiFamily::ALL.into_iter().map(Channel::Kpi))
+            .collect()
+    }
+
+    /// Parses `windows` or `kpi.<family>`.
+    pub fn from_name(name: &str) -> Option<Channel> {
+        if name == "windows" {
+            return Some(Channel::Windows);
+        }
+        let family = name.strip_prefix("kpi.")?;
+        KpiFamily::from_name(family).map(Channel::Kpi)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Channel::Windows => f.write_str("windows"),
+            Channel::Kpi(family) => write!(f, "kpi.{}", family.as_str()),
+        }
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Channel::from_name(&name).ok_or_else(|| {
+            let known: Vec<String> = Channel::all().iter().map(Channel::to_string).collect();
+            D::Error::custom(format!(
+                "unknown channel `{name}`, expected one of {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+/// Which updates a client wants. `channels` picks the streams (default `["windows"]`); the
+/// other sets narrow them, each empty set meaning "all", and an update must match every
+/// non-empty set that applies to it: `kinds`, `districts`, `devices` and `metrics` to window
+/// results; `districts` and `devices` (matched against the row's entity id) to KPI rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
-    /// Kinds wanted (`traffic_signal`, ...).
+    /// Streams wanted: `windows`, `kpi.traffic`, `kpi.air`, ...; never empty.
+    #[serde(deserialize_with = "channels_or_windows")]
+    pub channels: BTreeSet<Channel>,
+    /// Kinds wanted (`traffic_signal`, ...); window results only.
     #[serde(deserialize_with = "null_as_empty")]
     pub kinds: BTreeSet<Kind>,
-    /// Districts wanted, by slug (`hai_chau`, ...).
+    /// Districts wanted, by slug (`hai_chau`, ...). A KPI row without a district (city or
+    /// department scope) does not match a non-empty set.
     #[serde(deserialize_with = "null_as_empty")]
     pub districts: BTreeSet<District>,
-    /// Device ids wanted.
+    /// Device ids wanted; for KPI rows, entity ids (a device id, or for aggregate rows a
+    /// district or department slug or `da_nang`).
     #[serde(deserialize_with = "null_as_empty")]
     pub devices: BTreeSet<String>,
-    /// Metric names wanted (`vehicles`, `pm25`, ...).
+    /// Metric names wanted (`vehicles`, `pm25`, ...); window results only.
     #[serde(deserialize_with = "null_as_empty")]
     pub metrics: BTreeSet<String>,
+}
+
+impl Default for Filter {
+    /// Every window result, no KPI: what a client that names no channel gets.
+    fn default() -> Self {
+        Filter {
+            channels: BTreeSet::from([Channel::Windows]),
+            kinds: BTreeSet::new(),
+            districts: BTreeSet::new(),
+            devices: BTreeSet::new(),
+            metrics: BTreeSet::new(),
+        }
+    }
+}
+
+/// `"channels": null` means `["windows"]`, like leaving it out; an empty list is refused.
+fn channels_or_windows<'de, D>(deserializer: D) -> Result<BTreeSet<Channel>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    match Option::<BTreeSet<Channel>>::deserialize(deserializer)? {
+        None => Ok(Filter::default().channels),
+        Some(channels) if channels.is_empty() => Err(D::Error::custom(
+            "channels must name at least one channel (leave it out for [\"windows\"])",
+        )),
+        Some(channels) => Ok(channels),
+    }
 }
 
 /// `"kinds": null` means the same as leaving the list out.
@@ -37,15 +129,35 @@ where
 }
 
 impl Filter {
-    /// Whether `result` passes the filter.
+    /// Whether `result` passes the filter (the `windows` channel included).
     pub fn matches(&self, result: &WindowResult) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&result.kind))
+        self.wants_windows()
+            && (self.kinds.is_empty() || self.kinds.contains(&result.kind))
             && (self.districts.is_empty() || self.districts.contains(&result.district))
             && (self.devices.is_empty() || self.devices.contains(&result.device_id))
             && (self.metrics.is_empty() || self.metrics.contains(&result.metric))
     }
 
-    /// Whether the filter lets everything through.
+    /// Whether `kpi` passes the filter: its family's channel is subscribed and it matches
+    /// `districts` (by [`Kpi::district`]) and `devices` (by [`Kpi::entity_id`]).
+    pub fn matches_kpi(&self, kpi: &Kpi) -> bool {
+        self.channels.contains(&Channel::Kpi(kpi.family()))
+            && (self.districts.is_empty()
+                || kpi.district().is_some_and(|d| self.districts.contains(&d)))
+            && (self.devices.is_empty() || self.devices.contains(kpi.entity_id()))
+    }
+
+    /// Whether the `windows` channel is subscribed.
+    pub fn wants_windows(&self) -> bool {
+        self.channels.contains(&Channel::Windows)
+    }
+
+    /// Whether any `kpi.<family>` channel is subscribed.
+    pub fn wants_kpis(&self) -> bool {
+        self.channels.iter().any(|c| matches!(c, Channel::Kpi(_)))
+    }
+
+    /// Whether the filter lets every update of its channels through.
     pub fn is_all(&self) -> bool {
         self.kinds.is_empty()
             && self.districts.is_empty()
@@ -58,9 +170,9 @@ impl Filter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
-    /// Start (or replace the filter of) the stream of window results.
+    /// Start (or replace the filter of) the stream of updates.
     Subscribe(Filter),
-    /// Stop the stream.
+    /// Stop every stream.
     Unsubscribe,
     /// Ask for a `pong`.
     Ping,
@@ -74,6 +186,8 @@ pub enum ServerMessage {
     Hello {
         /// [`PROTOCOL_VERSION`].
         protocol: u32,
+        /// The channels the server offers ([`Channel::all`]).
+        channels: Vec<Channel>,
     },
     /// The filter now in force after a subscribe; `null` after an unsubscribe.
     Subscribed {
@@ -85,10 +199,19 @@ pub enum ServerMessage {
         /// The result.
         data: WindowResult,
     },
-    /// The client fell behind and `skipped` results (before filtering) were dropped for it;
-    /// updates continue with the newest the server still holds.
+    /// A KPI row that passed the filter.
+    Kpi {
+        /// Its family (also inside `kpi`).
+        family: KpiFamily,
+        /// The row.
+        kpi: Kpi,
+    },
+    /// The client fell behind on one feed and `skipped` updates (before filtering) were
+    /// dropped for it; that feed continues with the newest updates the server still holds.
     Lagged {
-        /// Results skipped.
+        /// Which feed: `windows` or `kpi` (every KPI family shares one).
+        feed: Feed,
+        /// Updates skipped.
         skipped: u64,
     },
     /// The answer to a `ping`.
@@ -100,11 +223,29 @@ pub enum ServerMessage {
     },
 }
 
+/// The server's two broadcast feeds, named in `lagged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    /// Window results.
+    Windows,
+    /// KPI rows of every family.
+    Kpi,
+}
+
 /// `ServerMessage::Window` without cloning the result (one serialisation per client).
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "window")]
 struct WindowRef<'a> {
     data: &'a WindowResult,
+}
+
+/// `ServerMessage::Kpi` without cloning the row.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "kpi")]
+struct KpiRef<'a> {
+    family: KpiFamily,
+    kpi: &'a Kpi,
 }
 
 impl ServerMessage {
@@ -118,6 +259,15 @@ impl ServerMessage {
 /// `{"type":"window","data":...}` for `result`.
 pub(crate) fn window_json(result: &WindowResult) -> String {
     serde_json::to_string(&WindowRef { data: result }).unwrap_or_default()
+}
+
+/// `{"type":"kpi","family":"air","kpi":...}` for `kpi`.
+pub(crate) fn kpi_json(kpi: &Kpi) -> String {
+    serde_json::to_string(&KpiRef {
+        family: kpi.family(),
+        kpi,
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -239,13 +389,21 @@ mod tests {
         assert_eq!(borrowed["type"], "window");
         assert_eq!(borrowed["data"]["device_id"], "tsc-hai_chau-001");
         assert_eq!(
-            ServerMessage::Hello { protocol: 1 }.to_json(),
-            r#"{"type":"hello","protocol":1}"#
+            ServerMessage::Hello {
+                protocol: 1,
+                channels: Channel::all()
+            }
+            .to_json(),
+            r#"{"type":"hello","protocol":1,"channels":["windows","kpi.traffic","kpi.camera","kpi.air","kpi.water","kpi.hydrology","kpi.bridge","kpi.health"]}"#
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
         assert_eq!(
-            ServerMessage::Lagged { skipped: 3 }.to_json(),
-            r#"{"type":"lagged","skipped":3}"#
+            ServerMessage::Lagged {
+                feed: Feed::Kpi,
+                skipped: 3
+            }
+            .to_json(),
+            r#"{"type":"lagged","feed":"kpi","skipped":3}"#
         );
         assert_eq!(
             ServerMessage::Subscribed { filter: None }.to_json(),
@@ -254,7 +412,83 @@ mod tests {
         let f = subscribe(r#"{"type":"subscribe","districts":["son_tra","hai_chau","son_tra"]}"#);
         assert_eq!(
             ServerMessage::Subscribed { filter: Some(f) }.to_json(),
-            r#"{"type":"subscribed","filter":{"kinds":[],"districts":["hai_chau","son_tra"],"devices":[],"metrics":[]}}"#
+            r#"{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau","son_tra"],"devices":[],"metrics":[]}}"#
         );
+        let kpi = air("da-st-01", District::SonTra);
+        let borrowed: serde_json::Value = serde_json::from_str(&kpi_json(&kpi)).unwrap();
+        let owned = serde_json::to_value(ServerMessage::Kpi {
+            family: KpiFamily::Air,
+            kpi: kpi.clone(),
+        })
+        .unwrap();
+        assert_eq!(borrowed, owned);
+        assert_eq!(borrowed["type"], "kpi");
+        assert_eq!(borrowed["family"], "air");
+        assert_eq!(borrowed["kpi"]["station_id"], "da-st-01");
+    }
+
+    fn air(station: &str, district: District) -> Kpi {
+        Kpi::Air(ioc_schemas::AqiKpi {
+            station_id: station.into(),
+            district,
+            period: ioc_schemas::AqiPeriod::Hour,
+            window_start_ms: 1_795_827_600_000,
+            window_size_ms: 3_600_000,
+            pm25: Some(30.0),
+            pm10: None,
+            o3: None,
+            no2: None,
+            so2: None,
+            co: None,
+            aqi_pm25: Some(60),
+            aqi_pm10: None,
+            aqi_o3: None,
+            aqi_no2: None,
+            aqi_so2: None,
+            aqi_co: None,
+            aqi: Some(60),
+            dominant: Some("pm25".into()),
+            band: Some(ioc_schemas::AqiBand::Moderate),
+            colour: Some("#ffff00".into()),
+            coverage: 12,
+        })
+    }
+
+    #[test]
+    fn channels_default_to_windows_and_pick_kpi_families() {
+        let f = subscribe(r#"{"type":"subscribe"}"#);
+        assert_eq!(f.channels, BTreeSet::from([Channel::Windows]));
+        assert!(!f.matches_kpi(&air("s", District::SonTra)));
+        let f = subscribe(r#"{"type":"subscribe","channels":null}"#);
+        assert!(f.wants_windows() && !f.wants_kpis());
+
+        let f = subscribe(
+            r#"{"type":"subscribe","channels":["kpi.air","kpi.air"],"districts":["son_tra"]}"#,
+        );
+        assert_eq!(f.channels, BTreeSet::from([Channel::Kpi(KpiFamily::Air)]));
+        assert!(!f.wants_windows() && f.wants_kpis());
+        assert!(f.matches_kpi(&air("s", District::SonTra)));
+        assert!(!f.matches_kpi(&air("s", District::CamLe)));
+        assert!(!f.matches(&result(Kind::Environment, District::SonTra, "s", "pm25")));
+
+        let f =
+            subscribe(r#"{"type":"subscribe","channels":["windows","kpi.air"],"devices":["s"]}"#);
+        assert!(f.matches_kpi(&air("s", District::CamLe)));
+        assert!(!f.matches_kpi(&air("t", District::CamLe)));
+        assert!(f.matches(&result(Kind::Environment, District::CamLe, "s", "pm25")));
+
+        for name in Channel::all().iter().map(Channel::to_string) {
+            assert_eq!(Channel::from_name(&name).map(|c| c.to_string()), Some(name));
+        }
+        let err = |json: &str| {
+            serde_json::from_str::<ClientMessage>(json)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(r#"{"type":"subscribe","channels":["kpi.noise"]}"#);
+        assert!(e.contains("unknown channel `kpi.noise`"), "{e}");
+        assert!(e.contains("kpi.hydrology"), "{e}");
+        assert!(err(r#"{"type":"subscribe","channels":["air"]}"#).contains("unknown channel `air`"));
+        assert!(err(r#"{"type":"subscribe","channels":[]}"#).contains("at least one channel"));
     }
 }

@@ -1,9 +1,10 @@
 //! The shared state, the routes and the server loop.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -11,13 +12,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ioc_schemas::Device;
 use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::health::HealthStatus;
-use crate::{ApiError, ApiMetrics, Health, HttpConfig, LiveFeed};
+use crate::rest::{self, RestError};
+use crate::{
+    ApiError, ApiMetrics, DeviceDirectory, Health, HttpConfig, LiveFeed, RegistryRequest,
+    UnknownDevices,
+};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -31,6 +37,13 @@ struct StateInner {
     metrics: ApiMetrics,
     health: Health,
     feed: LiveFeed,
+    devices: DeviceDirectory,
+    unknown: UnknownDevices,
+    /// Where registry changes go; none: the registry is read-only.
+    registry_sender: RwLock<Option<mpsc::Sender<RegistryRequest>>>,
+    /// Held by the registry change in flight: changes go to the pipeline one at a time.
+    registry_writer: Arc<tokio::sync::Mutex<()>>,
+    registry_timeout: Duration,
     ws_buffer: usize,
     ws_ping_interval: Duration,
     /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
@@ -40,13 +53,18 @@ struct StateInner {
 
 impl ApiState {
     /// Validates `config`, registers [`ApiMetrics`] in `registry` (which `/metrics`
-    /// renders, with whatever else is registered in it) and creates the live feed and the
-    /// health source. Hand [`ApiState::feed`] and [`ApiState::health`] to the components
-    /// that publish results and report health.
+    /// renders, with whatever else is registered in it) and creates the live feed, the
+    /// health source, an empty device directory and the unknown-device list. Hand
+    /// [`ApiState::feed`], [`ApiState::health`] and [`ApiState::unknown_devices`] to the
+    /// components that publish results, report health and meet unregistered devices; fill
+    /// the directory with [`ApiState::with_devices`] and make the registry writable with
+    /// [`ApiState::set_registry_sender`].
     pub fn new(config: &HttpConfig, registry: Registry) -> Result<Self, ApiError> {
         config.validate()?;
         let metrics = ApiMetrics::new(&registry)?;
-        let feed = LiveFeed::new(config.broadcast_capacity, &metrics);
+        let devices = DeviceDirectory::new();
+        let feed = LiveFeed::with_directory(config.broadcast_capacity, &metrics, devices.clone());
+        let unknown = UnknownDevices::new(config.unknown_devices_max, &metrics);
         let (closing, _) = watch::channel(false);
         Ok(ApiState {
             inner: Arc::new(StateInner {
@@ -54,6 +72,11 @@ impl ApiState {
                 metrics,
                 health: Health::new(),
                 feed,
+                devices,
+                unknown,
+                registry_sender: RwLock::new(None),
+                registry_writer: Arc::new(tokio::sync::Mutex::new(())),
+                registry_timeout: Duration::from_millis(config.registry_timeout_ms),
                 ws_buffer: config.ws_buffer,
                 ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
                 closing,
@@ -61,9 +84,73 @@ impl ApiState {
         })
     }
 
-    /// The live feed: publish window results here.
+    /// The live feed: publish window results and KPI rows here.
     pub fn feed(&self) -> &LiveFeed {
         &self.inner.feed
+    }
+
+    /// Fills the device directory with the fleet the pipeline starts with (replacing what
+    /// it held) and returns the state, for chaining after [`ApiState::new`].
+    #[must_use]
+    pub fn with_devices(self, devices: impl IntoIterator<Item = Device>) -> Self {
+        self.inner.devices.replace_all(devices);
+        self
+    }
+
+    /// The registered devices `/api/v1/devices` lists. Apply here the registry changes the
+    /// pipeline makes other than through the API.
+    pub fn devices(&self) -> &DeviceDirectory {
+        &self.inner.devices
+    }
+
+    /// Makes the registry writable: `POST`/`PUT`/`DELETE /api/v1/devices...` send each
+    /// change on `sender` as a [`RegistryRequest`] and wait for its answer (see the crate
+    /// docs). Replaces any sender set before; until one is set, those routes answer 503
+    /// `registry_read_only`.
+    pub fn set_registry_sender(&self, sender: mpsc::Sender<RegistryRequest>) {
+        *self
+            .inner
+            .registry_sender
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
+    }
+
+    /// [`ApiState::set_registry_sender`], for chaining after [`ApiState::new`].
+    #[must_use]
+    pub fn with_registry_sender(self, sender: mpsc::Sender<RegistryRequest>) -> Self {
+        self.set_registry_sender(sender);
+        self
+    }
+
+    /// Makes the registry read-only again (e.g. while the pipeline restarts).
+    pub fn clear_registry_sender(&self) {
+        *self
+            .inner
+            .registry_sender
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Unregistered devices that send readings: call [`UnknownDevices::record`] for each
+    /// such reading.
+    pub fn unknown_devices(&self) -> &UnknownDevices {
+        &self.inner.unknown
+    }
+
+    pub(crate) fn registry_sender(&self) -> Option<mpsc::Sender<RegistryRequest>> {
+        self.inner
+            .registry_sender
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn registry_writer(&self) -> Arc<tokio::sync::Mutex<()>> {
+        Arc::clone(&self.inner.registry_writer)
+    }
+
+    pub(crate) fn registry_timeout(&self) -> Duration {
+        self.inner.registry_timeout
     }
 
     /// The health source: set component states here.
@@ -94,12 +181,16 @@ impl ApiState {
     }
 }
 
-/// The routes: `GET /healthz`, `GET /metrics`, `GET /ws`.
+/// The routes: `GET /healthz`, `GET /metrics`, `GET /ws` and the REST API under `/api/v1`
+/// (see the crate docs). Unknown paths and methods answer JSON errors.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
+        .merge(rest::routes())
+        .fallback(rest::not_found)
+        .method_not_allowed_fallback(rest::method_not_allowed)
         // `Router::layer` runs after routing, so the matched route template is known.
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -186,7 +277,21 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     }
 }
 
-async fn websocket(State(state): State<ApiState>, upgrade: WebSocketUpgrade) -> Response {
+async fn websocket(
+    State(state): State<ApiState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(e) => {
+            return RestError::new(
+                e.status(),
+                "websocket_required",
+                format!("/ws speaks WebSocket only: {}", e.body_text()),
+            )
+            .into_response()
+        }
+    };
     upgrade
         .max_message_size(crate::ws::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))

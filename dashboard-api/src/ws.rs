@@ -3,7 +3,7 @@
 //! ```text
 //! socket ──reader──> commands (16) ──forwarder──┐
 //!    │        └── pong / error ────────────────┤
-//!    │                     live feed ──────────┤
+//!    │        live feed (windows, kpi) ────────┤
 //!    └──────────── writer <── out queue (ws_buffer)
 //! ```
 //! The writer owns the socket's sink, so a slow client only fills its own out queue; the
@@ -17,15 +17,18 @@ use std::time::Duration;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use ioc_schemas::WindowResult;
+use ioc_schemas::{Kpi, WindowResult};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::protocol::{window_json, ClientMessage, Filter, ServerMessage, PROTOCOL_VERSION};
-use crate::ApiState;
+use crate::protocol::{
+    kpi_json, window_json, Channel, ClientMessage, Feed, Filter, ServerMessage, PROTOCOL_VERSION,
+};
+use crate::{ApiState, LiveFeed};
 
 /// Largest client message accepted; a subscribe naming thousands of devices still fits.
 pub(crate) const MAX_CLIENT_MESSAGE: usize = 1 << 20;
@@ -94,6 +97,7 @@ pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState) {
     if out_tx
         .send(text(&ServerMessage::Hello {
             protocol: PROTOCOL_VERSION,
+            channels: Channel::all(),
         }))
         .await
         .is_err()
@@ -188,60 +192,116 @@ async fn shutting_down(closing: &mut watch::Receiver<bool>) {
     }
 }
 
+/// What the client subscribed to, with a receiver for each broadcast its channels need.
+struct Subscription {
+    filter: Filter,
+    windows: Option<broadcast::Receiver<Arc<WindowResult>>>,
+    kpis: Option<broadcast::Receiver<Arc<Kpi>>>,
+}
+
+impl Subscription {
+    /// Takes `filter`, keeping the receivers it still needs (so no update is lost across a
+    /// filter change) and subscribing those it newly needs before the ack is queued (so the
+    /// client gets every update published after it sees `subscribed`).
+    fn set(&mut self, filter: Filter, feed: &LiveFeed) {
+        match (filter.wants_windows(), self.windows.is_some()) {
+            (true, false) => self.windows = Some(feed.subscribe()),
+            (false, true) => self.windows = None,
+            _ => {}
+        }
+        match (filter.wants_kpis(), self.kpis.is_some()) {
+            (true, false) => self.kpis = Some(feed.subscribe_kpis()),
+            (false, true) => self.kpis = None,
+            _ => {}
+        }
+        self.filter = filter;
+    }
+}
+
+enum Event {
+    Command(Option<Command>),
+    Window(Result<Arc<WindowResult>, RecvError>),
+    Kpi(Result<Arc<Kpi>, RecvError>),
+}
+
+/// The next update of `rx`; never resolves without a receiver.
+async fn next_update<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Result<T, RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn lagged_message(feed: Feed, skipped: u64, lagged: &IntCounter) -> Message {
+    lagged.inc_by(skipped);
+    debug!(skipped, ?feed, "websocket client lagged");
+    text(&ServerMessage::Lagged { feed, skipped })
+}
+
 async fn forward_loop(
     mut commands: mpsc::Receiver<Command>,
     out: mpsc::Sender<Message>,
-    feed: crate::LiveFeed,
+    feed: LiveFeed,
     lagged: IntCounter,
 ) {
     // No receiver until the client subscribes, so an idle page costs the feed nothing.
-    let mut subscription: Option<(Filter, broadcast::Receiver<Arc<WindowResult>>)> = None;
+    let mut subscription: Option<Subscription> = None;
     loop {
-        let update = match subscription.as_mut() {
-            None => match commands.recv().await {
-                Some(command) => Err(command),
-                None => break,
-            },
-            Some((_, rx)) => tokio::select! {
-                // Commands first, so an unsubscribe takes effect before a backlog drains.
-                biased;
-                command = commands.recv() => match command {
-                    Some(command) => Err(command),
-                    None => break,
+        let event = match subscription.as_mut() {
+            None => Event::Command(commands.recv().await),
+            // Commands first, so an unsubscribe takes effect before a backlog drains; the
+            // two feeds are polled fairly.
+            Some(sub) => match commands.try_recv() {
+                Ok(command) => Event::Command(Some(command)),
+                Err(TryRecvError::Disconnected) => Event::Command(None),
+                Err(TryRecvError::Empty) => tokio::select! {
+                    command = commands.recv() => Event::Command(command),
+                    update = next_update(&mut sub.windows) => Event::Window(update),
+                    update = next_update(&mut sub.kpis) => Event::Kpi(update),
                 },
-                update = rx.recv() => Ok(update),
             },
         };
-        let message = match update {
-            Err(Command::Subscribe(filter)) => {
+        let message = match event {
+            Event::Command(None) => break,
+            Event::Command(Some(Command::Subscribe(filter))) => {
                 let ack = text(&ServerMessage::Subscribed {
                     filter: Some(filter.clone()),
                 });
                 match subscription.as_mut() {
-                    // Keep the receiver: no update is lost across a filter change.
-                    Some((current, _)) => *current = filter,
-                    // Subscribed before the ack is queued: the client gets every result
-                    // published after it sees `subscribed`.
-                    None => subscription = Some((filter, feed.subscribe())),
+                    Some(sub) => sub.set(filter, &feed),
+                    None => {
+                        let mut sub = Subscription {
+                            filter: Filter::default(),
+                            windows: None,
+                            kpis: None,
+                        };
+                        sub.set(filter, &feed);
+                        subscription = Some(sub);
+                    }
                 }
                 ack
             }
-            Err(Command::Unsubscribe) => {
+            Event::Command(Some(Command::Unsubscribe)) => {
                 subscription = None;
                 text(&ServerMessage::Subscribed { filter: None })
             }
-            Ok(Ok(result)) => match &subscription {
-                Some((filter, _)) if filter.matches(&result) => {
+            Event::Window(Ok(result)) => match &subscription {
+                Some(sub) if sub.filter.matches(&result) => {
                     Message::Text(window_json(&result).into())
                 }
                 _ => continue,
             },
-            Ok(Err(RecvError::Lagged(skipped))) => {
-                lagged.inc_by(skipped);
-                debug!(skipped, "websocket client lagged");
-                text(&ServerMessage::Lagged { skipped })
+            Event::Kpi(Ok(kpi)) => match &subscription {
+                Some(sub) if sub.filter.matches_kpi(&kpi) => Message::Text(kpi_json(&kpi).into()),
+                _ => continue,
+            },
+            Event::Window(Err(RecvError::Lagged(skipped))) => {
+                lagged_message(Feed::Windows, skipped, &lagged)
             }
-            Ok(Err(RecvError::Closed)) => {
+            Event::Kpi(Err(RecvError::Lagged(skipped))) => {
+                lagged_message(Feed::Kpi, skipped, &lagged)
+            }
+            Event::Window(Err(RecvError::Closed)) | Event::Kpi(Err(RecvError::Closed)) => {
                 // The feed lives as long as the server state; nothing more will come.
                 warn!("live feed closed");
                 subscription = None;

@@ -31,7 +31,7 @@ async fn nothing_but_hello_until_subscribed() -> anyhow::Result<()> {
     let ack = next_json(&mut ws).await?;
     assert_eq!(
         ack,
-        json!({"type": "subscribed", "filter": {"kinds": [], "districts": [], "devices": [], "metrics": []}})
+        json!({"type": "subscribed", "filter": {"channels": ["windows"], "kinds": [], "districts": [], "devices": [], "metrics": []}})
     );
     assert_eq!(feed.subscriber_count(), 1);
     feed.publish(result(District::HaiChau, "tsc-hai_chau-001", 2));

@@ -3,27 +3,45 @@
 //! Worker 0 is the single input: it takes records from the bounded ingest queue, drops repeats
 //! of a message id, sorts on-time readings from late ones against the watermark, hands the raw
 //! records to [`Outputs`] (where they are stored, and their source acknowledged once durable),
-//! and sends on-time samples into the dataflow at their event-time epoch. The dataflow
-//! exchanges samples by device, so every worker owns the windows of its devices.
+//! and sends on-time readings into the dataflow at their event-time epoch, with registry
+//! changes beside them. The dataflow exchanges readings by device, so every worker owns the
+//! registry entries, windows and per-device KPIs of its devices:
+//!
+//! ```text
+//! readings ─> JoinRegistry ─> EventTimeWindows ─> WindowSink
+//! registry ─> RegistryByDevice ─┘      │    └──────────┐
+//!                      └──> DeviceKpis <─ (activity) ──┴─> CityKpis ─> KpiSink
+//! ```
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, Transport, WindowResult};
+use std::collections::HashMap;
+
+use differential_dataflow::input::{Input, InputSession};
+use ioc_schemas::{
+    Ack, DeadLetter, DeviceChange, District, Ingested, IngestedReading, Kind, Kpi, Transport,
+    WindowResult,
+};
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::ActivateCapability;
+use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::{ActivateCapability, Concat};
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
 use crate::config::DataflowConfig;
 use crate::dedupe::RecentIds;
+use crate::kpi::city::CityInput;
+use crate::kpi::device::{Activity, KpiInput, BASE_WINDOW_MS};
+use crate::kpi::{city_kpis, device_kpis};
 use crate::metrics::DataflowMetrics;
+use crate::registry::{join_registry, registry_changes, DeviceMeta, Observation, RegistryFeed};
 use crate::watermark::Watermarks;
-use crate::window::{event_time_windows, Sample, SeriesKey};
+use crate::window::event_time_windows;
 use crate::DataflowError;
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
@@ -36,8 +54,13 @@ pub trait Outputs: Clone + Send + Sync + 'static {
     fn dead_letter(&self, letter: DeadLetter, ack: Option<Ack>);
     /// A repeat of a message already taken; nothing to store, the source may be acknowledged.
     fn duplicate(&self, reading: IngestedReading, ack: Option<Ack>);
-    /// A closed window.
+    /// A window result: provisional, a correction, or final.
     fn window(&self, result: WindowResult);
+    /// A KPI row, computed when its base window closed.
+    fn kpi(&self, kpi: Kpi);
+    /// A reading from a device the registry does not know (it is stored and windowed all the
+    /// same, under its topic's district).
+    fn unknown_device(&self, device_id: &str, kind: Kind, district: District, event_ms: u64);
 }
 
 /// The running dataflow.
@@ -68,16 +91,18 @@ pub struct RunOptions {
 
 /// Starts the workers. They run until every sender of `input` is dropped; then open windows are
 /// discarded (they are incomplete) unless `options` says to finish them, and the workers stop.
+/// Readings are joined with `registry`, which changes as its change channel says.
 pub fn spawn<O: Outputs>(
     config: DataflowConfig,
     options: RunOptions,
     input: mpsc::Receiver<Ingested>,
+    registry: RegistryFeed,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
 ) -> Result<DataflowHandle, DataflowError> {
     config.validate()?;
-    let input = Arc::new(Mutex::new(Some(input)));
+    let input = Arc::new(Mutex::new(Some((input, registry))));
     let discard_open = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
         .name("ioc-dataflow".into())
@@ -110,7 +135,7 @@ fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
     config: &DataflowConfig,
     options: RunOptions,
-    input: Option<mpsc::Receiver<Ingested>>,
+    input: Option<(mpsc::Receiver<Ingested>, RegistryFeed)>,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
@@ -123,43 +148,133 @@ fn run_worker<O: Outputs>(
     let sink_clock = Arc::clone(&clock);
     let window_clock = Arc::clone(&clock);
     let window_discard = Arc::clone(&discard_open);
-    let ((mut handle, cap), probe) = worker.dataflow::<u64, _, _>(move |scope| {
-        let (input, samples) = scope.new_unordered_input();
-        let (probe, _done) = event_time_windows(
-            samples,
-            windows,
-            lateness_ms,
-            options.emit_windows_from_ms,
-            window_discard,
-            window_clock,
-        )
-        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-            Pipeline,
-            "WindowSink",
-            move |_cap, _info| {
-                move |input, _output| {
-                    input.for_each_stamp(|_cap, batches| {
-                        let now = sink_clock.now_ms();
+    let miss_outputs = outputs.clone();
+    let miss_metrics = metrics.clone();
+    let kpi_outputs = outputs.clone();
+    let kpi_metrics = metrics.clone();
+    let ((mut handle, cap), mut registry_input, probe) =
+        worker.dataflow::<u64, _, _>(move |scope| {
+            let (input, observations) = scope.new_unordered_input();
+            let (registry_input, registry) = scope.new_collection();
+            let changes = registry_changes(registry);
+            let enriched = join_registry(observations, changes.clone());
+            let samples = enriched
+                .clone()
+                .flat_map(|e: crate::registry::Enriched| e.samples().collect::<Vec<_>>());
+            let results = event_time_windows(
+                samples,
+                windows,
+                lateness_ms,
+                options.emit_windows_from_ms,
+                window_discard,
+                window_clock,
+            );
+            let (probe, _done) = results
+                .clone()
+                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "WindowSink",
+                    move |_cap, _info| {
+                        move |input, _output| {
+                            input.for_each_stamp(|_cap, batches| {
+                                let now = sink_clock.now_ms();
+                                for batch in batches {
+                                    for result in batch.drain(..) {
+                                        sink_metrics.observe_window(&result, now);
+                                        sink_outputs.window(result);
+                                    }
+                                }
+                            });
+                        }
+                    },
+                )
+                .probe();
+            // Readings of unknown devices are reported, then every reading counts for health.
+            let activity = enriched.unary(Pipeline, "RegistryMisses", move |_cap, _info| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, batches| {
+                        let Some(cap) = cap.retain_least(0) else {
+                            return;
+                        };
+                        let mut session = output.session(&cap);
                         for batch in batches {
-                            for result in batch.drain(..) {
-                                sink_metrics.observe_window(&result, now);
-                                sink_outputs.window(result);
+                            for e in batch.drain(..) {
+                                let o = e.observation;
+                                if e.device.is_none() {
+                                    miss_metrics
+                                        .unknown_device_readings
+                                        .with_label_values(&[o.kind.as_str()])
+                                        .inc();
+                                    miss_outputs.unknown_device(
+                                        &o.device_id,
+                                        o.kind,
+                                        o.topic_district,
+                                        o.event_ms,
+                                    );
+                                }
+                                session.give(KpiInput::Activity(Activity {
+                                    device_id: o.device_id,
+                                    medium: o.medium,
+                                    event_ms: o.event_ms,
+                                    registered: e.device.is_some(),
+                                }));
                             }
                         }
                     });
                 }
-            },
-        )
-        .probe();
-        (input, probe)
-    });
+            });
+            let finals =
+                results.filter(|w: &WindowResult| w.is_final && w.window_size_ms == BASE_WINDOW_MS);
+            let device_inputs = activity
+                .concat(finals.clone().map(KpiInput::Window))
+                .concat(changes.map(|((device, meta), time, diff)| {
+                    KpiInput::Registry(device, meta, time, diff)
+                }));
+            let per_device = device_kpis(device_inputs, options.emit_windows_from_ms);
+            let city_inputs = per_device.clone().map(CityInput::Device).concat(
+                finals
+                    .filter(|w: &WindowResult| w.kind == Kind::CameraEvent)
+                    .map(CityInput::Camera),
+            );
+            city_kpis(city_inputs)
+                .concat(per_device)
+                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+                    Pipeline,
+                    "KpiSink",
+                    move |_cap, _info| {
+                        move |input, _output| {
+                            input.for_each_stamp(|_cap, batches| {
+                                for batch in batches {
+                                    for kpi in batch.drain(..) {
+                                        kpi_metrics
+                                            .kpis
+                                            .with_label_values(&[kpi.family().as_str()])
+                                            .inc();
+                                        kpi_outputs.kpi(kpi);
+                                    }
+                                }
+                            });
+                        }
+                    },
+                )
+                .probe_with(&probe);
+            (input, registry_input, probe)
+        });
 
-    let Some(mut rx) = input else {
-        // Only worker 0 feeds the dataflow; the others give up their input capability.
+    let Some((mut rx, registry)) = input else {
+        // Only worker 0 feeds the dataflow; the others give up their input capabilities.
         drop(cap);
+        registry_input.close();
         while worker.step_or_park(None) {}
         return Ok(());
     };
+    let mut current = HashMap::new();
+    for device in &registry.devices {
+        let meta = DeviceMeta::of(device);
+        registry_input.insert((device.id.clone(), meta.clone()));
+        current.insert(device.id.clone(), meta);
+    }
+    registry_input.flush();
 
     let mut feeder = Feeder {
         config,
@@ -169,6 +284,11 @@ fn run_worker<O: Outputs>(
         replayed_ids: Default::default(),
         replayed_ids_until_ms: 0,
         by_epoch: BTreeMap::new(),
+        registry: RegistryState {
+            input: registry_input,
+            changes: registry.changes,
+            current,
+        },
         outputs,
         metrics,
         clock,
@@ -189,6 +309,7 @@ fn run_worker<O: Outputs>(
                 }
             }
         }
+        feeder.apply_registry_changes();
         feeder.flush(&mut handle);
         feeder.advance();
         // Park briefly when idle: ingest has no way to unpark a timely worker.
@@ -208,6 +329,7 @@ fn run_worker<O: Outputs>(
     }
     discard_open.store(!options.finish_open_windows, Ordering::SeqCst);
     feeder.cap = None;
+    drop(feeder.registry);
     drop(handle);
     while worker.step_or_park(None) {}
     Ok(())
@@ -228,8 +350,16 @@ const REPLAYED_IDS_TTL_MS: u64 = 10 * 60 * 1000;
 
 type InputHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
     u64,
-    timely::container::CapacityContainerBuilder<Vec<Sample>>,
+    timely::container::CapacityContainerBuilder<Vec<Observation>>,
 >;
+
+/// Worker 0's side of the registry: the differential input, where changes come from, and the
+/// entries in force (to retract the old entry when one is replaced).
+struct RegistryState {
+    input: InputSession<u64, (String, DeviceMeta), isize>,
+    changes: Option<mpsc::Receiver<DeviceChange>>,
+    current: HashMap<String, DeviceMeta>,
+}
 
 /// Worker 0's input side: dedupe, lateness, watermark.
 struct Feeder<'c, O: Outputs> {
@@ -242,8 +372,9 @@ struct Feeder<'c, O: Outputs> {
     /// behind the watermark the replay set, and a repeat must count as a repeat, not as late.
     replayed_ids: std::collections::HashSet<(String, String)>,
     replayed_ids_until_ms: u64,
-    /// On-time samples of this step, by epoch.
-    by_epoch: BTreeMap<u64, Vec<Sample>>,
+    /// On-time readings of this step, by epoch.
+    by_epoch: BTreeMap<u64, Vec<Observation>>,
+    registry: RegistryState,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
@@ -305,26 +436,73 @@ impl<O: Outputs> Feeder<'_, O> {
                 .observe(source_of(&reading), event_ms, self.clock.now_ms());
         }
         let epoch = event_ms - event_ms % self.config.epoch_ms;
-        let samples = self.by_epoch.entry(epoch).or_default();
-        for (metric, value) in reading.reading.samples() {
-            samples.push(Sample {
-                series: SeriesKey {
-                    kind,
-                    district: reading.district,
-                    device_id: reading.reading.device_id.clone(),
-                    metric,
-                },
-                event_ms,
-                value,
-            });
-        }
+        let r = &reading.reading;
+        let medium = match &r.body {
+            ioc_schemas::Body::Environment(b) => Some(b.medium),
+            _ => None,
+        };
+        self.by_epoch.entry(epoch).or_default().push(Observation {
+            device_id: r.device_id.clone(),
+            kind,
+            topic_district: reading.district,
+            medium,
+            event_ms,
+            samples: r.samples(),
+        });
         if !replayed {
             self.outputs.raw_reading(reading, None, ack);
         }
     }
 
-    /// Sends this step's samples at their epochs.
+    /// Applies the registry changes waiting: each takes effect for readings after the newest
+    /// event epoch seen.
+    fn apply_registry_changes(&mut self) {
+        let Some(changes) = self.registry.changes.as_mut() else {
+            return;
+        };
+        loop {
+            let change = match changes.try_recv() {
+                Ok(change) => change,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.registry.changes = None;
+                    break;
+                }
+            };
+            let id = change.device_id().to_owned();
+            if let Some(old) = self.registry.current.remove(&id) {
+                self.registry.input.remove((id.clone(), old));
+            }
+            let op = match change {
+                DeviceChange::Upsert(device) => {
+                    let meta = DeviceMeta::of(&device);
+                    self.registry.input.insert((id.clone(), meta.clone()));
+                    self.registry.current.insert(id, meta);
+                    "upsert"
+                }
+                DeviceChange::Remove { .. } => "remove",
+            };
+            self.metrics.registry_changes.with_label_values(&[op]).inc();
+        }
+    }
+
+    /// Keeps the registry's time just past `epoch`, so readings up to it can be joined.
+    fn registry_past(&mut self, epoch: u64) {
+        let next = epoch.saturating_add(self.config.epoch_ms);
+        if *self.registry.input.time() < next {
+            self.registry.input.advance_to(next);
+        }
+    }
+
+    /// Sends this step's readings at their epochs.
     fn flush(&mut self, handle: &mut InputHandle) {
+        if self.cap.is_none() {
+            return;
+        }
+        if let Some(newest) = self.by_epoch.keys().next_back().copied() {
+            self.registry_past(newest);
+        }
+        self.registry.input.flush();
         let Some(cap) = self.cap.as_ref() else {
             return;
         };
@@ -352,6 +530,8 @@ impl<O: Outputs> Feeder<'_, O> {
                 cap.downgrade(&epoch);
             }
         }
+        self.registry_past(epoch);
+        self.registry.input.flush();
         // A repeat of an id older than this would be late anyway.
         self.recent
             .forget_before(watermark.saturating_sub(self.config.allowed_lateness_ms));

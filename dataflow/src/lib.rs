@@ -14,6 +14,7 @@ mod dedupe;
 mod driver;
 pub mod kpi;
 mod metrics;
+mod registry;
 mod watermark;
 mod window;
 
@@ -22,8 +23,12 @@ pub use config::DataflowConfig;
 pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
 pub use metrics::DataflowMetrics;
+pub use registry::{
+    device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation,
+    RegistryChanges, RegistryFeed,
+};
 pub use watermark::Watermarks;
-pub use window::{device_route, event_time_windows, result_version, Agg, Sample, SeriesKey};
+pub use window::{event_time_windows, result_version, Agg, Sample, SeriesKey};
 
 /// What can go wrong running the dataflow.
 #[derive(Debug, thiserror::Error)]

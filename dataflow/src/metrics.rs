@@ -22,6 +22,13 @@ pub struct DataflowMetrics {
     /// `ioc_dataflow_source_watermark_ms{source}`: each source's own watermark (a Kafka
     /// `topic/partition`, or `mqtt`), epoch ms.
     pub source_watermark_ms: IntGaugeVec,
+    /// `ioc_dataflow_unknown_device_readings_total{kind}`: readings from devices the registry
+    /// does not know (stored and windowed under their topic's district).
+    pub unknown_device_readings: IntCounterVec,
+    /// `ioc_dataflow_kpis_total{family}`: KPI rows emitted.
+    pub kpis: IntCounterVec,
+    /// `ioc_dataflow_registry_changes_total{op}`: registry changes applied (`upsert`, `remove`).
+    pub registry_changes: IntCounterVec,
 }
 
 impl DataflowMetrics {
@@ -72,7 +79,31 @@ impl DataflowMetrics {
         )?;
         registry.register(Box::new(watermark_ms.clone()))?;
         registry.register(Box::new(source_watermark_ms.clone()))?;
+        let unknown_device_readings = IntCounterVec::new(
+            Opts::new(
+                "ioc_dataflow_unknown_device_readings_total",
+                "Readings from devices the registry does not know; stored and windowed all the same.",
+            ),
+            &["kind"],
+        )?;
+        let kpis = IntCounterVec::new(
+            Opts::new("ioc_dataflow_kpis_total", "KPI rows emitted."),
+            &["family"],
+        )?;
+        let registry_changes = IntCounterVec::new(
+            Opts::new(
+                "ioc_dataflow_registry_changes_total",
+                "Device registry changes applied to the running dataflow.",
+            ),
+            &["op"],
+        )?;
+        registry.register(Box::new(unknown_device_readings.clone()))?;
+        registry.register(Box::new(kpis.clone()))?;
+        registry.register(Box::new(registry_changes.clone()))?;
         Ok(DataflowMetrics {
+            unknown_device_readings,
+            kpis,
+            registry_changes,
             late,
             duplicates,
             windows,

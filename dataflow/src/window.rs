@@ -12,6 +12,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::clock::Clock;
+use crate::registry::device_route;
 
 /// One measured series: a metric of a device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -96,24 +97,27 @@ impl Agg {
     }
 }
 
-/// A stable 64-bit hash of a device id (FNV-1a), so every process of a cluster routes a
-/// device to the same worker.
-pub fn device_route(device_id: &str) -> u64 {
-    device_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// A window being filled, and the last count sent out for it.
 #[derive(Debug, Clone, Copy)]
 struct OpenWindow {
     agg: Agg,
     /// The count of the last provisional result sent, if any.
     sent: Option<u64>,
+    /// The district of the newest sample: results are reported under it.
+    district: District,
 }
 
-/// `(series, window size)`: one window of a given end.
+/// `(series, window size)`: one window of a given end. The series' district is not part of
+/// it ([`window_key`]): a device the registry moves to another district mid-window keeps one
+/// window, reported under its latest district.
 type WindowKey = (SeriesKey, u64);
+
+/// The key of a sample's window of `size_ms`.
+fn window_key(series: &SeriesKey, size_ms: u64) -> WindowKey {
+    let mut series = series.clone();
+    series.district = District::ALL[0];
+    (series, size_ms)
+}
 
 /// Windows still open on one worker, by window end.
 type OpenWindows = BTreeMap<u64, HashMap<WindowKey, OpenWindow>>;
@@ -166,11 +170,13 @@ pub fn event_time_windows<'scope>(
                                         break; // starts come latest first
                                     }
                                     let end = start + w.size_ms;
-                                    let key = (sample.series.clone(), w.size_ms);
+                                    let key = window_key(&sample.series, w.size_ms);
+                                    let district = sample.series.district;
                                     let window = open.entry(end).or_default();
                                     match window.get_mut(&key) {
                                         Some(o) => {
                                             o.agg.add(sample.value);
+                                            o.district = district;
                                             if o.sent.is_some() || end <= provisional_until {
                                                 changed.push((end, key));
                                             }
@@ -184,6 +190,7 @@ pub fn event_time_windows<'scope>(
                                                 OpenWindow {
                                                     agg: Agg::of(sample.value),
                                                     sent: None,
+                                                    district,
                                                 },
                                             );
                                         }
@@ -215,6 +222,7 @@ pub fn event_time_windows<'scope>(
                 let mut send = |end: u64, key: &WindowKey, o: &mut OpenWindow, last: bool| {
                     let (series, size) = key;
                     let mut r = o.agg.result(series, end - size, *size, now);
+                    r.district = o.district;
                     r.is_final = last;
                     r.version = result_version(o.agg.count, last);
                     o.sent = Some(o.agg.count);
@@ -466,15 +474,5 @@ mod tests {
             got
         });
         assert_eq!(results, vec![(0, true), (10, false)]);
-    }
-
-    #[test]
-    fn device_routes_are_stable() {
-        // FNV-1a of "a": fixed, so every process of a cluster agrees.
-        assert_eq!(device_route("a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(
-            device_route("tsc-hai_chau-001"),
-            device_route("tsc-hai_chau-002")
-        );
     }
 }

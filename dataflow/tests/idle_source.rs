@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult, WindowSpec,
+    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
+    SensorBody, Transport, WindowResult, WindowSpec,
 };
 use tokio::sync::mpsc;
 
@@ -26,6 +26,8 @@ impl Outputs for Windows {
             self.0.lock().unwrap().push(result);
         }
     }
+    fn kpi(&self, _: Kpi) {}
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
 }
 
 fn from_partition(partition: u32, device: &str, seq: u64, t: u64) -> Ingested {
@@ -68,6 +70,7 @@ fn run(silence_ms: u64) -> Vec<(String, u64)> {
         config,
         ioc_dataflow::RunOptions::default(),
         rx,
+        ioc_dataflow::RegistryFeed::fixed(Vec::new()),
         out.clone(),
         DataflowMetrics::new(&prometheus::Registry::new()).unwrap(),
         Arc::new(clock.clone()),

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RunOptions};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult,
+    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
+    SensorBody, Transport, WindowResult,
 };
 use tokio::sync::mpsc;
 
@@ -32,6 +32,8 @@ impl Outputs for Seen {
             .push(reading.reading.message_id);
     }
     fn window(&self, _: WindowResult) {}
+    fn kpi(&self, _: Kpi) {}
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
 }
 
 fn reading(id: &str, t: u64) -> IngestedReading {
@@ -66,6 +68,7 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         config,
         RunOptions::default(),
         rx,
+        ioc_dataflow::RegistryFeed::fixed(Vec::new()),
         seen.clone(),
         DataflowMetrics::new(&prometheus::Registry::new()).unwrap(),
         Arc::new(ManualClock::new(BASE)),

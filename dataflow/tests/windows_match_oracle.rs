@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult, WindowSpec,
+    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
+    SensorBody, Transport, WindowResult, WindowSpec,
 };
 use proptest::prelude::*;
 use tokio::sync::mpsc;
@@ -43,6 +43,8 @@ impl Outputs for Collected {
     fn window(&self, result: WindowResult) {
         self.windows.lock().unwrap().push(result);
     }
+    fn kpi(&self, _: Kpi) {}
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
 }
 
 fn reading(device: &str, id: &str, t: u64, value: f64) -> Ingested {
@@ -103,6 +105,7 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
         config,
         ioc_dataflow::RunOptions::default(),
         rx,
+        ioc_dataflow::RegistryFeed::fixed(Vec::new()),
         out.clone(),
         metrics,
         Arc::new(ManualClock::new(BASE)),

@@ -31,7 +31,11 @@ pub struct Server {
 impl Server {
     /// Starts a server with `config` (its `listen` is ignored: port 0 is used).
     pub async fn start(config: HttpConfig) -> anyhow::Result<Server> {
-        let state = ApiState::new(&config, prometheus::Registry::new())?;
+        Server::serve_state(ApiState::new(&config, prometheus::Registry::new())?).await
+    }
+
+    /// Serves `state` on 127.0.0.1:0.
+    pub async fn serve_state(state: ApiState) -> anyhow::Result<Server> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
@@ -63,7 +67,13 @@ impl Server {
             tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr)).await?;
         assert_eq!(response.status().as_u16(), 101);
         let hello = next_json(&mut ws).await?;
-        assert_eq!(hello, serde_json::json!({"type": "hello", "protocol": 1}));
+        assert_eq!(
+            hello,
+            serde_json::json!({"type": "hello", "protocol": 1, "channels": [
+                "windows", "kpi.traffic", "kpi.camera", "kpi.air", "kpi.water",
+                "kpi.hydrology", "kpi.bridge", "kpi.health"
+            ]})
+        );
         Ok(ws)
     }
 }
@@ -92,12 +102,48 @@ impl Response {
 
 /// `GET path` over a fresh connection, HTTP/1.1, `Connection: close`.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
+    http_request(addr, "GET", path, &[], None).await
+}
+
+/// `method path` with a JSON body (`content-type: application/json`).
+pub async fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> anyhow::Result<Response> {
+    http_request(
+        addr,
+        method,
+        path,
+        &[("content-type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
+    .await
+}
+
+/// Any request over a fresh connection, HTTP/1.1, `Connection: close`.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> anyhow::Result<Response> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    if let Some(body) = body {
+        // A server refusing a large body may close before reading it all.
+        let _ = stream.write_all(body).await;
+    }
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw)).await??;
     let raw = String::from_utf8(raw)?;

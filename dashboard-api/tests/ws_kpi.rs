@@ -1,0 +1,211 @@
+//! KPI channels on the live WebSocket feed, over a real socket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{next_json, next_json_within, result, send_json, window_count, Server};
+use ioc_dashboard_api::HttpConfig;
+use ioc_schemas::{AqiBand, AqiKpi, AqiPeriod, Congestion, District, Kpi, Scope, TrafficKpi};
+use serde_json::{json, Value};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+/// An hourly AQI row; `aqi` distinguishes rows.
+fn air(station: &str, district: District, aqi: u32) -> Kpi {
+    Kpi::Air(AqiKpi {
+        station_id: station.to_owned(),
+        district,
+        period: AqiPeriod::Hour,
+        window_start_ms: 1_795_827_600_000,
+        window_size_ms: 3_600_000,
+        pm25: Some(30.0),
+        pm10: Some(50.0),
+        o3: None,
+        no2: None,
+        so2: None,
+        co: None,
+        aqi_pm25: Some(aqi),
+        aqi_pm10: Some(40),
+        aqi_o3: None,
+        aqi_no2: None,
+        aqi_so2: None,
+        aqi_co: None,
+        aqi: Some(aqi),
+        dominant: Some("pm25".to_owned()),
+        band: Some(AqiBand::of(aqi)),
+        colour: Some(AqiBand::of(aqi).colour().to_owned()),
+        coverage: 12,
+    })
+}
+
+fn traffic(district: District) -> Kpi {
+    Kpi::Traffic(TrafficKpi {
+        scope: Scope::District,
+        entity_id: district.slug().to_owned(),
+        district,
+        window_start_ms: 1_795_827_600_000,
+        window_size_ms: 300_000,
+        junctions: 12,
+        volume_veh_h: 5400.0,
+        occupancy_pct: 18.0,
+        mean_speed_kmh: 31.0,
+        queue_m: 45.0,
+        level: Congestion::C,
+        availability_pct: 99.5,
+    })
+}
+
+fn aqi_of(message: &Value) -> u64 {
+    assert_eq!(message["type"], "kpi", "{message}");
+    assert_eq!(message["family"], "air", "{message}");
+    message["kpi"]["aqi"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no aqi in {message}"))
+}
+
+#[tokio::test]
+async fn a_kpi_client_gets_its_family_and_district_and_a_default_client_only_windows(
+) -> anyhow::Result<()> {
+    let server = Server::start(HttpConfig::default()).await?;
+    let feed = server.state.feed().clone();
+
+    let mut kpi_client = server.ws().await?;
+    send_json(
+        &mut kpi_client,
+        json!({"type": "subscribe", "channels": ["kpi.air"], "districts": ["son_tra"]}),
+    )
+    .await?;
+    let ack = next_json(&mut kpi_client).await?;
+    assert_eq!(
+        ack,
+        json!({"type": "subscribed", "filter": {"channels": ["kpi.air"], "kinds": [],
+            "districts": ["son_tra"], "devices": [], "metrics": []}})
+    );
+    let mut default_client = server.ws().await?;
+    send_json(&mut default_client, json!({"type": "subscribe"})).await?;
+    assert_eq!(
+        next_json(&mut default_client).await?["filter"]["channels"],
+        json!(["windows"])
+    );
+    // Each holds only the receiver its channels need.
+    assert_eq!(feed.subscriber_count(), 1);
+    assert_eq!(feed.kpi_subscriber_count(), 1);
+
+    feed.publish(result(District::SonTra, "tsc-son_tra-001", 1));
+    feed.publish_kpi(air("aq-son_tra-01", District::SonTra, 61));
+    feed.publish_kpi(air("aq-cam_le-01", District::CamLe, 62));
+    feed.publish_kpi(traffic(District::SonTra));
+    feed.publish_kpi(air("aq-son_tra-02", District::SonTra, 63));
+    feed.publish(result(District::SonTra, "tsc-son_tra-001", 2));
+
+    let first = next_json(&mut kpi_client).await?;
+    assert_eq!(aqi_of(&first), 61);
+    assert_eq!(first["kpi"]["station_id"], "aq-son_tra-01");
+    assert_eq!(first["kpi"]["district"], "son_tra");
+    assert_eq!(first["kpi"]["band"], "moderate");
+    assert_eq!(aqi_of(&next_json(&mut kpi_client).await?), 63);
+    assert_eq!(next_json_within(&mut kpi_client, QUIET).await?, None);
+
+    assert_eq!(window_count(&next_json(&mut default_client).await?), 1);
+    assert_eq!(window_count(&next_json(&mut default_client).await?), 2);
+    assert_eq!(next_json_within(&mut default_client, QUIET).await?, None);
+
+    let metrics = &server.state.metrics().ws_kpi_updates;
+    assert_eq!(metrics.with_label_values(&["air"]).get(), 3);
+    assert_eq!(metrics.with_label_values(&["traffic"]).get(), 1);
+    assert_eq!(server.state.metrics().ws_updates.get(), 2);
+    server.shutdown().await
+}
+
+#[tokio::test]
+async fn channels_mix_change_and_are_checked() -> anyhow::Result<()> {
+    let server = Server::start(HttpConfig::default()).await?;
+    let feed = server.state.feed().clone();
+    let mut ws = server.ws().await?;
+
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["kpi.noise"]}),
+    )
+    .await?;
+    let err = next_json(&mut ws).await?;
+    assert_eq!(err["type"], "error");
+    let message = err["message"].as_str().unwrap_or_default();
+    assert!(message.contains("unknown channel `kpi.noise`"), "{message}");
+    assert!(message.contains("kpi.air"), "{message}");
+    send_json(&mut ws, json!({"type": "subscribe", "channels": []})).await?;
+    assert!(next_json(&mut ws).await?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("at least one channel"));
+    assert_eq!(feed.subscriber_count() + feed.kpi_subscriber_count(), 0);
+
+    // Windows and traffic KPIs of one entity.
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["windows", "kpi.traffic"], "devices": ["hai_chau", "tsc-hai_chau-001"]}),
+    )
+    .await?;
+    next_json(&mut ws).await?;
+    feed.publish_kpi(traffic(District::SonTra));
+    feed.publish_kpi(traffic(District::HaiChau));
+    let kpi = next_json(&mut ws).await?;
+    assert_eq!(kpi["type"], "kpi");
+    assert_eq!(kpi["family"], "traffic");
+    assert_eq!(kpi["kpi"]["entity_id"], "hai_chau");
+    feed.publish(result(District::HaiChau, "tsc-hai_chau-002", 7));
+    feed.publish(result(District::HaiChau, "tsc-hai_chau-001", 8));
+    assert_eq!(window_count(&next_json(&mut ws).await?), 8);
+
+    // Down to windows only: the KPI receiver goes, the window one stays.
+    send_json(&mut ws, json!({"type": "subscribe"})).await?;
+    next_json(&mut ws).await?;
+    assert_eq!(feed.kpi_subscriber_count(), 0);
+    assert_eq!(feed.subscriber_count(), 1);
+    feed.publish_kpi(traffic(District::HaiChau));
+    feed.publish(result(District::CamLe, "x", 9));
+    assert_eq!(window_count(&next_json(&mut ws).await?), 9);
+    assert_eq!(next_json_within(&mut ws, QUIET).await?, None);
+    server.shutdown().await
+}
+
+// One thread: the publishes run before the connection's task can take any, so the client
+// lags deterministically on the KPI feed (capacity 4: 26 of 30 skipped).
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_lagging_on_kpis_is_told() -> anyhow::Result<()> {
+    let server = Server::start(HttpConfig {
+        broadcast_capacity: 4,
+        ws_buffer: 2,
+        ..HttpConfig::default()
+    })
+    .await?;
+    let feed = server.state.feed().clone();
+    let mut ws = server.ws().await?;
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["kpi.air"]}),
+    )
+    .await?;
+    next_json(&mut ws).await?;
+    for aqi in 1..=30 {
+        feed.publish_kpi(air("aq-son_tra-01", District::SonTra, aqi));
+    }
+    let lagged = next_json(&mut ws).await?;
+    assert_eq!(
+        lagged,
+        json!({"type": "lagged", "feed": "kpi", "skipped": 26})
+    );
+    let delivered: Vec<u64> = [
+        next_json(&mut ws).await?,
+        next_json(&mut ws).await?,
+        next_json(&mut ws).await?,
+        next_json(&mut ws).await?,
+    ]
+    .iter()
+    .map(aqi_of)
+    .collect();
+    assert_eq!(delivered, [27, 28, 29, 30], "the newest are kept");
+    assert_eq!(server.state.metrics().ws_lagged.get(), 26);
+    server.shutdown().await
+}

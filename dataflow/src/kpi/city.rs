@@ -1,0 +1,394 @@
+//! District, department and city KPIs: junction traffic summed per district, camera events
+//! per type and district with violation rates, and device health per district, department
+//! and the whole city. Computed on one worker from the per-device KPIs and the cameras' final
+//! base windows, when a base window closes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ioc_schemas::{
+    CameraKpi, Department, District, HealthKpi, Kind, Kpi, Scope, TrafficKpi, WindowResult,
+};
+
+use crate::kpi::device::BASE_WINDOW_MS;
+use crate::kpi::traffic;
+
+/// Camera event types that are traffic violations.
+pub const VIOLATIONS: [&str; 3] = ["red_light_violation", "lane_violation", "wrong_way"];
+/// Camera event types that observe a vehicle passing.
+const VEHICLES_SEEN: [&str; 2] = ["plate_read", "vehicle_count"];
+/// The entity id of city-wide rows.
+pub const CITY_ID: &str = "da_nang";
+
+/// One input of the city-level state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum CityInput {
+    /// A per-device KPI (junction traffic and device health are summed here).
+    Device(Kpi),
+    /// A camera's final base-window result.
+    Camera(WindowResult),
+}
+
+/// What is gathered for one window end.
+#[derive(Debug, Default)]
+struct Gathered {
+    traffic: Vec<TrafficKpi>,
+    health: Vec<HealthKpi>,
+    cameras: Vec<WindowResult>,
+}
+
+/// City-level KPI state.
+#[derive(Debug, Default)]
+pub struct CityKpis {
+    by_end: BTreeMap<u64, Gathered>,
+}
+
+impl CityKpis {
+    /// Takes one input.
+    pub fn take(&mut self, input: CityInput) {
+        match input {
+            CityInput::Device(Kpi::Traffic(t)) if t.scope == Scope::Device => {
+                let end = t.window_start_ms + t.window_size_ms;
+                self.by_end.entry(end).or_default().traffic.push(t);
+            }
+            CityInput::Device(Kpi::Health(h)) if h.scope == Scope::Device => {
+                let end = h.window_start_ms + h.window_size_ms;
+                self.by_end.entry(end).or_default().health.push(h);
+            }
+            CityInput::Device(_) => {}
+            CityInput::Camera(w) => {
+                if w.kind == Kind::CameraEvent && w.is_final && w.window_size_ms == BASE_WINDOW_MS {
+                    let end = w.window_start_ms + w.window_size_ms;
+                    self.by_end.entry(end).or_default().cameras.push(w);
+                }
+            }
+        }
+    }
+
+    /// Window ends with inputs gathered, earliest first.
+    pub fn pending_ends(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_end.keys().copied()
+    }
+
+    /// The aggregates of the window ending at `end`, once all its inputs are in.
+    pub fn close(&mut self, end: u64, out: &mut Vec<Kpi>) {
+        let Some(g) = self.by_end.remove(&end) else {
+            return;
+        };
+        let start = end - BASE_WINDOW_MS;
+        district_traffic(&g.traffic, start, out);
+        camera_events(&g.cameras, start, out);
+        health_rollups(&g.health, start, out);
+    }
+}
+
+fn district_traffic(rows: &[TrafficKpi], start: u64, out: &mut Vec<Kpi>) {
+    let mut by_district: BTreeMap<District, Vec<&TrafficKpi>> = BTreeMap::new();
+    for r in rows {
+        by_district.entry(r.district).or_default().push(r);
+    }
+    for (district, rows) in by_district {
+        let n = rows.len() as f64;
+        let mean = |f: fn(&TrafficKpi) -> f64| rows.iter().map(|r| f(r)).sum::<f64>() / n;
+        let occupancy = mean(|r| r.occupancy_pct);
+        let speed = mean(|r| r.mean_speed_kmh);
+        out.push(Kpi::Traffic(TrafficKpi {
+            scope: Scope::District,
+            entity_id: district.slug().to_owned(),
+            district,
+            window_start_ms: start,
+            window_size_ms: BASE_WINDOW_MS,
+            junctions: rows.len() as u32,
+            volume_veh_h: rows.iter().map(|r| r.volume_veh_h).sum(),
+            occupancy_pct: occupancy,
+            mean_speed_kmh: speed,
+            queue_m: rows.iter().map(|r| r.queue_m).fold(0.0, f64::max),
+            level: traffic::congestion(speed, occupancy, traffic::DEFAULT_FREE_FLOW_KMH),
+            availability_pct: mean(|r| r.availability_pct),
+        }));
+    }
+}
+
+fn camera_events(windows: &[WindowResult], start: u64, out: &mut Vec<Kpi>) {
+    // (district, event type) → (events, cameras)
+    let mut counts: BTreeMap<(District, &str), (f64, BTreeSet<&str>)> = BTreeMap::new();
+    for w in windows {
+        let slot = counts.entry((w.district, w.metric.as_str())).or_default();
+        slot.0 += w.sum;
+        slot.1.insert(&w.device_id);
+    }
+    let per_hour = |events: f64| events * 3_600_000.0 / BASE_WINDOW_MS as f64;
+    let mut districts: BTreeMap<District, (f64, f64, BTreeSet<&str>)> = BTreeMap::new();
+    for ((district, event_type), (events, cameras)) in &counts {
+        out.push(Kpi::Camera(CameraKpi {
+            district: *district,
+            event_type: (*event_type).to_owned(),
+            window_start_ms: start,
+            window_size_ms: BASE_WINDOW_MS,
+            events: *events as u64,
+            cameras: cameras.len() as u32,
+            per_hour: per_hour(*events),
+            violations_per_100_vehicles: None,
+        }));
+        let d = districts.entry(*district).or_default();
+        if VIOLATIONS.contains(event_type) {
+            d.0 += events;
+            d.2.extend(cameras.iter().copied());
+        } else if VEHICLES_SEEN.contains(event_type) {
+            d.1 += events;
+        }
+    }
+    for (district, (violations, vehicles, cameras)) in districts {
+        if cameras.is_empty() {
+            continue;
+        }
+        out.push(Kpi::Camera(CameraKpi {
+            district,
+            event_type: "violations".to_owned(),
+            window_start_ms: start,
+            window_size_ms: BASE_WINDOW_MS,
+            events: violations as u64,
+            cameras: cameras.len() as u32,
+            per_hour: per_hour(violations),
+            violations_per_100_vehicles: (vehicles > 0.0).then(|| violations * 100.0 / vehicles),
+        }));
+    }
+}
+
+/// Health summed per district, per department and for the city.
+fn health_rollups(rows: &[HealthKpi], start: u64, out: &mut Vec<Kpi>) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut districts: BTreeMap<District, Vec<&HealthKpi>> = BTreeMap::new();
+    let mut departments: BTreeMap<Department, Vec<&HealthKpi>> = BTreeMap::new();
+    for r in rows {
+        if let Some(d) = r.district {
+            districts.entry(d).or_default().push(r);
+        }
+        if let Some(d) = r.department {
+            departments.entry(d).or_default().push(r);
+        }
+    }
+    let rollup = |scope, entity_id: &str, district, department, rows: &[&HealthKpi]| {
+        let n = rows.len() as f64;
+        Kpi::Health(HealthKpi {
+            scope,
+            entity_id: entity_id.to_owned(),
+            district,
+            department,
+            window_start_ms: start,
+            window_size_ms: BASE_WINDOW_MS,
+            devices: rows.iter().map(|r| r.devices).sum(),
+            online: rows.iter().map(|r| r.online).sum(),
+            offline: rows.iter().map(|r| r.offline).sum(),
+            readings: rows.iter().map(|r| r.readings).sum(),
+            expected: rows.iter().map(|r| r.expected).sum(),
+            // The mean of the devices' own completeness, each capped at 100 %.
+            completeness_pct: rows.iter().map(|r| r.completeness_pct).sum::<f64>() / n,
+            last_seen_ms: None,
+            status: None,
+        })
+    };
+    for (district, rows) in &districts {
+        out.push(rollup(
+            Scope::District,
+            district.slug(),
+            Some(*district),
+            None,
+            rows,
+        ));
+    }
+    for (department, rows) in &departments {
+        out.push(rollup(
+            Scope::Department,
+            department.slug(),
+            None,
+            Some(*department),
+            rows,
+        ));
+    }
+    let all: Vec<&HealthKpi> = rows.iter().collect();
+    out.push(rollup(Scope::City, CITY_ID, None, None, &all));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ioc_schemas::{Congestion, DeviceStatus};
+
+    const END: u64 = 1_795_824_000_000;
+
+    fn junction(id: &str, district: District, volume: f64, speed: f64) -> Kpi {
+        Kpi::Traffic(TrafficKpi {
+            scope: Scope::Device,
+            entity_id: id.into(),
+            district,
+            window_start_ms: END - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            junctions: 1,
+            volume_veh_h: volume,
+            occupancy_pct: 30.0,
+            mean_speed_kmh: speed,
+            queue_m: volume / 100.0,
+            level: traffic::congestion(speed, 30.0, 50.0),
+            availability_pct: 100.0,
+        })
+    }
+
+    fn camera(id: &str, event_type: &str, events: f64) -> WindowResult {
+        WindowResult {
+            kind: Kind::CameraEvent,
+            district: District::ThanhKhe,
+            device_id: id.into(),
+            metric: event_type.into(),
+            window_start_ms: END - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            count: events as u64,
+            sum: events,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            emitted_at_ms: END,
+            version: 1,
+            is_final: true,
+        }
+    }
+
+    fn health(id: &str, district: District, department: Department, online: bool, pct: f64) -> Kpi {
+        Kpi::Health(HealthKpi {
+            scope: Scope::Device,
+            entity_id: id.into(),
+            district: Some(district),
+            department: Some(department),
+            window_start_ms: END - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            devices: 1,
+            online: u32::from(online),
+            offline: u32::from(!online),
+            readings: 4,
+            expected: 5,
+            completeness_pct: pct,
+            last_seen_ms: Some(END - 1),
+            status: Some(if online {
+                DeviceStatus::Online
+            } else {
+                DeviceStatus::Offline
+            }),
+        })
+    }
+
+    fn close(city: &mut CityKpis) -> Vec<Kpi> {
+        let mut out = Vec::new();
+        city.close(END, &mut out);
+        out
+    }
+
+    #[test]
+    fn district_traffic_sums_volume_and_averages_speed() {
+        let mut city = CityKpis::default();
+        city.take(CityInput::Device(junction(
+            "a",
+            District::HaiChau,
+            1200.0,
+            30.0,
+        )));
+        city.take(CityInput::Device(junction(
+            "b",
+            District::HaiChau,
+            600.0,
+            10.0,
+        )));
+        city.take(CityInput::Device(junction(
+            "c",
+            District::CamLe,
+            300.0,
+            45.0,
+        )));
+        let out = close(&mut city);
+        let hai_chau = out
+            .iter()
+            .find_map(|k| match k {
+                Kpi::Traffic(t) if t.entity_id == "hai_chau" => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(hai_chau.junctions, 2);
+        assert_eq!(hai_chau.volume_veh_h, 1800.0);
+        // Mean speed 20 km/h of 50 is 40 %: level E.
+        assert_eq!(hai_chau.mean_speed_kmh, 20.0);
+        assert_eq!(hai_chau.level, Congestion::E);
+        assert_eq!(hai_chau.queue_m, 12.0);
+    }
+
+    #[test]
+    fn camera_events_per_type_and_the_violation_rate() {
+        let mut city = CityKpis::default();
+        city.take(CityInput::Camera(camera("c1", "plate_read", 150.0)));
+        city.take(CityInput::Camera(camera("c2", "plate_read", 50.0)));
+        city.take(CityInput::Camera(camera("c1", "red_light_violation", 3.0)));
+        city.take(CityInput::Camera(camera("c2", "wrong_way", 1.0)));
+        let out = close(&mut city);
+        let row = |t: &str| {
+            out.iter()
+                .find_map(|k| match k {
+                    Kpi::Camera(c) if c.event_type == t => Some(c.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let plates = row("plate_read");
+        assert_eq!((plates.events, plates.cameras), (200, 2));
+        assert_eq!(plates.per_hour, 2400.0);
+        // 4 violations among 200 vehicles seen: 2 per 100; 48 per hour.
+        let v = row("violations");
+        assert_eq!(v.events, 4);
+        assert_eq!(v.per_hour, 48.0);
+        assert_eq!(v.violations_per_100_vehicles, Some(2.0));
+    }
+
+    #[test]
+    fn health_rolls_up_by_district_department_and_city() {
+        let mut city = CityKpis::default();
+        city.take(CityInput::Device(health(
+            "a",
+            District::HaiChau,
+            Department::Transport,
+            true,
+            100.0,
+        )));
+        city.take(CityInput::Device(health(
+            "b",
+            District::HaiChau,
+            Department::Environment,
+            false,
+            0.0,
+        )));
+        city.take(CityInput::Device(health(
+            "c",
+            District::SonTra,
+            Department::Transport,
+            true,
+            80.0,
+        )));
+        let out = close(&mut city);
+        let row = |scope: Scope, id: &str| {
+            out.iter()
+                .find_map(|k| match k {
+                    Kpi::Health(h) if h.scope == scope && h.entity_id == id => Some(h.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let hc = row(Scope::District, "hai_chau");
+        assert_eq!((hc.devices, hc.online, hc.offline), (2, 1, 1));
+        assert_eq!(hc.completeness_pct, 50.0);
+        let transport = row(Scope::Department, "transport");
+        assert_eq!((transport.devices, transport.online), (2, 2));
+        assert_eq!(transport.completeness_pct, 90.0);
+        let all = row(Scope::City, CITY_ID);
+        assert_eq!(
+            (all.devices, all.offline, all.readings, all.expected),
+            (3, 1, 12, 15)
+        );
+    }
+}

@@ -1,0 +1,887 @@
+//! Per-device KPIs, computed when a base window (5 minutes) closes: traffic at a junction,
+//! VN_AQI of an air station (hourly with NowCast, daily), water exceedances, rainfall
+//! accumulations, water-level rise, bridge statistics and device health.
+//!
+//! The state is plain data driven by [`DeviceKpis::take`] and [`DeviceKpis::close`], so the
+//! arithmetic is tested without a dataflow; `operators.rs` drives it from timely.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use ioc_schemas::{
+    AqiKpi, AqiPeriod, BridgeKpi, DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi,
+    Medium, Scope, TrafficKpi, WaterKpi, WindowResult,
+};
+
+use crate::kpi::{aqi, hydrology, traffic, water};
+use crate::registry::{DeviceMeta, History};
+
+/// The window KPIs are computed on: every KPI is built from these windows' final results.
+pub const BASE_WINDOW_MS: u64 = 300_000;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// Da Nang is UTC+7: a city day starts at 17:00 UTC.
+const CITY_OFFSET_MS: u64 = 7 * HOUR_MS;
+/// A device silent for this many of its intervals is offline.
+pub const OFFLINE_AFTER_INTERVALS: u64 = 3;
+/// The water-level rise rate is measured over this span.
+const RISE_SPAN_MS: u64 = 15 * 60_000;
+
+/// A reading seen, as far as health needs it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Activity {
+    /// The device.
+    pub device_id: String,
+    /// For environment readings, the medium sampled.
+    pub medium: Option<Medium>,
+    /// Event time, epoch ms.
+    pub event_ms: u64,
+    /// Whether the registry knows the device.
+    pub registered: bool,
+}
+
+/// One input of the per-device KPI state.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum KpiInput {
+    /// A reading was taken.
+    Activity(Activity),
+    /// A final base-window result.
+    Window(WindowResult),
+    /// A consolidated registry change: `(device, entry, +1 or -1)` at a time.
+    Registry(String, DeviceMeta, u64, isize),
+}
+
+/// Readings of a device, by the end of the base window they fall in.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Newest event time of the windows already closed.
+    last_seen_ms: Option<u64>,
+    /// `(readings, newest event time)` of windows not yet closed.
+    open: BTreeMap<u64, (u64, u64)>,
+    medium: Option<Medium>,
+}
+
+/// An hour (or day) of pollutant figures being summed.
+#[derive(Debug, Default, Clone)]
+struct PollutantSums {
+    sum: [f64; 6],
+    count: [u64; 6],
+    /// The largest hourly mean (for the daily gases).
+    max_hourly: [Option<f64>; 6],
+    /// Base windows with any pollutant.
+    windows: u32,
+}
+
+impl PollutantSums {
+    fn mean(&self, i: usize) -> Option<f64> {
+        (self.count[i] > 0).then(|| self.sum[i] / self.count[i] as f64)
+    }
+}
+
+#[derive(Debug, Default)]
+struct AirState {
+    hour: PollutantSums,
+    day: PollutantSums,
+    /// Hourly means by hour start, the last 12 hours.
+    hourly: BTreeMap<u64, [Option<f64>; 6]>,
+    district: Option<District>,
+}
+
+/// Per-device KPI state of one worker.
+#[derive(Debug, Default)]
+pub struct DeviceKpis {
+    registry: HashMap<String, History>,
+    seen: HashMap<String, Seen>,
+    finals: BTreeMap<u64, Vec<WindowResult>>,
+    air: HashMap<String, AirState>,
+    rain: HashMap<String, VecDeque<(u64, f64)>>,
+    level: HashMap<String, VecDeque<(u64, f64)>>,
+}
+
+fn base_end_of(event_ms: u64) -> u64 {
+    event_ms - event_ms % BASE_WINDOW_MS + BASE_WINDOW_MS
+}
+
+impl DeviceKpis {
+    /// Takes one input.
+    pub fn take(&mut self, input: KpiInput) {
+        match input {
+            KpiInput::Activity(a) => {
+                let seen = self.seen.entry(a.device_id).or_default();
+                let slot = seen.open.entry(base_end_of(a.event_ms)).or_default();
+                slot.0 += 1;
+                slot.1 = slot.1.max(a.event_ms);
+                if a.medium.is_some() {
+                    seen.medium = a.medium;
+                }
+            }
+            KpiInput::Window(w) => {
+                if w.window_size_ms == BASE_WINDOW_MS && w.is_final {
+                    let end = w.window_start_ms + w.window_size_ms;
+                    self.finals.entry(end).or_default().push(w);
+                }
+            }
+            KpiInput::Registry(device, meta, time, diff) => {
+                self.registry
+                    .entry(device)
+                    .or_default()
+                    .pending
+                    .push((time, meta, diff));
+            }
+        }
+    }
+
+    /// The earliest window end with results waiting, if any.
+    pub fn first_pending_end(&self) -> Option<u64> {
+        self.finals.keys().next().copied()
+    }
+
+    /// Computes the KPIs of the base window ending at `end`, once every final result and
+    /// reading before `end` has been taken. Call it for increasing ends.
+    pub fn close(&mut self, end: u64, out: &mut Vec<Kpi>) {
+        for history in self.registry.values_mut() {
+            history.compact(end);
+        }
+        self.registry.retain(|_, h| !h.is_empty());
+        let mut finals = BTreeMap::new();
+        while let Some(entry) = self.finals.first_entry() {
+            if *entry.key() > end {
+                break;
+            }
+            let results = entry.remove();
+            for w in results {
+                finals
+                    .entry(w.device_id.clone())
+                    .or_insert_with(Vec::new)
+                    .push(w);
+            }
+        }
+        for (device, windows) in &finals {
+            let meta = self.registry.get(device).and_then(|h| h.as_of(end));
+            self.device_kpis(device, meta.as_ref(), windows, end, out);
+        }
+        if end % HOUR_MS == 0 {
+            self.close_hour(end, out);
+        }
+        if (end + CITY_OFFSET_MS) % DAY_MS == 0 {
+            self.close_day(end, out);
+        }
+        self.health(end, out);
+    }
+
+    fn device_kpis(
+        &mut self,
+        device: &str,
+        meta: Option<&DeviceMeta>,
+        windows: &[WindowResult],
+        end: u64,
+        out: &mut Vec<Kpi>,
+    ) {
+        let Some(first) = windows.first() else {
+            return;
+        };
+        let district = meta.map_or(first.district, |m| m.district);
+        let start = end - BASE_WINDOW_MS;
+        let get = |metric: &str| windows.iter().find(|w| w.metric == metric);
+        match first.kind {
+            Kind::TrafficSignal => {
+                let free_flow = meta.map_or(traffic::DEFAULT_FREE_FLOW_KMH, |m| m.free_flow_kmh());
+                if let Some(k) = junction_traffic(device, district, start, windows, free_flow) {
+                    out.push(Kpi::Traffic(k));
+                }
+            }
+            Kind::Environment => {
+                let medium = self.seen.get(device).and_then(|s| s.medium);
+                let is_air = aqi::Pollutant::ALL
+                    .iter()
+                    .any(|p| get(p.measurement()).is_some());
+                if is_air {
+                    let air = self.air.entry(device.to_owned()).or_default();
+                    air.district = Some(district);
+                    air.hour.windows += 1;
+                    for (i, p) in aqi::Pollutant::ALL.iter().enumerate() {
+                        if let Some(w) = get(p.measurement()) {
+                            air.hour.sum[i] += w.sum;
+                            air.hour.count[i] += w.count;
+                        }
+                    }
+                }
+                if let Some(medium) = medium.filter(|m| *m != Medium::Air) {
+                    for w in windows {
+                        if let Some((standard, limit)) = water::limit(medium, &w.metric) {
+                            out.push(Kpi::Water(WaterKpi {
+                                station_id: device.to_owned(),
+                                district,
+                                medium,
+                                window_start_ms: start,
+                                window_size_ms: BASE_WINDOW_MS,
+                                parameter: w.metric.clone(),
+                                value: w.mean,
+                                limit_min: limit.min,
+                                limit_max: limit.max,
+                                standard: standard.to_owned(),
+                                exceeded: limit.exceeded_by(w.mean),
+                            }));
+                        }
+                    }
+                }
+            }
+            Kind::Sensor => {
+                if let Some(rain) = get("rainfall_mm") {
+                    out.push(Kpi::Hydrology(self.rain(device, district, end, rain.sum)));
+                }
+                if let Some(level) = get("water_level_m") {
+                    out.push(Kpi::Hydrology(
+                        self.level(device, district, end, level.mean),
+                    ));
+                }
+                let wind = get("wind_speed_ms");
+                let strain = get("strain_ue");
+                if wind.is_some() || strain.is_some() {
+                    out.push(Kpi::Bridge(BridgeKpi {
+                        device_id: device.to_owned(),
+                        district,
+                        window_start_ms: start,
+                        window_size_ms: BASE_WINDOW_MS,
+                        wind_mean_ms: wind.map(|w| w.mean),
+                        wind_max_ms: wind.map(|w| w.max),
+                        strain_mean_ue: strain.map(|w| w.mean),
+                        strain_min_ue: strain.map(|w| w.min),
+                        strain_max_ue: strain.map(|w| w.max),
+                        temperature_c: get("temperature_c").map(|w| w.mean),
+                        humidity_pct: get("humidity_pct").map(|w| w.mean),
+                    }));
+                }
+            }
+            // Camera events are counted per district (`city.rs`).
+            Kind::CameraEvent => {}
+        }
+    }
+
+    fn rain(&mut self, gauge: &str, district: District, end: u64, mm: f64) -> HydrologyKpi {
+        let history = self.rain.entry(gauge.to_owned()).or_default();
+        history.push_back((end, mm));
+        while history.front().is_some_and(|(e, _)| *e + DAY_MS <= end) {
+            history.pop_front();
+        }
+        let over = |span: u64| {
+            let values: Vec<f64> = history
+                .iter()
+                .filter(|(e, _)| e + span > end)
+                .map(|(_, v)| *v)
+                .collect();
+            hydrology::accumulation_mm(&values)
+        };
+        HydrologyKpi {
+            gauge_id: gauge.to_owned(),
+            district,
+            window_start_ms: end - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            rain_mm: Some(mm),
+            rain_1h_mm: Some(over(HOUR_MS)),
+            rain_3h_mm: Some(over(3 * HOUR_MS)),
+            rain_24h_mm: Some(over(DAY_MS)),
+            water_level_m: None,
+            rise_rate_m_per_h: None,
+            coverage: history.len() as u32,
+        }
+    }
+
+    fn level(&mut self, gauge: &str, district: District, end: u64, mean: f64) -> HydrologyKpi {
+        let history = self.level.entry(gauge.to_owned()).or_default();
+        history.push_back((end, mean));
+        while history
+            .front()
+            .is_some_and(|(e, _)| *e + RISE_SPAN_MS < end)
+        {
+            history.pop_front();
+        }
+        let rise = match (history.front(), history.back()) {
+            (Some(first), Some(last)) => hydrology::rise_rate_m_per_h(*first, *last),
+            _ => None,
+        };
+        HydrologyKpi {
+            gauge_id: gauge.to_owned(),
+            district,
+            window_start_ms: end - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            rain_mm: None,
+            rain_1h_mm: None,
+            rain_3h_mm: None,
+            rain_24h_mm: None,
+            water_level_m: Some(mean),
+            rise_rate_m_per_h: rise,
+            coverage: history.len() as u32,
+        }
+    }
+
+    fn close_hour(&mut self, end: u64, out: &mut Vec<Kpi>) {
+        let hour_start = end - HOUR_MS;
+        for (station, air) in &mut self.air {
+            let hour = std::mem::take(&mut air.hour);
+            if hour.windows > 0 {
+                let means: [Option<f64>; 6] = std::array::from_fn(|i| hour.mean(i));
+                air.hourly.insert(hour_start, means);
+                for (i, mean) in means.iter().enumerate() {
+                    air.day.sum[i] += hour.sum[i];
+                    air.day.count[i] += hour.count[i];
+                    if let Some(m) = mean {
+                        let max = air.day.max_hourly[i].get_or_insert(*m);
+                        *max = max.max(*m);
+                    }
+                }
+                air.day.windows += hour.windows;
+            }
+            air.hourly
+                .retain(|start, _| start + 12 * HOUR_MS > hour_start);
+            if hour.windows == 0 {
+                continue;
+            }
+            // Hourly AQI: NowCast of the last 12 hours for PM, this hour's mean for gases.
+            let concentrations: Vec<(aqi::Pollutant, f64)> = aqi::Pollutant::ALL
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let c = if p.is_particulate() {
+                        let series: Vec<Option<f64>> = (0..12)
+                            .map(|k| {
+                                hour_start
+                                    .checked_sub(k * HOUR_MS)
+                                    .and_then(|s| air.hourly.get(&s))
+                                    .and_then(|m| m[i])
+                            })
+                            .collect();
+                        aqi::nowcast(&series)
+                    } else {
+                        air.hourly.get(&hour_start).and_then(|m| m[i])
+                    };
+                    c.map(|c| (*p, c))
+                })
+                .collect();
+            out.push(Kpi::Air(aqi_kpi(
+                station,
+                air.district.unwrap_or(District::HaiChau),
+                AqiPeriod::Hour,
+                hour_start,
+                HOUR_MS,
+                &concentrations,
+                hour.windows,
+            )));
+        }
+    }
+
+    fn close_day(&mut self, end: u64, out: &mut Vec<Kpi>) {
+        for (station, air) in &mut self.air {
+            let day = std::mem::take(&mut air.day);
+            if day.windows == 0 {
+                continue;
+            }
+            // Daily AQI: 24-hour means of PM, the largest hourly mean of the gases.
+            let concentrations: Vec<(aqi::Pollutant, f64)> = aqi::Pollutant::ALL
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let c = if p.is_particulate() {
+                        day.mean(i)
+                    } else {
+                        day.max_hourly[i]
+                    };
+                    c.map(|c| (*p, c))
+                })
+                .collect();
+            out.push(Kpi::Air(aqi_kpi(
+                station,
+                air.district.unwrap_or(District::HaiChau),
+                AqiPeriod::Day,
+                end - DAY_MS,
+                DAY_MS,
+                &concentrations,
+                day.windows,
+            )));
+        }
+    }
+
+    /// Health of every registered device at `end`.
+    fn health(&mut self, end: u64, out: &mut Vec<Kpi>) {
+        // Fold the readings of closed windows into each device's last-seen time.
+        let mut readings: HashMap<String, u64> = HashMap::new();
+        for (device, seen) in &mut self.seen {
+            let mut n = 0;
+            while let Some(entry) = seen.open.first_entry() {
+                if *entry.key() > end {
+                    break;
+                }
+                let window_end = *entry.key();
+                let (count, newest) = entry.remove();
+                if window_end == end {
+                    n = count;
+                }
+                seen.last_seen_ms = Some(seen.last_seen_ms.map_or(newest, |l| l.max(newest)));
+            }
+            if n > 0 {
+                readings.insert(device.clone(), n);
+            }
+        }
+        for (device, history) in &self.registry {
+            let Some(meta) = history.as_of(end) else {
+                continue;
+            };
+            let last_seen = self.seen.get(device).and_then(|s| s.last_seen_ms);
+            let n = readings.get(device).copied().unwrap_or(0);
+            out.push(Kpi::Health(device_health(device, &meta, end, n, last_seen)));
+        }
+        self.seen
+            .retain(|_, s| s.last_seen_ms.is_some() || !s.open.is_empty());
+    }
+}
+
+/// The traffic KPI of a junction from its base-window results.
+fn junction_traffic(
+    device: &str,
+    district: District,
+    start: u64,
+    windows: &[WindowResult],
+    free_flow_kmh: f64,
+) -> Option<TrafficKpi> {
+    let get = |metric: &str| windows.iter().find(|w| w.metric == metric);
+    let vehicles = get("vehicles")?;
+    let occupancy = get("occupancy_pct")?.mean;
+    let speed = get("mean_speed_kmh")?.mean;
+    Some(TrafficKpi {
+        scope: Scope::Device,
+        entity_id: device.to_owned(),
+        district,
+        window_start_ms: start,
+        window_size_ms: BASE_WINDOW_MS,
+        junctions: 1,
+        volume_veh_h: traffic::volume_per_hour(vehicles.sum, BASE_WINDOW_MS),
+        occupancy_pct: occupancy,
+        mean_speed_kmh: speed,
+        queue_m: get("queue_length_m").map_or(0.0, |w| w.max),
+        level: traffic::congestion(speed, occupancy, free_flow_kmh),
+        availability_pct: get("signal_available").map_or(100.0, |w| w.mean * 100.0),
+    })
+}
+
+/// An AQI row from the concentrations a period calls for.
+fn aqi_kpi(
+    station: &str,
+    district: District,
+    period: AqiPeriod,
+    start: u64,
+    size: u64,
+    concentrations: &[(aqi::Pollutant, f64)],
+    coverage: u32,
+) -> AqiKpi {
+    let value = |p: aqi::Pollutant| {
+        concentrations
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map(|(_, c)| *c)
+    };
+    let index = |p: aqi::Pollutant| value(p).and_then(|c| aqi::sub_index(p, c));
+    let result = aqi::aqi(concentrations);
+    use aqi::Pollutant::*;
+    AqiKpi {
+        station_id: station.to_owned(),
+        district,
+        period,
+        window_start_ms: start,
+        window_size_ms: size,
+        pm25: value(Pm25),
+        pm10: value(Pm10),
+        o3: value(O3),
+        no2: value(No2),
+        so2: value(So2),
+        co: value(Co),
+        aqi_pm25: index(Pm25),
+        aqi_pm10: index(Pm10),
+        aqi_o3: index(O3),
+        aqi_no2: index(No2),
+        aqi_so2: index(So2),
+        aqi_co: index(Co),
+        aqi: result.as_ref().map(|a| a.aqi),
+        dominant: result.as_ref().map(|a| a.dominant.measurement().to_owned()),
+        band: result.as_ref().map(|a| a.band),
+        colour: result.as_ref().map(|a| a.band.colour().to_owned()),
+        coverage,
+    }
+}
+
+/// A device's health at the end of a base window.
+fn device_health(
+    device: &str,
+    meta: &DeviceMeta,
+    end: u64,
+    readings: u64,
+    last_seen_ms: Option<u64>,
+) -> HealthKpi {
+    let interval_ms = u64::from(meta.expected_interval_s) * 1000;
+    let status = match last_seen_ms {
+        None => DeviceStatus::NeverSeen,
+        Some(t) if end.saturating_sub(t) > OFFLINE_AFTER_INTERVALS * interval_ms => {
+            DeviceStatus::Offline
+        }
+        Some(_) => DeviceStatus::Online,
+    };
+    let online = status == DeviceStatus::Online;
+    let (expected, completeness) = if interval_ms > BASE_WINDOW_MS {
+        // Reports less than once a window: complete while it keeps its interval.
+        (1, if online { 100.0 } else { 0.0 })
+    } else {
+        let expected = BASE_WINDOW_MS / interval_ms.max(1);
+        let pct = (readings as f64 * 100.0 / expected as f64).min(100.0);
+        (expected, pct)
+    };
+    HealthKpi {
+        scope: Scope::Device,
+        entity_id: device.to_owned(),
+        district: Some(meta.district),
+        department: Some(meta.department),
+        window_start_ms: end - BASE_WINDOW_MS,
+        window_size_ms: BASE_WINDOW_MS,
+        devices: 1,
+        online: u32::from(online),
+        offline: u32::from(!online),
+        readings,
+        expected,
+        completeness_pct: completeness,
+        last_seen_ms,
+        status: Some(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ioc_schemas::Department;
+
+    use super::*;
+
+    const T0: u64 = 1_795_824_000_000; // 2026-11-28 00:00 UTC: a whole day and hour
+
+    fn window(device: &str, kind: Kind, metric: &str, end: u64, values: &[f64]) -> WindowResult {
+        let sum: f64 = values.iter().sum();
+        WindowResult {
+            kind,
+            district: District::HaiChau,
+            device_id: device.into(),
+            metric: metric.into(),
+            window_start_ms: end - BASE_WINDOW_MS,
+            window_size_ms: BASE_WINDOW_MS,
+            count: values.len() as u64,
+            sum,
+            min: values.iter().copied().fold(f64::MAX, f64::min),
+            max: values.iter().copied().fold(f64::MIN, f64::max),
+            mean: sum / values.len() as f64,
+            emitted_at_ms: end,
+            version: 1,
+            is_final: true,
+        }
+    }
+
+    fn meta(kind: Kind, interval_s: u32) -> DeviceMeta {
+        DeviceMeta {
+            kind,
+            district: District::HaiChau,
+            department: Department::Environment,
+            expected_interval_s: interval_s,
+            free_flow_dkmh: 500,
+        }
+    }
+
+    fn register(k: &mut DeviceKpis, id: &str, m: DeviceMeta) {
+        k.take(KpiInput::Registry(id.into(), m, 0, 1));
+    }
+
+    fn close(k: &mut DeviceKpis, end: u64) -> Vec<Kpi> {
+        let mut out = Vec::new();
+        k.close(end, &mut out);
+        out
+    }
+
+    #[test]
+    fn junction_traffic_from_its_windows() {
+        let mut k = DeviceKpis::default();
+        let end = T0 + BASE_WINDOW_MS;
+        // 10 reports of 30 vehicles in 5 minutes: 300 vehicles, 3 600 veh/h. Speed 20 km/h
+        // of a 50 km/h free flow is 40 %: level E. One report of ten flashing: 90 %.
+        k.take(KpiInput::Window(window(
+            "j1",
+            Kind::TrafficSignal,
+            "vehicles",
+            end,
+            &[30.0; 10],
+        )));
+        k.take(KpiInput::Window(window(
+            "j1",
+            Kind::TrafficSignal,
+            "mean_speed_kmh",
+            end,
+            &[20.0; 10],
+        )));
+        k.take(KpiInput::Window(window(
+            "j1",
+            Kind::TrafficSignal,
+            "occupancy_pct",
+            end,
+            &[35.0; 10],
+        )));
+        k.take(KpiInput::Window(window(
+            "j1",
+            Kind::TrafficSignal,
+            "queue_length_m",
+            end,
+            &[10.0, 80.0],
+        )));
+        let mut available = vec![1.0; 9];
+        available.push(0.0);
+        k.take(KpiInput::Window(window(
+            "j1",
+            Kind::TrafficSignal,
+            "signal_available",
+            end,
+            &available,
+        )));
+        let out = close(&mut k, end);
+        let Some(Kpi::Traffic(t)) = out.first() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(t.volume_veh_h, 3600.0);
+        assert_eq!(t.level, ioc_schemas::Congestion::E);
+        assert_eq!(t.queue_m, 80.0);
+        assert!((t.availability_pct - 90.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn hourly_aqi_uses_the_nowcast_and_daily_the_24_hour_mean() {
+        let mut k = DeviceKpis::default();
+        let env = |k: &mut DeviceKpis, end: u64, pm25: f64| {
+            k.take(KpiInput::Activity(Activity {
+                device_id: "air1".into(),
+                medium: Some(Medium::Air),
+                event_ms: end - 1,
+                registered: true,
+            }));
+            k.take(KpiInput::Window(window(
+                "air1",
+                Kind::Environment,
+                "pm25",
+                end,
+                &[pm25],
+            )));
+            k.take(KpiInput::Window(window(
+                "air1",
+                Kind::Environment,
+                "no2",
+                end,
+                &[40.0],
+            )));
+        };
+        // Hour 1: PM2.5 40 µg/m³ throughout; hour 2: 100.
+        let mut hourly = Vec::new();
+        for (hour, pm) in [(0u64, 40.0), (1, 100.0)] {
+            for i in 1..=12u64 {
+                let end = T0 + hour * HOUR_MS + i * BASE_WINDOW_MS;
+                env(&mut k, end, pm);
+                hourly.extend(close(&mut k, end).into_iter().filter_map(|kpi| match kpi {
+                    Kpi::Air(a) => Some(a),
+                    _ => None,
+                }));
+            }
+        }
+        assert_eq!(hourly.len(), 2, "{hourly:?}");
+        // After hour 1 only one hour is known: NowCast needs 2 of the last 3, so PM has no
+        // value and the station no AQI (NO2 alone does not make one).
+        assert_eq!(hourly[0].pm25, None);
+        assert_eq!(hourly[0].aqi, None);
+        assert_eq!(hourly[0].aqi_no2, Some(20));
+        // After hour 2: w* = 40/100 → w = 0.5; NowCast = (100 + 0.5 × 40) / 1.5 = 80 µg/m³,
+        // PM2.5 sub-index 150 (the top of Kém), the AQI.
+        let h2 = &hourly[1];
+        assert!((h2.pm25.unwrap() - 80.0).abs() < 1e-9, "{h2:?}");
+        assert_eq!(h2.aqi, Some(150));
+        assert_eq!(h2.band, Some(ioc_schemas::AqiBand::Poor));
+        assert_eq!(h2.colour.as_deref(), Some("#ff7e00"));
+        assert_eq!(h2.coverage, 12);
+    }
+
+    #[test]
+    fn daily_aqi_at_the_end_of_a_city_day() {
+        let mut k = DeviceKpis::default();
+        let day_end = T0 + 17 * HOUR_MS; // 00:00 in Da Nang
+        let mut daily = Vec::new();
+        let mut end = day_end - DAY_MS;
+        while end < day_end {
+            end += BASE_WINDOW_MS;
+            // PM10 120 µg/m³ all day: daily sub-index 100 + 50/100 × (120 − 150)... below 150:
+            // 50 + 50/100 × (120 − 50) = 85. O3 hourly means 100 µg/m³ except one hour at 180.
+            let o3 = if end > day_end - HOUR_MS {
+                180.0
+            } else {
+                100.0
+            };
+            k.take(KpiInput::Window(window(
+                "air2",
+                Kind::Environment,
+                "pm10",
+                end,
+                &[120.0],
+            )));
+            k.take(KpiInput::Window(window(
+                "air2",
+                Kind::Environment,
+                "o3",
+                end,
+                &[o3],
+            )));
+            daily.extend(close(&mut k, end).into_iter().filter_map(|kpi| match kpi {
+                Kpi::Air(a) if a.period == AqiPeriod::Day => Some(a),
+                _ => None,
+            }));
+        }
+        assert_eq!(daily.len(), 1);
+        let d = &daily[0];
+        assert_eq!(d.window_start_ms, day_end - DAY_MS);
+        assert_eq!(d.aqi_pm10, Some(85));
+        // O3 180 µg/m³: 50 + 50/40 × 20 = 75.
+        assert_eq!(d.aqi_o3, Some(75));
+        assert_eq!(d.aqi, Some(85));
+        assert_eq!(d.dominant.as_deref(), Some("pm10"));
+        assert_eq!(d.coverage, 288);
+    }
+
+    #[test]
+    fn rain_accumulates_and_levels_rise() {
+        let mut k = DeviceKpis::default();
+        let mut last = None;
+        let mut level = None;
+        for i in 1..=36u64 {
+            let end = T0 + i * BASE_WINDOW_MS;
+            // 2.5 mm every 5 minutes for the last hour only.
+            let mm = if i > 24 { 2.5 } else { 0.0 };
+            k.take(KpiInput::Window(window(
+                "rg1",
+                Kind::Sensor,
+                "rainfall_mm",
+                end,
+                &[mm],
+            )));
+            // The level rises 0.1 m every 5 minutes: 1.2 m/h.
+            k.take(KpiInput::Window(window(
+                "fg1",
+                Kind::Sensor,
+                "water_level_m",
+                end,
+                &[i as f64 * 0.1],
+            )));
+            for kpi in close(&mut k, end) {
+                if let Kpi::Hydrology(h) = kpi {
+                    if h.gauge_id == "rg1" {
+                        last = Some(h);
+                    } else {
+                        level = Some(h);
+                    }
+                }
+            }
+        }
+        let rain = last.unwrap();
+        assert_eq!(rain.rain_1h_mm, Some(30.0));
+        assert_eq!(rain.rain_3h_mm, Some(30.0));
+        assert_eq!(rain.coverage, 36);
+        let level = level.unwrap();
+        assert!(
+            (level.rise_rate_m_per_h.unwrap() - 1.2).abs() < 1e-9,
+            "{level:?}"
+        );
+        assert!((level.water_level_m.unwrap() - 3.6).abs() < 1e-9);
+    }
+
+    #[test]
+    fn water_exceedances_use_the_station_medium() {
+        let mut k = DeviceKpis::default();
+        let end = T0 + BASE_WINDOW_MS;
+        k.take(KpiInput::Activity(Activity {
+            device_id: "river1".into(),
+            medium: Some(Medium::RiverWater),
+            event_ms: end - 10,
+            registered: true,
+        }));
+        k.take(KpiInput::Window(window(
+            "river1",
+            Kind::Environment,
+            "nh4",
+            end,
+            &[1.2],
+        )));
+        k.take(KpiInput::Window(window(
+            "river1",
+            Kind::Environment,
+            "do",
+            end,
+            &[5.0],
+        )));
+        k.take(KpiInput::Window(window(
+            "river1",
+            Kind::Environment,
+            "temperature",
+            end,
+            &[28.0],
+        )));
+        let water: Vec<WaterKpi> = close(&mut k, end)
+            .into_iter()
+            .filter_map(|kpi| match kpi {
+                Kpi::Water(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(water.len(), 2, "temperature has no limit: {water:?}");
+        let nh4 = water.iter().find(|w| w.parameter == "nh4").unwrap();
+        assert!(nh4.exceeded);
+        assert_eq!(nh4.limit_max, Some(0.9));
+        assert!(!water.iter().find(|w| w.parameter == "do").unwrap().exceeded);
+    }
+
+    #[test]
+    fn health_counts_readings_and_marks_silent_devices_offline() {
+        let mut k = DeviceKpis::default();
+        register(&mut k, "gauge", meta(Kind::Sensor, 60));
+        register(&mut k, "never", meta(Kind::Sensor, 60));
+        let health = |out: &[Kpi], id: &str| {
+            out.iter()
+                .find_map(|kpi| match kpi {
+                    Kpi::Health(h) if h.entity_id == id => Some(h.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        // Window 1: 4 of 5 readings.
+        for i in 0..4 {
+            k.take(KpiInput::Activity(Activity {
+                device_id: "gauge".into(),
+                medium: None,
+                event_ms: T0 + i * 60_000,
+                registered: true,
+            }));
+        }
+        let out = close(&mut k, T0 + BASE_WINDOW_MS);
+        let g = health(&out, "gauge");
+        assert_eq!((g.readings, g.expected), (4, 5));
+        assert!((g.completeness_pct - 80.0).abs() < 1e-9);
+        assert_eq!(g.status, Some(DeviceStatus::Online));
+        assert_eq!(g.last_seen_ms, Some(T0 + 180_000));
+        assert_eq!(health(&out, "never").status, Some(DeviceStatus::NeverSeen));
+        // Silent afterwards: 3 × 60 s after 00:03 it is offline, so at 00:10 it is.
+        let out = close(&mut k, T0 + 2 * BASE_WINDOW_MS);
+        let g = health(&out, "gauge");
+        assert_eq!(g.status, Some(DeviceStatus::Offline));
+        assert_eq!(g.completeness_pct, 0.0);
+        // Removed from the registry: no more health rows.
+        k.take(KpiInput::Registry(
+            "gauge".into(),
+            meta(Kind::Sensor, 60),
+            T0 + 2 * BASE_WINDOW_MS,
+            -1,
+        ));
+        let out = close(&mut k, T0 + 3 * BASE_WINDOW_MS);
+        assert!(out.iter().all(|kpi| kpi.entity_id() != "gauge"), "{out:?}");
+    }
+}

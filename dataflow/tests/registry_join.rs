@@ -1,0 +1,215 @@
+//! Registry changes reach the running dataflow: readings after a change are joined with the
+//! new entry, readings before it keep the old one, unknown devices are reported and still
+//! windowed, and health covers the registered devices.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ioc_dataflow::{
+    DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed, RunOptions,
+};
+use ioc_schemas::{
+    Ack, Body, DeadLetter, Department, Device, DeviceChange, District, EventTime, Ingested,
+    IngestedReading, Kind, Kpi, Reading, Scope, SensorBody, Transport, WindowResult, WindowSpec,
+};
+use tokio::sync::mpsc;
+
+/// 2026-11-28 00:00 UTC.
+const T0: u64 = 1_795_824_000_000;
+
+#[derive(Clone, Default)]
+struct Collected {
+    windows: Arc<Mutex<Vec<WindowResult>>>,
+    kpis: Arc<Mutex<Vec<Kpi>>>,
+    unknown: Arc<Mutex<Vec<(String, District)>>>,
+}
+
+impl Outputs for Collected {
+    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
+    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
+    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
+    fn window(&self, result: WindowResult) {
+        if result.is_final {
+            self.windows.lock().unwrap().push(result);
+        }
+    }
+    fn kpi(&self, kpi: Kpi) {
+        self.kpis.lock().unwrap().push(kpi);
+    }
+    fn unknown_device(&self, device_id: &str, _: Kind, district: District, _: u64) {
+        self.unknown
+            .lock()
+            .unwrap()
+            .push((device_id.to_owned(), district));
+    }
+}
+
+fn gauge(id: &str, district: District) -> Device {
+    Device {
+        id: id.into(),
+        kind: Kind::Sensor,
+        name: format!("Trạm đo mưa {id}"),
+        district,
+        lat: 16.0,
+        lon: 108.2,
+        department: Department::DisasterPrevention,
+        expected_interval_s: 60,
+        free_flow_kmh: None,
+    }
+}
+
+fn reading(device: &str, seq: u64, t: u64) -> Ingested {
+    Ingested::Reading(
+        IngestedReading {
+            reading: Reading {
+                message_id: format!("{device}-{seq}"),
+                device_id: device.into(),
+                event_time: EventTime(t),
+                body: Body::Sensor(SensorBody {
+                    metric: "rainfall_mm".into(),
+                    value: 2.0,
+                    unit: "mm".into(),
+                }),
+            },
+            // The topic says Hòa Vang; the registry may say otherwise.
+            district: District::HoaVang,
+            transport: Transport::Mqtt,
+            source: format!("ioc/v1/sensor/hoa_vang/{device}"),
+            received_at_ms: t,
+            payload: String::new(),
+        },
+        None,
+    )
+}
+
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn registry_changes_apply_to_the_readings_that_follow() {
+    let config = DataflowConfig {
+        workers: 2,
+        allowed_lateness_ms: 5_000,
+        windows: vec![WindowSpec::MINUTE, WindowSpec::FIVE_MINUTES],
+        ..DataflowConfig::default()
+    };
+    let out = Collected::default();
+    let registry = prometheus::Registry::new();
+    let metrics = DataflowMetrics::new(&registry).unwrap();
+    let (tx, rx) = mpsc::channel(100);
+    let (changes_tx, changes_rx) = mpsc::channel(10);
+    let handle = ioc_dataflow::spawn(
+        config,
+        RunOptions {
+            finish_open_windows: true,
+            ..RunOptions::default()
+        },
+        rx,
+        RegistryFeed::live(
+            vec![
+                gauge("rg-1", District::HaiChau),
+                gauge("rg-silent", District::LienChieu),
+            ],
+            changes_rx,
+        ),
+        out.clone(),
+        metrics.clone(),
+        Arc::new(ManualClock::new(T0)),
+    )
+    .unwrap();
+
+    // Minute 0: the registered gauge (Hải Châu in the registry) and a stranger.
+    tx.blocking_send(reading("rg-1", 0, T0 + 1_000)).unwrap();
+    tx.blocking_send(reading("stranger", 0, T0 + 2_000))
+        .unwrap();
+    wait_for("the stranger to be reported", || {
+        !out.unknown.lock().unwrap().is_empty()
+    });
+
+    // The gauge moves to Cẩm Lệ and the stranger is registered in Sơn Trà.
+    changes_tx
+        .blocking_send(DeviceChange::Upsert(gauge("rg-1", District::CamLe)))
+        .unwrap();
+    changes_tx
+        .blocking_send(DeviceChange::Upsert(gauge("stranger", District::SonTra)))
+        .unwrap();
+    wait_for("the changes to apply", || {
+        metrics
+            .registry_changes
+            .with_label_values(&["upsert"])
+            .get()
+            == 2
+    });
+
+    // Minute 2: both again; then time moves past the first 5-minute window.
+    tx.blocking_send(reading("rg-1", 1, T0 + 150_000)).unwrap();
+    tx.blocking_send(reading("stranger", 1, T0 + 151_000))
+        .unwrap();
+    tx.blocking_send(reading("rg-1", 2, T0 + 400_000)).unwrap();
+    drop(tx);
+    handle.join().unwrap();
+
+    let windows = out.windows.lock().unwrap().clone();
+    let district_of = |device: &str, start: u64| {
+        windows
+            .iter()
+            .find(|w| {
+                w.device_id == device && w.window_start_ms == start && w.window_size_ms == 60_000
+            })
+            .map(|w| w.district)
+    };
+    assert_eq!(district_of("rg-1", T0), Some(District::HaiChau));
+    assert_eq!(district_of("rg-1", T0 + 120_000), Some(District::CamLe));
+    // Unknown, the stranger is windowed under its topic's district; registered, under its own.
+    assert_eq!(district_of("stranger", T0), Some(District::HoaVang));
+    assert_eq!(district_of("stranger", T0 + 120_000), Some(District::SonTra));
+    assert_eq!(
+        *out.unknown.lock().unwrap(),
+        vec![("stranger".to_owned(), District::HoaVang)]
+    );
+    assert_eq!(
+        metrics
+            .unknown_device_readings
+            .with_label_values(&["sensor"])
+            .get(),
+        1
+    );
+
+    // Health of the first 5-minute window: every registered device, the silent one never seen.
+    let kpis = out.kpis.lock().unwrap().clone();
+    let health = |id: &str| {
+        kpis.iter().find_map(|k| match k {
+            Kpi::Health(h) if h.entity_id == id && h.window_start_ms == T0 => Some(h.clone()),
+            _ => None,
+        })
+    };
+    let rg1 = health("rg-1").expect("health of rg-1");
+    assert_eq!(rg1.readings, 2);
+    assert_eq!(rg1.district, Some(District::CamLe));
+    assert_eq!(health("rg-silent").unwrap().offline, 1);
+    // Registered during the window, the stranger has both its readings counted.
+    assert_eq!(health("stranger").unwrap().readings, 2);
+    let city = kpis
+        .iter()
+        .find_map(|k| match k {
+            Kpi::Health(h) if h.scope == Scope::City && h.window_start_ms == T0 => Some(h.clone()),
+            _ => None,
+        })
+        .expect("city health");
+    assert_eq!((city.devices, city.online, city.offline), (3, 2, 1));
+    // Rain: two readings of 2 mm in rg-1's first window.
+    let rain = kpis
+        .iter()
+        .find_map(|k| match k {
+            Kpi::Hydrology(h) if h.gauge_id == "rg-1" && h.window_start_ms == T0 => Some(h.clone()),
+            _ => None,
+        })
+        .expect("rain of rg-1");
+    assert_eq!(rain.rain_mm, Some(4.0));
+    assert_eq!(rain.rain_1h_mm, Some(4.0));
+}
