@@ -45,7 +45,8 @@ impl Default for DataflowConfig {
 impl DataflowConfig {
     /// The distinct windows to compute: one per size, sliding by the finest slide asked for
     /// that size (a 15-minute tumbling window is one of the 15-minute windows sliding by a
-    /// minute, so it is computed once).
+    /// minute, so it is computed once). The 5-minute tumbling windows the KPIs are built on are
+    /// always among them.
     pub fn effective_windows(&self) -> Vec<WindowSpec> {
         fn gcd(a: u64, b: u64) -> u64 {
             if b == 0 {
@@ -55,7 +56,8 @@ impl DataflowConfig {
             }
         }
         let mut by_size: std::collections::BTreeMap<u64, u64> = Default::default();
-        for w in &self.windows {
+        let base = WindowSpec::tumbling(crate::kpi::device::BASE_WINDOW_MS);
+        for w in self.windows.iter().chain([&base]) {
             let slide = by_size.entry(w.size_ms).or_insert(w.slide());
             *slide = gcd(*slide, w.slide());
         }

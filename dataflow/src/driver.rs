@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::DataflowConfig;
 use crate::dedupe::RecentIds;
 use crate::kpi::city::CityInput;
-use crate::kpi::device::{Activity, KpiInput, BASE_WINDOW_MS};
+use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
 use crate::metrics::DataflowMetrics;
 use crate::registry::{join_registry, registry_changes, DeviceMeta, Observation, RegistryFeed};
@@ -223,8 +223,7 @@ fn run_worker<O: Outputs>(
                     });
                 }
             });
-            let finals =
-                results.filter(|w: &WindowResult| w.is_final && w.window_size_ms == BASE_WINDOW_MS);
+            let finals = results.filter(is_base_final);
             let device_inputs = activity
                 .concat(finals.clone().map(KpiInput::Window))
                 .concat(changes.map(|((device, meta), time, diff)| {

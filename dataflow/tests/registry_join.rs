@@ -167,7 +167,10 @@ fn registry_changes_apply_to_the_readings_that_follow() {
     assert_eq!(district_of("rg-1", T0 + 120_000), Some(District::CamLe));
     // Unknown, the stranger is windowed under its topic's district; registered, under its own.
     assert_eq!(district_of("stranger", T0), Some(District::HoaVang));
-    assert_eq!(district_of("stranger", T0 + 120_000), Some(District::SonTra));
+    assert_eq!(
+        district_of("stranger", T0 + 120_000),
+        Some(District::SonTra)
+    );
     assert_eq!(
         *out.unknown.lock().unwrap(),
         vec![("stranger".to_owned(), District::HoaVang)]

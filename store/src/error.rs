@@ -26,6 +26,14 @@ pub enum StoreError {
         /// The table the writer fills.
         table: &'static str,
     },
+    /// A stored row holds a value this version cannot read (such as an unknown enum code).
+    #[error("unreadable row in {table}: {reason}")]
+    Decode {
+        /// The table read.
+        table: &'static str,
+        /// What is wrong with the row.
+        reason: String,
+    },
     /// A writer's task panicked or was cancelled.
     #[error("the {table} writer task failed: {reason}")]
     WriterTask {
@@ -47,6 +55,7 @@ impl StoreError {
             StoreError::InvalidDatabaseName(_)
             | StoreError::Config(_)
             | StoreError::Closed { .. }
+            | StoreError::Decode { .. }
             | StoreError::WriterTask { .. } => false,
         }
     }

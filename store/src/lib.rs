@@ -11,6 +11,27 @@
 //!   `ReplacingMergeTree(version)`: a correction with a higher version replaces the row.
 //! - `dead_letters`: rejected inputs with their code, reason and raw bytes (`MergeTree`).
 //!
+//! # KPI tables and the registry (migration 3)
+//!
+//! One typed table per KPI family, filled through [`Writers::kpis`] ([`KpiWriter::send`] takes
+//! any [`ioc_schemas::Kpi`]), all `ReplacingMergeTree` partitioned by month of
+//! `window_start`, so a replayed or recomputed KPI replaces its row:
+//!
+//! - `kpi_traffic`: `(scope, entity_id, window_size_ms, window_start_ms)`.
+//! - `kpi_camera`: `(district, event_type, window_size_ms, window_start_ms)`.
+//! - `kpi_aqi`: `(station_id, period, window_start_ms)`, version `coverage`: a period rebuilt
+//!   from part of its data never replaces a complete one.
+//! - `kpi_water`: `(station_id, parameter, window_size_ms, window_start_ms)`.
+//! - `kpi_hydrology`: `(gauge_id, window_size_ms, window_start_ms)`, version `coverage`.
+//! - `kpi_bridge`: `(device_id, window_size_ms, window_start_ms)`.
+//! - `kpi_health`: `(scope, entity_id, window_size_ms, window_start_ms)`.
+//! - `devices`: the registry's changes, `ReplacingMergeTree(updated_ms)` ordered by `id`,
+//!   with `deleted = 1` for a removal ([`Store::save_device_change`],
+//!   [`Store::load_devices`]; start-up precedence in [`StoredRegistry::overlay`]).
+//!
+//! Example analyst queries over them are in `store/sql/analyst_queries.sql`
+//! ([`ANALYST_QUERIES_SQL`]).
+//!
 //! Every timestamp is a `DateTime` (seconds, UTC) beside a `UInt64` of epoch milliseconds,
 //! since ClickHouse 18.16 has no `DateTime64`. Enum columns are `Enum8` in the order of the
 //! `ALL` lists of `ioc-schemas`. Migrations are recorded in `<db>.schema_migrations`; a
@@ -41,22 +62,33 @@
 
 mod config;
 mod error;
+mod kpi;
 mod metrics;
 mod migrate;
+mod registry;
 mod replay;
 mod rows;
 mod writer;
 
 pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, StoreError};
+pub use kpi::{
+    department_code, AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow,
+    KpiWriter, TrafficKpiRow, WaterKpiRow,
+};
 pub use metrics::StoreMetrics;
 pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
+pub use registry::{DeviceRow, StoredRegistry};
 pub use replay::{ReplayCursor, StoredReading};
 pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
     WindowRow,
 };
 pub use writer::{TableWriter, WriterTasks, Writers};
+
+/// Example analyst queries over the KPI tables, separated by `;`, each after a `-- ` line
+/// saying what it answers; tables are prefixed with the database `ioc.`.
+pub const ANALYST_QUERIES_SQL: &str = include_str!("../sql/analyst_queries.sql");
 
 /// A ClickHouse database and what is needed to write to it.
 #[derive(Debug, Clone)]
@@ -97,7 +129,8 @@ impl Store {
         })
     }
 
-    /// Starts the writer tasks (one per table). Must be called within a tokio runtime.
+    /// Starts the writer tasks (one per table, the seven KPI tables included). Must be called
+    /// within a tokio runtime.
     pub fn writers(&self) -> (Writers, WriterTasks) {
         writer::spawn_writers(&self.client, &self.cfg, &self.metrics)
     }

@@ -21,6 +21,33 @@ pub(crate) const REJECT_CODE_ENUM: &str = "Enum8('invalid_utf8' = 1, 'malformed_
      'out_of_range' = 7, 'future_event_time' = 8, 'source_mismatch' = 9, \
      'payload_too_large' = 10)";
 
+/// `department` values, in `Department::ALL` order.
+pub(crate) const DEPARTMENT_ENUM: &str = "Enum8('transport' = 1, 'environment' = 2, \
+     'police' = 3, 'construction' = 4, 'industry_trade' = 5, 'disaster_prevention' = 6, \
+     'information' = 7)";
+/// KPI `scope` values, in `Scope` declaration order (see `kpi::scope_code`).
+pub(crate) const SCOPE_ENUM: &str =
+    "Enum8('device' = 1, 'district' = 2, 'department' = 3, 'city' = 4)";
+/// Traffic level of service, A to F (see `kpi::congestion_code`).
+pub(crate) const CONGESTION_ENUM: &str =
+    "Enum8('A' = 1, 'B' = 2, 'C' = 3, 'D' = 4, 'E' = 5, 'F' = 6)";
+/// AQI `period` values (see `kpi::aqi_period_code`).
+pub(crate) const AQI_PERIOD_ENUM: &str = "Enum8('hour' = 1, 'day' = 2)";
+/// AQI bands, in `AqiBand::ALL` order.
+pub(crate) const AQI_BAND_ENUM: &str = "Enum8('good' = 1, 'moderate' = 2, 'poor' = 3, \
+     'bad' = 4, 'very_bad' = 5, 'hazardous' = 6)";
+/// Environmental `medium` values, in `Medium` declaration order (see `kpi::medium_code`).
+pub(crate) const MEDIUM_ENUM: &str = "Enum8('air' = 1, 'surface_water' = 2, \
+     'waste_water' = 3, 'sea_water' = 4, 'river_water' = 5)";
+/// Device `status` values, in `DeviceStatus` declaration order (see `kpi::status_code`).
+pub(crate) const DEVICE_STATUS_ENUM: &str = "Enum8('online' = 1, 'offline' = 2, 'never_seen' = 3)";
+
+/// The window columns every KPI table has, after its entity columns.
+const KPI_WINDOW_COLUMNS: &str = "window_start DateTime, \
+     window_start_ms UInt64, \
+     window_end DateTime, \
+     window_size_ms UInt64";
+
 /// One numbered schema change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -151,7 +178,162 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 ),
             ],
         },
+        Migration {
+            version: 3,
+            name: "kpi tables, devices",
+            statements: kpi_tables(db),
+        },
     ])
+}
+
+/// Migration 3: one typed table per KPI family and the device registry.
+///
+/// A KPI row is keyed by what it is about and its window, so a replayed or recomputed KPI
+/// replaces the earlier row on merge (read with `FINAL`). AQI and hydrology rows carry
+/// `coverage` as the replacing version: a period rebuilt from part of its data after a
+/// restart never replaces a complete one. Partitions are monthly (KPI rows are few).
+fn kpi_tables(db: &str) -> Vec<String> {
+    let w = KPI_WINDOW_COLUMNS;
+    let part = "PARTITION BY toYYYYMM(window_start)";
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_traffic (\
+             scope {SCOPE_ENUM}, \
+             entity_id String, \
+             district {DISTRICT_ENUM}, \
+             {w}, \
+             junctions UInt32, \
+             volume_veh_h Float64, \
+             occupancy_pct Float64, \
+             mean_speed_kmh Float64, \
+             queue_m Float64, \
+             level {CONGESTION_ENUM}, \
+             availability_pct Float64\
+             ) ENGINE = ReplacingMergeTree {part} \
+             ORDER BY (scope, entity_id, window_size_ms, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_camera (\
+             district {DISTRICT_ENUM}, \
+             event_type String, \
+             {w}, \
+             events UInt64, \
+             cameras UInt32, \
+             per_hour Float64, \
+             violations_per_100_vehicles Nullable(Float64)\
+             ) ENGINE = ReplacingMergeTree {part} \
+             ORDER BY (district, event_type, window_size_ms, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_aqi (\
+             station_id String, \
+             district {DISTRICT_ENUM}, \
+             period {AQI_PERIOD_ENUM}, \
+             {w}, \
+             pm25 Nullable(Float64), \
+             pm10 Nullable(Float64), \
+             o3 Nullable(Float64), \
+             no2 Nullable(Float64), \
+             so2 Nullable(Float64), \
+             co Nullable(Float64), \
+             aqi_pm25 Nullable(UInt32), \
+             aqi_pm10 Nullable(UInt32), \
+             aqi_o3 Nullable(UInt32), \
+             aqi_no2 Nullable(UInt32), \
+             aqi_so2 Nullable(UInt32), \
+             aqi_co Nullable(UInt32), \
+             aqi Nullable(UInt32), \
+             dominant Nullable(String), \
+             band Nullable({AQI_BAND_ENUM}), \
+             colour Nullable(String), \
+             coverage UInt32\
+             ) ENGINE = ReplacingMergeTree(coverage) {part} \
+             ORDER BY (station_id, period, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_water (\
+             station_id String, \
+             district {DISTRICT_ENUM}, \
+             medium {MEDIUM_ENUM}, \
+             {w}, \
+             parameter String, \
+             value Float64, \
+             limit_min Nullable(Float64), \
+             limit_max Nullable(Float64), \
+             standard String, \
+             exceeded UInt8\
+             ) ENGINE = ReplacingMergeTree {part} \
+             ORDER BY (station_id, parameter, window_size_ms, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_hydrology (\
+             gauge_id String, \
+             district {DISTRICT_ENUM}, \
+             {w}, \
+             rain_mm Nullable(Float64), \
+             rain_1h_mm Nullable(Float64), \
+             rain_3h_mm Nullable(Float64), \
+             rain_24h_mm Nullable(Float64), \
+             water_level_m Nullable(Float64), \
+             rise_rate_m_per_h Nullable(Float64), \
+             coverage UInt32\
+             ) ENGINE = ReplacingMergeTree(coverage) {part} \
+             ORDER BY (gauge_id, window_size_ms, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_bridge (\
+             device_id String, \
+             district {DISTRICT_ENUM}, \
+             {w}, \
+             wind_mean_ms Nullable(Float64), \
+             wind_max_ms Nullable(Float64), \
+             strain_mean_ue Nullable(Float64), \
+             strain_min_ue Nullable(Float64), \
+             strain_max_ue Nullable(Float64), \
+             temperature_c Nullable(Float64), \
+             humidity_pct Nullable(Float64)\
+             ) ENGINE = ReplacingMergeTree {part} \
+             ORDER BY (device_id, window_size_ms, window_start_ms)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.kpi_health (\
+             scope {SCOPE_ENUM}, \
+             entity_id String, \
+             district Nullable({DISTRICT_ENUM}), \
+             department Nullable({DEPARTMENT_ENUM}), \
+             {w}, \
+             devices UInt32, \
+             online UInt32, \
+             offline UInt32, \
+             readings UInt64, \
+             expected UInt64, \
+             completeness_pct Float64, \
+             last_seen Nullable(DateTime), \
+             last_seen_ms Nullable(UInt64), \
+             status Nullable({DEVICE_STATUS_ENUM})\
+             ) ENGINE = ReplacingMergeTree {part} \
+             ORDER BY (scope, entity_id, window_size_ms, window_start_ms)"
+        ),
+        // The registry's changes: the newest row per id (by `updated_ms`) is the device's
+        // state; `deleted = 1` marks a removal and keeps the last known fields for joins.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.devices (\
+             id String, \
+             kind {KIND_ENUM}, \
+             name String, \
+             district {DISTRICT_ENUM}, \
+             lat Float64, \
+             lon Float64, \
+             department {DEPARTMENT_ENUM}, \
+             expected_interval_s UInt32, \
+             free_flow_kmh Nullable(Float64), \
+             updated DateTime, \
+             updated_ms UInt64, \
+             deleted UInt8\
+             ) ENGINE = ReplacingMergeTree(updated_ms) \
+             ORDER BY id"
+        ),
+    ]
 }
 
 /// Creates the database and applies, in order, every migration not yet recorded in
@@ -222,11 +404,11 @@ mod tests {
     use super::*;
     use ioc_schemas::{District, Kind, RejectCode};
 
-    fn enum8(names: impl IntoIterator<Item = &'static str>) -> String {
+    fn enum8<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
         let values: Vec<String> = names
             .into_iter()
             .enumerate()
-            .map(|(i, n)| format!("'{n}' = {}", i + 1))
+            .map(|(i, n)| format!("'{}' = {}", n.as_ref(), i + 1))
             .collect();
         format!("Enum8({})", values.join(", "))
     }
@@ -248,6 +430,65 @@ mod tests {
                 ioc_schemas::Transport::Kafka.as_str()
             ])
         );
+    }
+
+    /// The serde name of a value (the name the API and JSON use).
+    fn serde_name<T: serde::Serialize>(value: T) -> String {
+        let json = serde_json::to_string(&value).unwrap();
+        json.trim_matches('"').to_owned()
+    }
+
+    #[test]
+    fn kpi_enum_literals_match_the_schema_enums() {
+        use crate::kpi::lists::{CONGESTIONS, MEDIA, PERIODS, SCOPES, STATUSES};
+        use ioc_schemas::{AqiBand, Department};
+        assert_eq!(
+            DEPARTMENT_ENUM,
+            enum8(Department::ALL.map(Department::slug))
+        );
+        assert_eq!(AQI_BAND_ENUM, enum8(AqiBand::ALL.map(AqiBand::as_str)));
+        assert_eq!(SCOPE_ENUM, enum8(SCOPES.map(serde_name)));
+        assert_eq!(SCOPE_ENUM, enum8(SCOPES.map(ioc_schemas::Scope::as_str)));
+        assert_eq!(CONGESTION_ENUM, enum8(CONGESTIONS.map(serde_name)));
+        assert_eq!(AQI_PERIOD_ENUM, enum8(PERIODS.map(serde_name)));
+        assert_eq!(MEDIUM_ENUM, enum8(MEDIA.map(serde_name)));
+        assert_eq!(DEVICE_STATUS_ENUM, enum8(STATUSES.map(serde_name)));
+    }
+
+    #[test]
+    fn migration_3_creates_the_kpi_tables_and_devices() {
+        let ms = migrations("ioc").unwrap();
+        let v3 = &ms[2];
+        assert_eq!(v3.version, 3);
+        for table in [
+            "kpi_traffic",
+            "kpi_camera",
+            "kpi_aqi",
+            "kpi_water",
+            "kpi_hydrology",
+            "kpi_bridge",
+            "kpi_health",
+            "devices",
+        ] {
+            let prefix = format!("CREATE TABLE IF NOT EXISTS ioc.{table} (");
+            assert!(
+                v3.statements.iter().any(|s| s.starts_with(&prefix)),
+                "{table}"
+            );
+        }
+        for s in &v3.statements {
+            // Nothing 18.16 lacks.
+            for absent in [
+                "DateTime64",
+                "LowCardinality",
+                "TTL",
+                "CODEC",
+                "Map(",
+                "JSON",
+            ] {
+                assert!(!s.contains(absent), "{absent} in {s}");
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use ioc_schemas::{DeadLetter, District, EpochMs, IngestedReading, Kind, Transport, WindowResult};
 use serde::{Deserialize, Serialize};
 
-/// A row type with the table it goes to. Implemented by the three row types of this crate.
+/// A row type with the table it goes to. Implemented by every row type of this crate.
 pub trait StoreRow:
     clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync + 'static
 {
@@ -243,7 +243,7 @@ pub fn transport_code(transport: Transport) -> i8 {
 
 /// 1-based position in a short `ALL` list (every list has under 127 entries and holds every
 /// variant, so the fallback 0 — not a valid enum value, hence an insert error — is never hit).
-fn position_code<T: PartialEq>(all: &[T], value: &T) -> i8 {
+pub(crate) fn position_code<T: PartialEq>(all: &[T], value: &T) -> i8 {
     all.iter()
         .position(|v| v == value)
         .and_then(|i| i8::try_from(i + 1).ok())
@@ -251,7 +251,7 @@ fn position_code<T: PartialEq>(all: &[T], value: &T) -> i8 {
 }
 
 /// Whole seconds for a `DateTime` column, which ends in 2106.
-fn seconds(ms: EpochMs) -> u32 {
+pub(crate) fn seconds(ms: EpochMs) -> u32 {
     u32::try_from(ms / 1000).unwrap_or(u32::MAX)
 }
 

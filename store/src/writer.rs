@@ -10,6 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::ClickHouseConfig;
 use crate::error::{is_retryable_clickhouse, StoreError};
+use crate::kpi::{
+    AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, KpiWriter, TrafficKpiRow,
+    WaterKpiRow,
+};
 use crate::metrics::StoreMetrics;
 use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, StoreRow, WindowRow};
 
@@ -80,6 +84,8 @@ pub struct Writers {
     pub dead_letters: TableWriter<DeadLetterRow>,
     /// The late ledger.
     pub late_readings: TableWriter<LateReadingRow>,
+    /// KPI results, one table per family.
+    pub kpis: KpiWriter,
 }
 
 /// The running writer tasks.
@@ -89,8 +95,9 @@ pub struct WriterTasks {
 }
 
 impl WriterTasks {
-    /// Waits until every task has flushed what it holds and stopped, which happens once all
-    /// [`Writers`] clones are dropped. While ClickHouse is unreachable a task keeps retrying
+    /// Waits until every task (KPI tables included) has flushed what it holds and stopped,
+    /// which happens once all [`Writers`] clones, and clones of their fields such as the
+    /// [`KpiWriter`], are dropped. While ClickHouse is unreachable a task keeps retrying
     /// its last batch, so a shutdown should bound this wait with a timeout; rows not inserted
     /// by then were never acknowledged and the sources redeliver them.
     pub async fn join(self) -> Result<(), StoreError> {
@@ -114,26 +121,35 @@ pub(crate) fn spawn_writers(
     cfg: &ClickHouseConfig,
     metrics: &StoreMetrics,
 ) -> (Writers, WriterTasks) {
-    let (readings, t1) = spawn_writer::<ReadingRow>(client, cfg, metrics);
-    let (windows, t2) = spawn_writer::<WindowRow>(client, cfg, metrics);
-    let (dead_letters, t3) = spawn_writer::<DeadLetterRow>(client, cfg, metrics);
-    let (late_readings, t4) = spawn_writer::<LateReadingRow>(client, cfg, metrics);
-    (
-        Writers {
-            readings,
-            windows,
-            dead_letters,
-            late_readings,
+    let mut tasks = Vec::new();
+    let writers = Writers {
+        readings: start::<ReadingRow>(client, cfg, metrics, &mut tasks),
+        windows: start::<WindowRow>(client, cfg, metrics, &mut tasks),
+        dead_letters: start::<DeadLetterRow>(client, cfg, metrics, &mut tasks),
+        late_readings: start::<LateReadingRow>(client, cfg, metrics, &mut tasks),
+        kpis: KpiWriter {
+            traffic: start::<TrafficKpiRow>(client, cfg, metrics, &mut tasks),
+            camera: start::<CameraKpiRow>(client, cfg, metrics, &mut tasks),
+            aqi: start::<AqiKpiRow>(client, cfg, metrics, &mut tasks),
+            water: start::<WaterKpiRow>(client, cfg, metrics, &mut tasks),
+            hydrology: start::<HydrologyKpiRow>(client, cfg, metrics, &mut tasks),
+            bridge: start::<BridgeKpiRow>(client, cfg, metrics, &mut tasks),
+            health: start::<HealthKpiRow>(client, cfg, metrics, &mut tasks),
         },
-        WriterTasks {
-            tasks: vec![
-                (ReadingRow::TABLE, t1),
-                (WindowRow::TABLE, t2),
-                (DeadLetterRow::TABLE, t3),
-                (LateReadingRow::TABLE, t4),
-            ],
-        },
-    )
+    };
+    (writers, WriterTasks { tasks })
+}
+
+/// Starts one table's writer and records its task under the table's name.
+fn start<R: StoreRow>(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+    metrics: &StoreMetrics,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) -> TableWriter<R> {
+    let (writer, task) = spawn_writer::<R>(client, cfg, metrics);
+    tasks.push((R::TABLE, task));
+    writer
 }
 
 fn spawn_writer<R: StoreRow>(

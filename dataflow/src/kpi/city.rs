@@ -9,7 +9,7 @@ use ioc_schemas::{
     CameraKpi, Department, District, HealthKpi, Kind, Kpi, Scope, TrafficKpi, WindowResult,
 };
 
-use crate::kpi::device::BASE_WINDOW_MS;
+use crate::kpi::device::{is_base_final, BASE_WINDOW_MS};
 use crate::kpi::traffic;
 
 /// Camera event types that are traffic violations.
@@ -56,7 +56,7 @@ impl CityKpis {
             }
             CityInput::Device(_) => {}
             CityInput::Camera(w) => {
-                if w.kind == Kind::CameraEvent && w.is_final && w.window_size_ms == BASE_WINDOW_MS {
+                if w.kind == Kind::CameraEvent && is_base_final(&w) {
                     let end = w.window_start_ms + w.window_size_ms;
                     self.by_end.entry(end).or_default().cameras.push(w);
                 }

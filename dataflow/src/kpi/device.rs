@@ -97,6 +97,12 @@ pub struct DeviceKpis {
     level: HashMap<String, VecDeque<(u64, f64)>>,
 }
 
+/// Whether a result is the final one of a base window (5 minutes, tumbling: a 5-minute
+/// window sliding by less also ends on other minutes).
+pub fn is_base_final(w: &WindowResult) -> bool {
+    w.is_final && w.window_size_ms == BASE_WINDOW_MS && w.window_start_ms % BASE_WINDOW_MS == 0
+}
+
 fn base_end_of(event_ms: u64) -> u64 {
     event_ms - event_ms % BASE_WINDOW_MS + BASE_WINDOW_MS
 }
@@ -115,7 +121,7 @@ impl DeviceKpis {
                 }
             }
             KpiInput::Window(w) => {
-                if w.window_size_ms == BASE_WINDOW_MS && w.is_final {
+                if is_base_final(&w) {
                     let end = w.window_start_ms + w.window_size_ms;
                     self.finals.entry(end).or_default().push(w);
                 }
