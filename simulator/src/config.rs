@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::episodes::EpisodesConfig;
 use crate::error::SimulatorError;
 
 /// How the simulator generates and publishes readings.
@@ -47,6 +48,10 @@ pub struct SimulatorConfig {
     pub reconnect_backoff_max_ms: u64,
     /// How long to wait for outstanding PUBACKs once publishing has stopped, ms.
     pub drain_timeout_ms: u64,
+    /// Scripted episodes in simulated time from the start (jammed junctions, a pollution
+    /// episode, a flood, a junction fault, silent devices), so every KPI has something to show
+    /// within the first hour of a demo. Default: all on, see [`EpisodesConfig`].
+    pub episodes: EpisodesConfig,
 }
 
 impl Default for SimulatorConfig {
@@ -67,6 +72,7 @@ impl Default for SimulatorConfig {
             reconnect_backoff_initial_ms: 100,
             reconnect_backoff_max_ms: 5_000,
             drain_timeout_ms: 30_000,
+            episodes: EpisodesConfig::default(),
         }
     }
 }
@@ -116,7 +122,9 @@ impl SimulatorConfig {
                     .into(),
             );
         }
-        Ok(())
+        self.episodes
+            .validate()
+            .map_err(SimulatorError::InvalidConfig)
     }
 }
 
@@ -155,5 +163,38 @@ mod tests {
         assert!(c.validate().is_err());
         c.duplicate_share = 0.2;
         assert!(c.validate().is_ok());
+        c.episodes.flood.rise_m_per_h = 0.0;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("episodes.flood.rise_m_per_h"), "{e}");
+    }
+
+    #[test]
+    fn episodes_take_partial_json_and_refuse_unknown_keys() {
+        let c: SimulatorConfig = serde_json::from_str(
+            r#"{"episodes": {"pollution": {"district": "lien_chieu", "peak_pm25_ugm3": 150.0},
+                "junction_fault": {"state": "off"}, "silence": {"enabled": false}}}"#,
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let e = &c.episodes;
+        assert!(e.enabled && e.congestion.enabled && !e.silence.enabled);
+        assert_eq!(e.pollution.district, ioc_schemas::District::LienChieu);
+        assert_eq!(e.pollution.peak_pm25_ugm3, 150.0);
+        assert_eq!(e.pollution.rise_s, 1200, "unset fields keep their default");
+        assert_eq!(e.junction_fault.state, ioc_schemas::SignalState::Off);
+        assert_eq!(e.junction_fault.junctions, ["tsc-thanh_khe-005"]);
+        assert_eq!(
+            SimulatorConfig::default().episodes,
+            EpisodesConfig::default()
+        );
+        assert!(serde_json::from_str::<SimulatorConfig>(r#"{"episodes": {"flod": {}}}"#).is_err());
+        assert!(
+            serde_json::from_str::<SimulatorConfig>(r#"{"episodes": {"flood": {"rain": 3}}}"#)
+                .is_err()
+        );
+        // Serialised and read back, the config is the same (figment does this with defaults).
+        let json = serde_json::to_string(&SimulatorConfig::default()).unwrap();
+        let back: SimulatorConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, SimulatorConfig::default());
     }
 }

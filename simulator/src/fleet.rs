@@ -5,6 +5,7 @@
 
 use ioc_schemas::{Department, Device, District, Kind, Medium};
 
+use crate::error::SimulatorError;
 use crate::rng::Rng;
 
 /// What a simulated device stands for; selects how its readings are made.
@@ -712,6 +713,24 @@ impl Fleet {
         self.devices.iter().find(|d| d.id == id)
     }
 
+    /// Only the devices with these ids, in fleet order, for a scenario of a few devices.
+    /// Fails naming the first id that is not in the fleet.
+    pub fn subset(&self, ids: &[&str]) -> Result<Fleet, SimulatorError> {
+        if let Some(missing) = ids.iter().find(|id| self.device(id).is_none()) {
+            return Err(SimulatorError::InvalidConfig(format!(
+                "device `{missing}` is not in the fleet"
+            )));
+        }
+        Ok(Fleet {
+            devices: self
+                .devices
+                .iter()
+                .filter(|d| ids.contains(&d.id.as_str()))
+                .cloned()
+                .collect(),
+        })
+    }
+
     /// The fleet as registry entries. `registry/da_nang.json` holds these for
     /// [`REGISTRY_SEED`]'s positions; ids, names and intervals are the same for every seed.
     pub fn registry(&self) -> Vec<Device> {
@@ -924,6 +943,11 @@ mod tests {
         assert_eq!(ids_a, ids_b);
         assert_eq!(Fleet::da_nang(42), a, "same seed, same fleet");
         assert_ne!(a, b, "the seed moves devices");
+        let few = a.subset(&["aq-son_tra", "tsc-hai_chau-001"]).unwrap();
+        let few_ids: Vec<&str> = few.devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(few_ids, ["tsc-hai_chau-001", "aq-son_tra"], "fleet order");
+        let e = a.subset(&["aq-son_tra", "aq-nowhere"]).unwrap_err();
+        assert!(e.to_string().contains("aq-nowhere"), "{e}");
     }
 
     #[test]

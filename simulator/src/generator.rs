@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use ioc_schemas::{reading_topic, Body, EventTime, Reading, RejectCode};
 
 use crate::config::SimulatorConfig;
+use crate::episodes::{EpisodePlan, EpisodeWindow};
 use crate::error::SimulatorError;
 use crate::fleet::Fleet;
 use crate::patterns::{make_body, DeviceState};
@@ -97,6 +98,16 @@ pub struct SimMessage {
     pub class: MessageClass,
 }
 
+impl SimMessage {
+    /// The reading in the payload; `None` for a malformed message.
+    pub fn reading(&self) -> Option<Reading> {
+        match self.class {
+            MessageClass::Malformed(_) => None,
+            _ => serde_json::from_slice(&self.payload).ok(),
+        }
+    }
+}
+
 /// A duplicate follows its original within this much simulated time, µs.
 const DUPLICATE_MAX_DELAY_US: u64 = 2_000_000;
 /// How far ahead a future-event-time message claims to be, ms.
@@ -104,6 +115,10 @@ const FUTURE_MS: u64 = 24 * 3_600_000;
 
 /// Generates the fleet's messages in simulated-time order. Deterministic for
 /// (fleet, seed, config, start time).
+///
+/// The config's [`episodes`](crate::EpisodesConfig) play in simulated time from `start_ms`: a
+/// silent device sends nothing at all during its silence, and its first report after it
+/// covers one interval (no catch-up).
 ///
 /// Simulated time starts at `start_ms`. With `real_time` the devices' intervals are scaled by
 /// one common factor (natural fleet rate / `rate_per_s`), so that pacing by simulated time
@@ -135,6 +150,7 @@ pub struct Generator {
     emitted: u64,
     max_messages: Option<u64>,
     time_scale: f64,
+    episodes: EpisodePlan,
 }
 
 impl std::fmt::Debug for Generator {
@@ -176,8 +192,10 @@ impl Generator {
         let mut rng = Rng::new(splitmix64(&mut mix));
         let start_us = start_ms.saturating_mul(1000);
 
+        let episodes = EpisodePlan::new(&cfg.episodes, &fleet, seed, start_ms);
         let n = fleet.devices.len();
         let mut gap_us = Vec::with_capacity(n);
+        let mut last_us = vec![start_us; n];
         let mut state = Vec::with_capacity(n);
         let mut schedule = BinaryHeap::with_capacity(n);
         for (i, d) in fleet.devices.iter().enumerate() {
@@ -192,7 +210,18 @@ impl Generator {
             } else {
                 rng.below(gap)
             };
-            schedule.push(Reverse((start_us + first, i)));
+            let due = skip_silence(
+                &episodes,
+                &mut rng,
+                d.role.is_event_driven(),
+                i,
+                gap,
+                start_us + first,
+            );
+            if due != start_us + first {
+                last_us[i] = due.saturating_sub(gap);
+            }
+            schedule.push(Reverse((due, i)));
         }
 
         let (m, o, d) = (
@@ -209,7 +238,7 @@ impl Generator {
             run_id,
             start_us,
             clock_us: start_us,
-            last_us: vec![start_us; n],
+            last_us,
             seq: vec![0; n],
             gap_us,
             state,
@@ -229,7 +258,40 @@ impl Generator {
                 cfg.rate_per_s / natural
             },
             fleet,
+            episodes,
         })
+    }
+
+    /// The episode occurrences that start before `until_ms` (epoch ms), in start order, with
+    /// the devices of this generator's fleet each affects. An integration test uses these to
+    /// know when to expect what.
+    pub fn episode_windows(&self, until_ms: u64) -> Vec<EpisodeWindow> {
+        self.episodes.windows(&self.fleet, until_ms)
+    }
+
+    /// Every message due before `end_ms` (epoch ms): fresh readings with event times before
+    /// it and held (out-of-order, duplicate) messages released before it. Stops early at
+    /// `max_messages`.
+    pub fn take_until(&mut self, end_ms: u64) -> Vec<SimMessage> {
+        let end_us = end_ms.saturating_mul(1000);
+        let mut out = Vec::new();
+        loop {
+            let due = self.schedule.peek().map(|Reverse((due, _))| *due);
+            let release = self.held.keys().next().map(|(release, _)| *release);
+            let next = match (due, release) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => break,
+            };
+            if next >= end_us {
+                break;
+            }
+            match self.next() {
+                Some(m) => out.push(m),
+                None => break,
+            }
+        }
+        out
     }
 
     /// The fleet being simulated.
@@ -274,12 +336,14 @@ impl Generator {
         let Reverse((due, i)) = self.schedule.pop()?;
         self.clock_us = self.clock_us.max(due);
         let gap = self.gap_us[i];
-        let next = if self.fleet.devices[i].role.is_event_driven() {
+        let event_driven = self.fleet.devices[i].role.is_event_driven();
+        let next = if event_driven {
             due + (self.rng.exp(gap as f64) as u64).max(1)
         } else {
             due + gap
         };
-        self.schedule.push(Reverse((next, i)));
+        let resume = skip_silence(&self.episodes, &mut self.rng, event_driven, i, gap, next);
+        self.schedule.push(Reverse((resume, i)));
 
         let dt_s = due.saturating_sub(self.last_us[i]).max(1) as f64 / 1e6;
         // The first report covers one mean gap, not the time since start.
@@ -288,11 +352,17 @@ impl Generator {
         } else {
             dt_s
         };
-        self.last_us[i] = due;
+        // After a silence the next report covers one gap, not the silence.
+        self.last_us[i] = if resume == next {
+            due
+        } else {
+            resume.saturating_sub(gap)
+        };
         self.seq[i] += 1;
         let device = &self.fleet.devices[i];
         let message_id = format!("{}-{:08x}-{}", device.id, self.run_id, self.seq[i]);
         let t_ms = due / 1000;
+        let effect = self.episodes.effect(i, t_ms);
         let body = make_body(
             &mut self.rng,
             device,
@@ -300,6 +370,7 @@ impl Generator {
             t_ms,
             dt_s,
             &message_id,
+            &effect,
         );
         let reading = Reading {
             message_id,
@@ -414,6 +485,74 @@ impl Iterator for Generator {
     }
 }
 
+/// The readings the devices `device_ids` send from `start_ms` until `end_ms` (epoch ms,
+/// exclusive), in event-time order: the fleet of `cfg.seed` cut down to those devices, at
+/// their natural intervals, with `cfg.seed` and `cfg.episodes`. The config's rate,
+/// `real_time`, `max_messages` and fault shares do not apply: every reading is valid and in
+/// order. Episodes naming devices outside `device_ids` leave them out; a district's episode
+/// takes the district's devices among them; the silent `share` is drawn among them.
+///
+/// ```
+/// use ioc_simulator::{scenario_readings, EpisodeKind, EpisodesConfig, SimulatorConfig};
+///
+/// let cfg = SimulatorConfig {
+///     episodes: EpisodesConfig::default().only(&[EpisodeKind::JunctionFault]),
+///     ..SimulatorConfig::default()
+/// };
+/// let start = 1_795_845_600_000; // 2026-11-28T13:00:00+07:00
+/// let readings =
+///     scenario_readings(&cfg, &["tsc-thanh_khe-005"], start, start + 3_600_000).unwrap();
+/// assert_eq!(readings.len(), 120); // every 30 s for an hour
+/// ```
+pub fn scenario_readings(
+    cfg: &SimulatorConfig,
+    device_ids: &[&str],
+    start_ms: u64,
+    end_ms: u64,
+) -> Result<Vec<Reading>, SimulatorError> {
+    let cfg = SimulatorConfig {
+        real_time: false,
+        start_ms: Some(start_ms),
+        malformed_share: 0.0,
+        out_of_order_share: 0.0,
+        duplicate_share: 0.0,
+        max_messages: None,
+        ..cfg.clone()
+    };
+    let fleet = Fleet::da_nang(cfg.seed).subset(device_ids)?;
+    let mut generator = Generator::new(fleet, cfg.seed, &cfg, start_ms)?;
+    Ok(generator
+        .take_until(end_ms)
+        .iter()
+        .filter_map(SimMessage::reading)
+        .collect())
+}
+
+/// When device `i` reports next, given its report is due at `due_us`: the first slot after
+/// its silence when `due_us` falls in one (one period later for a periodic device, a random
+/// gap later for an event-driven one), else `due_us`.
+fn skip_silence(
+    plan: &EpisodePlan,
+    rng: &mut Rng,
+    event_driven: bool,
+    i: usize,
+    gap_us: u64,
+    due_us: u64,
+) -> u64 {
+    let mut due = due_us;
+    // A silence may end right before the next starts: step over each in turn.
+    while let Some(end_ms) = plan.silent_until(i, due / 1000) {
+        let end_us = end_ms.saturating_mul(1000);
+        due = if event_driven {
+            end_us + (rng.exp(gap_us as f64) as u64).max(1)
+        } else {
+            // Keep the device's phase: the first of its slots at or after the end.
+            due + (end_us.saturating_sub(due)).div_ceil(gap_us.max(1)) * gap_us.max(1)
+        };
+    }
+    due
+}
+
 fn encode(reading: &Reading) -> Vec<u8> {
     // Cannot fail: string map keys, and serde_json writes non-finite floats as null.
     serde_json::to_vec(reading).expect("a Reading always serialises to JSON")
@@ -464,6 +603,14 @@ mod tests {
         SimulatorConfig {
             real_time: false,
             ..SimulatorConfig::default()
+        }
+    }
+
+    /// The daily patterns alone.
+    fn plain() -> SimulatorConfig {
+        SimulatorConfig {
+            episodes: crate::EpisodesConfig::none(),
+            ..cfg()
         }
     }
 
@@ -658,6 +805,37 @@ mod tests {
     }
 
     #[test]
+    fn take_until_stops_at_the_end_and_readings_decode() {
+        let c = SimulatorConfig {
+            malformed_share: 0.1,
+            out_of_order_share: 0.1,
+            ..cfg()
+        };
+        let mut g = gen(4, &c, MIDNIGHT_LOCAL);
+        let end = MIDNIGHT_LOCAL + 60_000;
+        let first = g.take_until(end);
+        assert!(!first.is_empty());
+        for m in &first {
+            assert!(
+                m.event_time_ms < end
+                    || m.class == MessageClass::Malformed(MalformedReason::FutureEventTime)
+            );
+            match (m.class, m.reading()) {
+                (MessageClass::Malformed(_), r) => assert!(r.is_none()),
+                (_, Some(r)) => assert_eq!(r.event_time.0, m.event_time_ms),
+                (class, None) => panic!("{class:?} does not decode"),
+            }
+        }
+        // The next call carries on where the first stopped, missing nothing.
+        let rest = g.take_until(end + 60_000);
+        let mut whole = gen(4, &c, MIDNIGHT_LOCAL);
+        let expected = whole.take_until(end + 60_000);
+        assert_eq!(first.len() + rest.len(), expected.len());
+        assert!(first.iter().chain(&rest).eq(&expected));
+        assert!(g.take_until(end).is_empty(), "the past is done");
+    }
+
+    #[test]
     fn max_messages_ends_the_stream() {
         let c = SimulatorConfig {
             max_messages: Some(1234),
@@ -669,7 +847,7 @@ mod tests {
 
     /// Mean vehicles per junction report over `n` messages from local hour `hour`.
     fn vehicles_per_report(hour: u64, n: usize) -> f64 {
-        let g = gen(21, &cfg(), MIDNIGHT_LOCAL + hour * 3_600_000);
+        let g = gen(21, &plain(), MIDNIGHT_LOCAL + hour * 3_600_000);
         let (mut sum, mut reports) = (0.0, 0.0);
         for m in g.take(n) {
             let r: Reading = serde_json::from_slice(&m.payload).unwrap();
@@ -699,7 +877,7 @@ mod tests {
     #[test]
     fn pm25_is_higher_in_rush_hours_and_at_night_than_at_midday() {
         let mean_pm25 = |hour: u64| {
-            let g = gen(8, &cfg(), MIDNIGHT_LOCAL + hour * 3_600_000);
+            let g = gen(8, &plain(), MIDNIGHT_LOCAL + hour * 3_600_000);
             let v: Vec<f64> = g
                 .take(30_000)
                 .filter_map(|m| {

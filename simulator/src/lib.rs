@@ -9,6 +9,10 @@
 //!   (UTC+7), with optional malformed, out-of-order and duplicate messages mixed in.
 //! - [`publish_mqtt`] publishes the stream with QoS 1 at a configured rate and returns once
 //!   the broker has acknowledged every message.
+//! - [`EpisodesConfig`] scripts episodes in simulated time from the start of the run, so every
+//!   KPI moves in the first hour of a demo: jammed junctions, a pollution episode, a flood, a
+//!   junction fault and silent devices. [`scenario_readings`], [`Fleet::subset`],
+//!   [`Generator::take_until`] and [`Generator::episode_windows`] script a scenario for a test.
 //!
 //! Pacing: with `real_time` (the demo default) event times follow the wall clock and every
 //! device's interval is scaled by one factor so the fleet emits `rate_per_s` messages per
@@ -20,6 +24,7 @@
 //! version of this crate's dependencies.
 
 mod config;
+mod episodes;
 mod error;
 mod fleet;
 mod generator;
@@ -29,8 +34,12 @@ mod publish;
 mod rng;
 
 pub use config::SimulatorConfig;
+pub use episodes::{
+    CongestionEpisode, EpisodeKind, EpisodeWindow, EpisodesConfig, FloodEpisode,
+    JunctionFaultEpisode, PollutionEpisode, SilenceEpisode,
+};
 pub use error::SimulatorError;
 pub use fleet::{DeviceRole, Fleet, SimDevice, REGISTRY_SEED};
-pub use generator::{Generator, MalformedReason, MessageClass, SimMessage};
+pub use generator::{scenario_readings, Generator, MalformedReason, MessageClass, SimMessage};
 pub use kafka::{publish_kafka, KafkaSink};
 pub use publish::{publish_mqtt, PublishReport};

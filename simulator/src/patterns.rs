@@ -1,9 +1,12 @@
 //! Daily patterns and the bodies each kind of device reports.
 //!
 //! Everything follows local time in Da Nang (UTC+7): rush hours 7:00–8:30 and 16:30–18:30
-//! raise traffic volume, occupancy and queues and lower speeds; nights are quiet; PM2.5 rises
-//! with rush-hour traffic and with the night-time inversion; ozone follows the sun; rain and
-//! water levels are mostly calm; bridge wind blows with gusts.
+//! raise traffic volume, occupancy and queues and lower speeds (the busiest junctions reach
+//! level of service E/F); nights are quiet; PM2.5 rises with rush-hour traffic and with the
+//! night-time inversion; ozone follows the sun; rain and water levels are mostly calm; bridge
+//! wind blows with gusts. The lakes and the lower Phú Lộc river often break QCVN 08-MT:2015
+//! B1 (NH4 over 0.9 mg/L, DO under 4 mg/L); Tiên Sa port's turbid water now and then breaks
+//! QCVN 10-MT:2015 (TSS over 50 mg/L). Scripted episodes ([`Effect`]) override the patterns.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,7 @@ use ioc_schemas::{
     SensorBody, SignalState, TrafficSignalBody,
 };
 
+use crate::episodes::Effect;
 use crate::fleet::{DeviceRole, SimDevice, BRIDGE_METRICS};
 use crate::rng::Rng;
 
@@ -111,7 +115,8 @@ impl DeviceState {
     }
 }
 
-/// What a device reports at event time `t_ms`, `dt_s` seconds after its previous report.
+/// What a device reports at event time `t_ms`, `dt_s` seconds after its previous report,
+/// with what the episodes do to it then.
 pub(crate) fn make_body(
     rng: &mut Rng,
     device: &SimDevice,
@@ -119,6 +124,7 @@ pub(crate) fn make_body(
     t_ms: u64,
     dt_s: f64,
     message_id: &str,
+    effect: &Effect,
 ) -> Body {
     let h = local_hour(t_ms);
     match &device.role {
@@ -129,22 +135,22 @@ pub(crate) fn make_body(
             rng,
             device,
             state,
-            h,
-            dt_s,
+            (h, dt_s),
             *adaptive,
             *approaches,
+            effect,
         )),
         DeviceRole::TrafficCamera => {
             Body::CameraEvent(traffic_camera(rng, device, state, h, dt_s, message_id))
         }
         DeviceRole::HarbourCamera => Body::CameraEvent(harbour_camera(rng, device, h, message_id)),
-        DeviceRole::AirStation => Body::Environment(air(rng, device, state, h)),
+        DeviceRole::AirStation => Body::Environment(air(rng, device, state, h, effect)),
         DeviceRole::WaterStation { medium } => {
             Body::Environment(water(rng, device, state, h, *medium))
         }
         DeviceRole::Bridge { .. } => Body::Sensor(bridge(rng, state, h)),
-        DeviceRole::RainGauge => Body::Sensor(rain(rng, state, dt_s)),
-        DeviceRole::FloodGauge => Body::Sensor(flood(rng, state, t_ms)),
+        DeviceRole::RainGauge => Body::Sensor(rain(rng, state, dt_s, effect)),
+        DeviceRole::FloodGauge => Body::Sensor(flood(rng, state, t_ms, effect)),
     }
 }
 
@@ -157,10 +163,10 @@ fn junction(
     rng: &mut Rng,
     device: &SimDevice,
     state: &mut DeviceState,
-    h: f64,
-    dt_s: f64,
+    (h, dt_s): (f64, f64),
     adaptive: bool,
     n: u8,
+    effect: &Effect,
 ) -> TrafficSignalBody {
     let level = traffic_level(h) * state.factor;
     let approaches = APPROACH_NAMES
@@ -170,11 +176,22 @@ fn junction(
         .map(|(j, name)| {
             // North–south carries the main road.
             let main = if j % 2 == 0 { 1.2 } else { 0.7 };
-            let x = (level * main * (1.0 + 0.08 * rng.normal())).clamp(0.0, 1.5);
-            let vehicles = rng.poisson(x * APPROACH_PEAK_VPH * dt_s / 3600.0);
-            let occupancy = (3.0 + 55.0 * x * x + 2.0 * rng.normal()).clamp(0.0, 100.0);
-            let speed = (48.0 * (1.0 - 0.5 * x.powf(1.5)) + 2.5 * rng.normal()).clamp(3.0, 120.0);
-            let queue = (160.0 * x * x * x + 8.0 * rng.normal().abs()).clamp(0.0, 5000.0);
+            let (vehicles, occupancy, speed, queue) = if let Some(jam_kmh) = effect.jam_kmh {
+                // Stop-and-go: little gets through, the detectors are nearly always covered.
+                let vehicles = rng.poisson(0.45 * APPROACH_PEAK_VPH * dt_s / 3600.0);
+                let occupancy = (88.0 + 3.0 * rng.normal()).clamp(81.0, 99.0);
+                let speed = (jam_kmh * (1.0 + 0.12 * rng.normal())).clamp(2.0, 120.0);
+                let queue = (250.0 + 200.0 * main + 60.0 * rng.normal()).clamp(150.0, 5000.0);
+                (vehicles, occupancy, speed, queue)
+            } else {
+                let x = (level * main * (1.0 + 0.08 * rng.normal())).clamp(0.0, 1.5);
+                let vehicles = rng.poisson(x * APPROACH_PEAK_VPH * dt_s / 3600.0);
+                let occupancy = (3.0 + 55.0 * x * x + 2.0 * rng.normal()).clamp(0.0, 100.0);
+                let speed =
+                    (48.0 * (1.0 - 0.5 * x.powf(1.5)) + 2.5 * rng.normal()).clamp(3.0, 120.0);
+                let queue = (160.0 * x * x * x + 8.0 * rng.normal().abs()).clamp(0.0, 5000.0);
+                (vehicles, occupancy, speed, queue)
+            };
             Approach {
                 approach: (*name).to_owned(),
                 vehicles,
@@ -187,7 +204,9 @@ fn junction(
     // The cycle position moves on by a pseudo-random amount each report.
     state.cursor = state.cursor.wrapping_add(1 + rng.below(7) as u32);
     let fault = rng.chance(0.002);
-    let state_now = if fault {
+    let state_now = if let Some((shown, _)) = &effect.fault {
+        *shown
+    } else if fault {
         SignalState::Flashing
     } else {
         match state.cursor % 20 {
@@ -195,6 +214,12 @@ fn junction(
             9 | 10 => SignalState::Amber,
             _ => SignalState::Red,
         }
+    };
+    let fault_code = match &effect.fault {
+        Some((_, code)) => Some(code.clone()),
+        None => fault.then(|| {
+            ["detector_fault", "lamp_failure", "comm_loss"][rng.below(3) as usize].to_owned()
+        }),
     };
     let mode = if adaptive {
         ControlMode::Adaptive
@@ -208,9 +233,7 @@ fn junction(
         junction_id: device.id.clone(),
         state: state_now,
         mode,
-        fault_code: fault.then(|| {
-            ["detector_fault", "lamp_failure", "comm_loss"][rng.below(3) as usize].to_owned()
-        }),
+        fault_code,
         approaches,
     }
 }
@@ -338,12 +361,23 @@ fn harbour_camera(rng: &mut Rng, device: &SimDevice, h: f64, message_id: &str) -
     }
 }
 
-fn air(rng: &mut Rng, device: &SimDevice, state: &mut DeviceState, h: f64) -> EnvironmentBody {
+fn air(
+    rng: &mut Rng,
+    device: &SimDevice,
+    state: &mut DeviceState,
+    h: f64,
+    effect: &Effect,
+) -> EnvironmentBody {
     let n = state.step_noise(rng);
     let site = state.factor;
     let traffic = traffic_level(h);
     let wobble = (0.22 * n).exp();
-    let pm25 = site * (12.0 + 18.0 * rush(h) + 12.0 * inversion(h)) * wobble;
+    let normal = site * (12.0 + 18.0 * rush(h) + 12.0 * inversion(h)) * wobble;
+    // A pollution episode blends the normal level into its peak (about ±20 %).
+    let pm25 = match effect.pollution {
+        Some((on, peak)) => normal * (1.0 - on) + on * peak * (0.12 * n).exp(),
+        None => normal,
+    };
     let pm10 = pm25 * rng.range(1.5, 1.9);
     let no2 = site * (10.0 + 38.0 * traffic) * wobble;
     let o3 = (22.0 + 75.0 * sun(h)) * (0.12 * rng.normal()).exp();
@@ -377,6 +411,12 @@ fn water(
     let n = state.step_noise(rng);
     let mut g = |mean: f64, sd: f64| mean + sd * (0.6 * n + 0.8 * rng.normal());
     let temperature = 26.5 + 0.4 * (air_temperature(h) - 27.5);
+    // Photosynthesis: dissolved oxygen is highest in the afternoon, lowest at dawn.
+    let do_day = 0.4 * (sun(h) - 0.4);
+    // The lower Phú Lộc takes untreated sewage (QCVN 08 B1: NH4 ≤ 0.9, DO ≥ 4, BOD5 ≤ 15,
+    // COD ≤ 30 mg/L); Tiên Sa port's water is stirred up by ships (QCVN 10: TSS ≤ 50 mg/L).
+    let sewage = device.id == "wq-phu_loc_lower";
+    let port = device.id == "wq-tien_sa";
     let mut m: BTreeMap<String, f64> = BTreeMap::new();
     let mut put = |k: &str, v: f64| {
         m.insert(k.to_owned(), r2(v));
@@ -384,15 +424,30 @@ fn water(
     match medium {
         Medium::SeaWater => {
             put("ph", g(8.1, 0.08).clamp(0.0, 14.0));
-            put("do", g(6.4, 0.35).max(0.1));
-            put("tss", g(14.0, 4.0).max(0.5));
-            put("nh4", g(0.08, 0.03).max(0.0));
+            put("do", (g(6.4, 0.35) + do_day).max(0.1));
+            if port {
+                put("tss", g(36.0, 12.0).max(0.5));
+                put("nh4", g(0.25, 0.1).max(0.0));
+            } else {
+                put("tss", g(14.0, 4.0).max(0.5));
+                put("nh4", g(0.08, 0.03).max(0.0));
+            }
             put("salinity", g(32.0, 0.8).max(0.0));
             put("temperature", g(temperature + 0.5, 0.3));
         }
+        Medium::RiverWater if sewage => {
+            put("ph", g(7.0, 0.2).clamp(0.0, 14.0));
+            put("do", (g(4.3, 0.6) + do_day).max(0.1));
+            put("cod", g(26.0, 6.0).max(0.5));
+            put("bod5", g(12.0, 3.0).max(0.2));
+            put("tss", g(40.0, 12.0).max(0.5));
+            put("nh4", g(1.0, 0.3).max(0.0));
+            put("turbidity", g(30.0, 8.0).max(0.5));
+            put("temperature", g(temperature, 0.3));
+        }
         Medium::RiverWater => {
             put("ph", g(7.1, 0.2).clamp(0.0, 14.0));
-            put("do", g(5.6, 0.6).max(0.1));
+            put("do", (g(5.6, 0.6) + do_day).max(0.1));
             put("cod", g(14.0, 4.0).max(0.5));
             put("bod5", g(6.0, 2.0).max(0.2));
             put("tss", g(35.0, 12.0).max(0.5));
@@ -402,7 +457,7 @@ fn water(
         }
         Medium::SurfaceWater => {
             put("ph", g(7.3, 0.3).clamp(0.0, 14.0));
-            put("do", g(4.8, 0.7).max(0.1));
+            put("do", (g(4.8, 0.7) + do_day).max(0.1));
             put("cod", g(20.0, 5.0).max(0.5));
             put("bod5", g(9.0, 3.0).max(0.2));
             put("tss", g(25.0, 8.0).max(0.5));
@@ -473,7 +528,14 @@ fn bridge(rng: &mut Rng, state: &mut DeviceState, h: f64) -> SensorBody {
 const DRY_MEAN_S: f64 = 10.0 * 3600.0;
 const SHOWER_MEAN_S: f64 = 40.0 * 60.0;
 
-fn rain(rng: &mut Rng, state: &mut DeviceState, dt_s: f64) -> SensorBody {
+fn rain(rng: &mut Rng, state: &mut DeviceState, dt_s: f64, effect: &Effect) -> SensorBody {
+    if let Some(storm) = effect.storm_mm_h {
+        // Each gauge catches its own share of the storm; after it the sky clears.
+        let n = state.step_noise(rng);
+        let mm_h = (storm * state.factor * (0.1 * n).exp()).clamp(0.5, 250.0);
+        state.rain_mm_h = 0.0;
+        return sensor("rainfall_mm", mm_h * dt_s / 3600.0, "mm");
+    }
     if state.rain_mm_h > 0.0 {
         if rng.chance(1.0 - (-dt_s / SHOWER_MEAN_S).exp()) {
             state.rain_mm_h = 0.0;
@@ -489,11 +551,11 @@ fn rain(rng: &mut Rng, state: &mut DeviceState, dt_s: f64) -> SensorBody {
 /// The semi-diurnal tide's period, seconds.
 const TIDE_PERIOD_S: f64 = 12.42 * 3600.0;
 
-fn flood(rng: &mut Rng, state: &mut DeviceState, t_ms: u64) -> SensorBody {
+fn flood(rng: &mut Rng, state: &mut DeviceState, t_ms: u64, effect: &Effect) -> SensorBody {
     let n = state.step_noise(rng);
     let t = (t_ms / 1000) as f64;
     let tide = 0.3 * (t / TIDE_PERIOD_S * std::f64::consts::TAU + state.phase).sin();
-    let level = 0.6 * state.factor + 0.4 + tide + 0.03 * n;
+    let level = 0.6 * state.factor + 0.4 + tide + 0.03 * n + effect.flood_rise_m;
     sensor("water_level_m", level.max(0.0), "m")
 }
 
