@@ -1,4 +1,4 @@
-//! `iocd backfill`: recomputes the windows of a time range from the raw readings in
+//! `iocd backfill`: recomputes the windows and KPIs of a time range from the raw readings in
 //! ClickHouse — late ones included — and writes them as new versions.
 //!
 //! Readings later than the allowed lateness are stored raw and left out of the live windows;
@@ -12,18 +12,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use ioc_dataflow::{DataflowMetrics, Outputs, RunOptions, SystemClock};
-use ioc_schemas::{Ack, DeadLetter, IngestedReading, WindowResult};
-use ioc_store::{Store, StoreMetrics, TableWriter, WindowRow};
+use ioc_dataflow::{DataflowMetrics, Outputs, RegistryFeed, RunOptions, SystemClock};
+use ioc_schemas::{
+    Ack, DeadLetter, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult,
+};
+use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowRow};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::pipeline::feed_stored;
 
-/// Where the recomputed windows go: those that fit in the range, to ClickHouse.
+/// Where the recomputed windows and KPIs go: those that fit in the range, to ClickHouse.
 #[derive(Clone)]
 struct BackfillOutputs {
     windows: TableWriter<WindowRow>,
+    kpis: KpiWriter,
+    from_ms: u64,
     to_ms: u64,
     written: Arc<AtomicU64>,
 }
@@ -45,6 +49,21 @@ impl Outputs for BackfillOutputs {
         }
         self.written.fetch_add(1, Ordering::Relaxed);
     }
+
+    fn kpi(&self, kpi: Kpi) {
+        // Device health needs the devices' history before the range (when each was last
+        // seen), which a backfill does not have: the live rows stand.
+        let start = kpi.window_start_ms();
+        if kpi.family() == KpiFamily::Health || start < self.from_ms || start >= self.to_ms {
+            return;
+        }
+        if let Err(e) = self.kpis.blocking_send(&kpi) {
+            tracing::error!(error = %e, "recomputed kpi not queued for storage");
+        }
+    }
+
+    // Unknown devices were reported when their readings first came.
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
 }
 
 /// What a backfill did.
@@ -85,8 +104,11 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
     let total = store.count_readings(from_ms, to_ms).await?;
     let (writers, tasks) = store.writers();
     let written = Arc::new(AtomicU64::new(0));
+    let devices = crate::registry::initial_devices(&config.registry, Some(&store)).await?;
     let outputs = BackfillOutputs {
         windows: writers.windows.clone(),
+        kpis: writers.kpis.clone(),
+        from_ms,
         to_ms,
         written: Arc::clone(&written),
     };
@@ -99,6 +121,7 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
             finish_open_windows: true,
         },
         rx,
+        RegistryFeed::fixed(devices.into_values().collect()),
         outputs,
         DataflowMetrics::new(&registry)?,
         Arc::new(SystemClock),

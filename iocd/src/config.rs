@@ -36,6 +36,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Start-up after a stop or crash.
     pub restart: RestartConfig,
+    /// The device registry.
+    pub registry: crate::registry::RegistryConfig,
 }
 
 /// How windows open at the last stop are rebuilt.

@@ -5,5 +5,6 @@ pub mod backfill;
 pub mod broker;
 pub mod config;
 pub mod pipeline;
+pub mod registry;
 
 pub use config::Config;

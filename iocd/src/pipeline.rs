@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ioc_dashboard_api::{ApiState, LiveFeed};
+use ioc_dashboard_api::{ApiState, LiveFeed, UnknownDevices};
 use ioc_dataflow::DataflowConfig;
 use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
 use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
-use ioc_schemas::{Ack, DeadLetter, Ingested, IngestedReading, ValidationLimits, WindowResult};
+use ioc_schemas::{
+    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, ValidationLimits,
+    WindowResult,
+};
 use ioc_store::{
     DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Store, StoreMetrics, WindowRow,
     Writers,
@@ -27,6 +30,7 @@ use crate::config::Config;
 struct PipelineOutputs {
     writers: Option<Writers>,
     feed: LiveFeed,
+    unknown: UnknownDevices,
     /// `ioc_pipeline_unstored_total{record}`: records acknowledged without a store (demo).
     unstored: IntCounterVec,
 }
@@ -94,6 +98,19 @@ impl Outputs for PipelineOutputs {
                 tracing::error!(error = %e, "window result not queued for storage");
             }
         }
+    }
+
+    fn kpi(&self, kpi: Kpi) {
+        if let Some(w) = &self.writers {
+            if let Err(e) = w.kpis.blocking_send(&kpi) {
+                tracing::error!(error = %e, family = kpi.family().as_str(), "kpi row not queued for storage");
+            }
+        }
+        self.feed.publish_kpi(kpi);
+    }
+
+    fn unknown_device(&self, device_id: &str, kind: Kind, district: District, event_ms: u64) {
+        self.unknown.record(device_id, kind, district, event_ms);
     }
 }
 
@@ -201,10 +218,22 @@ pub async fn run(
         None => (None, None),
     };
 
+    let devices = crate::registry::initial_devices(&config.registry, store.as_ref()).await?;
+    state.devices().replace_all(devices.values().cloned());
+    let (to_dataflow, registry_changes) = mpsc::channel(config.registry.change_capacity);
+    let (api_changes, change_requests) = mpsc::channel(16);
+    state.set_registry_sender(api_changes);
+    let registry_service = tokio::spawn(crate::registry::serve_changes(
+        change_requests,
+        store.clone(),
+        to_dataflow,
+    ));
+
     let (input_tx, input_rx) = mpsc::channel(config.dataflow.input_capacity);
     let outputs = PipelineOutputs {
         writers,
         feed: state.feed().clone(),
+        unknown: state.unknown_devices().clone(),
         unstored,
     };
     // Where a rebuild of the windows open at the last stop starts, if there is one to do.
@@ -222,6 +251,7 @@ pub async fn run(
             finish_open_windows: false,
         },
         input_rx,
+        ioc_dataflow::RegistryFeed::live(devices.into_values().collect(), registry_changes),
         outputs,
         dataflow_metrics,
         Arc::new(SystemClock),
@@ -305,6 +335,8 @@ pub async fn run(
     // The dataflow ends once ingest has stopped and its queue is drained.
     let dataflow_result = tokio::task::spawn_blocking(move || dataflow.join()).await;
     health_task.abort();
+    state.clear_registry_sender();
+    registry_service.abort();
     if let Some(tasks) = writer_tasks {
         let timeout = Duration::from_millis(config.shutdown.flush_timeout_ms);
         match tokio::time::timeout(timeout, tasks.join()).await {
@@ -448,7 +480,8 @@ mod tests {
             windows: vec![WindowSpec::sliding(900_000, 60_000)],
             ..tumbling
         };
-        // The same, on a minute boundary: 10:21:00.
-        assert_eq!(rebuild_from(t(10, 37, 30), &sliding, 60_000), t(10, 21, 0));
+        // The same, on a boundary of both the minute slide and the 5-minute KPI base windows
+        // that are always computed: 10:20:00.
+        assert_eq!(rebuild_from(t(10, 37, 30), &sliding, 60_000), t(10, 20, 0));
     }
 }

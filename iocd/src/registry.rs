@@ -1,0 +1,151 @@
+//! The device registry at start-up and its changes at run time.
+//!
+//! At start-up the registry is the fleet file (the checked-in Da Nang fleet unless
+//! `registry.path` names another), with the changes stored in ClickHouse on top: a stored
+//! device replaces the file's entry with its id, a stored removal takes the id out. Devices the
+//! table does not hold as they are get stored, so analysts can join KPI rows to every device.
+//!
+//! At run time the API hands each change to [`serve_changes`], which stores it first (when
+//! ClickHouse is configured), then feeds it to the dataflow, then confirms it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use ioc_dashboard_api::RegistryRequest;
+use ioc_schemas::{parse_fleet, Device, DeviceChange, DEFAULT_FLEET_JSON};
+use ioc_store::Store;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// Where the registry comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A fleet file (a JSON array of devices, see `schemas/json/device.schema.json`) to start
+    /// from; the checked-in Da Nang fleet (`registry/da_nang.json`) when absent.
+    pub path: Option<PathBuf>,
+    /// Capacity of the bounded queue of changes into the dataflow; an API change waits while
+    /// it is full.
+    pub change_capacity: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            path: None,
+            change_capacity: 64,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The registry to start with: the fleet file with the stored changes on top. Stores the
+/// devices ClickHouse does not yet hold as they are.
+pub async fn initial_devices(
+    config: &RegistryConfig,
+    store: Option<&Store>,
+) -> anyhow::Result<BTreeMap<String, Device>> {
+    let text = match &config.path {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the fleet file {}", path.display()))?,
+        None => DEFAULT_FLEET_JSON.to_owned(),
+    };
+    let file = parse_fleet(&text).with_context(|| match &config.path {
+        Some(path) => format!("fleet file {}", path.display()),
+        None => "the checked-in fleet".to_owned(),
+    })?;
+    let Some(store) = store else {
+        return Ok(file);
+    };
+    let stored = store.load_devices().await?;
+    let devices = stored.overlay(file);
+    let unstored: Vec<Device> = devices
+        .values()
+        .filter(|d| stored.devices.get(&d.id) != Some(d))
+        .cloned()
+        .collect();
+    store.save_devices(&unstored, now_ms()).await?;
+    tracing::info!(
+        devices = devices.len(),
+        stored_changes = stored.devices.len() + stored.removed.len(),
+        newly_stored = unstored.len(),
+        "device registry loaded"
+    );
+    Ok(devices)
+}
+
+/// Applies the API's registry changes until the API drops its sender: each is stored (when
+/// `store` is set), then fed to the dataflow, then confirmed. A change that cannot be stored
+/// is refused and goes no further.
+pub async fn serve_changes(
+    mut requests: mpsc::Receiver<RegistryRequest>,
+    store: Option<Store>,
+    dataflow: mpsc::Sender<DeviceChange>,
+) {
+    while let Some(RegistryRequest { change, reply }) = requests.recv().await {
+        let result = apply(&change, store.as_ref(), &dataflow).await;
+        match &result {
+            Ok(()) => tracing::info!(device = change.device_id(), "registry change applied"),
+            Err(e) => tracing::warn!(device = change.device_id(), error = %e, "registry change refused"),
+        }
+        // The API may have timed out and gone; the change stands either way.
+        let _ = reply.send(result);
+    }
+}
+
+async fn apply(
+    change: &DeviceChange,
+    store: Option<&Store>,
+    dataflow: &mpsc::Sender<DeviceChange>,
+) -> Result<(), String> {
+    if let Some(store) = store {
+        store
+            .save_device_change(change, now_ms())
+            .await
+            .map_err(|e| format!("not stored, so not applied: {e}"))?;
+    }
+    dataflow
+        .send(change.clone())
+        .await
+        .map_err(|_| "the dataflow has stopped".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_default_registry_is_the_checked_in_fleet() {
+        let devices = initial_devices(&RegistryConfig::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(devices.len(), 474);
+        assert!(devices.contains_key("tsc-hai_chau-001"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_fleet_file_names_the_device() {
+        let dir = std::env::temp_dir().join(format!("iocd-fleet-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleet.json");
+        std::fs::write(
+            &path,
+            r#"[{"id":"g1","kind":"sensor","name":"x","district":"hai_chau","lat":95,"lon":108,"department":"transport","expected_interval_s":60}]"#,
+        )
+        .unwrap();
+        let config = RegistryConfig {
+            path: Some(path),
+            ..RegistryConfig::default()
+        };
+        let e = initial_devices(&config, None).await.unwrap_err();
+        let text = format!("{e:#}");
+        assert!(text.contains("g1") && text.contains("lat"), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
