@@ -1,13 +1,14 @@
-//! The dataflow alone: readings through dedupe, the watermark, the exchange and 1-minute and
-//! 5-minute tumbling windows, with outputs that keep nothing.
+//! The dataflow alone: readings through dedupe, the watermark, the registry join (every device
+//! registered), the exchange, 1-minute and 5-minute tumbling windows and the KPIs, with outputs
+//! that keep nothing.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
+use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, SensorBody,
-    Transport, WindowResult,
+    Ack, Body, DeadLetter, Department, Device, District, EventTime, Ingested, IngestedReading,
+    Kind, Kpi, Reading, SensorBody, Transport, WindowResult,
 };
 use tokio::sync::mpsc;
 
@@ -25,6 +26,26 @@ impl Outputs for Discard {
     fn window(&self, result: WindowResult) {
         std::hint::black_box(result);
     }
+    fn kpi(&self, kpi: Kpi) {
+        std::hint::black_box(kpi);
+    }
+    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
+}
+
+fn registry() -> Vec<Device> {
+    (0..DEVICES)
+        .map(|i| Device {
+            id: format!("gauge-{i}"),
+            kind: Kind::Sensor,
+            name: format!("Trạm đo mực nước {i}"),
+            district: District::ALL[i % 7],
+            lat: 16.0,
+            lon: 108.2,
+            department: Department::DisasterPrevention,
+            expected_interval_s: 10,
+            free_flow_kmh: None,
+        })
+        .collect()
 }
 
 fn readings() -> Vec<Ingested> {
@@ -82,6 +103,7 @@ fn windows(c: &mut Criterion) {
                         config,
                         ioc_dataflow::RunOptions::default(),
                         rx,
+                        RegistryFeed::fixed(registry()),
                         Discard,
                         metrics,
                         Arc::new(ManualClock::new(BASE)),

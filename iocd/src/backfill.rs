@@ -13,9 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ioc_dataflow::{DataflowMetrics, Outputs, RegistryFeed, RunOptions, SystemClock};
-use ioc_schemas::{
-    Ack, DeadLetter, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult,
-};
+use ioc_schemas::{Ack, DeadLetter, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult};
 use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowRow};
 use tokio::sync::mpsc;
 

@@ -11,8 +11,7 @@ use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
 use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{
-    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, ValidationLimits,
-    WindowResult,
+    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, ValidationLimits, WindowResult,
 };
 use ioc_store::{
     DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Store, StoreMetrics, WindowRow,

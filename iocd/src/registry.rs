@@ -92,7 +92,9 @@ pub async fn serve_changes(
         let result = apply(&change, store.as_ref(), &dataflow).await;
         match &result {
             Ok(()) => tracing::info!(device = change.device_id(), "registry change applied"),
-            Err(e) => tracing::warn!(device = change.device_id(), error = %e, "registry change refused"),
+            Err(e) => {
+                tracing::warn!(device = change.device_id(), error = %e, "registry change refused")
+            }
         }
         // The API may have timed out and gone; the change stands either way.
         let _ = reply.send(result);

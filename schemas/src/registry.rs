@@ -255,16 +255,14 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Device)>)> = vec![
-            ("id", Box::new(|d| d.id = "bad id".into())),
-            ("name", Box::new(|d| d.name = "  ".into())),
-            ("lat", Box::new(|d| d.lat = 91.0)),
-            ("lon", Box::new(|d| d.lon = f64::NAN)),
-            (
-                "expected_interval_s",
-                Box::new(|d| d.expected_interval_s = 0),
-            ),
-            ("free_flow_kmh", Box::new(|d| d.free_flow_kmh = Some(-1.0))),
+        type Breaks = fn(&mut Device);
+        let cases: [(&str, Breaks); 6] = [
+            ("id", |d| d.id = "bad id".into()),
+            ("name", |d| d.name = "  ".into()),
+            ("lat", |d| d.lat = 91.0),
+            ("lon", |d| d.lon = f64::NAN),
+            ("expected_interval_s", |d| d.expected_interval_s = 0),
+            ("free_flow_kmh", |d| d.free_flow_kmh = Some(-1.0)),
         ];
         for (field, break_it) in cases {
             let mut d = device();

@@ -186,7 +186,29 @@ impl Store {
                 DeviceRow::tombstone(id, last, at_ms)
             }
         };
-        let context = "saving a device change";
+        self.insert_device_rows(&[row], "saving a device change")
+            .await
+    }
+
+    /// Records the devices the registry starts with that the table does not hold as they
+    /// are (the first start, or a changed fleet file), in one insert, so analysts can join
+    /// KPI rows to every device.
+    pub async fn save_devices(&self, devices: &[Device], at_ms: u64) -> Result<(), StoreError> {
+        let rows: Vec<DeviceRow> = devices
+            .iter()
+            .map(|d| DeviceRow::upsert(d, at_ms))
+            .collect();
+        self.insert_device_rows(&rows, "saving the registry").await
+    }
+
+    async fn insert_device_rows(
+        &self,
+        rows: &[DeviceRow],
+        context: &'static str,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         let timeout = Some(self.config().insert_timeout());
         let mut insert = self
             .client()
@@ -194,10 +216,12 @@ impl Store {
             .await
             .map_err(|e| StoreError::clickhouse(context, e))?
             .with_timeouts(timeout, timeout);
-        insert
-            .write(&row)
-            .await
-            .map_err(|e| StoreError::clickhouse(context, e))?;
+        for row in rows {
+            insert
+                .write(row)
+                .await
+                .map_err(|e| StoreError::clickhouse(context, e))?;
+        }
         insert
             .end()
             .await

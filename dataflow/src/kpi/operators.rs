@@ -114,7 +114,7 @@ where
             let limit = complete_before.unwrap_or(u64::MAX);
             if let (Some(from), Some(f)) = (ticks_from, complete_before) {
                 if next_tick.is_none() && f > 0 {
-                    let first = earliest_data.map_or(f, |e| e.min(f));
+                    let first = earliest_data.unwrap_or(f);
                     next_tick = Some((first - first % BASE_WINDOW_MS + BASE_WINDOW_MS).max(from));
                 }
             }
