@@ -167,6 +167,7 @@ impl DeviceKpis {
         }
         if end % HOUR_MS == 0 {
             self.close_hour(end, out);
+            self.forget_strangers(end);
         }
         if (end + CITY_OFFSET_MS) % DAY_MS == 0 {
             self.close_day(end, out);
@@ -261,6 +262,26 @@ impl DeviceKpis {
             // Camera events are counted per district (`city.rs`).
             Kind::CameraEvent => {}
         }
+    }
+
+    /// Drops the state of unregistered devices silent for a day (the longest KPI horizon),
+    /// so ids that come and go do not pile up.
+    fn forget_strangers(&mut self, end: u64) {
+        let horizon = end.saturating_sub(DAY_MS);
+        let registry = &self.registry;
+        let stranger = |id: &String| !registry.contains_key(id);
+        self.seen.retain(|id, s| {
+            !stranger(id) || !s.open.is_empty() || s.last_seen_ms.is_some_and(|t| t >= horizon)
+        });
+        self.rain
+            .retain(|id, h| !stranger(id) || h.back().is_some_and(|(e, _)| *e >= horizon));
+        self.level
+            .retain(|id, h| !stranger(id) || h.back().is_some_and(|(e, _)| *e >= horizon));
+        self.air.retain(|id, a| {
+            !stranger(id)
+                || a.hour.windows > 0
+                || a.hourly.keys().next_back().is_some_and(|t| *t >= horizon)
+        });
     }
 
     fn rain(&mut self, gauge: &str, district: District, end: u64, mm: f64) -> HydrologyKpi {
@@ -844,6 +865,33 @@ mod tests {
         assert!(nh4.exceeded);
         assert_eq!(nh4.limit_max, Some(0.9));
         assert!(!water.iter().find(|w| w.parameter == "do").unwrap().exceeded);
+    }
+
+    #[test]
+    fn unregistered_devices_are_forgotten_after_a_day_of_silence() {
+        let mut k = DeviceKpis::default();
+        register(&mut k, "known", meta(Kind::Sensor, 60));
+        for id in ["known", "stranger"] {
+            k.take(KpiInput::Activity(Activity {
+                device_id: id.into(),
+                medium: None,
+                event_ms: T0 + 1,
+                registered: id == "known",
+            }));
+            k.take(KpiInput::Window(window(
+                id,
+                Kind::Sensor,
+                "rainfall_mm",
+                T0 + BASE_WINDOW_MS,
+                &[1.0],
+            )));
+        }
+        close(&mut k, T0 + BASE_WINDOW_MS);
+        close(&mut k, T0 + HOUR_MS);
+        assert!(k.rain.contains_key("stranger") && k.seen.contains_key("stranger"));
+        close(&mut k, T0 + DAY_MS + HOUR_MS);
+        assert!(!k.rain.contains_key("stranger") && !k.seen.contains_key("stranger"));
+        assert!(k.rain.contains_key("known") && k.seen.contains_key("known"));
     }
 
     #[test]
