@@ -510,6 +510,13 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         .nth(2)
         .and_then(|b| b.split("```").next())
         .expect("README has a second sql block, the KPI queries");
+    // The README shows exactly the queries the store's own test checks row by row.
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        squash(block),
+        squash(ioc_store::ANALYST_QUERIES_SQL),
+        "README and store/sql/analyst_queries.sql differ"
+    );
     let queries: Vec<String> = block
         .split(';')
         .map(str::trim)

@@ -823,6 +823,49 @@ mod tests {
     }
 
     #[test]
+    fn bridge_wind_and_strain() {
+        let mut k = DeviceKpis::default();
+        let end = T0 + BASE_WINDOW_MS;
+        // 30 wind reports (every 10 s): 29 at 11 m/s and a 40 m/s gust; strain 80–140 µε.
+        let mut wind = vec![11.0; 29];
+        wind.push(40.0);
+        k.take(KpiInput::Window(window(
+            "bridge-rong",
+            Kind::Sensor,
+            "wind_speed_ms",
+            end,
+            &wind,
+        )));
+        k.take(KpiInput::Window(window(
+            "bridge-rong",
+            Kind::Sensor,
+            "strain_ue",
+            end,
+            &[80.0, 110.0, 140.0],
+        )));
+        k.take(KpiInput::Window(window(
+            "bridge-rong",
+            Kind::Sensor,
+            "temperature_c",
+            end,
+            &[27.0, 29.0],
+        )));
+        let out = close(&mut k, end);
+        let Some(Kpi::Bridge(b)) = out.first() else {
+            panic!("{out:?}");
+        };
+        // (29 × 11 + 40) / 30 = 11.97 m/s mean; the gust is the window's max.
+        assert!((b.wind_mean_ms.unwrap() - 359.0 / 30.0).abs() < 1e-9);
+        assert_eq!(b.wind_max_ms, Some(40.0));
+        assert_eq!(
+            (b.strain_min_ue, b.strain_mean_ue, b.strain_max_ue),
+            (Some(80.0), Some(110.0), Some(140.0))
+        );
+        assert_eq!(b.temperature_c, Some(28.0));
+        assert_eq!(b.humidity_pct, None);
+    }
+
+    #[test]
     fn water_exceedances_use_the_station_medium() {
         let mut k = DeviceKpis::default();
         let end = T0 + BASE_WINDOW_MS;
