@@ -29,6 +29,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Filter, Map};
+use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::{ActivateCapability, Concat};
 use tokio::sync::mpsc;
 
@@ -39,7 +40,9 @@ use crate::kpi::city::CityInput;
 use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
 use crate::metrics::DataflowMetrics;
-use crate::registry::{join_registry, registry_changes, DeviceMeta, Observation, RegistryFeed};
+use crate::registry::{
+    device_route, join_registry, registry_changes, DeviceMeta, Observation, RegistryFeed,
+};
 use crate::watermark::Watermarks;
 use crate::window::event_time_windows;
 use crate::DataflowError;
@@ -79,7 +82,7 @@ impl DataflowHandle {
 }
 
 /// How one run of the dataflow treats the edges of its input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOptions {
     /// Windows starting before this are not emitted (their readings are only partly fed in):
     /// 0 for all; after a restart, where the replay begins.
@@ -87,6 +90,11 @@ pub struct RunOptions {
     /// When the input ends, emit the windows still open as final instead of discarding them:
     /// for a backfill, whose input is complete; not for a process shutting down.
     pub finish_open_windows: bool,
+    /// Final 5-minute windows from before `emit_windows_from_ms` (see
+    /// [`crate::kpi::device::HISTORY_METRICS`]), oldest first: after a restart they restore
+    /// the KPI state with long horizons — the NowCast's 12 hours, the 24-hour rain, the day's
+    /// AQI — without emitting KPI rows for them again.
+    pub kpi_history: Vec<WindowResult>,
 }
 
 /// Starts the workers. They run until every sender of `input` is dropped; then open windows are
@@ -102,7 +110,9 @@ pub fn spawn<O: Outputs>(
     clock: Arc<dyn Clock>,
 ) -> Result<DataflowHandle, DataflowError> {
     config.validate()?;
-    let input = Arc::new(Mutex::new(Some((input, registry))));
+    let mut options = options;
+    let history = std::mem::take(&mut options.kpi_history);
+    let input = Arc::new(Mutex::new(Some((input, registry, history))));
     let discard_open = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
         .name("ioc-dataflow".into())
@@ -112,7 +122,7 @@ pub fn spawn<O: Outputs>(
                 run_worker(
                     worker,
                     &config,
-                    options,
+                    options.clone(),
                     taken,
                     outputs.clone(),
                     metrics.clone(),
@@ -135,7 +145,7 @@ fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
     config: &DataflowConfig,
     options: RunOptions,
-    input: Option<(mpsc::Receiver<Ingested>, RegistryFeed)>,
+    input: Option<(mpsc::Receiver<Ingested>, RegistryFeed, Vec<WindowResult>)>,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
@@ -152,9 +162,11 @@ fn run_worker<O: Outputs>(
     let miss_metrics = metrics.clone();
     let kpi_outputs = outputs.clone();
     let kpi_metrics = metrics.clone();
-    let ((mut handle, cap), mut registry_input, probe) =
+    let emit_from = options.emit_windows_from_ms;
+    let ((mut handle, cap), mut registry_input, (mut history_input, history_cap), probe) =
         worker.dataflow::<u64, _, _>(move |scope| {
             let (input, observations) = scope.new_unordered_input();
+            let (history_input, history) = scope.new_unordered_input();
             let (registry_input, registry) = scope.new_collection();
             let changes = registry_changes(registry);
             let enriched = join_registry(observations, changes.clone());
@@ -165,7 +177,7 @@ fn run_worker<O: Outputs>(
                 samples,
                 windows,
                 lateness_ms,
-                options.emit_windows_from_ms,
+                emit_from,
                 window_discard,
                 window_clock,
             );
@@ -228,8 +240,12 @@ fn run_worker<O: Outputs>(
                 .concat(finals.clone().map(KpiInput::Window))
                 .concat(changes.map(|((device, meta), time, diff)| {
                     KpiInput::Registry(device, meta, time, diff)
+                }))
+                .concat(history.exchange(|i: &KpiInput| match i {
+                    KpiInput::Window(w) => device_route(&w.device_id),
+                    _ => 0,
                 }));
-            let per_device = device_kpis(device_inputs, options.emit_windows_from_ms);
+            let per_device = device_kpis(device_inputs, emit_from);
             let city_inputs = per_device.clone().map(CityInput::Device).concat(
                 finals
                     .filter(|w: &WindowResult| w.kind == Kind::CameraEvent)
@@ -257,12 +273,13 @@ fn run_worker<O: Outputs>(
                     },
                 )
                 .probe_with(&probe);
-            (input, registry_input, probe)
+            (input, registry_input, history_input, probe)
         });
 
-    let Some((mut rx, registry)) = input else {
+    let Some((mut rx, registry, history)) = input else {
         // Only worker 0 feeds the dataflow; the others give up their input capabilities.
         drop(cap);
+        drop(history_cap);
         registry_input.close();
         while worker.step_or_park(None) {}
         return Ok(());
@@ -274,6 +291,15 @@ fn run_worker<O: Outputs>(
         current.insert(device.id.clone(), meta);
     }
     registry_input.flush();
+    // The KPI history goes in first, at each window's end, and its input closes.
+    for window in history {
+        let end = window.window_start_ms + window.window_size_ms;
+        history_input
+            .activate()
+            .session(&history_cap.delayed(&end))
+            .give(KpiInput::Window(window));
+    }
+    drop(history_cap);
 
     let mut feeder = Feeder {
         config,

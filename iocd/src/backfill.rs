@@ -117,6 +117,7 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
         RunOptions {
             emit_windows_from_ms: from_ms,
             finish_open_windows: true,
+            ..RunOptions::default()
         },
         rx,
         RegistryFeed::fixed(devices.into_values().collect()),

@@ -243,11 +243,36 @@ pub async fn run(
             .map(|newest| rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms)),
         _ => None,
     };
+    // The stored windows the KPIs with long horizons need from before the rebuild.
+    let kpi_history = match (&store, rebuild) {
+        (Some(store), Some(from)) => {
+            let (size, span) = (
+                ioc_dataflow::kpi::device::BASE_WINDOW_MS,
+                ioc_dataflow::kpi::device::HISTORY_SPAN_MS,
+            );
+            store
+                .final_windows(
+                    size,
+                    from.saturating_sub(span),
+                    from,
+                    &ioc_dataflow::kpi::device::HISTORY_METRICS,
+                )
+                .await?
+        }
+        _ => Vec::new(),
+    };
+    if !kpi_history.is_empty() {
+        tracing::info!(
+            windows = kpi_history.len(),
+            "restoring kpi state from stored windows"
+        );
+    }
     let dataflow = ioc_dataflow::spawn(
         config.dataflow.clone(),
         ioc_dataflow::RunOptions {
             emit_windows_from_ms: rebuild.unwrap_or(0),
             finish_open_windows: false,
+            kpi_history,
         },
         input_rx,
         ioc_dataflow::RegistryFeed::live(devices.into_values().collect(), registry_changes),

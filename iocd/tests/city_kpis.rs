@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,7 +15,6 @@ use ioc_schemas::{
     EnvironmentBody, EventTime, Kind, Medium, Reading, SensorBody, SignalState, TrafficSignalBody,
 };
 use iocd::Config;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -93,59 +91,6 @@ fn sensor(run: &str, id: &str, t: u64, metric: &str, value: f64) -> Reading {
             unit: "mm".into(),
         }),
     }
-}
-
-/// Publishes with QoS 1, in order, and waits for every PUBACK.
-async fn publish_all(client_id: &str, messages: Vec<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
-    options.set_keep_alive(Duration::from_secs(10));
-    options.set_inflight(1);
-    let (client, mut eventloop) = AsyncClient::new(options, messages.len() + 10);
-    let expected = messages.len();
-    let sender = tokio::spawn(async move {
-        for (topic, payload) in messages {
-            client
-                .publish(topic, QoS::AtLeastOnce, false, payload)
-                .await
-                .unwrap();
-        }
-        client
-    });
-    let mut acked = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked < expected {
-        assert!(
-            Instant::now() < deadline,
-            "only {acked}/{expected} acknowledged"
-        );
-        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => panic!("publisher connection failed: {e}"),
-        }
-    }
-    let client = sender.await.unwrap();
-    client.disconnect().await.unwrap();
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response[9..12].parse().unwrap();
-    let text = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    (
-        status,
-        serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
-    )
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -240,14 +185,14 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         let _ = stop_rx.await;
     }));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http(addr, "GET", "/healthz", "").await.0 != 200 {
+    while common::http(addr, "GET", "/healthz", "").await.0 != 200 {
         assert!(Instant::now() < deadline, "pipeline never became healthy");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // The registry file is what the API lists.
-    let (status, devices) = http(addr, "GET", "/api/v1/devices", "").await;
+    let (status, devices) = common::http(addr, "GET", "/api/v1/devices", "").await;
     assert_eq!(status, 200);
     assert_eq!(devices["count"], 3, "{devices}");
 
@@ -325,7 +270,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         )),
     ));
     events.sort_by_key(|(t, ..)| *t);
-    publish_all(
+    common::publish_all(
         &format!("pub-{run}"),
         events
             .into_iter()
@@ -467,7 +412,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         .await
         .unwrap();
     assert_eq!(stored_stray, 1);
-    let (_, unknown) = http(addr, "GET", "/api/v1/devices/unknown", "").await;
+    let (_, unknown) = common::http(addr, "GET", "/api/v1/devices/unknown", "").await;
     assert_eq!(unknown["devices"][0]["id"], stray.as_str(), "{unknown}");
     let (_, metrics) = {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -491,9 +436,9 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         60,
     ))
     .unwrap();
-    let (status, _) = http(addr, "POST", "/api/v1/devices", &body).await;
+    let (status, _) = common::http(addr, "POST", "/api/v1/devices", &body).await;
     assert_eq!(status, 201);
-    let (_, unknown) = http(addr, "GET", "/api/v1/devices/unknown", "").await;
+    let (_, unknown) = common::http(addr, "GET", "/api/v1/devices/unknown", "").await;
     assert_eq!(unknown["count"], 0, "{unknown}");
     let registered: u64 = client
         .query("SELECT count() FROM devices FINAL WHERE id = ? AND deleted = 0")

@@ -8,33 +8,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, serde_json::Value::Null);
-    };
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let text = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("");
-    (
-        status,
-        serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_lists_the_whole_fleet() {
     let run = common::run_id("demo");
@@ -61,7 +34,7 @@ async fn the_demo_lists_the_whole_fleet() {
     let iocd = common::Iocd { child, log };
     let addr: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while http(addr, "GET", "/healthz", "").await.0 != 200 {
+    while common::http(addr, "GET", "/healthz", "").await.0 != 200 {
         assert!(
             Instant::now() < deadline,
             "the demo never became healthy; see {}",
@@ -70,7 +43,7 @@ async fn the_demo_lists_the_whole_fleet() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (status, list) = http(addr, "GET", "/api/v1/devices", "").await;
+    let (status, list) = common::http(addr, "GET", "/api/v1/devices", "").await;
     assert_eq!(status, 200);
     assert_eq!(list["count"], 474);
     let devices = list["devices"].as_array().unwrap();
@@ -98,7 +71,7 @@ async fn the_demo_lists_the_whole_fleet() {
     ] {
         assert!(names.contains(&station), "{station} is missing");
     }
-    let (_, junctions) = http(
+    let (_, junctions) = common::http(
         addr,
         "GET",
         "/api/v1/devices?kind=traffic_signal&district=hai_chau",
@@ -116,12 +89,12 @@ async fn the_demo_lists_the_whole_fleet() {
         "district": "hoa_vang", "lat": 16.0, "lon": 108.1,
         "department": "disaster_prevention", "expected_interval_s": 60
     });
-    let (status, _) = http(addr, "POST", "/api/v1/devices", &gauge.to_string()).await;
+    let (status, _) = common::http(addr, "POST", "/api/v1/devices", &gauge.to_string()).await;
     assert_eq!(status, 201);
-    let (status, got) = http(addr, "GET", &format!("/api/v1/devices/rain-{run}"), "").await;
+    let (status, got) = common::http(addr, "GET", &format!("/api/v1/devices/rain-{run}"), "").await;
     assert_eq!(status, 200);
     assert_eq!(got["name"], "Trạm đo mưa thử", "{got}");
-    let (_, list) = http(addr, "GET", "/api/v1/devices", "").await;
+    let (_, list) = common::http(addr, "GET", "/api/v1/devices", "").await;
     assert_eq!(list["count"], 475);
 
     iocd.stop();

@@ -1,8 +1,8 @@
 //! Reading back what is stored: the readings that rebuild open windows after a restart.
 
-use ioc_schemas::{District, Kind, Transport};
+use ioc_schemas::{District, Kind, Transport, WindowResult};
 
-use crate::rows::ReadingRow;
+use crate::rows::{ReadingRow, WindowRow};
 use crate::{Store, StoreError};
 
 /// A stored on-time reading, as the restart rebuild needs it.
@@ -47,7 +47,64 @@ impl StoredReading {
     }
 }
 
+impl WindowRow {
+    fn to_result(&self) -> Result<WindowResult, StoreError> {
+        Ok(WindowResult {
+            kind: from_code(&Kind::ALL, self.kind, "kind")?,
+            district: from_code(&District::ALL, self.district, "district")?,
+            device_id: self.device_id.clone(),
+            metric: self.metric.clone(),
+            window_start_ms: self.window_start_ms,
+            window_size_ms: self.window_size_ms,
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            mean: self.mean,
+            emitted_at_ms: self.emitted_at_ms,
+            version: self.version,
+            is_final: self.is_final == 1,
+        })
+    }
+}
+
 impl Store {
+    /// The final results of the tumbling windows of `size_ms` starting in `[from_ms, to_ms)`
+    /// for `metrics`, oldest first: the history the KPIs with long horizons (NowCast, 24-hour
+    /// rain) are rebuilt from after a restart.
+    pub async fn final_windows(
+        &self,
+        size_ms: u64,
+        from_ms: u64,
+        to_ms: u64,
+        metrics: &[&str],
+    ) -> Result<Vec<WindowResult>, StoreError> {
+        if metrics.is_empty() || from_ms >= to_ms {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; metrics.len()].join(", ");
+        let mut query = self
+            .client()
+            .query(&format!(
+                "SELECT ?fields FROM window_results FINAL \
+                 WHERE window_size_ms = ? AND window_start_ms >= ? AND window_start_ms < ? \
+                   AND window_start_ms % ? = 0 AND is_final = 1 AND metric IN ({placeholders}) \
+                 ORDER BY window_start_ms, device_id, metric"
+            ))
+            .bind(size_ms)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(size_ms);
+        for metric in metrics {
+            query = query.bind(*metric);
+        }
+        let rows: Vec<WindowRow> = query
+            .fetch_all()
+            .await
+            .map_err(|e| StoreError::clickhouse("reading final windows", e))?;
+        rows.iter().map(WindowRow::to_result).collect()
+    }
+
     /// The newest event time of a stored on-time reading, if any.
     pub async fn newest_on_time_event_ms(&self) -> Result<Option<u64>, StoreError> {
         let (count, newest): (u64, u64) = self

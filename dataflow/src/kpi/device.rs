@@ -21,6 +21,21 @@ const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 /// Da Nang is UTC+7: a city day starts at 17:00 UTC.
 const CITY_OFFSET_MS: u64 = 7 * HOUR_MS;
+/// How far back the KPI state reaches: the 24-hour rain (the NowCast needs 12 hours, a city
+/// day at most 24).
+pub const HISTORY_SPAN_MS: u64 = DAY_MS;
+/// The metrics whose windows the KPI state with long horizons is built from; after a restart
+/// their stored final windows of the last [`HISTORY_SPAN_MS`] restore it.
+pub const HISTORY_METRICS: [&str; 8] = [
+    "pm25",
+    "pm10",
+    "o3",
+    "no2",
+    "so2",
+    "co",
+    "rainfall_mm",
+    "water_level_m",
+];
 /// A device silent for this many of its intervals is offline.
 pub const OFFLINE_AFTER_INTERVALS: u64 = 3;
 /// The water-level rise rate is measured over this span.

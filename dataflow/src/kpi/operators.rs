@@ -49,18 +49,21 @@ impl ClosesWindows for CityKpis {
 const MAX_CATCH_UP: u64 = 288;
 
 /// Per-device KPIs, on the worker that owns each device. Health is closed for every base
-/// window, whether or not anything arrived; windows ending before `emit_from_ms` plus one
-/// window are skipped (after a restart their readings are only partly replayed).
+/// window, whether or not anything arrived. Windows ending before `emit_from_ms` plus one
+/// window only build up state (after a restart they are the stored history, whose KPI rows
+/// were written by the previous run): their rows are not emitted again.
 pub(crate) fn device_kpis<'scope>(
     inputs: Stream<'scope, u64, Vec<KpiInput>>,
     emit_from_ms: u64,
 ) -> Stream<'scope, u64, Vec<Kpi>> {
+    let from = emit_from_ms.saturating_add(BASE_WINDOW_MS);
     close_by_window(
         inputs,
         Pipeline,
         "DeviceKpis",
         DeviceKpis::default(),
-        Some(emit_from_ms.saturating_add(BASE_WINDOW_MS)),
+        Some(from),
+        from,
     )
 }
 
@@ -74,17 +77,20 @@ pub(crate) fn city_kpis<'scope>(
         "CityKpis",
         CityKpis::default(),
         None,
+        0,
     )
 }
 
 /// Feeds `state` and closes each window end once the frontier has passed it. With
 /// `ticks_from`, every base window end from there on is closed even when nothing arrived.
+/// Ends before `emit_from` are closed without emitting their rows.
 fn close_by_window<'scope, S, P>(
     inputs: Stream<'scope, u64, Vec<S::Input>>,
     pact: P,
     name: &str,
     mut state: S,
     ticks_from: Option<u64>,
+    emit_from: u64,
 ) -> Stream<'scope, u64, Vec<Kpi>>
 where
     S: ClosesWindows,
@@ -128,27 +134,18 @@ where
                     (None, Some(t)) => t,
                     (None, None) => break,
                 };
-                if end < *held.time() {
-                    // Already past (a late straggler); its window was closed.
+                if end < *held.time() || end < emit_from {
+                    // Already past, or history: state only.
                     let mut discard = Vec::new();
                     state.close(end, &mut discard);
+                    advance_tick(&mut next_tick, end, complete_before);
                     continue;
                 }
                 state.close(end, &mut out);
                 if !out.is_empty() {
                     output.session(&held.delayed(&end)).give_container(&mut out);
                 }
-                if let Some(t) = next_tick.as_mut() {
-                    if *t <= end {
-                        *t = end - end % BASE_WINDOW_MS + BASE_WINDOW_MS;
-                        // Catch up at most a day of silent windows.
-                        if let Some(f) = complete_before {
-                            let last = f.saturating_sub(1) / BASE_WINDOW_MS * BASE_WINDOW_MS;
-                            let earliest = last.saturating_sub((MAX_CATCH_UP - 1) * BASE_WINDOW_MS);
-                            *t = (*t).max(earliest);
-                        }
-                    }
-                }
+                advance_tick(&mut next_tick, end, complete_before);
             }
             match complete_before {
                 Some(f) => held.downgrade(&f.max(*held.time())),
@@ -156,6 +153,20 @@ where
             }
         }
     })
+}
+
+/// Moves the next tick past a closed `end`, catching up at most a day of silent windows.
+fn advance_tick(next_tick: &mut Option<u64>, end: u64, complete_before: Option<u64>) {
+    if let Some(t) = next_tick.as_mut() {
+        if *t <= end {
+            *t = end - end % BASE_WINDOW_MS + BASE_WINDOW_MS;
+            if let Some(f) = complete_before {
+                let last = f.saturating_sub(1) / BASE_WINDOW_MS * BASE_WINDOW_MS;
+                let earliest = last.saturating_sub((MAX_CATCH_UP - 1) * BASE_WINDOW_MS);
+                *t = (*t).max(earliest);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

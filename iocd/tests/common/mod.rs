@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const KAFKA: &str = "127.0.0.1:9092";
 pub const KINDS: [&str; 4] = ["sensor", "traffic_signal", "camera_event", "environment"];
@@ -319,4 +322,65 @@ pub fn kafka_config_with(
             config.replacen(&listen, &format!("{listen}{http}\n"), 1)
         }
     }
+}
+
+/// Publishes with QoS 1, in order, and waits for every PUBACK.
+pub async fn publish_all(client_id: &str, messages: Vec<(String, Vec<u8>)>) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    options.set_keep_alive(Duration::from_secs(10));
+    options.set_inflight(1);
+    let (client, mut eventloop) = AsyncClient::new(options, messages.len() + 10);
+    let expected = messages.len();
+    let sender = tokio::spawn(async move {
+        for (topic, payload) in messages {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked < expected {
+        assert!(
+            Instant::now() < deadline,
+            "only {acked}/{expected} acknowledged"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => panic!("publisher connection failed: {e}"),
+        }
+    }
+    let client = sender.await.unwrap();
+    client.disconnect().await.unwrap();
+}
+
+/// One HTTP/1.1 request; `(0, Null)` while nothing listens yet.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, serde_json::Value::Null);
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let text = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
+    )
 }
