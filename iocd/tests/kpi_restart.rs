@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{Body, District, EnvironmentBody, EventTime, Medium, Reading, SensorBody};
+use ioc_schemas::{Body, EnvironmentBody, EventTime, Medium, Reading, SensorBody};
 use iocd::Config;
 
 const MINUTE: u64 = 60_000;
