@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ioc_schemas::{
@@ -177,19 +177,8 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         batch_max_wait_ms: 50,
         ..Default::default()
     });
-    config.http.listen = "127.0.0.1:0".parse().unwrap();
-    let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let pipeline = tokio::spawn(iocd::pipeline::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::http(addr, "GET", "/healthz", "").await.0 != 200 {
-        assert!(Instant::now() < deadline, "pipeline never became healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pipeline = common::Pipeline::start(config).await;
+    let addr = pipeline.addr;
 
     // The registry file is what the API lists.
     let (status, devices) = common::http(addr, "GET", "/api/v1/devices", "").await;
@@ -483,8 +472,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
     assert_eq!(rows[0], 4, "{rows:?}");
     assert!(rows[3] >= 1, "{rows:?}");
 
-    let _ = stop_tx.send(());
-    pipeline.await.unwrap().unwrap();
+    pipeline.stop().await;
     reader.abort();
     common::drop_database(&database).await;
     std::fs::remove_dir_all(&dir).unwrap();

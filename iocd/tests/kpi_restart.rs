@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ioc_schemas::{Body, EnvironmentBody, EventTime, Medium, Reading, SensorBody};
 use iocd::Config;
@@ -41,19 +41,8 @@ fn rain(run: &str, id: &str, t: u64) -> Reading {
 
 /// Runs the pipeline over `events` and stops it once `done` holds in ClickHouse.
 async fn run_pipeline(config: Config, run: &str, events: Vec<(String, Vec<u8>)>, wait_for: &str) {
-    let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let database = config.clickhouse.as_ref().unwrap().database.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let pipeline = tokio::spawn(iocd::pipeline::run(config, listener, async move {
-        let _ = stop_rx.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while common::http(addr, "GET", "/healthz", "").await.0 != 200 {
-        assert!(Instant::now() < deadline, "pipeline never became healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pipeline = common::Pipeline::start(config).await;
     common::publish_all(&format!("pub-{run}"), events).await;
     let client = common::clickhouse("http://127.0.0.1:8123", &database);
     common::wait_until(wait_for, Duration::from_secs(60), || {
@@ -61,8 +50,7 @@ async fn run_pipeline(config: Config, run: &str, events: Vec<(String, Vec<u8>)>,
         async move { client.query(wait_for).fetch_one::<u64>().await.unwrap_or(0) > 0 }
     })
     .await;
-    let _ = stop_tx.send(());
-    pipeline.await.unwrap().unwrap();
+    pipeline.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +105,6 @@ async fn hourly_aqi_and_rain_accumulations_survive_a_restart() {
             batch_max_wait_ms: 50,
             ..Default::default()
         });
-        config.http.listen = "127.0.0.1:0".parse().unwrap();
         config
     };
     let aqi_of_hour = |h: u64| {

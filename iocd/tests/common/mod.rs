@@ -384,3 +384,37 @@ pub async fn http(
         serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// An in-process pipeline (`iocd::pipeline::run`) serving its API on a free port.
+pub struct Pipeline {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Pipeline {
+    /// Starts the pipeline and waits until `/healthz` says it is up, plus a moment for the
+    /// MQTT subscription to settle.
+    pub async fn start(mut config: iocd::Config) -> Pipeline {
+        config.http.listen = "127.0.0.1:0".parse().unwrap();
+        let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(iocd::pipeline::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(addr, "GET", "/healthz", "").await.0 != 200 {
+            assert!(Instant::now() < deadline, "pipeline never became healthy");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Pipeline { addr, stop, task }
+    }
+
+    /// Shuts it down as Ctrl-C would, and checks it ended cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
