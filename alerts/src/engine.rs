@@ -1,0 +1,1 @@
+//! The rule engine: turns observations of readings and KPIs into breaches and clears.

@@ -1,0 +1,17 @@
+//! Alerts of the Da Nang IOC backend.
+//!
+//! Rules (from a TOML file and the API) turn readings and KPIs into breaches; the lifecycle
+//! keeps one open alert per (rule, entity), resolves it when its condition clears after a hold
+//! time, escalates it when nobody acknowledges it, and folds alert storms into summaries; the
+//! webhook dispatcher delivers the notifications departments subscribe to, at least once, from
+//! a durable outbox, signed in the Standard Webhooks style.
+
+pub mod engine;
+pub mod lifecycle;
+pub mod model;
+pub mod rules;
+pub mod webhooks;
+
+pub use model::{
+    Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition,
+};

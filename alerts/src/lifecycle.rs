@@ -1,0 +1,1 @@
+//! The alert lifecycle: one open alert per (rule, entity), hold time, escalation, storm control.

@@ -1,0 +1,1 @@
+//! Alert rules: their definition, the TOML file they come from, and validation.
