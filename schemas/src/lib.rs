@@ -3,6 +3,7 @@
 //! The wire format is one JSON envelope for every reading (see [`Reading`]); the JSON Schema
 //! files under `schemas/json/` are generated from these types by [`wire_schemas`].
 
+mod alert;
 mod district;
 mod event_time;
 mod ingested;
@@ -13,6 +14,7 @@ mod reject;
 mod topic;
 mod window;
 
+pub use alert::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, EpochMs, EventTime};
 pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
@@ -64,6 +66,10 @@ pub fn wire_schemas() -> Vec<(&'static str, String)> {
             pretty(&schemars::schema_for!(EnvironmentBody)),
         ),
         ("device.schema.json", pretty(&schemars::schema_for!(Device))),
+        (
+            "alert-event.schema.json",
+            pretty(&schemars::schema_for!(AlertEvent)),
+        ),
         ("kpi.schema.json", pretty(&schemars::schema_for!(Kpi))),
         (
             "window-result.schema.json",

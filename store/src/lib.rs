@@ -60,6 +60,7 @@
 //! `wait_end_of_query=1` (so errors come back as HTTP errors), which ClickHouse 18.16 and
 //! current releases both accept.
 
+mod alerts;
 mod config;
 mod error;
 mod kpi;
@@ -70,6 +71,7 @@ mod replay;
 mod rows;
 mod writer;
 
+pub use alerts::{AlertEventRow, WebhookAttemptRow};
 pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, StoreError};
 pub use kpi::{

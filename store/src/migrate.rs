@@ -183,6 +183,11 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
             name: "kpi tables, devices",
             statements: kpi_tables(db),
         },
+        Migration {
+            version: 4,
+            name: "alert_events, webhook_attempts",
+            statements: crate::alerts::alert_tables(db),
+        },
     ])
 }
 

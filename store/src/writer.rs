@@ -8,6 +8,7 @@ use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::alerts::{AlertEventRow, WebhookAttemptRow};
 use crate::config::ClickHouseConfig;
 use crate::error::{is_retryable_clickhouse, StoreError};
 use crate::kpi::{
@@ -86,6 +87,10 @@ pub struct Writers {
     pub late_readings: TableWriter<LateReadingRow>,
     /// KPI results, one table per family.
     pub kpis: KpiWriter,
+    /// Alert lifecycle events.
+    pub alert_events: TableWriter<AlertEventRow>,
+    /// Webhook delivery attempts.
+    pub webhook_attempts: TableWriter<WebhookAttemptRow>,
 }
 
 /// The running writer tasks.
@@ -136,6 +141,8 @@ pub(crate) fn spawn_writers(
             bridge: start::<BridgeKpiRow>(client, cfg, metrics, &mut tasks),
             health: start::<HealthKpiRow>(client, cfg, metrics, &mut tasks),
         },
+        alert_events: start::<AlertEventRow>(client, cfg, metrics, &mut tasks),
+        webhook_attempts: start::<WebhookAttemptRow>(client, cfg, metrics, &mut tasks),
     };
     (writers, WriterTasks { tasks })
 }

@@ -215,7 +215,7 @@ struct EnumNames {
 async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
     let cfg = test_config("migrate");
     let first = migrate(&cfg).await?;
-    assert_eq!(first.applied, vec![1, 2, 3]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4]);
     assert!(first.already_applied.is_empty());
 
     let client = cfg.client();
@@ -225,6 +225,7 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
         .fetch_all()
         .await?;
     let expected = [
+        ("alert_events", "ReplacingMergeTree"),
         ("dead_letters", "MergeTree"),
         ("devices", "ReplacingMergeTree"),
         ("kpi_aqi", "ReplacingMergeTree"),
@@ -237,6 +238,7 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
         ("late_readings", "ReplacingMergeTree"),
         ("readings", "ReplacingMergeTree"),
         ("schema_migrations", "MergeTree"),
+        ("webhook_attempts", "MergeTree"),
         ("window_results", "ReplacingMergeTree"),
     ];
     let tables: Vec<(&str, &str)> = tables
@@ -247,13 +249,13 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
 
     let second = migrate(&cfg).await?;
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1, 2, 3]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4]);
     let recorded: u64 = client
         .query("SELECT count() FROM schema_migrations")
         .fetch_one()
         .await?;
     assert_eq!(
-        recorded, 3,
+        recorded, 4,
         "one row per migration, none added by the second run"
     );
 
@@ -277,7 +279,7 @@ async fn rows_of_every_table_round_trip() -> Result<()> {
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     assert_eq!(
         store.migration_report().map(|r| r.applied.clone()),
-        Some(vec![1, 2, 3])
+        Some(vec![1, 2, 3, 4])
     );
     let (writers, tasks) = store.writers();
 
@@ -636,5 +638,100 @@ async fn server_sql_errors_are_classified_permanent() -> Result<()> {
         .await
         .expect_err("syntax error");
     assert!(!is_retryable_clickhouse(&e), "{e}");
+    drop_database(&cfg).await
+}
+
+/// An alert event and a webhook attempt go through their writers and read back by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_events_and_webhook_attempts_are_stored() -> Result<()> {
+    use ioc_schemas::{
+        Alert, AlertEvent, AlertState, Category, Department, District, Severity, Transition,
+    };
+    let cfg = test_config("alerts");
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let (writers, tasks) = store.writers();
+    let alert = Alert {
+        id: "aqi-bad:aq-cam_le:1795824000000".into(),
+        rule_id: "aqi-bad".into(),
+        entity_id: "aq-cam_le".into(),
+        district: Some(District::CamLe),
+        department: Department::Environment,
+        category: Category::AirQuality,
+        severity: Severity::Major,
+        state: AlertState::Acknowledged,
+        message: "VN_AQI 174 (Xấu) at Cẩm Lệ".into(),
+        value: Some(174.0),
+        opened_ms: 1_795_824_000_000,
+        breach_event_ms: 1_795_823_990_000,
+        updated_ms: 1_795_824_060_000,
+        breaches: 2,
+        escalations: 0,
+        acknowledged: Some(("operator-1".into(), 1_795_824_060_000)),
+        resolved: None,
+        comments: Vec::new(),
+        suppressed: false,
+    };
+    let event = AlertEvent {
+        event_id: format!("{}:3", alert.id),
+        alert,
+        transition: Transition::Acknowledged,
+        at_ms: 1_795_824_060_000,
+        actor: "operator-1".into(),
+        notify: false,
+    };
+    writers
+        .alert_events
+        .send(ioc_store::AlertEventRow::from(&event), None)
+        .await?;
+    writers
+        .webhook_attempts
+        .send(
+            ioc_store::WebhookAttemptRow {
+                delivery_id: "d1".into(),
+                webhook_id: "msg_1".into(),
+                subscription_id: "env".into(),
+                department: ioc_store::department_code(Department::Environment),
+                url: "http://127.0.0.1:9/hook".into(),
+                attempt: 1,
+                at: 1_795_824_060,
+                at_ms: 1_795_824_060_000,
+                status: Some(503),
+                latency_ms: 12,
+                error: Some("503 service unavailable".into()),
+                outcome: "retry".into(),
+            },
+            None,
+        )
+        .await?;
+    drop(writers);
+    tasks.join().await?;
+    let client = cfg.client();
+    let (transition, severity, state, category, district): (String, String, String, String, String) =
+        client
+            .query("SELECT toString(transition), toString(severity), toString(state), toString(category), toString(assumeNotNull(district)) FROM alert_events FINAL")
+            .fetch_one()
+            .await?;
+    assert_eq!(
+        (
+            transition.as_str(),
+            severity.as_str(),
+            state.as_str(),
+            category.as_str(),
+            district.as_str()
+        ),
+        (
+            "acknowledged",
+            "major",
+            "acknowledged",
+            "air_quality",
+            "cam_le"
+        )
+    );
+    let (outcome, status): (String, Option<u16>) = client
+        .query("SELECT outcome, status FROM webhook_attempts")
+        .fetch_one()
+        .await?;
+    assert_eq!((outcome.as_str(), status), ("retry", Some(503)));
     drop_database(&cfg).await
 }
