@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use ioc_schemas::{Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
@@ -18,6 +18,7 @@ use crate::{ApiMetrics, DeviceDirectory};
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<WindowResult>>,
     kpi_tx: broadcast::Sender<Arc<Kpi>>,
+    alert_tx: broadcast::Sender<Arc<AlertEvent>>,
     updates: IntCounter,
     /// `ioc_api_ws_kpi_updates_total{family}`, in [`KpiFamily::ALL`] order.
     kpi_updates: Vec<IntCounter>,
@@ -41,9 +42,11 @@ impl LiveFeed {
         // tokio's broadcast panics on a zero capacity.
         let (tx, _) = broadcast::channel(capacity.max(1));
         let (kpi_tx, _) = broadcast::channel(capacity.max(1));
+        let (alert_tx, _) = broadcast::channel(capacity.max(1));
         LiveFeed {
             tx,
             kpi_tx,
+            alert_tx,
             updates: metrics.ws_updates.clone(),
             kpi_updates: KpiFamily::ALL
                 .iter()
@@ -92,6 +95,17 @@ impl LiveFeed {
     /// A receiver of every result published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<WindowResult>> {
         self.tx.subscribe()
+    }
+
+    /// Publishes an alert event to every client on the `alerts` channel; returns how many
+    /// connections listen. Never blocks.
+    pub fn publish_alert(&self, event: AlertEvent) -> usize {
+        self.alert_tx.send(Arc::new(event)).unwrap_or(0)
+    }
+
+    /// A receiver of every alert event published from now on.
+    pub fn subscribe_alerts(&self) -> broadcast::Receiver<Arc<AlertEvent>> {
+        self.alert_tx.subscribe()
     }
 
     /// A receiver of every KPI row published from now on.

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use ioc_schemas::{District, Kind, Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, District, Kind, Kpi, KpiFamily, WindowResult};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -18,6 +18,8 @@ pub enum Channel {
     Windows,
     /// `kpi.<family>`: KPI rows of one family.
     Kpi(KpiFamily),
+    /// `alerts`: every alert lifecycle event (opened, acknowledged, escalated, resolved, ...).
+    Alerts,
 }
 
 impl Channel {
@@ -25,6 +27,7 @@ impl Channel {
     pub fn all() -> Vec<Channel> {
         std::iter::once(Channel::Windows)
             .chain(KpiFamily::ALL.into_iter().map(Channel::Kpi))
+            .chain(std::iter::once(Channel::Alerts))
             .collect()
     }
 
@@ -32,6 +35,9 @@ impl Channel {
     pub fn from_name(name: &str) -> Option<Channel> {
         if name == "windows" {
             return Some(Channel::Windows);
+        }
+        if name == "alerts" {
+            return Some(Channel::Alerts);
         }
         let family = name.strip_prefix("kpi.")?;
         KpiFamily::from_name(family).map(Channel::Kpi)
@@ -43,6 +49,7 @@ impl fmt::Display for Channel {
         match self {
             Channel::Windows => f.write_str("windows"),
             Channel::Kpi(family) => write!(f, "kpi.{}", family.as_str()),
+            Channel::Alerts => f.write_str("alerts"),
         }
     }
 }
@@ -152,6 +159,21 @@ impl Filter {
         self.channels.contains(&Channel::Windows)
     }
 
+    /// Whether `event` passes the filter: the `alerts` channel is subscribed and the alert
+    /// matches `districts` and `devices` (its entity id).
+    pub fn matches_alert(&self, event: &AlertEvent) -> bool {
+        let alert = &event.alert;
+        self.channels.contains(&Channel::Alerts)
+            && (self.districts.is_empty()
+                || alert.district.is_some_and(|d| self.districts.contains(&d)))
+            && (self.devices.is_empty() || self.devices.contains(&alert.entity_id))
+    }
+
+    /// Whether the `alerts` channel is subscribed.
+    pub fn wants_alerts(&self) -> bool {
+        self.channels.contains(&Channel::Alerts)
+    }
+
     /// Whether any `kpi.<family>` channel is subscribed.
     pub fn wants_kpis(&self) -> bool {
         self.channels.iter().any(|c| matches!(c, Channel::Kpi(_)))
@@ -231,6 +253,8 @@ pub enum Feed {
     Windows,
     /// KPI rows of every family.
     Kpi,
+    /// Alert events.
+    Alerts,
 }
 
 /// `ServerMessage::Window` without cloning the result (one serialisation per client).
@@ -259,6 +283,16 @@ impl ServerMessage {
 /// `{"type":"window","data":...}` for `result`.
 pub(crate) fn window_json(result: &WindowResult) -> String {
     serde_json::to_string(&WindowRef { data: result }).unwrap_or_default()
+}
+
+/// `{"type":"alert","event":...}` for `event`.
+pub(crate) fn alert_json(event: &AlertEvent) -> String {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename = "alert")]
+    struct AlertRef<'a> {
+        event: &'a AlertEvent,
+    }
+    serde_json::to_string(&AlertRef { event }).unwrap_or_default()
 }
 
 /// `{"type":"kpi","family":"air","kpi":...}` for `kpi`.
@@ -394,7 +428,7 @@ mod tests {
                 channels: Channel::all()
             }
             .to_json(),
-            r#"{"type":"hello","protocol":1,"channels":["windows","kpi.traffic","kpi.camera","kpi.air","kpi.water","kpi.hydrology","kpi.bridge","kpi.health"]}"#
+            r#"{"type":"hello","protocol":1,"channels":["windows","kpi.traffic","kpi.camera","kpi.air","kpi.water","kpi.hydrology","kpi.bridge","kpi.health","alerts"]}"#
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
         assert_eq!(

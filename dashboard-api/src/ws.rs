@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use ioc_schemas::{Kpi, WindowResult};
+use ioc_schemas::{AlertEvent, Kpi, WindowResult};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -26,7 +26,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::protocol::{
-    kpi_json, window_json, Channel, ClientMessage, Feed, Filter, ServerMessage, PROTOCOL_VERSION,
+    alert_json, kpi_json, window_json, Channel, ClientMessage, Feed, Filter, ServerMessage,
+    PROTOCOL_VERSION,
 };
 use crate::{ApiState, LiveFeed};
 
@@ -197,6 +198,7 @@ struct Subscription {
     filter: Filter,
     windows: Option<broadcast::Receiver<Arc<WindowResult>>>,
     kpis: Option<broadcast::Receiver<Arc<Kpi>>>,
+    alerts: Option<broadcast::Receiver<Arc<AlertEvent>>>,
 }
 
 impl Subscription {
@@ -214,6 +216,11 @@ impl Subscription {
             (false, true) => self.kpis = None,
             _ => {}
         }
+        match (filter.wants_alerts(), self.alerts.is_some()) {
+            (true, false) => self.alerts = Some(feed.subscribe_alerts()),
+            (false, true) => self.alerts = None,
+            _ => {}
+        }
         self.filter = filter;
     }
 }
@@ -222,6 +229,7 @@ enum Event {
     Command(Option<Command>),
     Window(Result<Arc<WindowResult>, RecvError>),
     Kpi(Result<Arc<Kpi>, RecvError>),
+    Alert(Result<Arc<AlertEvent>, RecvError>),
 }
 
 /// The next update of `rx`; never resolves without a receiver.
@@ -258,6 +266,7 @@ async fn forward_loop(
                     command = commands.recv() => Event::Command(command),
                     update = next_update(&mut sub.windows) => Event::Window(update),
                     update = next_update(&mut sub.kpis) => Event::Kpi(update),
+                    update = next_update(&mut sub.alerts) => Event::Alert(update),
                 },
             },
         };
@@ -274,6 +283,7 @@ async fn forward_loop(
                             filter: Filter::default(),
                             windows: None,
                             kpis: None,
+                            alerts: None,
                         };
                         sub.set(filter, &feed);
                         subscription = Some(sub);
@@ -295,13 +305,24 @@ async fn forward_loop(
                 Some(sub) if sub.filter.matches_kpi(&kpi) => Message::Text(kpi_json(&kpi).into()),
                 _ => continue,
             },
+            Event::Alert(Ok(event)) => match &subscription {
+                Some(sub) if sub.filter.matches_alert(&event) => {
+                    Message::Text(alert_json(&event).into())
+                }
+                _ => continue,
+            },
+            Event::Alert(Err(RecvError::Lagged(skipped))) => {
+                lagged_message(Feed::Alerts, skipped, &lagged)
+            }
             Event::Window(Err(RecvError::Lagged(skipped))) => {
                 lagged_message(Feed::Windows, skipped, &lagged)
             }
             Event::Kpi(Err(RecvError::Lagged(skipped))) => {
                 lagged_message(Feed::Kpi, skipped, &lagged)
             }
-            Event::Window(Err(RecvError::Closed)) | Event::Kpi(Err(RecvError::Closed)) => {
+            Event::Window(Err(RecvError::Closed))
+            | Event::Kpi(Err(RecvError::Closed))
+            | Event::Alert(Err(RecvError::Closed)) => {
                 // The feed lives as long as the server state; nothing more will come.
                 warn!("live feed closed");
                 subscription = None;

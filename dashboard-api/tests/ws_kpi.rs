@@ -1,4 +1,4 @@
-//! KPI channels on the live WebSocket feed, over a real socket.
+//! KPI and alert channels on the live WebSocket feed, over a real socket.
 
 mod common;
 
@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use common::{next_json, next_json_within, result, send_json, window_count, Server};
 use ioc_dashboard_api::HttpConfig;
-use ioc_schemas::{AqiBand, AqiKpi, AqiPeriod, Congestion, District, Kpi, Scope, TrafficKpi};
+use ioc_schemas::{
+    Alert, AlertEvent, AlertState, AqiBand, AqiKpi, AqiPeriod, Category, Congestion, Department,
+    District, Kpi, Scope, Severity, TrafficKpi, Transition,
+};
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -207,5 +210,67 @@ async fn a_client_lagging_on_kpis_is_told() -> anyhow::Result<()> {
     .collect();
     assert_eq!(delivered, [27, 28, 29, 30], "the newest are kept");
     assert_eq!(server.state.metrics().ws_lagged.get(), 26);
+    server.shutdown().await
+}
+
+fn alert_event(entity: &str, district: District, transition: Transition) -> AlertEvent {
+    let alert = Alert {
+        id: format!("crowd:{entity}:1"),
+        rule_id: "crowd".into(),
+        entity_id: entity.into(),
+        district: Some(district),
+        department: Department::Police,
+        category: Category::PublicSafety,
+        severity: Severity::Major,
+        state: AlertState::Active,
+        message: "crowd gathering".into(),
+        value: Some(1.0),
+        opened_ms: 1,
+        breach_event_ms: 1,
+        updated_ms: 1,
+        breaches: 1,
+        escalations: 0,
+        acknowledged: None,
+        resolved: None,
+        comments: Vec::new(),
+        suppressed: false,
+    };
+    AlertEvent {
+        event_id: format!("{}:1", alert.id),
+        alert,
+        transition,
+        at_ms: 1,
+        actor: "system".into(),
+        notify: true,
+    }
+}
+
+#[tokio::test]
+async fn an_alerts_client_gets_its_districts_alert_events_only() -> anyhow::Result<()> {
+    let server = Server::start(HttpConfig::default()).await?;
+    let feed = server.state.feed().clone();
+    let mut client = server.ws().await?;
+    send_json(
+        &mut client,
+        json!({"type": "subscribe", "channels": ["alerts"], "districts": ["hai_chau"]}),
+    )
+    .await?;
+    next_json(&mut client).await?;
+    feed.publish_alert(alert_event(
+        "cam-son_tra-001",
+        District::SonTra,
+        Transition::Opened,
+    ));
+    feed.publish_alert(alert_event(
+        "cam-hai_chau-001",
+        District::HaiChau,
+        Transition::Opened,
+    ));
+    feed.publish_kpi(traffic(District::HaiChau));
+    let message = next_json(&mut client).await?;
+    assert_eq!(message["type"], "alert", "{message}");
+    assert_eq!(message["event"]["transition"], "opened");
+    assert_eq!(message["event"]["alert"]["entity_id"], "cam-hai_chau-001");
+    assert_eq!(next_json_within(&mut client, QUIET).await?, None);
     server.shutdown().await
 }
