@@ -71,7 +71,7 @@ impl Server {
             hello,
             serde_json::json!({"type": "hello", "protocol": 1, "channels": [
                 "windows", "kpi.traffic", "kpi.camera", "kpi.air", "kpi.water",
-                "kpi.hydrology", "kpi.bridge", "kpi.health"
+                "kpi.hydrology", "kpi.bridge", "kpi.health", "alerts"
             ]})
         );
         Ok(ws)
