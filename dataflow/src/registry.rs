@@ -7,7 +7,7 @@
 //! a registry change never rewrites what was already computed, and a reading that arrives late
 //! within the lateness sees the registry of its own time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use differential_dataflow::{Hashable, VecCollection};
 use ioc_schemas::{Department, Device, District, Kind, Medium};
@@ -231,11 +231,14 @@ pub fn join_registry<'scope>(
         "JoinRegistry",
         |_cap, _info| {
             let mut histories: HashMap<String, History> = HashMap::new();
+            // Devices with changes not yet folded in: only these need compacting.
+            let mut changed: HashSet<String> = HashSet::new();
             let mut waiting: Vec<(Capability<u64>, Vec<Observation>)> = Vec::new();
             move |(observed, observed_frontier), (changes, changes_frontier), output| {
                 changes.for_each_stamp(|_cap, batches| {
                     for batch in batches {
                         for ((device, meta), time, diff) in batch.drain(..) {
+                            changed.insert(device.clone());
                             histories
                                 .entry(device)
                                 .or_default()
@@ -280,10 +283,17 @@ pub fn join_registry<'scope>(
                     .chain(waiting.iter().map(|(cap, _)| *cap.time()))
                     .min();
                 if let Some(frontier) = frontier {
-                    for history in histories.values_mut() {
+                    changed.retain(|device| {
+                        let Some(history) = histories.get_mut(device) else {
+                            return false;
+                        };
                         history.compact(frontier);
-                    }
-                    histories.retain(|_, h| !h.is_empty());
+                        if history.is_empty() {
+                            histories.remove(device);
+                            return false;
+                        }
+                        !history.pending.is_empty()
+                    });
                 }
             }
         },
