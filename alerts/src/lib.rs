@@ -10,8 +10,7 @@ pub mod engine;
 pub mod lifecycle;
 pub mod model;
 pub mod rules;
+pub mod state;
 pub mod webhooks;
 
-pub use model::{
-    Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition,
-};
+pub use model::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};
