@@ -182,4 +182,4 @@ pub use error::ApiError;
 pub use feed::LiveFeed;
 pub use health::{ComponentHealth, Health, HealthReport, HealthStatus};
 pub use metrics::ApiMetrics;
-pub use server::{bind, router, serve, ApiState};
+pub use server::{bind, router, router_with, serve, serve_with, ApiState};

@@ -184,19 +184,23 @@ impl ApiState {
 /// The routes: `GET /healthz`, `GET /metrics`, `GET /ws` and the REST API under `/api/v1`
 /// (see the crate docs). Unknown paths and methods answer JSON errors.
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes beside them (the alerts' REST API, served by iocd), counted
+/// in the same request metrics.
+pub fn router_with(state: ApiState, extra: Router) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .merge(rest::routes())
+        .with_state(state.clone())
+        .merge(extra)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)
         // `Router::layer` runs after routing, so the matched route template is known.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, count_requests))
 }
 
 /// Binds `config.listen`.
@@ -216,12 +220,22 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
+    serve_with(listener, state, Router::new(), shutdown).await
+}
+
+/// [`serve`] with `extra` routes (see [`router_with`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: ApiState,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
     let closing = state.inner.closing.clone();
     match listener.local_addr() {
         Ok(addr) => info!(%addr, "http api listening"),
         Err(e) => warn!(error = %e, "http api listening on an unknown address"),
     }
-    axum::serve(listener, router(state))
+    axum::serve(listener, router_with(state, extra))
         .with_graceful_shutdown(async move {
             shutdown.await;
             info!("http api shutting down");
