@@ -6,11 +6,14 @@
 //! webhook dispatcher delivers the notifications departments subscribe to, at least once, from
 //! a durable outbox, signed in the Standard Webhooks style.
 
+pub mod api;
 pub mod engine;
 pub mod lifecycle;
+pub mod manager;
 pub mod model;
 pub mod rules;
 pub mod state;
 pub mod webhooks;
 
+pub use manager::{Action, Alerts, AlertsConfig, AlertsError, AlertsTask, DeviceLookup};
 pub use model::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};

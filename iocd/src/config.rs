@@ -38,6 +38,8 @@ pub struct Config {
     pub restart: RestartConfig,
     /// The device registry.
     pub registry: crate::registry::RegistryConfig,
+    /// Alert rules, the alert lifecycle and department webhooks.
+    pub alerts: ioc_alerts::AlertsConfig,
 }
 
 /// How windows open at the last stop are rebuilt.

@@ -1,6 +1,7 @@
 //! The Da Nang IOC backend daemon, as a library so tests and the load generator can run the
 //! same pipeline in-process.
 
+pub mod alerting;
 pub mod backfill;
 pub mod broker;
 pub mod config;

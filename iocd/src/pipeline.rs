@@ -30,6 +30,8 @@ struct PipelineOutputs {
     writers: Option<Writers>,
     feed: LiveFeed,
     unknown: UnknownDevices,
+    /// The alert manager, when alerts are on.
+    alerts: Option<ioc_alerts::Alerts>,
     /// `ioc_pipeline_unstored_total{record}`: records acknowledged without a store (demo).
     unstored: IntCounterVec,
 }
@@ -45,6 +47,10 @@ impl PipelineOutputs {
 
 impl Outputs for PipelineOutputs {
     fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>) {
+        // Rules on readings follow event time: a late reading is stored but not evaluated.
+        if let (Some(alerts), None) = (&self.alerts, late_behind) {
+            alerts.observe_reading(&reading.reading, reading.district);
+        }
         let Some(w) = &self.writers else {
             return self.unstored("reading", ack);
         };
@@ -100,6 +106,9 @@ impl Outputs for PipelineOutputs {
     }
 
     fn kpi(&self, kpi: Kpi) {
+        if let Some(alerts) = &self.alerts {
+            alerts.observe_kpi(&kpi);
+        }
         if let Some(w) = &self.writers {
             if let Err(e) = w.kpis.blocking_send(&kpi) {
                 tracing::error!(error = %e, family = kpi.family().as_str(), "kpi row not queued for storage");
@@ -188,12 +197,28 @@ pub async fn run(
         tracing::info!("shutting down: draining the pipeline");
         let _ = stop_tx.send(true);
     });
-    let api = tokio::spawn(ioc_dashboard_api::serve(listener, state.clone(), {
-        let mut stop = stop_rx.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    }));
+    // The alert manager starts first: its REST API is served with the rest.
+    let alerting = if config.alerts.enabled {
+        Some(crate::alerting::Alerting::start(&config.alerts, &state, &registry).await?)
+    } else {
+        None
+    };
+    let alerts = alerting.as_ref().map(|a| a.alerts.clone());
+    let extra_routes = alerts
+        .clone()
+        .map(ioc_alerts::api::router)
+        .unwrap_or_default();
+    let api = tokio::spawn(ioc_dashboard_api::serve_with(
+        listener,
+        state.clone(),
+        extra_routes,
+        {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        },
+    ));
 
     let store = match config.clickhouse.clone() {
         Some(cfg) => match connect_store(cfg, store_metrics.clone(), &state, &mut stop_rx).await? {
@@ -228,11 +253,14 @@ pub async fn run(
         to_dataflow,
     ));
 
+    let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), writers.clone()));
+
     let (input_tx, input_rx) = mpsc::channel(config.dataflow.input_capacity);
     let outputs = PipelineOutputs {
         writers,
         feed: state.feed().clone(),
         unknown: state.unknown_devices().clone(),
+        alerts,
         unstored,
     };
     // Where a rebuild of the windows open at the last stop starts, if there is one to do.
@@ -372,11 +400,19 @@ pub async fn run(
         }
     }
     let _ = drained_tx.send(true);
+    // The dataflow's handles on the alert manager are gone; the API's go with the server.
     for (name, source) in sources {
         source.await.with_context(|| format!("{name} task"))??;
     }
     dataflow_result.context("dataflow task")??;
-    finish_api(api).await
+    finish_api(api).await?;
+    if let Some((manager, forwarders)) = alert_tasks {
+        manager.join().await;
+        for task in forwarders {
+            let _ = task.await;
+        }
+    }
+    Ok(())
 }
 
 /// Feeds stored readings into the dataflow as replays (counted in windows, not stored again),

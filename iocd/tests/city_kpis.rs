@@ -166,6 +166,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
     ];
 
     let mut config = Config::default();
+    config.alerts.state_dir = common::state_dir(&run).into();
     config.mqtt.client_id = format!("iocd-{run}");
     config.mqtt.topics = topics.to_vec();
     config.dataflow.allowed_lateness_ms = 10_000;

@@ -18,7 +18,8 @@ async fn the_demo_lists_the_whole_fleet() {
     std::fs::write(
         &config,
         format!(
-            "[demo]\nbroker_listen = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[simulator]\nclient_id = \"sim-{run}\"\n[mqtt]\nclient_id = \"iocd-{run}\"\n"
+            "[demo]\nbroker_listen = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[simulator]\nclient_id = \"sim-{run}\"\n[mqtt]\nclient_id = \"iocd-{run}\"\n[alerts]\nstate_dir = \"{}\"\n",
+            common::state_dir(&run)
         ),
     )
     .unwrap();

@@ -156,6 +156,7 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     let base = now - now % (5 * MINUTE) - 60 * MINUTE;
 
     let mut config = Config::default();
+    config.alerts.state_dir = std::env::temp_dir().join(format!("iocd-state-e2e-{run}"));
     config.mqtt.client_id = format!("iocd-e2e-{run}");
     // Only this test's topics, so other tests' traffic cannot move this pipeline's watermark.
     config.mqtt.topics = vec![

@@ -96,6 +96,7 @@ async fn hourly_aqi_and_rain_accumulations_survive_a_restart() {
 
     let config = || {
         let mut config = Config::default();
+        config.alerts.state_dir = common::state_dir(&run).into();
         config.mqtt.client_id = format!("iocd-{run}");
         config.mqtt.topics = topics.to_vec();
         config.dataflow.allowed_lateness_ms = 10_000;

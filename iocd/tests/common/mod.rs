@@ -195,10 +195,13 @@ pub fn kafka_config(
     http_port: u16,
     extra: &str,
 ) -> String {
+    let state_dir = state_dir(group);
     format!(
         r#"
 [mqtt]
 enabled = false
+[alerts]
+state_dir = "{state_dir}"
 [kafka]
 brokers = "{KAFKA}"
 group_id = "{group}"
@@ -219,6 +222,14 @@ listen = "127.0.0.1:{http_port}"
 {extra}
 "#
     )
+}
+
+/// A private alert state folder for one test's iocd (the same for a restart of it).
+pub fn state_dir(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("iocd-state-{name}"))
+        .display()
+        .to_string()
 }
 
 /// A free TCP port on loopback.

@@ -1,0 +1,277 @@
+//! The REST API of alerts: rules (`/api/v1/rules`), alerts (`/api/v1/alerts`), and the
+//! webhook subscriptions and deliveries (`/api/v1/subscriptions`, `/api/v1/deliveries`).
+//! Errors are JSON, `{"error":{"code":"...","message":"..."}}`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ioc_schemas::{AlertState, Category, Department, District, Severity};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::lifecycle::{AlertFilter, LifecycleError};
+use crate::manager::{Action, Alerts, AlertsError};
+use crate::rules::{Rule, RuleError};
+
+/// The alerts' routes, to serve beside the rest of the API.
+pub fn router(alerts: Alerts) -> Router {
+    let webhooks = crate::webhooks::router(alerts.dispatcher().clone());
+    Router::new()
+        .route("/api/v1/rules", get(list_rules).post(create_rule))
+        .route(
+            "/api/v1/rules/{id}",
+            get(get_rule).put(put_rule).delete(delete_rule),
+        )
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/acknowledge", post(acknowledge))
+        .route("/api/v1/alerts/{id}/resolve", post(resolve))
+        .route("/api/v1/alerts/{id}/comments", post(comment))
+        .with_state(alerts)
+        .merge(webhooks)
+}
+
+/// An error answer.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message: message.into(),
+    }
+}
+
+impl From<AlertsError> for ApiError {
+    fn from(e: AlertsError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            AlertsError::Rule(RuleError::NotFound(_))
+            | AlertsError::Lifecycle(LifecycleError::NotFound(_)) => {
+                error(StatusCode::NOT_FOUND, "not_found", message)
+            }
+            AlertsError::Rule(RuleError::Duplicate(_)) => {
+                error(StatusCode::CONFLICT, "conflict", message)
+            }
+            AlertsError::Rule(RuleError::InUse { .. })
+            | AlertsError::Lifecycle(LifecycleError::AlreadyResolved(_)) => {
+                error(StatusCode::CONFLICT, "conflict", message)
+            }
+            AlertsError::Rule(_) => error(StatusCode::BAD_REQUEST, "invalid_rule", message),
+            AlertsError::Lifecycle(_) => error(StatusCode::BAD_REQUEST, "invalid_action", message),
+            AlertsError::Stopped | AlertsError::State(_) | AlertsError::Webhook(_) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            AlertsError::RulesFile { .. } => {
+                error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
+        }
+    }
+}
+
+/// A JSON body, with serde's complaint as a JSON error.
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))
+}
+
+async fn list_rules(State(alerts): State<Alerts>) -> Result<Response, ApiError> {
+    let rules = alerts.rules().await?;
+    Ok(Json(json!({"count": rules.len(), "rules": rules})).into_response())
+}
+
+async fn get_rule(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rules = alerts.rules().await?;
+    rules
+        .into_iter()
+        .find(|r| r.id == id)
+        .map(|r| Json(r).into_response())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no rule `{id}`"),
+            )
+        })
+}
+
+async fn create_rule(
+    State(alerts): State<Alerts>,
+    payload: Result<Json<Rule>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let rule = body(payload)?;
+    let id = rule.id.clone();
+    alerts.put_rule(rule.clone(), true).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::LOCATION, format!("/api/v1/rules/{id}"))],
+        Json(rule),
+    )
+        .into_response())
+}
+
+async fn put_rule(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+    payload: Result<Json<Rule>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let rule = body(payload)?;
+    if rule.id != id {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_rule",
+            format!("the body's id `{}` is not the path's `{id}`", rule.id),
+        ));
+    }
+    let created = alerts.put_rule(rule.clone(), false).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(rule)).into_response())
+}
+
+async fn delete_rule(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    alerts.delete_rule(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/alerts` query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AlertQuery {
+    state: Option<AlertState>,
+    open: Option<bool>,
+    min_severity: Option<Severity>,
+    category: Option<Category>,
+    department: Option<Department>,
+    district: Option<District>,
+    rule: Option<String>,
+    entity: Option<String>,
+    suppressed: Option<bool>,
+    limit: Option<usize>,
+}
+
+/// The most alerts one listing returns.
+const MAX_LIMIT: usize = 1_000;
+
+async fn list_alerts(
+    State(alerts): State<Alerts>,
+    query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) =
+        query.map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let filter = AlertFilter {
+        state: q.state,
+        open: q.open,
+        min_severity: q.min_severity,
+        category: q.category,
+        department: q.department,
+        district: q.district,
+        rule_id: q.rule,
+        entity_id: q.entity,
+        suppressed: q.suppressed,
+        limit: Some(q.limit.unwrap_or(100).min(MAX_LIMIT)),
+    };
+    let found = alerts.list(filter).await?;
+    Ok(Json(json!({"count": found.len(), "alerts": found})).into_response())
+}
+
+async fn get_alert(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    alerts
+        .get(&id)
+        .await?
+        .map(|a| Json(a).into_response())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no alert `{id}`"),
+            )
+        })
+}
+
+/// The body of an operator's action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    /// Who acts (an operator's name or id).
+    actor: String,
+    /// For a comment: the text.
+    #[serde(default)]
+    text: Option<String>,
+}
+
+async fn act(alerts: Alerts, action: Action) -> Result<Response, ApiError> {
+    let event = alerts.act(action).await?;
+    Ok(Json(event).into_response())
+}
+
+async fn acknowledge(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+    payload: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(payload)?;
+    act(alerts, Action::Acknowledge { id, actor: b.actor }).await
+}
+
+async fn resolve(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+    payload: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(payload)?;
+    act(alerts, Action::Resolve { id, actor: b.actor }).await
+}
+
+async fn comment(
+    State(alerts): State<Alerts>,
+    Path(id): Path<String>,
+    payload: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let b = body(payload)?;
+    let text = b.text.ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "a comment needs `text`",
+        )
+    })?;
+    let event = alerts
+        .act(Action::Comment {
+            id,
+            actor: b.actor,
+            text,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
