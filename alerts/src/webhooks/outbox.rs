@@ -86,9 +86,16 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WebhookErro
 }
 
 impl Outbox {
-    /// Opens (or creates) the file and its tables.
+    /// Opens (or creates) the file and its tables. The file holds the signing secrets: on
+    /// Unix it is made readable by its owner only.
     pub(crate) fn open(path: &Path) -> Result<Outbox, WebhookError> {
         let db = Database::create(path).map_err(WebhookError::store)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| WebhookError::Store(format!("outbox permissions: {e}")))?;
+        }
         let tx = db.begin_write().map_err(WebhookError::store)?;
         {
             tx.open_table(SUBSCRIPTIONS).map_err(WebhookError::store)?;
@@ -514,6 +521,12 @@ mod tests {
     fn enqueue_is_idempotent_and_attempts_move_state() {
         let path = temp_path("state");
         let outbox = Outbox::open(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         let (created, pending) = outbox
             .enqueue(&[new("msg_e1_a", "a"), new("msg_e1_b", "b")], "{}", 100)
             .unwrap();
