@@ -400,6 +400,9 @@ struct Runner {
     saved: HashSet<String>,
 }
 
+/// Attempts to write a notification to the webhook outbox.
+const NOTIFY_ATTEMPTS: u32 = 4;
+
 /// How often alerts the book no longer holds are removed from the state file.
 const FORGET_EVERY: Duration = Duration::from_secs(600);
 
@@ -593,6 +596,26 @@ impl Runner {
         }
     }
 
+    /// Puts a notification in the webhook outbox, retrying a failed write a few times (the
+    /// outbox skips a repeat of the same webhook id, so a retry never delivers twice).
+    async fn queue_notification(&self, event: &AlertEvent) {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=NOTIFY_ATTEMPTS {
+            match self.dispatcher.notify(event).await {
+                Ok(_) => return,
+                Err(e) if e.is_retryable() && attempt < NOTIFY_ATTEMPTS => {
+                    tracing::warn!(event = %event.event_id, error = %e, "webhook outbox write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+                Err(e) => {
+                    tracing::error!(event = %event.event_id, error = %e, "alert not queued for webhook delivery");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Persists, then hands each event to the caller's stream and, when it notifies, to the
     /// webhook outbox.
     async fn publish(&mut self, events: Vec<AlertEvent>) {
@@ -602,9 +625,7 @@ impl Runner {
         self.persist(&events);
         for event in events {
             if event.notify {
-                if let Err(e) = self.dispatcher.notify(&event).await {
-                    tracing::error!(event = %event.event_id, error = %e, "alert not queued for webhook delivery");
-                }
+                self.queue_notification(&event).await;
             }
             if self.events.send(event).await.is_err() {
                 tracing::debug!("alert event stream closed");
