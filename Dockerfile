@@ -27,11 +27,14 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 iocd \
  && useradd --system --uid 10001 --gid iocd --no-create-home --home-dir /nonexistent \
-        --shell /usr/sbin/nologin iocd
+        --shell /usr/sbin/nologin iocd \
+ && install -d -o iocd -g iocd -m 0700 /var/lib/iocd
 COPY --from=builder /out/iocd /usr/local/bin/iocd
 # A default configuration for the compose network; docker-compose.yml mounts the same file over
 # it so that it can be edited without a rebuild.
 COPY deploy/iocd.toml /etc/iocd/iocd.toml
+# Alert state and the webhook outbox (alerts.state_dir in deploy/iocd.toml).
+VOLUME /var/lib/iocd
 USER iocd:iocd
 EXPOSE 8080
 # iocd shuts down gracefully (drain, flush to ClickHouse, last acks) on SIGINT (Ctrl-C); make
