@@ -7,8 +7,8 @@ use std::path::PathBuf;
 #[test]
 fn checked_in_json_schemas_are_current() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("json");
-    let mut rule = serde_json::to_string_pretty(&schemars::schema_for!(ioc_alerts::rules::Rule))
-        .unwrap();
+    let mut rule =
+        serde_json::to_string_pretty(&schemars::schema_for!(ioc_alerts::rules::Rule)).unwrap();
     rule.push('\n');
     let files = [
         (
