@@ -508,43 +508,45 @@ impl Runner {
                 } else {
                     next.upsert(*rule).map(|old| old.is_none())
                 };
-                match changed {
-                    Ok(created) => match self.state.save_rule(&id, &json) {
-                        Ok(()) => {
-                            let events = self.set_rules(next, now);
-                            let _ = reply.send(Ok(created));
-                            events
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e.into()));
-                            Vec::new()
-                        }
-                    },
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                        Vec::new()
-                    }
-                }
+                self.change_rules(
+                    changed,
+                    next,
+                    |state| state.save_rule(&id, &json),
+                    reply,
+                    now,
+                )
             }
             Command::DeleteRule(id, reply) => {
                 let mut next = self.engine.rules().clone();
-                match next.remove(&id) {
-                    Ok(removed) => match self.state.remove_rule(&id) {
-                        Ok(()) => {
-                            let events = self.set_rules(next, now);
-                            let _ = reply.send(Ok(removed));
-                            events
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(e.into()));
-                            Vec::new()
-                        }
-                    },
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                        Vec::new()
-                    }
-                }
+                let removed = next.remove(&id);
+                self.change_rules(removed, next, |state| state.remove_rule(&id), reply, now)
+            }
+        }
+    }
+
+    /// Puts a validated rule change in force once it is stored, and answers the API.
+    fn change_rules<T>(
+        &mut self,
+        validated: Result<T, RuleError>,
+        next: RuleSet,
+        store: impl FnOnce(&AlertState) -> Result<(), StateError>,
+        reply: oneshot::Sender<Result<T, AlertsError>>,
+        now: u64,
+    ) -> Vec<AlertEvent> {
+        let stored = validated.map_err(AlertsError::from).and_then(|value| {
+            store(&self.state)
+                .map(|()| value)
+                .map_err(AlertsError::from)
+        });
+        match stored {
+            Ok(value) => {
+                let events = self.set_rules(next, now);
+                let _ = reply.send(Ok(value));
+                events
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                Vec::new()
             }
         }
     }

@@ -150,46 +150,38 @@ impl AlertState {
 
     /// Records a rule created or replaced through the API (`json` is the rule).
     pub fn save_rule(&self, id: &str, json: &str) -> Result<(), StateError> {
-        let context = "save rule";
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| store_error(context)(&e))?;
-        {
-            let mut rules = txn
-                .open_table(RULES)
-                .map_err(|e| store_error(context)(&e))?;
-            rules
-                .insert(id, json)
-                .map_err(|e| store_error(context)(&e))?;
-            let mut removed = txn
-                .open_table(REMOVED_RULES)
-                .map_err(|e| store_error(context)(&e))?;
-            removed.remove(id).map_err(|e| store_error(context)(&e))?;
-        }
-        txn.commit().map_err(|e| store_error(context)(&e))
+        self.set_rule(id, Some(json), "save rule")
     }
 
     /// Records a rule removed through the API.
     pub fn remove_rule(&self, id: &str) -> Result<(), StateError> {
-        let context = "remove rule";
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| store_error(context)(&e))?;
+        self.set_rule(id, None, "remove rule")
+    }
+
+    /// Stores a rule (`Some`) or its removal (`None`) in one transaction.
+    fn set_rule(
+        &self,
+        id: &str,
+        json: Option<&str>,
+        context: &'static str,
+    ) -> Result<(), StateError> {
+        let err = store_error(context);
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
         {
-            let mut rules = txn
-                .open_table(RULES)
-                .map_err(|e| store_error(context)(&e))?;
-            rules.remove(id).map_err(|e| store_error(context)(&e))?;
-            let mut removed = txn
-                .open_table(REMOVED_RULES)
-                .map_err(|e| store_error(context)(&e))?;
-            removed
-                .insert(id, "")
-                .map_err(|e| store_error(context)(&e))?;
+            let mut rules = txn.open_table(RULES).map_err(|e| err(&e))?;
+            let mut removed = txn.open_table(REMOVED_RULES).map_err(|e| err(&e))?;
+            match json {
+                Some(json) => {
+                    rules.insert(id, json).map_err(|e| err(&e))?;
+                    removed.remove(id).map_err(|e| err(&e))?;
+                }
+                None => {
+                    rules.remove(id).map_err(|e| err(&e))?;
+                    removed.insert(id, "").map_err(|e| err(&e))?;
+                }
+            }
         }
-        txn.commit().map_err(|e| store_error(context)(&e))
+        txn.commit().map_err(|e| err(&e))
     }
 
     /// The rules stored through the API.
