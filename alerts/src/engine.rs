@@ -289,10 +289,22 @@ pub fn observations_of_reading(
     district: District,
     department: Option<Department>,
 ) -> Vec<Observation> {
+    observations_of_reading_where(reading, district, department, |_| true)
+}
+
+/// [`observations_of_reading`] for the metrics `keep` accepts only (the hot path: most
+/// readings carry no metric any rule watches, and make no observation at all).
+pub fn observations_of_reading_where(
+    reading: &Reading,
+    district: District,
+    department: Option<Department>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Observation> {
     let kind = reading.kind();
     reading
         .samples()
         .into_iter()
+        .filter(|(metric, _)| keep(metric))
         .map(|(metric, value)| Observation {
             source: Source::Reading { metric, kind },
             entity_id: reading.device_id.clone(),

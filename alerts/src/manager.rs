@@ -12,7 +12,7 @@ use ioc_schemas::{AlertEvent, Department, District, Kpi, Reading};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{observations_of_kpi, observations_of_reading, Engine, Observation, Source};
+use crate::engine::{observations_of_kpi, observations_of_reading_where, Engine, Observation};
 use crate::lifecycle::{AlertBook, AlertFilter, LifecycleConfig, LifecycleError};
 use crate::model::Alert;
 use crate::rules::{Rule, RuleError, RuleSet};
@@ -326,12 +326,7 @@ impl Alerts {
             if wanted.is_empty() {
                 return;
             }
-            observations_of_reading(reading, district, None)
-                .into_iter()
-                .filter(|o| {
-                    matches!(&o.source, Source::Reading { metric, .. } if wanted.contains(metric))
-                })
-                .collect()
+            observations_of_reading_where(reading, district, None, |m| wanted.contains(m))
         };
         self.queue(observations);
     }
