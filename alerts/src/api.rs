@@ -88,9 +88,19 @@ impl From<AlertsError> for ApiError {
 
 /// A JSON body, with serde's complaint as a JSON error.
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(v)| v)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()))
+    payload.map(|Json(v)| v).map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than the server accepts (http.max_body_bytes)",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as json, with `content-type: application/json`",
+        ),
+        _ => error(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()),
+    })
 }
 
 async fn list_rules(State(alerts): State<Alerts>) -> Result<Response, ApiError> {

@@ -30,6 +30,14 @@ pub struct HttpConfig {
     /// for the pipeline to take it and confirm it; then the request answers 503 (not taken)
     /// or 504 (taken, not yet confirmed).
     pub registry_timeout_ms: u64,
+    /// Largest request body accepted, bytes; a larger one answers 413.
+    pub max_body_bytes: usize,
+    /// Requests a second each client address may make to the API and the WebSocket, on
+    /// average (`/healthz` and `/metrics` are exempt); beyond it, 429 with `Retry-After`.
+    /// 0 turns the limit off.
+    pub rate_limit_per_s: f64,
+    /// Requests a client may make at once above its rate (the token bucket's size).
+    pub rate_limit_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +49,9 @@ impl Default for HttpConfig {
             ws_ping_interval_ms: 20_000,
             unknown_devices_max: 10_000,
             registry_timeout_ms: 5_000,
+            max_body_bytes: 256 * 1024,
+            rate_limit_per_s: 50.0,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -60,6 +71,12 @@ impl HttpConfig {
         }
         if self.registry_timeout_ms == 0 {
             return bad("http.registry_timeout_ms must be at least 1");
+        }
+        if self.max_body_bytes == 0 {
+            return bad("http.max_body_bytes must be at least 1");
+        }
+        if !(self.rate_limit_per_s.is_finite() && self.rate_limit_per_s >= 0.0) {
+            return bad("http.rate_limit_per_s must be 0 (off) or a positive number");
         }
         Ok(())
     }

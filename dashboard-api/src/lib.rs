@@ -54,7 +54,7 @@
 //! `{"error":{"code":"not_found","message":"no such route"}}`, with a
 //! `"field"` when one field of the request is at fault. Codes: `invalid_device`,
 //! `invalid_query`, `invalid_path`, `unsupported_media_type` (415), `payload_too_large`
-//! (413, bodies are limited to 64 KiB), `not_found`, `method_not_allowed`, `conflict`,
+//! (413, bodies are limited to `http.max_body_bytes`, 256 KiB), `not_found`, `method_not_allowed`, `conflict`,
 //! `registry_read_only`, `unavailable`, `change_refused`, `timeout`, `websocket_required`.
 //!
 //! # Device registry
@@ -170,6 +170,7 @@ mod devices;
 mod error;
 mod feed;
 mod health;
+mod limits;
 mod metrics;
 pub mod protocol;
 mod rest;

@@ -28,6 +28,9 @@ pub struct ApiMetrics {
     /// `ioc_api_unknown_devices_dropped_total`: readings from unregistered devices that
     /// were not tracked because the unknown-device list was full.
     pub unknown_devices_dropped: IntCounter,
+    /// `ioc_api_rate_limited_total`: requests refused with 429 because their client was over
+    /// its rate.
+    pub rate_limited: IntCounter,
 }
 
 impl ApiMetrics {
@@ -72,7 +75,12 @@ impl ApiMetrics {
                 "ioc_api_unknown_devices_dropped_total",
                 "Readings from unregistered devices not tracked because the list was full.",
             )?,
+            rate_limited: IntCounter::new(
+                "ioc_api_rate_limited_total",
+                "Requests refused because their client was over its rate limit.",
+            )?,
         };
+        registry.register(Box::new(metrics.rate_limited.clone()))?;
         registry.register(Box::new(metrics.ws_clients.clone()))?;
         registry.register(Box::new(metrics.ws_updates.clone()))?;
         registry.register(Box::new(metrics.ws_kpi_updates.clone()))?;

@@ -1,7 +1,7 @@
 //! The REST routes under `/api/v1`, their JSON errors and body extractor.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,9 +15,6 @@ use tracing::{info, warn};
 
 use crate::devices::{DeviceView, RegistryRequest, UnknownDevice};
 use crate::ApiState;
-
-/// Largest request body accepted by the REST routes.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The path of the unknown-device list; `unknown` cannot be a device id through the API.
 const UNKNOWN_ID: &str = "unknown";
@@ -105,7 +102,7 @@ impl ApiBody for Device {
 }
 
 /// Like [`axum::Json`], but every refusal is a JSON [`RestError`]: 415 without a JSON
-/// content type, 413 over [`MAX_BODY_BYTES`], 400 for a body that is not JSON or not a
+/// content type, 413 over `http.max_body_bytes`, 400 for a body that is not JSON or not a
 /// valid `T` (the message names the field, from the serde path).
 pub(crate) struct JsonBody<T>(pub T);
 
@@ -162,7 +159,7 @@ fn bytes_error(e: &BytesRejection) -> RestError {
         RestError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
-            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+            "the body is larger than the server accepts (http.max_body_bytes)",
         )
     } else {
         RestError::new(e.status(), "invalid_body", e.body_text())
@@ -199,7 +196,6 @@ pub(crate) fn routes() -> Router<ApiState> {
             "/api/v1/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// The answer for paths no route matches.

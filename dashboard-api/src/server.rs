@@ -1,6 +1,7 @@
 //! The shared state, the routes and the server loop.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ struct StateInner {
     /// Held by the registry change in flight: changes go to the pipeline one at a time.
     registry_writer: Arc<tokio::sync::Mutex<()>>,
     registry_timeout: Duration,
+    rate_limiter: Option<crate::limits::RateLimiter>,
+    max_body_bytes: usize,
     ws_buffer: usize,
     ws_ping_interval: Duration,
     /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
@@ -77,6 +80,11 @@ impl ApiState {
                 registry_sender: RwLock::new(None),
                 registry_writer: Arc::new(tokio::sync::Mutex::new(())),
                 registry_timeout: Duration::from_millis(config.registry_timeout_ms),
+                rate_limiter: crate::limits::RateLimiter::new(
+                    config.rate_limit_per_s,
+                    config.rate_limit_burst,
+                ),
+                max_body_bytes: config.max_body_bytes,
                 ws_buffer: config.ws_buffer,
                 ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
                 closing,
@@ -168,6 +176,10 @@ impl ApiState {
         &self.inner.registry
     }
 
+    pub(crate) fn rate_limiter(&self) -> Option<&crate::limits::RateLimiter> {
+        self.inner.rate_limiter.as_ref()
+    }
+
     pub(crate) fn ws_buffer(&self) -> usize {
         self.inner.ws_buffer
     }
@@ -199,6 +211,13 @@ pub fn router_with(state: ApiState, extra: Router) -> Router {
         .merge(extra)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.inner.max_body_bytes,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::rate_limit,
+        ))
         // `Router::layer` runs after routing, so the matched route template is known.
         .layer(middleware::from_fn_with_state(state, count_requests))
 }
@@ -235,7 +254,9 @@ pub async fn serve_with(
         Ok(addr) => info!(%addr, "http api listening"),
         Err(e) => warn!(error = %e, "http api listening on an unknown address"),
     }
-    axum::serve(listener, router_with(state, extra))
+    // The client's address is what the rate limit counts by.
+    let app = router_with(state, extra).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             info!("http api shutting down");

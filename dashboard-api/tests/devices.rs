@@ -413,7 +413,7 @@ async fn bad_bodies_name_the_field_and_never_reach_the_pipeline() -> anyhow::Res
     .await?;
     error(&no_type, 415, "unsupported_media_type");
     let mut huge = good.clone();
-    huge["name"] = json!("x".repeat(70 * 1024));
+    huge["name"] = json!("x".repeat(300 * 1024)); // over the default http.max_body_bytes, 256 KiB
     let too_large = http_json(addr, "POST", "/api/v1/devices", &huge).await?;
     error(&too_large, 413, "payload_too_large");
 
