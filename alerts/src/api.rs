@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::lifecycle::{AlertFilter, LifecycleError};
 use crate::manager::{Action, Alerts, AlertsError};
 use crate::rules::{Rule, RuleError};
+use crate::webhooks::api::ApiError;
 
 /// The alerts' routes, to serve beside the rest of the API.
 pub fn router(alerts: Alerts) -> Router {
@@ -34,29 +35,8 @@ pub fn router(alerts: Alerts) -> Router {
         .merge(webhooks)
 }
 
-/// An error answer.
-struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response()
-    }
-}
-
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        code,
-        message: message.into(),
-    }
+    ApiError::new(status, code, message)
 }
 
 impl From<AlertsError> for ApiError {

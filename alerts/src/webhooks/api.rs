@@ -82,7 +82,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(dispatcher: Dispatcher) -> Route
 
 /// An error answer.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -103,7 +103,7 @@ struct ErrorDetail<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,

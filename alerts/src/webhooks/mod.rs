@@ -28,7 +28,7 @@
 //! # let _ = routes; Ok(()) }
 //! ```
 
-mod api;
+pub(crate) mod api;
 mod config;
 mod delivery;
 mod dispatcher;
