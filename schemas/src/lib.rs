@@ -4,6 +4,7 @@
 //! files under `schemas/json/` are generated from these types by [`wire_schemas`].
 
 mod alert;
+mod auth;
 mod district;
 mod event_time;
 mod ingested;
@@ -15,6 +16,7 @@ mod topic;
 mod window;
 
 pub use alert::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};
+pub use auth::{Principal, Role};
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, EpochMs, EventTime};
 pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
