@@ -1,6 +1,12 @@
 //! The REST API of alerts: rules (`/api/v1/rules`), alerts (`/api/v1/alerts`), and the
 //! webhook subscriptions and deliveries (`/api/v1/subscriptions`, `/api/v1/deliveries`).
 //! Errors are JSON, `{"error":{"code":"...","message":"..."}}`.
+//!
+//! Department scoping: when the request carries an `ioc_schemas::Principal` (access control
+//! on) of a department token, it sees and acts on only its department's alerts (another
+//! department's alert is `404 not_found`, a listing asking for another department is
+//! `403 forbidden`), and may read rules but not change them (`403 forbidden`). Without a
+//! principal everything is allowed.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
@@ -8,14 +14,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ioc_schemas::{AlertState, Category, Department, District, Severity};
+use ioc_schemas::{Alert, AlertState, Category, Department, District, Severity};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::lifecycle::{AlertFilter, LifecycleError};
 use crate::manager::{Action, Alerts, AlertsError};
 use crate::rules::{Rule, RuleError};
-use crate::webhooks::api::ApiError;
+use crate::webhooks::api::{confined, forbidden, scoped_department, ApiError, Caller};
 
 /// The alerts' routes, to serve beside the rest of the API.
 pub fn router(alerts: Alerts) -> Router {
@@ -106,10 +112,22 @@ async fn get_rule(
         })
 }
 
+/// `403` for a department token: rules are the IOC's, not a department's.
+fn check_rule_write(caller: &Caller) -> Result<(), ApiError> {
+    match confined(caller) {
+        Some(_) => Err(forbidden(
+            "a department token may read rules, not change them",
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn create_rule(
     State(alerts): State<Alerts>,
+    caller: Caller,
     payload: Result<Json<Rule>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_rule_write(&caller)?;
     let rule = body(payload)?;
     let id = rule.id.clone();
     alerts.put_rule(rule.clone(), true).await?;
@@ -123,9 +141,11 @@ async fn create_rule(
 
 async fn put_rule(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
     payload: Result<Json<Rule>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_rule_write(&caller)?;
     let rule = body(payload)?;
     if rule.id != id {
         return Err(error(
@@ -145,8 +165,10 @@ async fn put_rule(
 
 async fn delete_rule(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    check_rule_write(&caller)?;
     alerts.delete_rule(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -172,6 +194,7 @@ const MAX_LIMIT: usize = 1_000;
 
 async fn list_alerts(
     State(alerts): State<Alerts>,
+    caller: Caller,
     query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) =
@@ -181,7 +204,7 @@ async fn list_alerts(
         open: q.open,
         min_severity: q.min_severity,
         category: q.category,
-        department: q.department,
+        department: scoped_department(&caller, q.department)?,
         district: q.district,
         rule_id: q.rule,
         entity_id: q.entity,
@@ -192,21 +215,39 @@ async fn list_alerts(
     Ok(Json(json!({"count": found.len(), "alerts": found})).into_response())
 }
 
+fn alert_not_found(id: &str) -> ApiError {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no alert `{id}`"),
+    )
+}
+
+/// The alert, when it exists and the caller may see it (another department's is not found).
+async fn visible_alert(alerts: &Alerts, caller: &Caller, id: &str) -> Result<Alert, ApiError> {
+    let own = confined(caller);
+    alerts
+        .get(id)
+        .await?
+        .filter(|a| own.is_none_or(|d| a.department == d))
+        .ok_or_else(|| alert_not_found(id))
+}
+
+/// For a department token: `404` unless the alert is its department's.
+async fn check_alert(alerts: &Alerts, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if confined(caller).is_some() {
+        visible_alert(alerts, caller, id).await?;
+    }
+    Ok(())
+}
+
 async fn get_alert(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    alerts
-        .get(&id)
-        .await?
-        .map(|a| Json(a).into_response())
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no alert `{id}`"),
-            )
-        })
+    let alert = visible_alert(&alerts, &caller, &id).await?;
+    Ok(Json(alert).into_response())
 }
 
 /// The body of an operator's action.
@@ -227,27 +268,33 @@ async fn act(alerts: Alerts, action: Action) -> Result<Response, ApiError> {
 
 async fn acknowledge(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_alert(&alerts, &caller, &id).await?;
     let b = body(payload)?;
     act(alerts, Action::Acknowledge { id, actor: b.actor }).await
 }
 
 async fn resolve(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_alert(&alerts, &caller, &id).await?;
     let b = body(payload)?;
     act(alerts, Action::Resolve { id, actor: b.actor }).await
 }
 
 async fn comment(
     State(alerts): State<Alerts>,
+    caller: Caller,
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_alert(&alerts, &caller, &id).await?;
     let b = body(payload)?;
     let text = b.text.ok_or_else(|| {
         error(

@@ -7,8 +7,8 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use ioc_schemas::Department;
+use axum::{Extension, Json, Router};
+use ioc_schemas::{Department, Principal};
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryQuery, DeliveryState};
@@ -35,12 +35,18 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// | `POST /api/v1/deliveries/{id}/redeliver` | `202 {"delivery":{...}}`; `409 conflict` if pending |
 /// | `GET /api/v1/webhooks/payload-schema` | `200` the payload's JSON Schema |
 ///
+/// A department token (an `ioc_schemas::Principal` in the request's extensions whose
+/// `confined_to()` is `Some`) sees and manages only its department's subscriptions and
+/// deliveries: listings are limited to it (`403 forbidden` when the query names another
+/// department), another department's subscription or delivery is `404 not_found`, and a body
+/// naming another department is `403 forbidden`. Without a principal everything is allowed.
+///
 /// Errors are `{"error":{"code","message","field"?}}`: `invalid_subscription` (400, `field`
 /// names the field), `url_not_allowed` (400, SSRF policy), `url_unresolvable` (400),
 /// `invalid_query`, `invalid_path`, `invalid_body` (400), `unsupported_media_type` (415),
-/// `payload_too_large` (413, bodies up to 64 KiB), `not_found` (404), `conflict` (409),
-/// `method_not_allowed` (405), `unavailable` (503: shutting down or the outbox failing),
-/// `internal` (500).
+/// `payload_too_large` (413, bodies up to 64 KiB), `forbidden` (403), `not_found` (404),
+/// `conflict` (409), `method_not_allowed` (405), `unavailable` (503: shutting down or the
+/// outbox failing), `internal` (500).
 pub fn router<S: Clone + Send + Sync + 'static>(dispatcher: Dispatcher) -> Router<S> {
     Router::new()
         .route(
@@ -173,6 +179,73 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+/// The caller, when access control put a principal in the request's extensions.
+pub(crate) type Caller = Option<Extension<Principal>>;
+
+/// The department a request is confined to: `Some` for a department token.
+pub(crate) fn confined(caller: &Caller) -> Option<Department> {
+    caller.as_ref().and_then(|Extension(p)| p.confined_to())
+}
+
+/// `403 forbidden`.
+pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+/// The department filter of a listing for the caller: a department token gets its own (and
+/// `403` when the query asks for another one); others get what they asked for.
+pub(crate) fn scoped_department(
+    caller: &Caller,
+    asked: Option<Department>,
+) -> Result<Option<Department>, ApiError> {
+    match (confined(caller), asked) {
+        (Some(own), Some(other)) if other != own => Err(forbidden(format!(
+            "a {} token sees only its own department",
+            own.slug()
+        ))),
+        (Some(own), _) => Ok(Some(own)),
+        (None, asked) => Ok(asked),
+    }
+}
+
+/// `403` when a department token's request body names another department.
+fn check_body_department(caller: &Caller, department: Department) -> Result<(), ApiError> {
+    match confined(caller) {
+        Some(own) if own != department => Err(forbidden(format!(
+            "a {} token manages only its own department's subscriptions, not {}'s",
+            own.slug(),
+            department.slug()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `404` when the subscription exists but belongs to another department than the caller's
+/// (so its existence is not revealed).
+fn check_subscription(dispatcher: &Dispatcher, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let Some(own) = confined(caller) else {
+        return Ok(());
+    };
+    match dispatcher.subscription(id) {
+        Some(s) if s.department != own => Err(ApiError::from(WebhookError::NotFound {
+            kind: "subscription",
+            id: id.to_owned(),
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// `404` when the delivery belongs to another department than the caller's.
+fn check_delivery(caller: &Caller, delivery: &Delivery) -> Result<(), ApiError> {
+    match confined(caller) {
+        Some(own) if delivery.department != own => Err(ApiError::from(WebhookError::NotFound {
+            kind: "delivery",
+            id: delivery.id.to_string(),
+        })),
+        _ => Ok(()),
+    }
+}
+
 fn body_error(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
@@ -246,6 +319,7 @@ struct SubscriptionList {
 
 async fn list_subscriptions(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
     let query = query_map(query, &["department"])?;
@@ -255,6 +329,7 @@ async fn list_subscriptions(
         })?),
         None => None,
     };
+    let department = scoped_department(&caller, department)?;
     let subscriptions: Vec<Subscription> = dispatcher
         .subscriptions()
         .into_iter()
@@ -291,31 +366,42 @@ fn created(subscription: Subscription, secret: Option<String>) -> Response {
 
 async fn create_subscription(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     body: Result<Json<SubscriptionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(body_error)?;
+    check_body_department(&caller, request.department)?;
     let made = dispatcher.create_subscription(request).await?;
     Ok(created(made.subscription, Some(made.secret)))
 }
 
 async fn get_subscription(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Subscription>, ApiError> {
-    dispatcher.subscription(&id).map(Json).ok_or_else(|| {
-        ApiError::from(WebhookError::NotFound {
-            kind: "subscription",
-            id,
+    let own = confined(&caller);
+    dispatcher
+        .subscription(&id)
+        .filter(|s| own.is_none_or(|d| s.department == d))
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::from(WebhookError::NotFound {
+                kind: "subscription",
+                id,
+            })
         })
-    })
 }
 
 async fn put_subscription(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<SubscriptionRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    check_subscription(&dispatcher, &caller, &id)?;
     let Json(request) = body.map_err(body_error)?;
+    check_body_department(&caller, request.department)?;
     let put = dispatcher.put_subscription(&id, request).await?;
     if put.created {
         return Ok(created(put.subscription, put.secret));
@@ -329,16 +415,20 @@ async fn put_subscription(
 
 async fn delete_subscription(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    check_subscription(&dispatcher, &caller, &id)?;
     dispatcher.delete_subscription(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn rotate_secret(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    check_subscription(&dispatcher, &caller, &id)?;
     let rotated = dispatcher.rotate_secret(&id).await?;
     Ok((
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
@@ -358,6 +448,7 @@ struct DeliveryList {
 
 async fn list_deliveries(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let map = query_map(
@@ -384,6 +475,7 @@ async fn list_deliveries(
             ApiError::query(format!("unknown department {slug:?}")).field("department")
         })?);
     }
+    query.department = scoped_department(&caller, query.department)?;
     if let Some(before) = map.get("before") {
         query.before = Some(
             before
@@ -421,10 +513,12 @@ struct DeliveryDetail {
 
 async fn get_delivery(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let id = delivery_id(&id)?;
     let (delivery, body) = dispatcher.delivery(id).await?;
+    check_delivery(&caller, &delivery)?;
     let payload = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
     Ok(Json(DeliveryDetail { delivery, payload }))
 }
@@ -436,9 +530,14 @@ struct DeliveryAnswer {
 
 async fn redeliver(
     State(dispatcher): State<Dispatcher>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<DeliveryAnswer>), ApiError> {
     let id = delivery_id(&id)?;
+    if confined(&caller).is_some() {
+        let (delivery, _) = dispatcher.delivery(id).await?;
+        check_delivery(&caller, &delivery)?;
+    }
     let delivery = dispatcher.redeliver(id).await?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryAnswer { delivery })))
 }
