@@ -1,7 +1,10 @@
 //! HTTP server configuration.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use ioc_schemas::{Department, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
@@ -38,6 +41,120 @@ pub struct HttpConfig {
     pub rate_limit_per_s: f64,
     /// Requests a client may make at once above its rate (the token bucket's size).
     pub rate_limit_burst: u32,
+    /// Bearer-token access control (see the crate docs).
+    pub auth: AuthConfig,
+}
+
+/// Bearer-token access control of the whole HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether requests need a token. `false` opens every route to everyone (development
+    /// only).
+    pub enabled: bool,
+    /// Whether `GET /metrics` is served without a token (for Prometheus scrapers).
+    pub metrics_public: bool,
+    /// The tokens known from the configuration; they cannot be deleted through the API.
+    pub tokens: Vec<TokenSpec>,
+    /// Where tokens issued through `POST /api/v1/tokens` are kept (JSON, hashes only):
+    /// loaded at start, rewritten atomically (temporary file and rename) on each change.
+    /// Without it, issued tokens last until the process restarts.
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: true,
+            metrics_public: true,
+            tokens: Vec::new(),
+            tokens_file: None,
+        }
+    }
+}
+
+/// One token: who holds it, its role, and the SHA-256 of the token (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// Who it was issued to: 1 to 64 ASCII letters, digits, `_`, `-`, `.` or `@`; unique.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// The department, required for (and only for) the `department` role.
+    #[serde(default)]
+    pub department: Option<Department>,
+    /// The SHA-256 of the whole token string, 64 hex digits (`printf %s "$TOKEN" |
+    /// sha256sum`).
+    pub sha256: String,
+}
+
+impl TokenSpec {
+    /// The spec of `token`: its hash, never the token itself.
+    pub fn from_token(
+        name: impl Into<String>,
+        role: Role,
+        department: Option<Department>,
+        token: &str,
+    ) -> Self {
+        TokenSpec {
+            name: name.into(),
+            role,
+            department,
+            sha256: crate::auth::hash_token(token),
+        }
+    }
+
+    /// Checks the name, the department against the role and the hash's form.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let bad = |m: String| Err(ApiError::Config(m));
+        let name = &self.name;
+        let name_ok = (1..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+        if !name_ok {
+            return bad(format!(
+                "token name `{name}` must be 1 to 64 ascii letters, digits, `_`, `-`, `.` or `@`"
+            ));
+        }
+        match (self.role, self.department) {
+            (Role::Department, None) => {
+                return bad(format!(
+                    "token `{name}`: the department role needs a department"
+                ))
+            }
+            (Role::Operator | Role::Analyst | Role::Admin, Some(_)) => {
+                return bad(format!(
+                    "token `{name}`: only the department role takes a department"
+                ))
+            }
+            _ => {}
+        }
+        if self.sha256.len() != 64 || !self.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            return bad(format!(
+                "token `{name}`: sha256 must be 64 hex digits (the sha-256 of the token)"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AuthConfig {
+    /// Checks every token (see [`TokenSpec::validate`]) and that names are unique.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let mut names = HashSet::new();
+        for token in &self.tokens {
+            token.validate()?;
+            if !names.insert(token.name.as_str()) {
+                return Err(ApiError::Config(format!(
+                    "http.auth.tokens: the name `{}` is used twice",
+                    token.name
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for HttpConfig {
@@ -52,6 +169,7 @@ impl Default for HttpConfig {
             max_body_bytes: 256 * 1024,
             rate_limit_per_s: 50.0,
             rate_limit_burst: 200,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -78,7 +196,7 @@ impl HttpConfig {
         if !(self.rate_limit_per_s.is_finite() && self.rate_limit_per_s >= 0.0) {
             return bad("http.rate_limit_per_s must be 0 (off) or a positive number");
         }
-        Ok(())
+        self.auth.validate()
     }
 }
 
@@ -95,6 +213,10 @@ mod tests {
         assert_eq!(c.ws_ping_interval_ms, 20_000);
         assert_eq!(c.unknown_devices_max, 10_000);
         assert_eq!(c.registry_timeout_ms, 5_000);
+        assert!(c.auth.enabled);
+        assert!(c.auth.metrics_public);
+        assert!(c.auth.tokens.is_empty());
+        assert_eq!(c.auth.tokens_file, None);
         assert!(c.validate().is_ok());
         assert_eq!(
             serde_json::to_value(HttpConfig::default()).unwrap()["listen"],
@@ -113,5 +235,50 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("ws_buffer"), "{e}");
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn checks_tokens() {
+        let hash = "a".repeat(64);
+        let spec = |name: &str, role: &str, department: Option<&str>, sha: &str| {
+            serde_json::from_value::<TokenSpec>(serde_json::json!({
+                "name": name, "role": role, "department": department, "sha256": sha
+            }))
+            .unwrap()
+        };
+        let ok = AuthConfig {
+            tokens: vec![
+                spec("ops", "operator", None, &hash),
+                spec("police", "department", Some("police"), &hash),
+            ],
+            ..AuthConfig::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (bad, what) in [
+            (spec("d", "department", None, &hash), "needs a department"),
+            (
+                spec("o", "operator", Some("police"), &hash),
+                "only the department",
+            ),
+            (spec("o", "operator", None, "abc"), "64 hex"),
+            (spec("o", "operator", None, &"g".repeat(64)), "64 hex"),
+            (spec("a b", "operator", None, &hash), "token name"),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        }
+        let twice = AuthConfig {
+            tokens: vec![
+                spec("ops", "operator", None, &hash),
+                spec("ops", "admin", None, &hash),
+            ],
+            ..AuthConfig::default()
+        };
+        assert!(twice.validate().unwrap_err().to_string().contains("twice"));
+        assert!(serde_json::from_str::<AuthConfig>(r#"{"enable":true}"#).is_err());
+        assert_eq!(
+            TokenSpec::from_token("x", Role::Admin, None, "abc").sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

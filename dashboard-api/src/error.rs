@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// What can go wrong starting or running the HTTP API.
 #[derive(Debug, thiserror::Error)]
@@ -23,19 +24,31 @@ pub enum ApiError {
     /// The API's metrics could not be registered (usually: registered twice).
     #[error("cannot register api metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The tokens file could not be read, parsed or written.
+    #[error("tokens file {}: {reason}", path.display())]
+    TokensFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No random bytes for a new token.
+    #[error("cannot read random bytes from /dev/urandom: {0}")]
+    Random(#[source] std::io::Error),
 }
 
 impl ApiError {
     /// Whether trying again later may succeed: an address still in use (a previous process
-    /// exiting) or a server I/O failure. Bad settings and metric registration are permanent.
+    /// exiting), a server I/O failure or no randomness. Bad settings, a bad tokens file and
+    /// metric registration are permanent.
     pub fn is_retryable(&self) -> bool {
         match self {
             ApiError::Bind { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable
             ),
-            ApiError::Serve(_) => true,
-            ApiError::Config(_) | ApiError::Metrics(_) => false,
+            ApiError::Serve(_) | ApiError::Random(_) => true,
+            ApiError::Config(_) | ApiError::Metrics(_) | ApiError::TokensFile { .. } => false,
         }
     }
 }

@@ -49,6 +49,7 @@
 //! - `GET /metrics`: the registry in Prometheus text format 0.0.4.
 //! - `GET /ws`: the live feed, a WebSocket speaking the protocol below.
 //! - `/api/v1/devices...`: the device registry, below.
+//! - `/api/v1/tokens...`: the token API, see access control below.
 //!
 //! Every error the API answers (other than `/healthz` and `/metrics`) is JSON:
 //! `{"error":{"code":"not_found","message":"no such route"}}`, with a
@@ -56,6 +57,41 @@
 //! `invalid_query`, `invalid_path`, `unsupported_media_type` (415), `payload_too_large`
 //! (413, bodies are limited to `http.max_body_bytes`, 256 KiB), `not_found`, `method_not_allowed`, `conflict`,
 //! `registry_read_only`, `unavailable`, `change_refused`, `timeout`, `websocket_required`.
+//!
+//! # Access control
+//!
+//! With `http.auth.enabled` (the default) every request needs a bearer token, except
+//! `GET /healthz` and, with `http.auth.metrics_public` (the default), `GET /metrics`. The
+//! token comes from `Authorization: Bearer <token>`, or for `GET /ws` also from a `token=`
+//! query parameter (browsers cannot set headers on a WebSocket). Tokens are known by the
+//! SHA-256 of the whole token string ([`hash_token`], `printf %s "$TOKEN" | sha256sum`):
+//! from `http.auth.tokens` ([`TokenSpec`]), from [`ApiState::add_token`], and issued through
+//! the API (kept in `http.auth.tokens_file` if set, else until restart). A missing or
+//! unknown token is `401 unauthorized` with `WWW-Authenticate: Bearer`; a request the
+//! token's role may not make is `403 forbidden`. Both are counted in
+//! `ioc_api_auth_failures_total{reason}` (`missing`, `unknown`, `forbidden`) and in the
+//! request metrics, and the rate limit applies before the token is checked. The caller's
+//! [`Principal`](ioc_schemas::Principal) is put in the request's extensions, for the
+//! built-in routes and the `extra` ones of [`router_with`] alike (nothing is put there
+//! when access control is off).
+//!
+//! | role | may |
+//! |---|---|
+//! | `admin` | everything, the token API included |
+//! | `analyst` | `GET` anything but `/api/v1/tokens` (the WebSocket included) |
+//! | `operator` | `GET` anything but `/api/v1/tokens`; `POST /api/v1/alerts/{id}/acknowledge\|resolve\|comments`; `POST`/`PUT`/`DELETE /api/v1/devices...` and `/api/v1/rules...` |
+//! | `department` | `GET /ws`, `GET /api/v1/alerts...`, `/devices...`, `/rules...`, `/webhooks...`, `/deliveries...`; `POST /api/v1/alerts/{id}/acknowledge\|resolve\|comments`; `GET`/`POST`/`PUT`/`DELETE /api/v1/subscriptions...`; `POST /api/v1/deliveries/{id}/redeliver` |
+//!
+//! A department token's WebSocket `alerts` channel carries only its department's alerts;
+//! scoping the REST routes of alerts, subscriptions and deliveries is up to their handlers
+//! (by [`Principal::confined_to`](ioc_schemas::Principal::confined_to)).
+//!
+//! Token API (admin only): `POST /api/v1/tokens` with `{"name","role","department"?}`
+//! answers `201 {"name","role","department","token":"ioc_..."}`, the only time the token
+//! is shown (`409 conflict` if the name is taken, `400 invalid_token_request` if the body
+//! is wrong); `GET /api/v1/tokens` answers `200 {"tokens":[{"name","role","department",
+//! "source":"config"|"issued"}],"count":n}`, never a hash; `DELETE /api/v1/tokens/{name}`
+//! answers `204`, `404 not_found`, or `409 conflict` for a configured token.
 //!
 //! # Device registry
 //!
@@ -163,8 +199,10 @@
 //! (route is the route template, `unmatched` for unknown paths),
 //! `ioc_api_registry_changes_total{op,outcome}` (`upsert`/`remove`; `applied`, `refused`,
 //! `unavailable`, `timeout`, `read_only`), `ioc_api_unknown_devices` (gauge: ids tracked)
-//! and `ioc_api_unknown_devices_dropped_total` (readings from untracked unknown ids).
+//! and `ioc_api_unknown_devices_dropped_total` (readings from untracked unknown ids),
+//! `ioc_api_auth_failures_total{reason}` (requests refused by access control).
 
+mod auth;
 mod config;
 mod devices;
 mod error;
@@ -177,7 +215,8 @@ mod rest;
 mod server;
 mod ws;
 
-pub use config::HttpConfig;
+pub use auth::{generate_token, hash_token};
+pub use config::{AuthConfig, HttpConfig, TokenSpec};
 pub use devices::{DeviceDirectory, DeviceView, RegistryRequest, UnknownDevice, UnknownDevices};
 pub use error::ApiError;
 pub use feed::LiveFeed;

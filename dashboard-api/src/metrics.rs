@@ -31,6 +31,10 @@ pub struct ApiMetrics {
     /// `ioc_api_rate_limited_total`: requests refused with 429 because their client was over
     /// its rate.
     pub rate_limited: IntCounter,
+    /// `ioc_api_auth_failures_total{reason}`: requests refused by access control, by
+    /// `reason`: `missing` (no token, 401), `unknown` (401), `forbidden` (the role may not,
+    /// 403).
+    pub auth_failures: IntCounterVec,
 }
 
 impl ApiMetrics {
@@ -79,7 +83,18 @@ impl ApiMetrics {
                 "ioc_api_rate_limited_total",
                 "Requests refused because their client was over its rate limit.",
             )?,
+            auth_failures: IntCounterVec::new(
+                Opts::new(
+                    "ioc_api_auth_failures_total",
+                    "Requests refused by access control, by reason (missing, unknown, forbidden).",
+                ),
+                &["reason"],
+            )?,
         };
+        for reason in ["missing", "unknown", "forbidden"] {
+            metrics.auth_failures.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(metrics.auth_failures.clone()))?;
         registry.register(Box::new(metrics.rate_limited.clone()))?;
         registry.register(Box::new(metrics.ws_clients.clone()))?;
         registry.register(Box::new(metrics.ws_updates.clone()))?;

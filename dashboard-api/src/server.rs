@@ -13,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ioc_schemas::Device;
+use ioc_schemas::{Department, Device, Principal, Role};
 use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -49,6 +49,8 @@ struct StateInner {
     max_body_bytes: usize,
     ws_buffer: usize,
     ws_ping_interval: Duration,
+    /// The tokens access control knows.
+    tokens: crate::auth::Tokens,
     /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
     /// HTTP server no longer tracks once upgraded) close too.
     closing: watch::Sender<bool>,
@@ -69,6 +71,7 @@ impl ApiState {
         let feed = LiveFeed::with_directory(config.broadcast_capacity, &metrics, devices.clone());
         let unknown = UnknownDevices::new(config.unknown_devices_max, &metrics);
         let (closing, _) = watch::channel(false);
+        let tokens = crate::auth::Tokens::new(&config.auth)?;
         Ok(ApiState {
             inner: Arc::new(StateInner {
                 registry,
@@ -87,9 +90,31 @@ impl ApiState {
                 max_body_bytes: config.max_body_bytes,
                 ws_buffer: config.ws_buffer,
                 ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
+                tokens,
                 closing,
             }),
         })
+    }
+
+    /// Adds `token` (kept as its hash) with `role` (and, for the department role, its
+    /// department), e.g. a demo admin token made with [`generate_token`](crate::generate_token).
+    /// Like a configured token it is not written to the tokens file, lasts until the process
+    /// ends and cannot be deleted through the API. Fails if the name is taken or the spec is
+    /// invalid (see [`TokenSpec::validate`](crate::TokenSpec::validate)).
+    pub fn add_token(
+        &self,
+        name: &str,
+        role: Role,
+        department: Option<Department>,
+        token: &str,
+    ) -> Result<(), ApiError> {
+        self.inner
+            .tokens
+            .add_config(crate::TokenSpec::from_token(name, role, department, token))
+    }
+
+    pub(crate) fn tokens(&self) -> &crate::auth::Tokens {
+        &self.inner.tokens
     }
 
     /// The live feed: publish window results and KPI rows here.
@@ -207,12 +232,19 @@ pub fn router_with(state: ApiState, extra: Router) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .merge(rest::routes())
+        .merge(crate::auth::routes())
         .with_state(state.clone())
         .merge(extra)
         .fallback(rest::not_found)
         .method_not_allowed_fallback(rest::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.inner.max_body_bytes,
+        ))
+        // Inside the rate limit (a client guessing tokens is throttled) and the request
+        // count (401 and 403 are counted).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -314,6 +346,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 async fn websocket(
     State(state): State<ApiState>,
+    principal: Option<axum::Extension<Principal>>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
@@ -329,5 +362,9 @@ async fn websocket(
     };
     upgrade
         .max_message_size(crate::ws::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state))
+        .on_upgrade(move |socket| {
+            // A department's `alerts` channel carries its own department's alerts only.
+            let confined = principal.and_then(|axum::Extension(p)| p.confined_to());
+            crate::ws::serve_socket(socket, state, confined)
+        })
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use ioc_schemas::{AlertEvent, Kpi, WindowResult};
+use ioc_schemas::{AlertEvent, Department, Kpi, WindowResult};
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -83,8 +83,9 @@ fn text(message: &ServerMessage) -> Message {
     Message::Text(message.to_json().into())
 }
 
-/// Serves one upgraded connection until either side ends it or the server shuts down.
-pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState) {
+/// Serves one upgraded connection until either side ends it or the server shuts down. With
+/// `confined` (a department token) the `alerts` channel carries that department's alerts only.
+pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState, confined: Option<Department>) {
     let _client = ClientGuard::new(state.metrics().ws_clients.clone());
     debug!("websocket client connected");
     let (sink, stream) = socket.split();
@@ -118,6 +119,7 @@ pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState) {
         out_tx,
         state.feed().clone(),
         state.metrics().ws_lagged.clone(),
+        confined,
     );
     tokio::select! {
         // Reader and forwarder done: their queue senders are gone, so the writer drains what
@@ -251,6 +253,7 @@ async fn forward_loop(
     out: mpsc::Sender<Message>,
     feed: LiveFeed,
     lagged: IntCounter,
+    confined: Option<Department>,
 ) {
     // No receiver until the client subscribes, so an idle page costs the feed nothing.
     let mut subscription: Option<Subscription> = None;
@@ -306,7 +309,10 @@ async fn forward_loop(
                 _ => continue,
             },
             Event::Alert(Ok(event)) => match &subscription {
-                Some(sub) if sub.filter.matches_alert(&event) => {
+                Some(sub)
+                    if confined.is_none_or(|own| event.alert.department == own)
+                        && sub.filter.matches_alert(&event) =>
+                {
                     Message::Text(alert_json(&event).into())
                 }
                 _ => continue,

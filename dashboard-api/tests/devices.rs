@@ -106,7 +106,7 @@ fn ids(list: &Value) -> Vec<String> {
 #[tokio::test]
 async fn crud_round_trip_reaches_the_pipeline() -> anyhow::Result<()> {
     let (tx, mut seen, _pipeline) = fake_pipeline(4, Ok(()));
-    let state = ApiState::new(&HttpConfig::default(), prometheus::Registry::new())?
+    let state = ApiState::new(&common::open_config(), prometheus::Registry::new())?
         .with_devices([station("aq-son_tra-01", District::SonTra)])
         .with_registry_sender(tx);
     let server = Server::serve_state(state).await?;
@@ -255,7 +255,7 @@ async fn crud_round_trip_reaches_the_pipeline() -> anyhow::Result<()> {
 #[tokio::test]
 async fn status_comes_from_device_health_kpis() -> anyhow::Result<()> {
     let fleet = parse_fleet(DEFAULT_FLEET_JSON)?;
-    let state = ApiState::new(&HttpConfig::default(), prometheus::Registry::new())?
+    let state = ApiState::new(&common::open_config(), prometheus::Registry::new())?
         .with_devices(fleet.into_values());
     let server = Server::serve_state(state).await?;
     let junctions = http_get(server.addr, "/api/v1/devices?kind=traffic_signal")
@@ -332,7 +332,7 @@ async fn status_comes_from_device_health_kpis() -> anyhow::Result<()> {
 #[tokio::test]
 async fn bad_bodies_name_the_field_and_never_reach_the_pipeline() -> anyhow::Result<()> {
     let (tx, mut seen, _pipeline) = fake_pipeline(4, Ok(()));
-    let state = ApiState::new(&HttpConfig::default(), prometheus::Registry::new())?
+    let state = ApiState::new(&common::open_config(), prometheus::Registry::new())?
         .with_registry_sender(tx);
     let server = Server::serve_state(state).await?;
     let addr = server.addr;
@@ -434,7 +434,7 @@ async fn bad_bodies_name_the_field_and_never_reach_the_pipeline() -> anyhow::Res
 async fn unavailable_refusing_and_slow_pipelines() -> anyhow::Result<()> {
     let config = HttpConfig {
         registry_timeout_ms: 300,
-        ..HttpConfig::default()
+        ..common::open_config()
     };
 
     // The pipeline stopped: its receiver is gone.
@@ -519,7 +519,7 @@ async fn unknown_devices_are_listed_bounded_and_dropped_once_registered() -> any
     let (tx, _seen, _pipeline) = fake_pipeline(4, Ok(()));
     let config = HttpConfig {
         unknown_devices_max: 2,
-        ..HttpConfig::default()
+        ..common::open_config()
     };
     let state = ApiState::new(&config, prometheus::Registry::new())?.with_registry_sender(tx);
     let server = Server::serve_state(state).await?;

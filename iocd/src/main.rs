@@ -157,11 +157,34 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     config.mqtt.host = host.clone();
     config.mqtt.port = port;
 
+    // A fresh admin token for this run, unless access control is off.
+    let demo_token = if config.http.auth.enabled {
+        let token = ioc_dashboard_api::generate_token()?;
+        config
+            .http
+            .auth
+            .tokens
+            .push(ioc_dashboard_api::TokenSpec::from_token(
+                "demo-admin",
+                ioc_schemas::Role::Admin,
+                None,
+                &token,
+            ));
+        Some(token)
+    } else {
+        None
+    };
     let listener = ioc_dashboard_api::bind(&config.http).await?;
     let addr = listener.local_addr()?;
     #[allow(clippy::print_stdout)]
     {
         println!("Da Nang IOC demo");
+        match &demo_token {
+            Some(token) => println!(
+                "  api token:  {token}  (admin, this run only: send `Authorization: Bearer <token>`, or ?token= on /ws)"
+            ),
+            None => println!("  api token:  none needed (http.auth.enabled = false)"),
+        }
         println!("  health:     http://{addr}/healthz");
         println!("  metrics:    http://{addr}/metrics");
         println!("  live feed:  ws://{addr}/ws  (send {{\"type\":\"subscribe\"}})");

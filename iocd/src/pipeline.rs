@@ -165,6 +165,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let registry = prometheus::Registry::new();
+    let auth = &config.http.auth;
+    if auth.enabled && auth.tokens.is_empty() && auth.tokens_file.is_none() {
+        tracing::warn!(
+            "access control is on and no token is configured: the API answers 401 to everything \
+             but /healthz and /metrics; add [[http.auth.tokens]] (see the README)"
+        );
+    }
     let state = ApiState::new(&config.http, registry.clone())?;
     let ingest_metrics = IngestMetrics::new(&registry)?;
     let dataflow_metrics = DataflowMetrics::new(&registry)?;

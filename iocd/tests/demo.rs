@@ -28,10 +28,30 @@ async fn the_demo_lists_the_whole_fleet() {
         .args(["demo", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
+    let mut child = child;
+    // The demo prints a fresh admin token for the API; the rest of its output is drained, so
+    // a closed pipe never fails its prints.
+    let stdout = child.stdout.take().unwrap();
+    let (token_tx, token_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            let token = line
+                .trim()
+                .strip_prefix("api token:")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            if let Some(token) = token {
+                let _ = token_tx.send(token);
+            }
+        }
+    });
+    let token = token_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the demo prints its api token");
     let iocd = common::Iocd { child, log };
     let addr: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -44,7 +64,14 @@ async fn the_demo_lists_the_whole_fleet() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (status, list) = common::http(addr, "GET", "/api/v1/devices", "").await;
+    // Without the token the API is closed; health checks stay open.
+    let (status, refused) = common::http(addr, "GET", "/api/v1/devices", "").await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let token = Some(token.as_str());
+    let (status, list) = common::http_as(addr, "GET", "/api/v1/devices", "", token).await;
     assert_eq!(status, 200);
     assert_eq!(list["count"], 474);
     let devices = list["devices"].as_array().unwrap();
@@ -72,11 +99,12 @@ async fn the_demo_lists_the_whole_fleet() {
     ] {
         assert!(names.contains(&station), "{station} is missing");
     }
-    let (_, junctions) = common::http(
+    let (_, junctions) = common::http_as(
         addr,
         "GET",
         "/api/v1/devices?kind=traffic_signal&district=hai_chau",
         "",
+        token,
     )
     .await;
     assert_eq!(junctions["count"], 48);
@@ -90,12 +118,20 @@ async fn the_demo_lists_the_whole_fleet() {
         "district": "hoa_vang", "lat": 16.0, "lon": 108.1,
         "department": "disaster_prevention", "expected_interval_s": 60
     });
-    let (status, _) = common::http(addr, "POST", "/api/v1/devices", &gauge.to_string()).await;
+    let (status, _) =
+        common::http_as(addr, "POST", "/api/v1/devices", &gauge.to_string(), token).await;
     assert_eq!(status, 201);
-    let (status, got) = common::http(addr, "GET", &format!("/api/v1/devices/rain-{run}"), "").await;
+    let (status, got) = common::http_as(
+        addr,
+        "GET",
+        &format!("/api/v1/devices/rain-{run}"),
+        "",
+        token,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(got["name"], "Trạm đo mưa thử", "{got}");
-    let (_, list) = common::http(addr, "GET", "/api/v1/devices", "").await;
+    let (_, list) = common::http_as(addr, "GET", "/api/v1/devices", "", token).await;
     assert_eq!(list["count"], 475);
 
     iocd.stop();

@@ -174,6 +174,7 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         ..Default::default()
     });
     config.http.listen = "127.0.0.1:0".parse().unwrap();
+    config.http.auth.enabled = false;
 
     let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -91,6 +91,8 @@ database = "{database}"
 batch_max_wait_ms = 50
 [http]
 listen = "127.0.0.1:{http_port}"
+[http.auth]
+enabled = false
 [alerts]
 state_dir = "{state}"
 [alerts.webhooks]

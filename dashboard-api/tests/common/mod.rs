@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use ioc_dashboard_api::{serve, ApiError, ApiState, HttpConfig};
+use ioc_dashboard_api::{serve_with, ApiError, ApiState, HttpConfig};
 use ioc_schemas::{District, Kind, WindowResult};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,18 +28,37 @@ pub struct Server {
     pub task: JoinHandle<Result<(), ApiError>>,
 }
 
+/// The default configuration with access control off (what most tests want).
+pub fn open_config() -> HttpConfig {
+    let mut config = HttpConfig::default();
+    config.auth.enabled = false;
+    config
+}
+
 impl Server {
-    /// Starts a server with `config` (its `listen` is ignored: port 0 is used).
-    pub async fn start(config: HttpConfig) -> anyhow::Result<Server> {
+    /// Starts a server with `config` (its `listen` is ignored: port 0 is used), with access
+    /// control off whatever `config.auth` says; see [`Server::start_with_auth`].
+    pub async fn start(mut config: HttpConfig) -> anyhow::Result<Server> {
+        config.auth.enabled = false;
+        Server::start_with_auth(config).await
+    }
+
+    /// Starts a server with `config` as it is, access control included.
+    pub async fn start_with_auth(config: HttpConfig) -> anyhow::Result<Server> {
         Server::serve_state(ApiState::new(&config, prometheus::Registry::new())?).await
     }
 
     /// Serves `state` on 127.0.0.1:0.
     pub async fn serve_state(state: ApiState) -> anyhow::Result<Server> {
+        Server::serve_state_with(state, axum::Router::new()).await
+    }
+
+    /// Serves `state` and `extra` routes (see `serve_with`) on 127.0.0.1:0.
+    pub async fn serve_state_with(state: ApiState, extra: axum::Router) -> anyhow::Result<Server> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(listener, state.clone(), async move {
+        let task = tokio::spawn(serve_with(listener, state.clone(), extra, async move {
             let _ = stopped.await;
         }));
         Ok(Server {

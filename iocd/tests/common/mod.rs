@@ -375,11 +375,23 @@ pub async fn http(
     path: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
+    http_as(addr, method, path, body, None).await
+}
+
+/// [`http`] with a bearer token.
+pub async fn http_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let auth = token.map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return (0, serde_json::Value::Null);
     };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -404,10 +416,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the pipeline and waits until `/healthz` says it is up, plus a moment for the
-    /// MQTT subscription to settle.
+    /// Starts the pipeline (access control off) and waits until `/healthz` says it is up, plus
+    /// a moment for the MQTT subscription to settle.
     pub async fn start(mut config: iocd::Config) -> Pipeline {
         config.http.listen = "127.0.0.1:0".parse().unwrap();
+        // These tests are about the pipeline; access control has its own.
+        config.http.auth.enabled = false;
         let listener = ioc_dashboard_api::bind(&config.http).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
