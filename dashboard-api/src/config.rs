@@ -17,14 +17,21 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Per WebSocket client: messages queued for its socket. When full, that client's feed
     /// waits, and if it stays behind for longer than `broadcast_capacity` updates it is told
-    /// it lagged and skips ahead.
+    /// it lagged and gets a fresh snapshot instead of the updates it missed.
     pub ws_buffer: usize,
     /// Updates the live feed keeps for clients that are behind, before they lag: window
-    /// results and KPI rows are two broadcasts, each this long.
+    /// results, KPI rows and alert events are three broadcasts, each this long.
     pub broadcast_capacity: usize,
-    /// Interval (ms) between WebSocket Ping frames to each client. A client that sends
-    /// nothing, not even a Pong, for three intervals is disconnected.
+    /// Interval (ms) between WebSocket Ping frames to each client, and between `heartbeat`
+    /// messages to a subscribed client. A client that sends nothing, not even a Pong, for
+    /// three intervals is disconnected.
     pub ws_ping_interval_ms: u64,
+    /// Keys the live feed keeps the latest value of, per feed, for the `snapshot` a client
+    /// gets when it subscribes or lags (window results by device, metric and window size; KPI
+    /// rows by family, entity and window size; open alerts by id). Once a feed holds this
+    /// many, updates of further new keys are still pushed but not kept, only counted in
+    /// `ioc_api_snapshot_keys_dropped_total` (0 keeps nothing: snapshots are empty).
+    pub snapshot_max_keys: usize,
     /// Unregistered device ids tracked for `GET /api/v1/devices/unknown`. Once this many
     /// are tracked, readings from further new ids are not tracked, only counted in
     /// `ioc_api_unknown_devices_dropped_total` (0 turns the list off).
@@ -164,6 +171,7 @@ impl Default for HttpConfig {
             ws_buffer: 1024,
             broadcast_capacity: 4096,
             ws_ping_interval_ms: 20_000,
+            snapshot_max_keys: 100_000,
             unknown_devices_max: 10_000,
             registry_timeout_ms: 5_000,
             max_body_bytes: 256 * 1024,
@@ -211,6 +219,7 @@ mod tests {
         assert_eq!(c.ws_buffer, 1024);
         assert_eq!(c.broadcast_capacity, 4096);
         assert_eq!(c.ws_ping_interval_ms, 20_000);
+        assert_eq!(c.snapshot_max_keys, 100_000);
         assert_eq!(c.unknown_devices_max, 10_000);
         assert_eq!(c.registry_timeout_ms, 5_000);
         assert!(c.auth.enabled);

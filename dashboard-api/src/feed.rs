@@ -1,24 +1,121 @@
-//! The live feed: window results and KPI rows broadcast to WebSocket clients.
+//! The live feed: window results, KPI rows and alert events broadcast to WebSocket
+//! clients, and the latest value of each key kept for the snapshots clients start from.
 
-use std::sync::Arc;
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use ioc_schemas::{AlertEvent, Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, Department, Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
+use crate::protocol::Filter;
 use crate::{ApiMetrics, DeviceDirectory};
+
+/// Keys kept per feed when none is configured (`http.snapshot_max_keys`).
+pub(crate) const DEFAULT_SNAPSHOT_MAX_KEYS: usize = 100_000;
+
+/// A window result's key: device, metric, window size.
+type WindowKey = (String, String, u64);
+/// A KPI row's key: family, entity id, sub-key (a camera row's event type, else empty),
+/// window size (which also tells an AQI's period).
+type KpiKey = (&'static str, String, String, u64);
+
+/// The newest value of each key of one feed, at most `max_keys` keys.
+#[derive(Debug)]
+struct Latest<K, V> {
+    map: Mutex<BTreeMap<K, Arc<V>>>,
+}
+
+impl<K: Ord, V> Latest<K, V> {
+    fn new() -> Self {
+        Latest {
+            map: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The map; a panic elsewhere while it was held cannot leave it half-updated.
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<K, Arc<V>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The values passing `keep`, in key order.
+    fn matching(&self, keep: impl Fn(&V) -> bool) -> Vec<Arc<V>> {
+        self.lock().values().filter(|v| keep(v)).cloned().collect()
+    }
+}
+
+/// Stores `value` under `key` in `map` unless the value there is strictly newer
+/// (`kept_is_newer(old, new)`);
+/// a new key is not stored once `map` holds `max_keys`, only counted in `dropped`.
+fn keep_latest<K: Ord, V>(
+    map: &mut BTreeMap<K, Arc<V>>,
+    key: K,
+    value: &Arc<V>,
+    kept_is_newer: impl Fn(&V, &V) -> bool,
+    max_keys: usize,
+    dropped: &IntCounter,
+) {
+    let full = map.len() >= max_keys;
+    match map.entry(key) {
+        Entry::Occupied(mut old) => {
+            if !kept_is_newer(old.get(), value) {
+                old.insert(Arc::clone(value));
+            }
+        }
+        Entry::Vacant(_) if full => dropped.inc(),
+        Entry::Vacant(slot) => {
+            slot.insert(Arc::clone(value));
+        }
+    }
+}
+
+fn kpi_key(kpi: &Kpi) -> KpiKey {
+    let (sub, size) = match kpi {
+        Kpi::Traffic(k) => ("", k.window_size_ms),
+        Kpi::Camera(k) => (k.event_type.as_str(), k.window_size_ms),
+        Kpi::Air(k) => ("", k.window_size_ms),
+        Kpi::Water(k) => ("", k.window_size_ms),
+        Kpi::Hydrology(k) => ("", k.window_size_ms),
+        Kpi::Bridge(k) => ("", k.window_size_ms),
+        Kpi::Health(k) => ("", k.window_size_ms),
+    };
+    (
+        kpi.family().as_str(),
+        kpi.entity_id().to_owned(),
+        sub.to_owned(),
+        size,
+    )
+}
+
+/// The latest values matching a filter, taken for a `snapshot` message.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Newest window result per (device, metric, window size).
+    pub(crate) windows: Vec<Arc<WindowResult>>,
+    /// Newest KPI row per (family, entity, window size).
+    pub(crate) kpis: Vec<Arc<Kpi>>,
+    /// Newest event of each open alert.
+    pub(crate) alerts: Vec<Arc<AlertEvent>>,
+}
 
 /// The sending side of the live feed. Cheap to clone.
 ///
-/// Two broadcasts, one for window results and one for KPI rows (every family), each keeping
-/// the newest `capacity` updates. Publishing never waits: a client further behind than that
-/// on a broadcast skips ahead and is told how many it missed (see the protocol in the crate
-/// docs).
+/// Three broadcasts, for window results, KPI rows (every family) and alert events, each
+/// keeping the newest `capacity` updates. Publishing never waits on a client: a client
+/// further behind than that on a broadcast is told it lagged and gets a fresh snapshot (see
+/// the protocol in the crate docs). The feed also keeps the newest value of each key
+/// (bounded by `snapshot_max_keys` per feed) for those snapshots.
 #[derive(Debug, Clone)]
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<WindowResult>>,
     kpi_tx: broadcast::Sender<Arc<Kpi>>,
     alert_tx: broadcast::Sender<Arc<AlertEvent>>,
+    windows: Arc<Latest<WindowKey, WindowResult>>,
+    kpis: Arc<Latest<KpiKey, Kpi>>,
+    alerts: Arc<Latest<String, AlertEvent>>,
+    max_keys: usize,
+    keys_dropped: IntCounter,
     updates: IntCounter,
     /// `ioc_api_ws_kpi_updates_total{family}`, in [`KpiFamily::ALL`] order.
     kpi_updates: Vec<IntCounter>,
@@ -31,11 +128,18 @@ impl LiveFeed {
     /// `ioc_api_ws_kpi_updates_total`. Device-health rows update a directory of its own;
     /// [`ApiState`](crate::ApiState) makes a feed that updates the API's directory.
     pub fn new(capacity: usize, metrics: &ApiMetrics) -> Self {
-        LiveFeed::with_directory(capacity, metrics, DeviceDirectory::new())
+        LiveFeed::with_snapshot_keys(capacity, DEFAULT_SNAPSHOT_MAX_KEYS, metrics)
+    }
+
+    /// Like [`LiveFeed::new`], keeping the latest value of at most `max_keys` keys per feed
+    /// for snapshots (`http.snapshot_max_keys`).
+    pub fn with_snapshot_keys(capacity: usize, max_keys: usize, metrics: &ApiMetrics) -> Self {
+        LiveFeed::with_directory(capacity, max_keys, metrics, DeviceDirectory::new())
     }
 
     pub(crate) fn with_directory(
         capacity: usize,
+        max_keys: usize,
         metrics: &ApiMetrics,
         devices: DeviceDirectory,
     ) -> Self {
@@ -47,6 +151,11 @@ impl LiveFeed {
             tx,
             kpi_tx,
             alert_tx,
+            windows: Arc::new(Latest::new()),
+            kpis: Arc::new(Latest::new()),
+            alerts: Arc::new(Latest::new()),
+            max_keys,
+            keys_dropped: metrics.snapshot_keys_dropped.clone(),
             updates: metrics.ws_updates.clone(),
             kpi_updates: KpiFamily::ALL
                 .iter()
@@ -65,6 +174,22 @@ impl LiveFeed {
     /// Like [`LiveFeed::publish`] for a result already shared.
     pub fn publish_shared(&self, result: Arc<WindowResult>) -> usize {
         self.updates.inc();
+        let key = (
+            result.device_id.clone(),
+            result.metric.clone(),
+            result.window_size_ms,
+        );
+        // Kept before it is sent, and under the lock, so a client that subscribes and then
+        // takes a snapshot misses nothing, and the kept value is the last one sent.
+        let mut latest = self.windows.lock();
+        keep_latest(
+            &mut latest,
+            key,
+            &result,
+            |old, new| (old.window_start_ms, old.version) > (new.window_start_ms, new.version),
+            self.max_keys,
+            &self.keys_dropped,
+        );
         // An error only means there are no receivers right now.
         self.tx.send(result).unwrap_or(0)
     }
@@ -89,6 +214,15 @@ impl LiveFeed {
         {
             counter.inc();
         }
+        let mut latest = self.kpis.lock();
+        keep_latest(
+            &mut latest,
+            kpi_key(&kpi),
+            &kpi,
+            |old, new| old.window_start_ms() > new.window_start_ms(),
+            self.max_keys,
+            &self.keys_dropped,
+        );
         self.kpi_tx.send(kpi).unwrap_or(0)
     }
 
@@ -100,7 +234,56 @@ impl LiveFeed {
     /// Publishes an alert event to every client on the `alerts` channel; returns how many
     /// connections listen. Never blocks.
     pub fn publish_alert(&self, event: AlertEvent) -> usize {
-        self.alert_tx.send(Arc::new(event)).unwrap_or(0)
+        let event = Arc::new(event);
+        let mut latest = self.alerts.lock();
+        if event.alert.state.is_open() {
+            keep_latest(
+                &mut latest,
+                event.alert.id.clone(),
+                &event,
+                |old, new| old.at_ms > new.at_ms,
+                self.max_keys,
+                &self.keys_dropped,
+            );
+        } else {
+            // A resolved alert leaves the snapshot.
+            latest.remove(&event.alert.id);
+        }
+        self.alert_tx.send(event).unwrap_or(0)
+    }
+
+    /// The latest value of each key that `filter` lets through, for the channels it
+    /// subscribes; with `confined`, alerts of that department only. Take it after
+    /// subscribing the receivers, so nothing published in between is missed.
+    pub(crate) fn snapshot(&self, filter: &Filter, confined: Option<Department>) -> Snapshot {
+        Snapshot {
+            windows: if filter.wants_windows() {
+                self.windows.matching(|r| filter.matches(r))
+            } else {
+                Vec::new()
+            },
+            kpis: if filter.wants_kpis() {
+                self.kpis.matching(|k| filter.matches_kpi(k))
+            } else {
+                Vec::new()
+            },
+            alerts: if filter.wants_alerts() {
+                self.alerts.matching(|e| {
+                    confined.is_none_or(|own| e.alert.department == own) && filter.matches_alert(e)
+                })
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Keys whose latest value is kept now: window results, KPI rows, open alerts.
+    pub fn snapshot_keys(&self) -> (usize, usize, usize) {
+        (
+            self.windows.lock().len(),
+            self.kpis.lock().len(),
+            self.alerts.lock().len(),
+        )
     }
 
     /// A receiver of every alert event published from now on.

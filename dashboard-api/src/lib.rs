@@ -141,26 +141,32 @@
 //! tracked ids keep updating. An id leaves the list when it is registered through the API,
 //! which frees its place.
 //!
-//! # WebSocket protocol (version 1)
+//! # WebSocket protocol (version 2)
 //!
-//! Every message is a JSON object in a text frame, with a `"type"` field.
+//! Every message is a JSON object in a text frame, with a `"type"` field. Version 2 adds
+//! to version 1 (nothing was removed or renamed): a `seq` number on every update, a
+//! `snapshot` of the latest values after each subscribe (and after a lag), and
+//! `heartbeat` messages. A version 1 client that ignores unknown types and fields keeps
+//! working.
 //!
 //! Client to server:
 //!
 //! | message | effect |
 //! |---|---|
-//! | `{"type":"subscribe","channels":["windows","kpi.air"],"kinds":["traffic_signal"],"districts":["hai_chau"],"devices":["tsc-hai_chau-001"],"metrics":["vehicles"]}` | start receiving the updates of `channels` that match every non-empty list that applies to them; each list is optional and an absent, `null` or empty list means "all". A new subscribe replaces the filter (no update is lost in between). |
-//! | `{"type":"unsubscribe"}` | stop receiving updates |
+//! | `{"type":"subscribe","channels":["windows","kpi.air"],"kinds":["traffic_signal"],"districts":["hai_chau"],"devices":["tsc-hai_chau-001"],"metrics":["vehicles"]}` | start receiving the updates of `channels` that match every non-empty list that applies to them; each list is optional and an absent, `null` or empty list means "all". The server answers `subscribed`, then a `snapshot`, then updates. A new subscribe replaces the filter (and sends a new snapshot). |
+//! | `{"type":"unsubscribe"}` | stop receiving updates (answered by `subscribed` with `"filter":null`) |
 //! | `{"type":"ping"}` | the server answers `{"type":"pong"}` |
 //!
-//! Channels are `windows` (window results) and `kpi.<family>` with family `traffic`,
+//! Channels are `windows` (window results), `kpi.<family>` with family `traffic`,
 //! `camera`, `air`, `water`, `hydrology`, `bridge` or `health` (KPI rows, see
-//! `ioc_schemas::Kpi`). Leaving `channels` out (or `null`) means `["windows"]`, so clients
-//! written before KPIs keep working; an empty list or an unknown name is refused. `kinds`
-//! and `metrics` narrow window results only; `districts` and `devices` narrow both: a KPI
-//! row matches `districts` by its district (a city- or department-wide row has none, so
-//! it does not match a district list) and `devices` by its entity id (a device id, or for
-//! aggregate rows the district or department slug, or `da_nang`).
+//! `ioc_schemas::Kpi`), and `alerts` (alert lifecycle events). Leaving `channels` out (or
+//! `null`) means `["windows"]`, so clients written before KPIs keep working; an empty list
+//! or an unknown name is refused. `kinds` and `metrics` narrow window results only;
+//! `districts` and `devices` narrow the others too: a KPI row or alert matches `districts`
+//! by its district (a city- or department-wide one has none, so it does not match a
+//! district list) and `devices` by its entity id (a device id, or for aggregate rows the
+//! district or department slug, or `da_nang`). A department token's `alerts` channel
+//! carries only its department's alerts, in snapshots too.
 //!
 //! Kinds are `sensor`, `traffic_signal`, `camera_event`, `environment`; districts are the
 //! slugs `hai_chau`, `thanh_khe`, `son_tra`, `ngu_hanh_son`, `lien_chieu`, `cam_le`,
@@ -170,32 +176,51 @@
 //!
 //! | message | when |
 //! |---|---|
-//! | `{"type":"hello","protocol":1,"channels":["windows","kpi.traffic",...]}` | on connect, listing the channels. Until the client subscribes, nothing else is sent. |
-//! | `{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau"],"devices":[],"metrics":[]}}` | after each subscribe, with the filter in force (sorted, duplicates removed); `"filter":null` after an unsubscribe. Every update published after this message is considered. |
-//! | `{"type":"window","data":{...}}` | each matching window result; `data` is a `WindowResult` (`window-result.schema.json`). |
-//! | `{"type":"kpi","family":"air","kpi":{"family":"air","station_id":...}}` | each matching KPI row; `kpi` is a `Kpi` (tagged by `family`). |
-//! | `{"type":"lagged","feed":"windows","skipped":46}` | the client fell behind on one feed (`windows`, or `kpi` for every family): `skipped` updates (counted before filtering) were dropped for it. It stays connected and that feed continues with the newest updates the server still holds. |
+//! | `{"type":"hello","protocol":2,"channels":["windows","kpi.traffic",...,"alerts"]}` | on connect, listing the channels. Until the client subscribes, nothing else is sent (no heartbeat either). |
+//! | `{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau"],"devices":[],"metrics":[]}}` | after each subscribe, with the filter in force (sorted, duplicates removed); `"filter":null` after an unsubscribe. A `snapshot` follows at once. |
+//! | `{"type":"snapshot","seq":1,"windows":[{...}],"kpis":[{...}],"alerts":[{...}]}` | right after each `subscribed` with a filter, and after each `lagged`: the latest value of every key that matches the filter, for the subscribed channels only (the others are `[]`). `windows`: the newest `WindowResult` per (device, metric, window size); `kpis`: the newest `Kpi` per (family, entity id, window size or AQI period; camera rows also per event type); `alerts`: the newest `AlertEvent` of every open (active or acknowledged) alert. The client replaces what it holds with it. Every update published after the snapshot follows as a delta; one published while the snapshot was taken may come both in it and as a delta. |
+//! | `{"type":"window","seq":2,"data":{...}}` | each matching window result; `data` is a `WindowResult` (`window-result.schema.json`). |
+//! | `{"type":"kpi","seq":3,"family":"air","kpi":{"family":"air","station_id":...}}` | each matching KPI row; `kpi` is a `Kpi` (tagged by `family`). |
+//! | `{"type":"alert","seq":4,"event":{"event_id":...,"alert":{...},"transition":"opened",...}}` | each matching alert event (`AlertEvent`). |
+//! | `{"type":"heartbeat","seq":5,"at_ms":1795827661000}` | every `ws_ping_interval_ms` (20 s) while subscribed, with the server's wall clock: a browser, which cannot see WebSocket pings, treats a link without one for a few intervals as dead and reconnects. |
+//! | `{"type":"lagged","feed":"windows","skipped":46}` | the client fell behind on one feed (`windows`, `kpi` for every family, or `alerts`): `skipped` updates (counted before filtering) were dropped for it. A `snapshot` follows at once, then deltas; the client stays connected. |
 //! | `{"type":"pong"}` | answer to a ping. |
 //! | `{"type":"error","message":"invalid message: ..."}` | the client's last message was refused; `message` names what was wrong (not json, a missing `type`, an unknown field, channel, kind or district, a binary frame). The connection stays open and the previous filter stays in force. |
+//!
+//! **Sequence numbers.** `seq` numbers the messages that carry it (`snapshot`, `window`,
+//! `kpi`, `alert`, `heartbeat`) on one connection: 1, 2, 3, ... in the order sent, across
+//! subscribes, and never skips. A gap means the client lost messages (it should
+//! reconnect); `hello`, `subscribed`, `lagged`, `pong` and `error` carry none.
 //!
 //! The server sends a WebSocket Ping frame every 20 s (`ws_ping_interval_ms`); browsers
 //! answer automatically. A client that sends nothing, not even a Pong, for three intervals
 //! is closed with code 1008. On server shutdown clients are closed with code 1001.
 //!
-//! # Slow clients
+//! # Snapshots and slow clients
+//!
+//! The live feed keeps the latest value of each key (as above) of each feed; resolved
+//! alerts leave it. A feed keeps at most `snapshot_max_keys` keys (100 000): updates of
+//! further new keys are still pushed, but not kept for snapshots, and counted in
+//! `ioc_api_snapshot_keys_dropped_total`. The value is kept before it is broadcast, and a
+//! connection subscribes its broadcast receivers before it takes the snapshot, so nothing
+//! published between the snapshot and the first delta is lost.
 //!
 //! Each connection has a bounded queue of `ws_buffer` outgoing messages. A client that
-//! reads slowly fills it; its feed then waits, and once it is more than
-//! `broadcast_capacity` updates behind on the window or the KPI broadcast it gets a
-//! `lagged` message for that feed and skips ahead. Nothing else is dropped, publishing
-//! never waits on a client, and skipped updates are counted in `ioc_api_ws_lagged_total`.
+//! reads slowly fills it; its forwarding then waits (backpressure: the feed itself never
+//! waits on a client), and once it is more than `broadcast_capacity` updates behind on a
+//! broadcast, it gets `lagged` for that feed (`skipped` counts the updates it missed and
+//! those still queued for it), then a fresh `snapshot` of every subscribed channel; the
+//! backlog is dropped, since the snapshot supersedes it. So a slow client is never
+//! dropped silently nor left with a stale picture: lagging coalesces its missed updates
+//! into the latest value per key. Skipped updates are counted in `ioc_api_ws_lagged_total`.
 //! A connection holds a receiver only for the broadcasts its channels need.
 //!
 //! # Metrics
 //!
 //! `ioc_api_ws_clients` (gauge), `ioc_api_ws_updates_total` (window results published),
 //! `ioc_api_ws_kpi_updates_total{family}` (KPI rows published), `ioc_api_ws_lagged_total`
-//! (updates skipped by lagging clients), `ioc_api_http_requests_total{route,status}`
+//! (updates skipped by lagging clients), `ioc_api_snapshot_keys_dropped_total` (updates of
+//! new keys not kept for snapshots because the feed was full), `ioc_api_http_requests_total{route,status}`
 //! (route is the route template, `unmatched` for unknown paths),
 //! `ioc_api_registry_changes_total{op,outcome}` (`upsert`/`remove`; `applied`, `refused`,
 //! `unavailable`, `timeout`, `read_only`), `ioc_api_unknown_devices` (gauge: ids tracked)

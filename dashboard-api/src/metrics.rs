@@ -15,6 +15,9 @@ pub struct ApiMetrics {
     /// `ioc_api_ws_lagged_total`: updates skipped by clients that fell behind (summed over
     /// clients, counted before filtering; windows and KPIs).
     pub ws_lagged: IntCounter,
+    /// `ioc_api_snapshot_keys_dropped_total`: live updates of a new key not kept for
+    /// snapshots because their feed already held `snapshot_max_keys` keys.
+    pub snapshot_keys_dropped: IntCounter,
     /// `ioc_api_http_requests_total{route,status}`: requests answered, by route template
     /// (`unmatched` for unknown paths) and status code.
     pub http_requests: IntCounterVec,
@@ -56,6 +59,10 @@ impl ApiMetrics {
             ws_lagged: IntCounter::new(
                 "ioc_api_ws_lagged_total",
                 "Live updates skipped by WebSocket clients that fell behind.",
+            )?,
+            snapshot_keys_dropped: IntCounter::new(
+                "ioc_api_snapshot_keys_dropped_total",
+                "Live updates of a new key not kept for WebSocket snapshots (the feed was full).",
             )?,
             http_requests: IntCounterVec::new(
                 Opts::new(
@@ -100,6 +107,7 @@ impl ApiMetrics {
         registry.register(Box::new(metrics.ws_updates.clone()))?;
         registry.register(Box::new(metrics.ws_kpi_updates.clone()))?;
         registry.register(Box::new(metrics.ws_lagged.clone()))?;
+        registry.register(Box::new(metrics.snapshot_keys_dropped.clone()))?;
         registry.register(Box::new(metrics.http_requests.clone()))?;
         registry.register(Box::new(metrics.registry_changes.clone()))?;
         registry.register(Box::new(metrics.unknown_devices.clone()))?;

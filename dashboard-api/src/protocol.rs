@@ -3,12 +3,12 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use ioc_schemas::{AlertEvent, District, Kind, Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, District, EpochMs, Kind, Kpi, KpiFamily, WindowResult};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The protocol version announced in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A stream a client can subscribe to: `windows` (window results) or `kpi.<family>` (the
 /// KPI rows of one family, such as `kpi.air`).
@@ -218,20 +218,61 @@ pub enum ServerMessage {
     },
     /// A window result that passed the filter.
     Window {
+        /// The connection's sequence number (see [`ServerMessage::Snapshot`]).
+        #[serde(default)]
+        seq: u64,
         /// The result.
         data: WindowResult,
     },
     /// A KPI row that passed the filter.
     Kpi {
+        /// The connection's sequence number.
+        #[serde(default)]
+        seq: u64,
         /// Its family (also inside `kpi`).
         family: KpiFamily,
         /// The row.
         kpi: Kpi,
     },
+    /// An alert event that passed the filter.
+    Alert {
+        /// The connection's sequence number.
+        #[serde(default)]
+        seq: u64,
+        /// The event.
+        event: AlertEvent,
+    },
+    /// The latest value of each key matching the filter, sent right after every
+    /// `subscribed` (with a filter) and after every `lagged`; the client replaces what it
+    /// holds with it, then applies the updates that follow.
+    ///
+    /// `seq` numbers the messages carrying one (`window`, `kpi`, `alert`, `snapshot`,
+    /// `heartbeat`) on one connection: 1, 2, 3, ... without gaps.
+    Snapshot {
+        /// The connection's sequence number.
+        seq: u64,
+        /// Newest window result per (device, metric, window size); empty unless `windows`
+        /// is subscribed.
+        windows: Vec<WindowResult>,
+        /// Newest KPI row per (family, entity, window size; camera rows also per event
+        /// type) of the subscribed families.
+        kpis: Vec<Kpi>,
+        /// Newest event of each open (active or acknowledged) alert; empty unless `alerts`
+        /// is subscribed.
+        alerts: Vec<AlertEvent>,
+    },
+    /// Sent to a subscribed client every `ws_ping_interval_ms`, so a client that cannot see
+    /// WebSocket pings (a browser) can tell the link is alive.
+    Heartbeat {
+        /// The connection's sequence number.
+        seq: u64,
+        /// The server's wall clock, epoch ms.
+        at_ms: EpochMs,
+    },
     /// The client fell behind on one feed and `skipped` updates (before filtering) were
-    /// dropped for it; that feed continues with the newest updates the server still holds.
+    /// dropped for it; a `snapshot` follows, then the updates published after it.
     Lagged {
-        /// Which feed: `windows` or `kpi` (every KPI family shares one).
+        /// Which feed: `windows`, `kpi` (every KPI family shares one) or `alerts`.
         feed: Feed,
         /// Updates skipped.
         skipped: u64,
@@ -245,7 +286,7 @@ pub enum ServerMessage {
     },
 }
 
-/// The server's two broadcast feeds, named in `lagged`.
+/// The server's three broadcast feeds, named in `lagged`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Feed {
@@ -261,6 +302,7 @@ pub enum Feed {
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "window")]
 struct WindowRef<'a> {
+    seq: u64,
     data: &'a WindowResult,
 }
 
@@ -268,8 +310,19 @@ struct WindowRef<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "kpi")]
 struct KpiRef<'a> {
+    seq: u64,
     family: KpiFamily,
     kpi: &'a Kpi,
+}
+
+/// `ServerMessage::Snapshot` without cloning the values.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "snapshot")]
+struct SnapshotRef<'a> {
+    seq: u64,
+    windows: Vec<&'a WindowResult>,
+    kpis: Vec<&'a Kpi>,
+    alerts: Vec<&'a AlertEvent>,
 }
 
 impl ServerMessage {
@@ -280,26 +333,39 @@ impl ServerMessage {
     }
 }
 
-/// `{"type":"window","data":...}` for `result`.
-pub(crate) fn window_json(result: &WindowResult) -> String {
-    serde_json::to_string(&WindowRef { data: result }).unwrap_or_default()
+/// `{"type":"window","seq":n,"data":...}` for `result`.
+pub(crate) fn window_json(result: &WindowResult, seq: u64) -> String {
+    serde_json::to_string(&WindowRef { seq, data: result }).unwrap_or_default()
 }
 
-/// `{"type":"alert","event":...}` for `event`.
-pub(crate) fn alert_json(event: &AlertEvent) -> String {
+/// `{"type":"alert","seq":n,"event":...}` for `event`.
+pub(crate) fn alert_json(event: &AlertEvent, seq: u64) -> String {
     #[derive(Serialize)]
     #[serde(tag = "type", rename = "alert")]
     struct AlertRef<'a> {
+        seq: u64,
         event: &'a AlertEvent,
     }
-    serde_json::to_string(&AlertRef { event }).unwrap_or_default()
+    serde_json::to_string(&AlertRef { seq, event }).unwrap_or_default()
 }
 
-/// `{"type":"kpi","family":"air","kpi":...}` for `kpi`.
-pub(crate) fn kpi_json(kpi: &Kpi) -> String {
+/// `{"type":"kpi","seq":n,"family":"air","kpi":...}` for `kpi`.
+pub(crate) fn kpi_json(kpi: &Kpi, seq: u64) -> String {
     serde_json::to_string(&KpiRef {
+        seq,
         family: kpi.family(),
         kpi,
+    })
+    .unwrap_or_default()
+}
+
+/// `{"type":"snapshot","seq":n,"windows":[...],"kpis":[...],"alerts":[...]}`.
+pub(crate) fn snapshot_json(snapshot: &crate::feed::Snapshot, seq: u64) -> String {
+    serde_json::to_string(&SnapshotRef {
+        seq,
+        windows: snapshot.windows.iter().map(AsRef::as_ref).collect(),
+        kpis: snapshot.kpis.iter().map(AsRef::as_ref).collect(),
+        alerts: snapshot.alerts.iter().map(AsRef::as_ref).collect(),
     })
     .unwrap_or_default()
 }
@@ -417,10 +483,15 @@ mod tests {
             "tsc-hai_chau-001",
             "vehicles",
         );
-        let borrowed: serde_json::Value = serde_json::from_str(&window_json(&r)).unwrap();
-        let owned = serde_json::to_value(ServerMessage::Window { data: r.clone() }).unwrap();
+        let borrowed: serde_json::Value = serde_json::from_str(&window_json(&r, 7)).unwrap();
+        let owned = serde_json::to_value(ServerMessage::Window {
+            seq: 7,
+            data: r.clone(),
+        })
+        .unwrap();
         assert_eq!(borrowed, owned);
         assert_eq!(borrowed["type"], "window");
+        assert_eq!(borrowed["seq"], 7);
         assert_eq!(borrowed["data"]["device_id"], "tsc-hai_chau-001");
         assert_eq!(
             ServerMessage::Hello {
@@ -449,8 +520,9 @@ mod tests {
             r#"{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau","son_tra"],"devices":[],"metrics":[]}}"#
         );
         let kpi = air("da-st-01", District::SonTra);
-        let borrowed: serde_json::Value = serde_json::from_str(&kpi_json(&kpi)).unwrap();
+        let borrowed: serde_json::Value = serde_json::from_str(&kpi_json(&kpi, 8)).unwrap();
         let owned = serde_json::to_value(ServerMessage::Kpi {
+            seq: 8,
             family: KpiFamily::Air,
             kpi: kpi.clone(),
         })
@@ -459,6 +531,33 @@ mod tests {
         assert_eq!(borrowed["type"], "kpi");
         assert_eq!(borrowed["family"], "air");
         assert_eq!(borrowed["kpi"]["station_id"], "da-st-01");
+    }
+
+    #[test]
+    fn v2_messages_have_the_documented_shape() {
+        let r = result(Kind::Sensor, District::CamLe, "s-1", "pm25");
+        let kpi = air("da-st-01", District::SonTra);
+        let snapshot = crate::feed::Snapshot {
+            windows: vec![std::sync::Arc::new(r.clone())],
+            kpis: vec![std::sync::Arc::new(kpi.clone())],
+            alerts: Vec::new(),
+        };
+        let borrowed: serde_json::Value =
+            serde_json::from_str(&snapshot_json(&snapshot, 4)).unwrap();
+        let owned = serde_json::to_value(ServerMessage::Snapshot {
+            seq: 4,
+            windows: vec![r],
+            kpis: vec![kpi],
+            alerts: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(borrowed, owned);
+        assert_eq!(borrowed["type"], "snapshot");
+        assert_eq!(
+            ServerMessage::Heartbeat { seq: 9, at_ms: 12 }.to_json(),
+            r#"{"type":"heartbeat","seq":9,"at_ms":12}"#
+        );
+        assert_eq!(PROTOCOL_VERSION, 2);
     }
 
     fn air(station: &str, district: District) -> Kpi {

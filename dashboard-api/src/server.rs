@@ -68,7 +68,12 @@ impl ApiState {
         config.validate()?;
         let metrics = ApiMetrics::new(&registry)?;
         let devices = DeviceDirectory::new();
-        let feed = LiveFeed::with_directory(config.broadcast_capacity, &metrics, devices.clone());
+        let feed = LiveFeed::with_directory(
+            config.broadcast_capacity,
+            config.snapshot_max_keys,
+            &metrics,
+            devices.clone(),
+        );
         let unknown = UnknownDevices::new(config.unknown_devices_max, &metrics);
         let (closing, _) = watch::channel(false);
         let tokens = crate::auth::Tokens::new(&config.auth)?;

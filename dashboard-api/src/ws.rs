@@ -8,7 +8,8 @@
 //! ```
 //! The writer owns the socket's sink, so a slow client only fills its own out queue; the
 //! forwarder then waits, its broadcast receiver falls behind and the client is told it
-//! lagged. Nothing else is ever dropped.
+//! lagged, then sent a fresh snapshot (which supersedes the backlog it skipped). The
+//! forwarder numbers what it sends (`seq`) and sends heartbeats while subscribed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,8 +27,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::protocol::{
-    alert_json, kpi_json, window_json, Channel, ClientMessage, Feed, Filter, ServerMessage,
-    PROTOCOL_VERSION,
+    alert_json, kpi_json, snapshot_json, window_json, Channel, ClientMessage, Feed, Filter,
+    ServerMessage, PROTOCOL_VERSION,
 };
 use crate::{ApiState, LiveFeed};
 
@@ -114,13 +115,15 @@ pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState, confined: O
         Arc::clone(&last_seen),
     ));
     let reader = read_loop(stream, cmd_tx, out_tx.clone(), state.closing(), last_seen);
-    let forwarder = forward_loop(
-        cmd_rx,
-        out_tx,
-        state.feed().clone(),
-        state.metrics().ws_lagged.clone(),
+    let forwarder = Forwarder {
+        out: out_tx,
+        feed: state.feed().clone(),
+        lagged: state.metrics().ws_lagged.clone(),
         confined,
-    );
+        seq: 0,
+        subscription: None,
+    }
+    .run(cmd_rx, state.ws_ping_interval());
     tokio::select! {
         // Reader and forwarder done: their queue senders are gone, so the writer drains what
         // is queued, closes the socket and ends.
@@ -204,26 +207,25 @@ struct Subscription {
 }
 
 impl Subscription {
-    /// Takes `filter`, keeping the receivers it still needs (so no update is lost across a
-    /// filter change) and subscribing those it newly needs before the ack is queued (so the
-    /// client gets every update published after it sees `subscribed`).
-    fn set(&mut self, filter: Filter, feed: &LiveFeed) {
-        match (filter.wants_windows(), self.windows.is_some()) {
-            (true, false) => self.windows = Some(feed.subscribe()),
-            (false, true) => self.windows = None,
-            _ => {}
+    /// Fresh receivers for the broadcasts `filter` needs. Subscribed before the snapshot is
+    /// taken, so every update published after the snapshot reaches the client (one
+    /// published in between may come both in the snapshot and as an update).
+    fn new(filter: Filter, feed: &LiveFeed) -> Self {
+        Subscription {
+            windows: filter.wants_windows().then(|| feed.subscribe()),
+            kpis: filter.wants_kpis().then(|| feed.subscribe_kpis()),
+            alerts: filter.wants_alerts().then(|| feed.subscribe_alerts()),
+            filter,
         }
-        match (filter.wants_kpis(), self.kpis.is_some()) {
-            (true, false) => self.kpis = Some(feed.subscribe_kpis()),
-            (false, true) => self.kpis = None,
-            _ => {}
+    }
+
+    /// Updates waiting in `feed`'s receiver.
+    fn backlog(&self, feed: Feed) -> usize {
+        match feed {
+            Feed::Windows => self.windows.as_ref().map_or(0, broadcast::Receiver::len),
+            Feed::Kpi => self.kpis.as_ref().map_or(0, broadcast::Receiver::len),
+            Feed::Alerts => self.alerts.as_ref().map_or(0, broadcast::Receiver::len),
         }
-        match (filter.wants_alerts(), self.alerts.is_some()) {
-            (true, false) => self.alerts = Some(feed.subscribe_alerts()),
-            (false, true) => self.alerts = None,
-            _ => {}
-        }
-        self.filter = filter;
     }
 }
 
@@ -232,6 +234,7 @@ enum Event {
     Window(Result<Arc<WindowResult>, RecvError>),
     Kpi(Result<Arc<Kpi>, RecvError>),
     Alert(Result<Arc<AlertEvent>, RecvError>),
+    Heartbeat,
 }
 
 /// The next update of `rx`; never resolves without a receiver.
@@ -242,102 +245,195 @@ async fn next_update<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Resul
     }
 }
 
-fn lagged_message(feed: Feed, skipped: u64, lagged: &IntCounter) -> Message {
-    lagged.inc_by(skipped);
-    debug!(skipped, ?feed, "websocket client lagged");
-    text(&ServerMessage::Lagged { feed, skipped })
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-async fn forward_loop(
-    mut commands: mpsc::Receiver<Command>,
+/// The forwarder's side of one connection: its subscription and its sequence numbers.
+struct Forwarder {
     out: mpsc::Sender<Message>,
     feed: LiveFeed,
     lagged: IntCounter,
     confined: Option<Department>,
-) {
-    // No receiver until the client subscribes, so an idle page costs the feed nothing.
-    let mut subscription: Option<Subscription> = None;
-    loop {
-        let event = match subscription.as_mut() {
-            None => Event::Command(commands.recv().await),
-            // Commands first, so an unsubscribe takes effect before a backlog drains; the
-            // two feeds are polled fairly.
-            Some(sub) => match commands.try_recv() {
-                Ok(command) => Event::Command(Some(command)),
-                Err(TryRecvError::Disconnected) => Event::Command(None),
-                Err(TryRecvError::Empty) => tokio::select! {
-                    command = commands.recv() => Event::Command(command),
-                    update = next_update(&mut sub.windows) => Event::Window(update),
-                    update = next_update(&mut sub.kpis) => Event::Kpi(update),
-                    update = next_update(&mut sub.alerts) => Event::Alert(update),
-                },
-            },
+    /// `seq` of the last numbered message queued (0: none yet).
+    seq: u64,
+    /// No receiver until the client subscribes, so an idle page costs the feed nothing.
+    subscription: Option<Subscription>,
+}
+
+impl Forwarder {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Queues `message`, waiting while the client's queue is full (its broadcast receivers
+    /// fall behind meanwhile, and it is resynchronised by `lagged` + `snapshot`). `false`
+    /// once the writer is gone.
+    async fn send(&self, message: Message) -> bool {
+        self.out.send(message).await.is_ok()
+    }
+
+    /// Subscribes fresh receivers for `filter`, then queues the latest values matching it.
+    async fn resubscribe(&mut self, filter: Filter) -> bool {
+        let sub = Subscription::new(filter, &self.feed);
+        let snapshot = self.feed.snapshot(&sub.filter, self.confined);
+        self.subscription = Some(sub);
+        let seq = self.next_seq();
+        self.send(Message::Text(snapshot_json(&snapshot, seq).into()))
+            .await
+    }
+
+    /// The client fell behind on `feed`: tells it, drops every backlog (the snapshot that
+    /// follows supersedes it) and resubscribes with a fresh snapshot.
+    async fn lag(&mut self, feed: Feed, skipped: u64) -> bool {
+        let Some(sub) = self.subscription.take() else {
+            return true;
         };
-        let message = match event {
-            Event::Command(None) => break,
-            Event::Command(Some(Command::Subscribe(filter))) => {
-                let ack = text(&ServerMessage::Subscribed {
-                    filter: Some(filter.clone()),
-                });
-                match subscription.as_mut() {
-                    Some(sub) => sub.set(filter, &feed),
-                    None => {
-                        let mut sub = Subscription {
-                            filter: Filter::default(),
-                            windows: None,
-                            kpis: None,
-                            alerts: None,
-                        };
-                        sub.set(filter, &feed);
-                        subscription = Some(sub);
-                    }
-                }
-                ack
-            }
-            Event::Command(Some(Command::Unsubscribe)) => {
-                subscription = None;
-                text(&ServerMessage::Subscribed { filter: None })
-            }
-            Event::Window(Ok(result)) => match &subscription {
-                Some(sub) if sub.filter.matches(&result) => {
-                    Message::Text(window_json(&result).into())
-                }
-                _ => continue,
-            },
-            Event::Kpi(Ok(kpi)) => match &subscription {
-                Some(sub) if sub.filter.matches_kpi(&kpi) => Message::Text(kpi_json(&kpi).into()),
-                _ => continue,
-            },
-            Event::Alert(Ok(event)) => match &subscription {
-                Some(sub)
-                    if confined.is_none_or(|own| event.alert.department == own)
-                        && sub.filter.matches_alert(&event) =>
-                {
-                    Message::Text(alert_json(&event).into())
-                }
-                _ => continue,
-            },
-            Event::Alert(Err(RecvError::Lagged(skipped))) => {
-                lagged_message(Feed::Alerts, skipped, &lagged)
-            }
-            Event::Window(Err(RecvError::Lagged(skipped))) => {
-                lagged_message(Feed::Windows, skipped, &lagged)
-            }
-            Event::Kpi(Err(RecvError::Lagged(skipped))) => {
-                lagged_message(Feed::Kpi, skipped, &lagged)
-            }
-            Event::Window(Err(RecvError::Closed))
-            | Event::Kpi(Err(RecvError::Closed))
-            | Event::Alert(Err(RecvError::Closed)) => {
-                // The feed lives as long as the server state; nothing more will come.
-                warn!("live feed closed");
-                subscription = None;
-                continue;
-            }
-        };
-        if out.send(message).await.is_err() {
-            break;
+        let skipped = skipped.saturating_add(sub.backlog(feed) as u64);
+        self.lagged.inc_by(skipped);
+        debug!(
+            skipped,
+            ?feed,
+            "websocket client lagged; sending a snapshot"
+        );
+        if !self
+            .send(text(&ServerMessage::Lagged { feed, skipped }))
+            .await
+        {
+            return false;
         }
+        self.resubscribe(sub.filter).await
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, heartbeat_every: Duration) {
+        let mut heartbeat =
+            tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let event = match self.subscription.as_mut() {
+                None => Event::Command(commands.recv().await),
+                // Commands first, so an unsubscribe takes effect before a backlog drains; the
+                // feeds are polled fairly.
+                Some(sub) => match commands.try_recv() {
+                    Ok(command) => Event::Command(Some(command)),
+                    Err(TryRecvError::Disconnected) => Event::Command(None),
+                    Err(TryRecvError::Empty) => tokio::select! {
+                        command = commands.recv() => Event::Command(command),
+                        update = next_update(&mut sub.windows) => Event::Window(update),
+                        update = next_update(&mut sub.kpis) => Event::Kpi(update),
+                        update = next_update(&mut sub.alerts) => Event::Alert(update),
+                        _ = heartbeat.tick() => Event::Heartbeat,
+                    },
+                },
+            };
+            let Some(filter) = self.subscription.as_ref().map(|s| &s.filter) else {
+                // Not subscribed: only commands come.
+                let ok = match event {
+                    Event::Command(Some(Command::Subscribe(filter))) => {
+                        heartbeat.reset();
+                        self.subscribe(filter).await
+                    }
+                    Event::Command(Some(Command::Unsubscribe)) => {
+                        self.send(text(&ServerMessage::Subscribed { filter: None }))
+                            .await
+                    }
+                    Event::Command(None) => false,
+                    _ => true,
+                };
+                if !ok {
+                    break;
+                }
+                continue;
+            };
+            let message = match event {
+                Event::Command(None) => break,
+                Event::Command(Some(Command::Subscribe(filter))) => {
+                    heartbeat.reset();
+                    if !self.subscribe(filter).await {
+                        break;
+                    }
+                    continue;
+                }
+                Event::Command(Some(Command::Unsubscribe)) => {
+                    self.subscription = None;
+                    text(&ServerMessage::Subscribed { filter: None })
+                }
+                Event::Heartbeat => {
+                    let seq = self.next_seq();
+                    text(&ServerMessage::Heartbeat {
+                        seq,
+                        at_ms: now_ms(),
+                    })
+                }
+                Event::Window(Ok(result)) => {
+                    if !filter.matches(&result) {
+                        continue;
+                    }
+                    let seq = self.next_seq();
+                    Message::Text(window_json(&result, seq).into())
+                }
+                Event::Kpi(Ok(kpi)) => {
+                    if !filter.matches_kpi(&kpi) {
+                        continue;
+                    }
+                    let seq = self.next_seq();
+                    Message::Text(kpi_json(&kpi, seq).into())
+                }
+                Event::Alert(Ok(event)) => {
+                    if !(self
+                        .confined
+                        .is_none_or(|own| event.alert.department == own)
+                        && filter.matches_alert(&event))
+                    {
+                        continue;
+                    }
+                    let seq = self.next_seq();
+                    Message::Text(alert_json(&event, seq).into())
+                }
+                Event::Window(Err(RecvError::Lagged(skipped))) => {
+                    if !self.lag(Feed::Windows, skipped).await {
+                        break;
+                    }
+                    continue;
+                }
+                Event::Kpi(Err(RecvError::Lagged(skipped))) => {
+                    if !self.lag(Feed::Kpi, skipped).await {
+                        break;
+                    }
+                    continue;
+                }
+                Event::Alert(Err(RecvError::Lagged(skipped))) => {
+                    if !self.lag(Feed::Alerts, skipped).await {
+                        break;
+                    }
+                    continue;
+                }
+                Event::Window(Err(RecvError::Closed))
+                | Event::Kpi(Err(RecvError::Closed))
+                | Event::Alert(Err(RecvError::Closed)) => {
+                    // The feed lives as long as the server state; nothing more will come.
+                    warn!("live feed closed");
+                    self.subscription = None;
+                    continue;
+                }
+            };
+            if !self.send(message).await {
+                break;
+            }
+        }
+    }
+
+    /// Takes a new filter: `subscribed`, then a `snapshot` for it.
+    async fn subscribe(&mut self, filter: Filter) -> bool {
+        let ack = text(&ServerMessage::Subscribed {
+            filter: Some(filter.clone()),
+        });
+        // Nothing of the old filter may follow the ack.
+        self.subscription = None;
+        self.send(ack).await && self.resubscribe(filter).await
     }
 }
 

@@ -413,6 +413,7 @@ async fn ws_connect(server: &Server, token: &str) -> anyhow::Result<common::Ws> 
     )
     .await?;
     assert_eq!(next_json(&mut ws).await?["type"], "subscribed");
+    common::expect_snapshot(&mut ws).await?;
     Ok(ws)
 }
 

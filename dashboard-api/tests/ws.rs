@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{next_json, next_json_within, result, send_json, window_count, Server};
+use common::{
+    expect_snapshot, next_json, next_json_within, result, send_json, window_count, Server,
+};
 use futures_util::{SinkExt, StreamExt};
 use ioc_dashboard_api::HttpConfig;
 use ioc_schemas::District;
@@ -33,6 +35,9 @@ async fn nothing_but_hello_until_subscribed() -> anyhow::Result<()> {
         ack,
         json!({"type": "subscribed", "filter": {"channels": ["windows"], "kinds": [], "districts": [], "devices": [], "metrics": []}})
     );
+    // Protocol 2: the latest value published before the subscribe comes in a snapshot.
+    let snapshot = expect_snapshot(&mut ws).await?;
+    assert_eq!(snapshot["windows"][0]["count"], 1, "{snapshot}");
     assert_eq!(feed.subscriber_count(), 1);
     feed.publish(result(District::HaiChau, "tsc-hai_chau-001", 2));
     assert_eq!(window_count(&next_json(&mut ws).await?), 2);
@@ -52,6 +57,7 @@ async fn district_filter_delivers_exactly_the_matching_results() -> anyhow::Resu
     let ack = next_json(&mut ws).await?;
     assert_eq!(ack["type"], "subscribed");
     assert_eq!(ack["filter"]["districts"], json!(["hai_chau"]));
+    expect_snapshot(&mut ws).await?;
 
     feed.publish(result(District::HaiChau, "tsc-hai_chau-001", 1));
     feed.publish(result(District::SonTra, "tsc-son_tra-001", 2));
@@ -124,6 +130,7 @@ async fn invalid_messages_get_an_error_and_the_socket_keeps_working() -> anyhow:
     )
     .await?;
     assert_eq!(next_json(&mut ws).await?["type"], "subscribed");
+    expect_snapshot(&mut ws).await?;
     feed.publish(result(District::SonTra, "tsc-son_tra-009", 5));
     assert_eq!(window_count(&next_json(&mut ws).await?), 5);
     server.shutdown().await
@@ -140,6 +147,7 @@ async fn resubscribe_replaces_the_filter_and_unsubscribe_stops() -> anyhow::Resu
     )
     .await?;
     next_json(&mut ws).await?;
+    expect_snapshot(&mut ws).await?;
     send_json(
         &mut ws,
         json!({"type": "subscribe", "districts": ["son_tra"], "metrics": ["vehicles"]}),
@@ -148,6 +156,7 @@ async fn resubscribe_replaces_the_filter_and_unsubscribe_stops() -> anyhow::Resu
     let ack = next_json(&mut ws).await?;
     assert_eq!(ack["filter"]["districts"], json!(["son_tra"]));
     assert_eq!(ack["filter"]["metrics"], json!(["vehicles"]));
+    expect_snapshot(&mut ws).await?;
     feed.publish(result(District::HaiChau, "a", 1));
     feed.publish(result(District::SonTra, "b", 2));
     assert_eq!(window_count(&next_json(&mut ws).await?), 2);
@@ -165,7 +174,8 @@ async fn resubscribe_replaces_the_filter_and_unsubscribe_stops() -> anyhow::Resu
 }
 
 // One thread: the 50 publishes run before the connection's task can take any of them, so
-// the client lags deterministically (broadcast capacity 4: 46 skipped).
+// the client lags deterministically (broadcast capacity 4: 46 skipped by the broadcast,
+// and the 4 it still holds are superseded by the snapshot).
 #[tokio::test(flavor = "current_thread")]
 async fn a_lagging_client_is_told_and_keeps_receiving() -> anyhow::Result<()> {
     let server = Server::start(HttpConfig {
@@ -178,27 +188,27 @@ async fn a_lagging_client_is_told_and_keeps_receiving() -> anyhow::Result<()> {
     let mut ws = server.ws().await?;
     send_json(&mut ws, json!({"type": "subscribe"})).await?;
     next_json(&mut ws).await?;
+    assert_eq!(expect_snapshot(&mut ws).await?["seq"], 1);
 
     for n in 1..=50 {
         feed.publish(result(District::CamLe, "tsc-cam_le-001", n));
     }
-    let mut skipped = 0;
-    let mut delivered = Vec::new();
-    while skipped + delivered.len() < 50 {
-        let message = next_json(&mut ws).await?;
-        match message["type"].as_str() {
-            Some("lagged") => skipped += message["skipped"].as_u64().unwrap_or(0) as usize,
-            Some("window") => delivered.push(window_count(&message)),
-            _ => panic!("unexpected {message}"),
-        }
-    }
-    assert_eq!(skipped, 46, "delivered {delivered:?}");
-    assert_eq!(delivered, vec![47, 48, 49, 50], "the newest are kept");
-    assert_eq!(server.state.metrics().ws_lagged.get(), 46);
+    assert_eq!(
+        next_json(&mut ws).await?,
+        json!({"type": "lagged", "feed": "windows", "skipped": 50})
+    );
+    let snapshot = expect_snapshot(&mut ws).await?;
+    assert_eq!(snapshot["seq"], 2);
+    let windows = snapshot["windows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(windows.len(), 1, "{snapshot}");
+    assert_eq!(windows[0]["count"], 50, "the newest is kept");
+    assert_eq!(server.state.metrics().ws_lagged.get(), 50);
     assert_eq!(server.state.metrics().ws_updates.get(), 50);
 
     feed.publish(result(District::CamLe, "tsc-cam_le-001", 51));
-    assert_eq!(window_count(&next_json(&mut ws).await?), 51);
+    let next = next_json(&mut ws).await?;
+    assert_eq!(window_count(&next), 51);
+    assert_eq!(next["seq"], 3);
     server.shutdown().await
 }
 

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{next_json, next_json_within, result, send_json, window_count, Server};
+use common::{
+    expect_snapshot, next_json, next_json_within, result, send_json, window_count, Server,
+};
 use ioc_dashboard_api::HttpConfig;
 use ioc_schemas::{
     Alert, AlertEvent, AlertState, AqiBand, AqiKpi, AqiPeriod, Category, Congestion, Department,
@@ -85,12 +87,14 @@ async fn a_kpi_client_gets_its_family_and_district_and_a_default_client_only_win
         json!({"type": "subscribed", "filter": {"channels": ["kpi.air"], "kinds": [],
             "districts": ["son_tra"], "devices": [], "metrics": []}})
     );
+    expect_snapshot(&mut kpi_client).await?;
     let mut default_client = server.ws().await?;
     send_json(&mut default_client, json!({"type": "subscribe"})).await?;
     assert_eq!(
         next_json(&mut default_client).await?["filter"]["channels"],
         json!(["windows"])
     );
+    expect_snapshot(&mut default_client).await?;
     // Each holds only the receiver its channels need.
     assert_eq!(feed.subscriber_count(), 1);
     assert_eq!(feed.kpi_subscriber_count(), 1);
@@ -151,6 +155,7 @@ async fn channels_mix_change_and_are_checked() -> anyhow::Result<()> {
     )
     .await?;
     next_json(&mut ws).await?;
+    expect_snapshot(&mut ws).await?;
     feed.publish_kpi(traffic(District::SonTra));
     feed.publish_kpi(traffic(District::HaiChau));
     let kpi = next_json(&mut ws).await?;
@@ -164,6 +169,7 @@ async fn channels_mix_change_and_are_checked() -> anyhow::Result<()> {
     // Down to windows only: the KPI receiver goes, the window one stays.
     send_json(&mut ws, json!({"type": "subscribe"})).await?;
     next_json(&mut ws).await?;
+    expect_snapshot(&mut ws).await?;
     assert_eq!(feed.kpi_subscriber_count(), 0);
     assert_eq!(feed.subscriber_count(), 1);
     feed.publish_kpi(traffic(District::HaiChau));
@@ -174,7 +180,8 @@ async fn channels_mix_change_and_are_checked() -> anyhow::Result<()> {
 }
 
 // One thread: the publishes run before the connection's task can take any, so the client
-// lags deterministically on the KPI feed (capacity 4: 26 of 30 skipped).
+// lags deterministically on the KPI feed (capacity 4: 26 of 30 skipped by the broadcast, the
+// other 4 superseded by the snapshot that follows).
 #[tokio::test(flavor = "current_thread")]
 async fn a_client_lagging_on_kpis_is_told() -> anyhow::Result<()> {
     let server = Server::start(HttpConfig {
@@ -191,25 +198,20 @@ async fn a_client_lagging_on_kpis_is_told() -> anyhow::Result<()> {
     )
     .await?;
     next_json(&mut ws).await?;
+    expect_snapshot(&mut ws).await?;
     for aqi in 1..=30 {
         feed.publish_kpi(air("aq-son_tra-01", District::SonTra, aqi));
     }
     let lagged = next_json(&mut ws).await?;
     assert_eq!(
         lagged,
-        json!({"type": "lagged", "feed": "kpi", "skipped": 26})
+        json!({"type": "lagged", "feed": "kpi", "skipped": 30})
     );
-    let delivered: Vec<u64> = [
-        next_json(&mut ws).await?,
-        next_json(&mut ws).await?,
-        next_json(&mut ws).await?,
-        next_json(&mut ws).await?,
-    ]
-    .iter()
-    .map(aqi_of)
-    .collect();
-    assert_eq!(delivered, [27, 28, 29, 30], "the newest are kept");
-    assert_eq!(server.state.metrics().ws_lagged.get(), 26);
+    let snapshot = expect_snapshot(&mut ws).await?;
+    let kpis = snapshot["kpis"].as_array().cloned().unwrap_or_default();
+    assert_eq!(kpis.len(), 1, "{snapshot}");
+    assert_eq!(kpis[0]["aqi"], 30, "the newest is kept");
+    assert_eq!(server.state.metrics().ws_lagged.get(), 30);
     server.shutdown().await
 }
 
@@ -256,6 +258,7 @@ async fn an_alerts_client_gets_its_districts_alert_events_only() -> anyhow::Resu
     )
     .await?;
     next_json(&mut client).await?;
+    expect_snapshot(&mut client).await?;
     feed.publish_alert(alert_event(
         "cam-son_tra-001",
         District::SonTra,

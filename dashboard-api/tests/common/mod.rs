@@ -88,7 +88,7 @@ impl Server {
         let hello = next_json(&mut ws).await?;
         assert_eq!(
             hello,
-            serde_json::json!({"type": "hello", "protocol": 1, "channels": [
+            serde_json::json!({"type": "hello", "protocol": 2, "channels": [
                 "windows", "kpi.traffic", "kpi.camera", "kpi.air", "kpi.water",
                 "kpi.hydrology", "kpi.bridge", "kpi.health", "alerts"
             ]})
@@ -226,6 +226,15 @@ pub async fn next_json_within(ws: &mut Ws, wait: Duration) -> anyhow::Result<Opt
             Some(Ok(other)) => bail!("unexpected frame {other:?}"),
         }
     }
+}
+
+/// Reads the `snapshot` that follows every `subscribed` carrying a filter.
+pub async fn expect_snapshot(ws: &mut Ws) -> anyhow::Result<Value> {
+    let snapshot = next_json(ws).await?;
+    if snapshot["type"] != "snapshot" {
+        bail!("expected a snapshot, got {snapshot}");
+    }
+    Ok(snapshot)
 }
 
 /// Sends `value` as a text frame.
