@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use ioc_schemas::{Alert, AlertState, Category, Department, District, Severity};
 use serde::Deserialize;
 use serde_json::json;
@@ -254,16 +254,65 @@ async fn get_alert(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    /// Who acts (an operator's name or id).
-    actor: String,
+    /// Who acts; with access control on, the token's name is recorded instead, so a caller
+    /// cannot act under another's name.
+    #[serde(default)]
+    actor: Option<String>,
     /// For a comment: the text.
     #[serde(default)]
     text: Option<String>,
 }
 
-async fn act(alerts: Alerts, action: Action) -> Result<Response, ApiError> {
+/// What an operator does to an alert.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Acknowledge,
+    Resolve,
+    Comment,
+}
+
+/// Checks the caller may act on the alert, takes the actor from its token (or the body when
+/// access control is off) and applies the action.
+async fn act(
+    alerts: Alerts,
+    caller: Caller,
+    id: String,
+    payload: Result<Json<ActionBody>, JsonRejection>,
+    verb: Verb,
+) -> Result<Response, ApiError> {
+    check_alert(&alerts, &caller, &id).await?;
+    let b = body(payload)?;
+    let actor = match (&caller, b.actor) {
+        (Some(Extension(principal)), _) => principal.name.clone(),
+        (None, Some(actor)) => actor,
+        (None, None) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                "say who acts: `actor`",
+            ))
+        }
+    };
+    let action = match verb {
+        Verb::Acknowledge => Action::Acknowledge { id, actor },
+        Verb::Resolve => Action::Resolve { id, actor },
+        Verb::Comment => {
+            let text = b.text.ok_or_else(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "a comment needs `text`",
+                )
+            })?;
+            Action::Comment { id, actor, text }
+        }
+    };
     let event = alerts.act(action).await?;
-    Ok(Json(event).into_response())
+    let status = match verb {
+        Verb::Comment => StatusCode::CREATED,
+        Verb::Acknowledge | Verb::Resolve => StatusCode::OK,
+    };
+    Ok((status, Json(event)).into_response())
 }
 
 async fn acknowledge(
@@ -272,9 +321,7 @@ async fn acknowledge(
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    check_alert(&alerts, &caller, &id).await?;
-    let b = body(payload)?;
-    act(alerts, Action::Acknowledge { id, actor: b.actor }).await
+    act(alerts, caller, id, payload, Verb::Acknowledge).await
 }
 
 async fn resolve(
@@ -283,9 +330,7 @@ async fn resolve(
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    check_alert(&alerts, &caller, &id).await?;
-    let b = body(payload)?;
-    act(alerts, Action::Resolve { id, actor: b.actor }).await
+    act(alerts, caller, id, payload, Verb::Resolve).await
 }
 
 async fn comment(
@@ -294,21 +339,5 @@ async fn comment(
     Path(id): Path<String>,
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    check_alert(&alerts, &caller, &id).await?;
-    let b = body(payload)?;
-    let text = b.text.ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "a comment needs `text`",
-        )
-    })?;
-    let event = alerts
-        .act(Action::Comment {
-            id,
-            actor: b.actor,
-            text,
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(event)).into_response())
+    act(alerts, caller, id, payload, Verb::Comment).await
 }
