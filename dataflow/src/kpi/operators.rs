@@ -63,7 +63,6 @@ pub(crate) fn device_kpis<'scope>(
         "DeviceKpis",
         DeviceKpis::default(),
         Some(from),
-        from,
     )
 }
 
@@ -77,25 +76,24 @@ pub(crate) fn city_kpis<'scope>(
         "CityKpis",
         CityKpis::default(),
         None,
-        0,
     )
 }
 
 /// Feeds `state` and closes each window end once the frontier has passed it. With
-/// `ticks_from`, every base window end from there on is closed even when nothing arrived.
-/// Ends before `emit_from` are closed without emitting their rows.
+/// `ticks_from`, every base window end from there on is closed even when nothing arrived,
+/// and ends before it are closed without emitting their rows (they only build up state).
 fn close_by_window<'scope, S, P>(
     inputs: Stream<'scope, u64, Vec<S::Input>>,
     pact: P,
     name: &str,
     mut state: S,
     ticks_from: Option<u64>,
-    emit_from: u64,
 ) -> Stream<'scope, u64, Vec<Kpi>>
 where
     S: ClosesWindows,
     P: ParallelizationContract<u64, Vec<S::Input>>,
 {
+    let emit_from = ticks_from.unwrap_or(0);
     inputs.unary_frontier(pact, name, move |default_cap, _info| {
         let mut cap = Some(default_cap);
         let mut next_tick: Option<u64> = None;
