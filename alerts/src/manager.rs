@@ -177,12 +177,6 @@ impl AlertsTask {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The rules to start with: the file (or the Da Nang set), with the API's changes on top.
 fn initial_rules(config: &AlertsConfig, state: &AlertState) -> Result<RuleSet, AlertsError> {
     let mut rules = match &config.rules_path {
@@ -427,7 +421,7 @@ impl Runner {
                     None if !observing => break,
                     None => Vec::new(),
                 },
-                _ = ticker.tick() => self.book.tick(now_ms()),
+                _ = ticker.tick() => self.book.tick(ioc_schemas::now_ms()),
                 _ = forget.tick() => {
                     self.forget();
                     Vec::new()
@@ -441,7 +435,7 @@ impl Runner {
     }
 
     fn observe(&mut self, batch: Vec<Observation>) -> Vec<AlertEvent> {
-        let now = now_ms();
+        let now = ioc_schemas::now_ms();
         let mut events = Vec::new();
         for o in &batch {
             let verdicts = self.engine.observe(o);
@@ -455,7 +449,7 @@ impl Runner {
     }
 
     async fn command(&mut self, command: Command) -> Vec<AlertEvent> {
-        let now = now_ms();
+        let now = ioc_schemas::now_ms();
         match command {
             Command::ListAlerts(filter, reply) => {
                 let _ = reply.send(self.book.list(&filter));

@@ -245,12 +245,6 @@ async fn next_update<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Resul
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The forwarder's side of one connection: its subscription and its sequence numbers.
 struct Forwarder {
     out: mpsc::Sender<Message>,
@@ -365,7 +359,7 @@ impl Forwarder {
                     let seq = self.next_seq();
                     text(&ServerMessage::Heartbeat {
                         seq,
-                        at_ms: now_ms(),
+                        at_ms: ioc_schemas::now_ms(),
                     })
                 }
                 Event::Window(Ok(result)) => {

@@ -39,12 +39,6 @@ impl Default for RegistryConfig {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The registry to start with: the fleet file with the stored changes on top. Stores the
 /// devices ClickHouse does not yet hold as they are.
 pub async fn initial_devices(
@@ -70,7 +64,7 @@ pub async fn initial_devices(
         .filter(|d| stored.devices.get(&d.id) != Some(d))
         .cloned()
         .collect();
-    store.save_devices(&unstored, now_ms()).await?;
+    store.save_devices(&unstored, ioc_schemas::now_ms()).await?;
     tracing::info!(
         devices = devices.len(),
         stored_changes = stored.devices.len() + stored.removed.len(),
@@ -108,7 +102,7 @@ async fn apply(
 ) -> Result<(), String> {
     if let Some(store) = store {
         store
-            .save_device_change(change, now_ms())
+            .save_device_change(change, ioc_schemas::now_ms())
             .await
             .map_err(|e| format!("not stored, so not applied: {e}"))?;
     }

@@ -11,6 +11,13 @@ use time::OffsetDateTime;
 /// Milliseconds since the Unix epoch, UTC.
 pub type EpochMs = u64;
 
+/// The wall clock now, epoch ms (0 before 1970, which no clock here reports).
+pub fn now_ms() -> EpochMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The time an observation was made, as the device reports it.
 ///
 /// Accepted on the wire as an RFC 3339 string (`2026-11-28T08:00:00+07:00`) or as an integer

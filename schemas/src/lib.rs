@@ -18,7 +18,7 @@ mod window;
 pub use alert::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};
 pub use auth::{Principal, Role};
 pub use district::District;
-pub use event_time::{format_rfc3339_ms, EpochMs, EventTime};
+pub use event_time::{format_rfc3339_ms, now_ms, EpochMs, EventTime};
 pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
 pub use kpi::{
     AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus, HealthKpi,

@@ -52,11 +52,4 @@ pub use payload::{payload_schema, webhook_id, WebhookEventType, WebhookPayload};
 pub use ssrf::forbidden_reason;
 pub use subscription::{Subscription, SubscriptionFilter, SubscriptionRequest, SubscriptionSource};
 
-use ioc_schemas::EpochMs;
-
-/// The wall clock, epoch ms.
-pub(crate) fn now_ms() -> EpochMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use ioc_schemas::now_ms;
