@@ -14,9 +14,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use ioc_schemas::{Alert, AlertState, Category, Department, District, Severity};
-use serde::Deserialize;
-use serde_json::json;
+use ioc_schemas::openapi::{ApiDescription, Method, Operation};
+use ioc_schemas::{Alert, AlertEvent, AlertState, Category, Department, District, Severity};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::lifecycle::{AlertFilter, LifecycleError};
 use crate::manager::{Action, Alerts, AlertsError};
@@ -89,9 +91,22 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
+/// The rules listed.
+#[derive(Debug, Serialize, JsonSchema)]
+struct RuleList {
+    /// How many.
+    count: usize,
+    /// The rules running, in the order they were added.
+    rules: Vec<Rule>,
+}
+
 async fn list_rules(State(alerts): State<Alerts>) -> Result<Response, ApiError> {
     let rules = alerts.rules().await?;
-    Ok(Json(json!({"count": rules.len(), "rules": rules})).into_response())
+    Ok(Json(RuleList {
+        count: rules.len(),
+        rules,
+    })
+    .into_response())
 }
 
 async fn get_rule(
@@ -173,20 +188,49 @@ async fn delete_rule(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v1/alerts` query parameters.
-#[derive(Debug, Default, Deserialize)]
+/// `GET /api/v1/alerts` query parameters; each is optional, and all given must match.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 struct AlertQuery {
+    /// Only alerts in this state.
+    #[schemars(transform = query_param)]
     state: Option<AlertState>,
+    /// Only open (`true`: active or acknowledged) or only resolved (`false`) alerts.
+    #[schemars(transform = query_param)]
     open: Option<bool>,
+    /// Only alerts at least this severe.
+    #[schemars(transform = query_param)]
     min_severity: Option<Severity>,
+    /// Only this category.
+    #[schemars(transform = query_param)]
     category: Option<Category>,
+    /// Only this department's (a department token may name only its own).
+    #[schemars(transform = query_param)]
     department: Option<Department>,
+    /// Only this district's.
+    #[schemars(transform = query_param)]
     district: Option<District>,
+    /// Only this rule's (its id; `storm:<scope>` for storm summaries).
+    #[schemars(transform = query_param)]
     rule: Option<String>,
+    /// Only about this entity (a device id, a district slug, ...).
+    #[schemars(transform = query_param)]
     entity: Option<String>,
+    /// Only alerts storm control kept from being notified (`true`) or only the others.
+    #[schemars(transform = query_param)]
     suppressed: Option<bool>,
+    /// At most this many, newest first (default 100; more than 1000 is taken as 1000).
+    #[schemars(transform = query_param)]
     limit: Option<usize>,
+}
+
+/// The alerts listed.
+#[derive(Debug, Serialize, JsonSchema)]
+struct AlertList {
+    /// How many.
+    count: usize,
+    /// The alerts, newest first.
+    alerts: Vec<Alert>,
 }
 
 /// The most alerts one listing returns.
@@ -212,7 +256,11 @@ async fn list_alerts(
         limit: Some(q.limit.unwrap_or(100).min(MAX_LIMIT)),
     };
     let found = alerts.list(filter).await?;
-    Ok(Json(json!({"count": found.len(), "alerts": found})).into_response())
+    Ok(Json(AlertList {
+        count: found.len(),
+        alerts: found,
+    })
+    .into_response())
 }
 
 fn alert_not_found(id: &str) -> ApiError {
@@ -250,9 +298,10 @@ async fn get_alert(
     Ok(Json(alert).into_response())
 }
 
-/// The body of an operator's action.
-#[derive(Debug, Deserialize)]
+/// The body of an operator's action on an alert.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AlertAction")]
 struct ActionBody {
     /// Who acts; with access control on, the token's name is recorded instead, so a caller
     /// cannot act under another's name.
@@ -340,4 +389,236 @@ async fn comment(
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     act(alerts, caller, id, payload, Verb::Comment).await
+}
+
+/// A [`schemars`] transform for an `Option` field that is a query parameter: drops the
+/// `null` the schema of an `Option` allows, and a `null` default (a query parameter is
+/// absent or has a value), and bounds an unsigned integer by the largest the server parses.
+pub(crate) fn query_param(schema: &mut Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if object.get("default") == Some(&Value::Null) {
+        object.remove("default");
+    }
+    // `{"type": ["string", "null"], ...}`
+    if let Some(Value::Array(types)) = object.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            object.insert("type".into(), only);
+        }
+    }
+    // `{"anyOf": [{"$ref": ...}, {"type": "null"}], ...}`
+    let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
+    if let Some(Value::Array(options)) = object.get("anyOf") {
+        let mut rest: Vec<Value> = options.iter().filter(|s| !is_null(s)).cloned().collect();
+        if rest.len() == 1 {
+            object.remove("anyOf");
+            if let Value::Object(only) = rest.remove(0) {
+                for (key, value) in only {
+                    object.entry(key).or_insert(value);
+                }
+            }
+        } else {
+            object.insert("anyOf".into(), Value::Array(rest));
+        }
+    }
+    let unsigned = matches!(
+        object.get("format").and_then(Value::as_str),
+        Some("uint" | "uint64")
+    );
+    if unsigned && !object.contains_key("maximum") {
+        object.insert("maximum".into(), Value::from(u64::MAX));
+    }
+}
+
+/// A path parameter naming something by id: a string that is not empty (an empty segment
+/// does not reach the handler).
+#[derive(Debug)]
+pub(crate) struct PathId;
+
+impl JsonSchema for PathId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PathId".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "minLength": 1})
+    }
+}
+
+/// The operations of [`router`] (the webhooks' included), for the OpenAPI document.
+pub fn api_description() -> ApiDescription {
+    const RULES: &str = "Rules";
+    const ALERTS: &str = "Alerts";
+    const RULE_ID: &str = "the rule's id";
+    const ALERT_ID: &str = "the alert's id (`<rule id>:<entity id>:<opened_ms>`)";
+    const STOPPED: (u16, &str) = (503, "alerts are stopping, or the state file failing");
+    const BAD_RULE: (u16, &str) = (
+        400,
+        "the body is not JSON or not a rule (`invalid_body`), or the rule is not valid \
+         (`invalid_rule`: the message names the field)",
+    );
+    const RULE_WRITE: (u16, &str) = (
+        403,
+        "the token's role may not do this; a department token may not change rules",
+    );
+    const ALERT_NOT_FOUND: (u16, &str) = (404, "no such alert (or another department's)");
+    const ACTION: &str = "With access control on, the actor recorded is the token's name and \
+         `actor` is ignored; without it, `actor` is required (`400`). A department token may act \
+         only on its department's alerts (another's is `404`).";
+    ApiDescription::new()
+        .route(
+            Method::Get,
+            "/api/v1/rules",
+            Operation::new("listRules", RULES, "List the alert rules")
+                .ok::<RuleList>(200, "the rules running")
+                .errors(&[STOPPED]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/rules",
+            Operation::new("createRule", RULES, "Add an alert rule")
+                .description(
+                    "Validated against the whole set, stored, and in force for the next \
+                     observation. A department token may not change rules (`403`).",
+                )
+                .body::<Rule>()
+                .ok::<Rule>(201, "added; `Location` names it")
+                .errors(&[BAD_RULE, RULE_WRITE, (409, "a rule has this id"), STOPPED]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/rules/{id}",
+            Operation::new("getRule", RULES, "Get an alert rule")
+                .path::<PathId>("id", RULE_ID)
+                .ok::<Rule>(200, "the rule")
+                .errors(&[(404, "no such rule"), STOPPED]),
+        )
+        .route(
+            Method::Put,
+            "/api/v1/rules/{id}",
+            Operation::new("putRule", RULES, "Add or replace an alert rule")
+                .description(
+                    "The body's `id` must be the path's (`400`). A department token may not \
+                     change rules (`403`).",
+                )
+                .path::<PathId>("id", RULE_ID)
+                .body::<Rule>()
+                .ok::<Rule>(200, "replaced")
+                .ok::<Rule>(201, "added")
+                .errors(&[BAD_RULE, RULE_WRITE, STOPPED]),
+        )
+        .route(
+            Method::Delete,
+            "/api/v1/rules/{id}",
+            Operation::new("deleteRule", RULES, "Remove an alert rule")
+                .description(
+                    "Its open alerts resolve. A department token may not change rules (`403`).",
+                )
+                .path::<PathId>("id", RULE_ID)
+                .empty(204, "removed")
+                .errors(&[
+                    RULE_WRITE,
+                    (404, "no such rule"),
+                    (409, "a composite rule uses it"),
+                    STOPPED,
+                ]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/alerts",
+            Operation::new("listAlerts", ALERTS, "List alerts")
+                .description(
+                    "Newest first. A department token sees only its department's (`403` when \
+                     `department` names another one).",
+                )
+                .query_struct::<AlertQuery>()
+                .ok::<AlertList>(200, "the alerts")
+                .errors(&[
+                    (
+                        400,
+                        "an unknown parameter, or a value that is not valid (`invalid_query`)",
+                    ),
+                    (
+                        403,
+                        "the token's role may not do this, or a department token named another \
+                         department",
+                    ),
+                    STOPPED,
+                ]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/alerts/{id}",
+            Operation::new("getAlert", ALERTS, "Get an alert")
+                .path::<PathId>("id", ALERT_ID)
+                .ok::<Alert>(200, "the alert")
+                .errors(&[ALERT_NOT_FOUND, STOPPED]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/alerts/{id}/acknowledge",
+            Operation::new("acknowledgeAlert", ALERTS, "Acknowledge an alert")
+                .description(ACTION)
+                .path::<PathId>("id", ALERT_ID)
+                .body::<ActionBody>()
+                .ok::<AlertEvent>(200, "acknowledged: the event")
+                .errors(&[
+                    (
+                        400,
+                        "the body is not valid (`invalid_body`: not JSON, unknown fields, no \
+                         `actor` without access control), or (`invalid_action`) the actor is \
+                         blank or too long, or the alert is acknowledged already",
+                    ),
+                    ALERT_NOT_FOUND,
+                    (409, "the alert is resolved"),
+                    STOPPED,
+                ]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/alerts/{id}/resolve",
+            Operation::new("resolveAlert", ALERTS, "Resolve an alert")
+                .description(ACTION)
+                .path::<PathId>("id", ALERT_ID)
+                .body::<ActionBody>()
+                .ok::<AlertEvent>(200, "resolved: the event")
+                .errors(&[
+                    (
+                        400,
+                        "the body is not valid (`invalid_body`: not JSON, unknown fields, no \
+                         `actor` without access control), or the actor is blank or too long \
+                         (`invalid_action`)",
+                    ),
+                    ALERT_NOT_FOUND,
+                    (409, "the alert is resolved already"),
+                    STOPPED,
+                ]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/alerts/{id}/comments",
+            Operation::new("commentAlert", ALERTS, "Comment on an alert")
+                .description(ACTION)
+                .path::<PathId>("id", ALERT_ID)
+                .body::<ActionBody>()
+                .ok::<AlertEvent>(201, "commented: the event")
+                .errors(&[
+                    (
+                        400,
+                        "the body is not valid (`invalid_body`: not JSON, unknown fields, no \
+                         `text`, no `actor` without access control), or (`invalid_action`) the \
+                         actor or the text is blank or too long",
+                    ),
+                    ALERT_NOT_FOUND,
+                    STOPPED,
+                ]),
+        )
+        .merge(crate::webhooks::api::api_description())
 }

@@ -15,5 +15,6 @@ pub mod rules;
 pub mod state;
 pub mod webhooks;
 
+pub use api::api_description;
 pub use manager::{Action, Alerts, AlertsConfig, AlertsError, AlertsTask, DeviceLookup};
 pub use model::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};

@@ -110,6 +110,22 @@ impl RuleDepartment {
     }
 }
 
+impl JsonSchema for RuleDepartment {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RuleDepartment".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut slugs = vec!["owner"];
+        slugs.extend(Department::ALL.iter().map(|d| d.slug()));
+        schemars::json_schema!({"type": "string", "enum": slugs})
+    }
+}
+
 impl TryFrom<String> for RuleDepartment {
     type Error = String;
 
@@ -386,6 +402,7 @@ fn default_hold_s() -> i64 {
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Unique id, an ASCII slug: 1 to 64 characters of a-z, 0-9, `_` and `-`.
+    #[schemars(pattern(r"^[a-z0-9_-]{1,64}$"))]
     pub id: String,
     /// A short human name (UTF-8, Vietnamese welcome).
     pub name: String,
@@ -403,7 +420,6 @@ pub struct Rule {
     /// The department that owns its alerts: a department slug (`transport`, `environment`,
     /// `police`, `construction`, `industry_trade`, `disaster_prevention`, `information`) or
     /// `owner` for the department owning the observed device or entity.
-    #[schemars(with = "String")]
     pub department: RuleDepartment,
     /// What it watches; required for `threshold` and `rate_of_change`, absent for `absence`
     /// and `composite`.

@@ -15,6 +15,7 @@ use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
 use base64::Engine;
 use ioc_schemas::{Department, Principal, Role};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -82,9 +83,9 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Where a token comes from: the configuration (or [`ApiState::add_token`]), which the API
 /// cannot delete, or the token API, which keeps it in the tokens file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-enum Source {
+pub(crate) enum Source {
     Config,
     Issued,
 }
@@ -133,7 +134,7 @@ enum Refusal {
 /// The tokens the server knows, by hash.
 #[derive(Debug)]
 pub(crate) struct Tokens {
-    enabled: bool,
+    pub(crate) enabled: bool,
     metrics_public: bool,
     file: Option<PathBuf>,
     entries: RwLock<Arc<Vec<Entry>>>,
@@ -380,7 +381,9 @@ fn permits(role: Role, method: &Method, path: &str) -> bool {
                 ["alerts", _, "acknowledge" | "resolve" | "comments"] => read || post,
                 ["deliveries", _, "redeliver"] => read || post,
                 ["subscriptions", ..] => read || is_write(method),
-                ["alerts" | "devices" | "rules" | "webhooks" | "deliveries", ..] => read,
+                ["alerts" | "devices" | "rules" | "webhooks" | "deliveries" | "kpis" | "health", ..] => {
+                    read
+                }
                 _ => false,
             },
         },
@@ -397,7 +400,7 @@ fn may_do(role: Role) -> &'static str {
              and rules; not subscriptions, deliveries or tokens"
         }
         Role::Department => {
-            "use the WebSocket, read alerts, devices, rules, webhooks and deliveries, act on \
+            "use the WebSocket, read alerts, devices, rules, webhooks, deliveries, KPIs and health, act on \
              alerts, manage subscriptions and redeliver deliveries"
         }
     }
@@ -438,7 +441,12 @@ pub(crate) async fn authorize(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let read = is_read(&method);
-    if read && (path == "/healthz" || (path == "/metrics" && tokens.metrics_public)) {
+    if read
+        && (path == "/healthz"
+            || path == "/openapi.json"
+            || (path == "/metrics" && tokens.metrics_public)
+            || crate::page::is_public(&path))
+    {
         return next.run(request).await;
     }
     let token = bearer(request.headers()).or_else(|| {
@@ -473,11 +481,14 @@ pub(crate) async fn authorize(
 }
 
 /// `POST /api/v1/tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct IssueRequest {
+pub(crate) struct IssueRequest {
+    /// Who the token is for: 1 to 64 ASCII letters, digits, `_`, `-`, `.` or `@`; unique.
     name: String,
+    /// What it may do.
     role: Role,
+    /// The department, required for (and only for) the `department` role.
     #[serde(default)]
     department: Option<Department>,
 }
@@ -488,25 +499,37 @@ impl ApiBody for IssueRequest {
 }
 
 /// A token as the API shows it: never its hash.
-#[derive(Debug, Serialize)]
-struct TokenView {
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TokenView {
+    /// Who holds it.
     name: String,
+    /// What it may do.
     role: Role,
+    /// Its department (department role only).
     department: Option<Department>,
+    /// `config` (configured, cannot be deleted here) or `issued` (through this API).
     source: Source,
 }
 
-#[derive(Debug, Serialize)]
-struct TokenList {
+/// `GET /api/v1/tokens`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct TokenList {
+    /// Every token, by name.
     tokens: Vec<TokenView>,
+    /// `tokens.len()`.
     count: usize,
 }
 
-#[derive(Debug, Serialize)]
-struct Issued {
+/// A token just issued: the only time it is shown.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Issued {
+    /// Who holds it.
     name: String,
+    /// What it may do.
     role: Role,
+    /// Its department (department role only).
     department: Option<Department>,
+    /// The token: send it as `Authorization: Bearer <token>`.
     token: String,
 }
 
@@ -659,6 +682,9 @@ mod tests {
             (Dept, &get, "/api/v1/rules/r", true),
             (Dept, &get, "/api/v1/webhooks/deliveries", true),
             (Dept, &get, "/api/v1/tokens", false),
+            (Dept, &get, "/api/v1/kpis/air", true),
+            (Dept, &get, "/api/v1/health", true),
+            (Analyst, &get, "/api/v1/kpis/traffic", true),
             (Dept, &get, "/api/v1/other", false),
             (Dept, &post, "/api/v1/alerts/a/acknowledge", true),
             (Dept, &post, "/api/v1/devices", false),

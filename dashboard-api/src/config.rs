@@ -50,6 +50,20 @@ pub struct HttpConfig {
     pub rate_limit_burst: u32,
     /// Bearer-token access control (see the crate docs).
     pub auth: AuthConfig,
+    /// The operator page at `/`.
+    pub dashboard: DashboardConfig,
+}
+
+/// The operator page served at `/` (its assets are in the binary).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Map tiles as a URL template with `{z}`, `{x}` and `{y}` (e.g. an OpenStreetMap tile
+    /// server the city runs). Empty: no tiles, the map draws devices on a plain background,
+    /// as it also does when tiles cannot be loaded.
+    pub tile_url: String,
+    /// The attribution the tile server asks for, shown in the map's corner.
+    pub tile_attribution: String,
 }
 
 /// Bearer-token access control of the whole HTTP server.
@@ -178,6 +192,7 @@ impl Default for HttpConfig {
             rate_limit_per_s: 50.0,
             rate_limit_burst: 200,
             auth: AuthConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }

@@ -29,7 +29,7 @@ pub struct RegistryRequest {
 }
 
 /// A registered device with its live state, as listed at `/api/v1/devices`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct DeviceView {
     /// The registered description (its fields are inlined in the JSON).
     #[serde(flatten)]
@@ -197,7 +197,7 @@ impl DeviceDirectory {
 }
 
 /// A device id that sent readings but is not registered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UnknownDevice {
     /// The id the readings carry.
     pub id: String,

@@ -23,7 +23,7 @@ struct HealthInner {
 }
 
 /// One component's state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ComponentHealth {
     /// Whether it works.
     pub ok: bool,
@@ -32,7 +32,7 @@ pub struct ComponentHealth {
 }
 
 /// Overall status in a [`HealthReport`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     /// Every component is ok.
@@ -42,7 +42,7 @@ pub enum HealthStatus {
 }
 
 /// The body of `/healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HealthReport {
     /// `ok` or `degraded`.
     pub status: HealthStatus,

@@ -50,6 +50,13 @@
 //! - `GET /ws`: the live feed, a WebSocket speaking the protocol below.
 //! - `/api/v1/devices...`: the device registry, below.
 //! - `/api/v1/tokens...`: the token API, see access control below.
+//! - `GET /api/v1/health`: what `/healthz` answers, behind a token.
+//! - `GET /api/v1/kpis/{family}`: KPI history from ClickHouse (given with
+//!   [`ApiState::set_history_store`]; `503 history_unavailable` without), by time range
+//!   (`from`, `to`), `entity`, `district`, `scope`, `window_size_ms` and `limit`.
+//! - `GET /openapi.json` (public): the OpenAPI 3.1 document of these routes
+//!   ([`api_description`]) merged with those added by [`ApiState::add_api_description`].
+//! - `GET /`, `/ui/config.json`, `/assets/...` (public): the operator page.
 //!
 //! Every error the API answers (other than `/healthz` and `/metrics`) is JSON:
 //! `{"error":{"code":"not_found","message":"no such route"}}`, with a
@@ -80,7 +87,7 @@
 //! | `admin` | everything, the token API included |
 //! | `analyst` | `GET` anything but `/api/v1/tokens` (the WebSocket included) |
 //! | `operator` | `GET` anything but `/api/v1/tokens`; `POST /api/v1/alerts/{id}/acknowledge\|resolve\|comments`; `POST`/`PUT`/`DELETE /api/v1/devices...` and `/api/v1/rules...` |
-//! | `department` | `GET /ws`, `GET /api/v1/alerts...`, `/devices...`, `/rules...`, `/webhooks...`, `/deliveries...`; `POST /api/v1/alerts/{id}/acknowledge\|resolve\|comments`; `GET`/`POST`/`PUT`/`DELETE /api/v1/subscriptions...`; `POST /api/v1/deliveries/{id}/redeliver` |
+//! | `department` | `GET /ws`, `GET /api/v1/alerts...`, `/devices...`, `/rules...`, `/webhooks...`, `/deliveries...`, `/kpis...`, `/health`; `POST /api/v1/alerts/{id}/acknowledge\|resolve\|comments`; `GET`/`POST`/`PUT`/`DELETE /api/v1/subscriptions...`; `POST /api/v1/deliveries/{id}/redeliver` |
 //!
 //! A department token's WebSocket `alerts` channel carries only its department's alerts;
 //! scoping the REST routes of alerts, subscriptions and deliveries is up to their handlers
@@ -233,18 +240,22 @@ mod devices;
 mod error;
 mod feed;
 mod health;
+mod history;
 mod limits;
 mod metrics;
+mod openapi;
+mod page;
 pub mod protocol;
 mod rest;
 mod server;
 mod ws;
 
 pub use auth::{generate_token, hash_token};
-pub use config::{AuthConfig, HttpConfig, TokenSpec};
+pub use config::{AuthConfig, DashboardConfig, HttpConfig, TokenSpec};
 pub use devices::{DeviceDirectory, DeviceView, RegistryRequest, UnknownDevice, UnknownDevices};
 pub use error::ApiError;
 pub use feed::LiveFeed;
 pub use health::{ComponentHealth, Health, HealthReport, HealthStatus};
 pub use metrics::ApiMetrics;
+pub use openapi::api_description;
 pub use server::{bind, router, router_with, serve, serve_with, ApiState};

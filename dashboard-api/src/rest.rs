@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ioc_schemas::{Department, Device, DeviceChange, District, Kind};
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -23,10 +24,10 @@ const UNKNOWN_ID: &str = "unknown";
 /// when one field is at fault).
 #[derive(Debug)]
 pub(crate) struct RestError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<String>,
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) field: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -52,16 +53,16 @@ impl RestError {
         }
     }
 
-    fn with_field(mut self, field: impl Into<String>) -> Self {
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         RestError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         RestError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
@@ -196,6 +197,7 @@ pub(crate) fn routes() -> Router<ApiState> {
             "/api/v1/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
         )
+        .route("/api/v1/kpis/{family}", get(crate::history::kpi_history))
 }
 
 /// The answer for paths no route matches.
@@ -212,16 +214,34 @@ pub(crate) async fn method_not_allowed() -> RestError {
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// The query string of `GET /api/v1/devices`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+pub(crate) struct ListQuery {
+    /// Only devices of this kind.
+    #[schemars(with = "Option<Kind>")]
     kind: Option<String>,
+    /// Only devices in this district.
+    #[schemars(with = "Option<District>")]
     district: Option<String>,
+    /// Only devices this department owns.
+    #[schemars(with = "Option<Department>")]
     department: Option<String>,
 }
 
+/// The answer to a query string that does not parse into the handler's struct.
+pub(crate) fn invalid_query(rejection: &QueryRejection, known: &str) -> RestError {
+    let text = rejection.body_text();
+    let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+    RestError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("{detail} (known parameters: {known})"),
+    )
+}
+
 /// An optional query value parsed by `parse`; empty means absent.
-fn query_value<T>(
+pub(crate) fn query_value<T>(
     name: &'static str,
     value: Option<&str>,
     parse: impl Fn(&str) -> Option<T>,
@@ -239,8 +259,9 @@ fn query_value<T>(
     }
 }
 
-#[derive(Serialize)]
-struct DeviceList {
+/// `GET /api/v1/devices`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct DeviceList {
     devices: Vec<DeviceView>,
     count: usize,
 }
@@ -249,15 +270,7 @@ async fn list_devices(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<DeviceList>, RestError> {
-    let Query(query) = query.map_err(|e| {
-        let text = e.body_text();
-        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-        RestError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("{detail} (known parameters: kind, district, department)"),
-        )
-    })?;
+    let Query(query) = query.map_err(|e| invalid_query(&e, "kind, district, department"))?;
     let kind = query_value("kind", query.kind.as_deref(), Kind::from_name)?;
     let district = query_value("district", query.district.as_deref(), District::from_slug)?;
     let department = query_value(
@@ -276,8 +289,9 @@ async fn list_devices(
     }))
 }
 
-#[derive(Serialize)]
-struct UnknownList {
+/// `GET /api/v1/devices/unknown`.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct UnknownList {
     devices: Vec<UnknownDevice>,
     count: usize,
     /// Readings not tracked because the list was full.

@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ioc_schemas::openapi::ApiDescription;
 use ioc_schemas::{Department, Device, Principal, Role};
 use prometheus::{Registry, TextEncoder};
 use tokio::net::TcpListener;
@@ -51,6 +52,12 @@ struct StateInner {
     ws_ping_interval: Duration,
     /// The tokens access control knows.
     tokens: crate::auth::Tokens,
+    /// The operations of the routes served beside this crate's (see [`router_with`]).
+    extra_api: RwLock<ApiDescription>,
+    /// Where KPI history is read; unset: `/api/v1/kpis/...` answers 503.
+    history: std::sync::OnceLock<ioc_store::Store>,
+    /// What the operator page needs to know of the server.
+    dashboard: crate::DashboardConfig,
     /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
     /// HTTP server no longer tracks once upgraded) close too.
     closing: watch::Sender<bool>,
@@ -96,6 +103,9 @@ impl ApiState {
                 ws_buffer: config.ws_buffer,
                 ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
                 tokens,
+                history: std::sync::OnceLock::new(),
+                extra_api: RwLock::new(ApiDescription::new()),
+                dashboard: config.dashboard.clone(),
                 closing,
             }),
         })
@@ -218,6 +228,38 @@ impl ApiState {
         self.inner.ws_ping_interval
     }
 
+    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store`. Only the first call
+    /// counts.
+    pub fn set_history_store(&self, store: ioc_store::Store) {
+        let _ = self.inner.history.set(store);
+    }
+
+    /// Adds `description` (of the routes given to [`router_with`]) to `/openapi.json`.
+    pub fn add_api_description(&self, description: ApiDescription) {
+        let mut extra = self
+            .inner
+            .extra_api
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        *extra = std::mem::take(&mut *extra).merge(description);
+    }
+
+    pub(crate) fn extra_api_description(&self) -> ApiDescription {
+        self.inner
+            .extra_api
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn history_store(&self) -> Option<&ioc_store::Store> {
+        self.inner.history.get()
+    }
+
+    pub(crate) fn dashboard(&self) -> &crate::DashboardConfig {
+        &self.inner.dashboard
+    }
+
     pub(crate) fn closing(&self) -> watch::Receiver<bool> {
         self.inner.closing.subscribe()
     }
@@ -234,10 +276,13 @@ pub fn router(state: ApiState) -> Router {
 pub fn router_with(state: ApiState, extra: Router) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/api/v1/health", get(healthz))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
         .merge(rest::routes())
         .merge(crate::auth::routes())
+        .merge(crate::page::routes())
         .with_state(state.clone())
         .merge(extra)
         .fallback(rest::not_found)

@@ -211,6 +211,9 @@ pub async fn run(
         None
     };
     let alerts = alerting.as_ref().map(|a| a.alerts.clone());
+    if alerts.is_some() {
+        state.add_api_description(ioc_alerts::api_description());
+    }
     let extra_routes = alerts
         .clone()
         .map(ioc_alerts::api::router)
@@ -241,6 +244,9 @@ pub async fn run(
             None
         }
     };
+    if let Some(store) = &store {
+        state.set_history_store(store.clone());
+    }
     let (writers, writer_tasks) = match &store {
         Some(s) => {
             let (w, t) = s.writers();

@@ -346,6 +346,39 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
     );
     assert!((aqi[1].pm25.unwrap() - 100.0 / 3.0).abs() < 1e-6);
 
+    // The same history through the API, read from ClickHouse.
+    let path = format!(
+        "/api/v1/kpis/air?entity={aq}&from={base}&to={}&limit=100",
+        base + 4 * HOUR
+    );
+    let (status, history) = common::http(addr, "GET", &path, "").await;
+    assert_eq!(status, 200, "{history}");
+    let from_api: Vec<(u64, serde_json::Value, serde_json::Value)> = history["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["period"] == "hour")
+        .map(|r| {
+            let start = r["window_start_ms"].as_u64().unwrap();
+            ((start - base) / HOUR, r["aqi"].clone(), r["band"].clone())
+        })
+        .collect();
+    use serde_json::{json, Value::Null};
+    assert_eq!(
+        from_api,
+        vec![
+            (0, Null, Null),
+            (1, json!(67), json!("moderate")),
+            (2, json!(136), json!("poor")),
+            (3, json!(174), json!("bad")),
+        ],
+        "{history}"
+    );
+    assert_eq!(history["truncated"], false);
+    let path = format!("/api/v1/kpis/air?entity={aq}&from={base}&to={base}");
+    let (status, refused) = common::http(addr, "GET", &path, "").await;
+    assert_eq!((status, &refused["error"]["field"]), (400, &json!("from")));
+
     // The same rows were pushed on the kpi.air channel.
     let pushed_bands: Vec<String> = pushed_air
         .lock()

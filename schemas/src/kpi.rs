@@ -89,6 +89,18 @@ impl Scope {
             Scope::City => "city",
         }
     }
+
+    /// The scope named `name` ([`Scope::as_str`]).
+    pub fn from_name(name: &str) -> Option<Scope> {
+        [
+            Scope::Device,
+            Scope::District,
+            Scope::Department,
+            Scope::City,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 /// A traffic level of service, A (free flow) to F (forced flow).

@@ -9,6 +9,7 @@ mod district;
 mod event_time;
 mod ingested;
 mod kpi;
+pub mod openapi;
 mod reading;
 mod registry;
 mod reject;

@@ -63,6 +63,7 @@
 mod alerts;
 mod config;
 mod error;
+mod history;
 mod kpi;
 mod metrics;
 mod migrate;
@@ -74,6 +75,7 @@ mod writer;
 pub use alerts::{AlertEventRow, WebhookAttemptRow};
 pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, StoreError};
+pub use history::{has_scope, kpi_table, KpiHistoryQuery, KPI_HISTORY_MAX_ROWS};
 pub use kpi::{
     department_code, AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow,
     KpiWriter, TrafficKpiRow, WaterKpiRow,

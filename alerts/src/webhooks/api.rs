@@ -8,14 +8,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use ioc_schemas::openapi::{ApiDescription, Method, Operation};
 use ioc_schemas::{Department, Principal};
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 
 use super::delivery::{Delivery, DeliveryQuery, DeliveryState};
-use super::dispatcher::Dispatcher;
+use super::dispatcher::{Dispatcher, RotatedSecret};
 use super::error::WebhookError;
 use super::payload::payload_schema;
 use super::subscription::{Subscription, SubscriptionRequest};
+use crate::api::{query_param, PathId};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -311,9 +314,42 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-#[derive(Serialize)]
+/// The query parameters of `GET /api/v1/subscriptions` (an empty value means no filter;
+/// another parameter is `400 invalid_query`).
+#[derive(Debug, Default, JsonSchema)]
+struct SubscriptionQuery {
+    /// Only this department's subscriptions (a department token may name only its own).
+    #[schemars(transform = query_param)]
+    department: Option<Department>,
+}
+
+impl SubscriptionQuery {
+    /// The parameters it takes.
+    const PARAMETERS: &'static [&'static str] = &["department"];
+
+    fn parse(
+        query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    ) -> Result<Self, ApiError> {
+        let map = query_map(query, Self::PARAMETERS)?;
+        let department = match map.get("department") {
+            Some(slug) => Some(Department::from_slug(slug).ok_or_else(|| {
+                ApiError::query(format!("unknown department {slug:?}")).field("department")
+            })?),
+            None => None,
+        };
+        Ok(SubscriptionQuery { department })
+    }
+}
+
+/// The query parameters of `GET /api/v1/deliveries`: the fields of [`DeliveryQuery`].
+const DELIVERY_PARAMETERS: &[&str] = &["state", "subscription", "department", "before", "limit"];
+
+/// The subscriptions listed.
+#[derive(Debug, Serialize, JsonSchema)]
 struct SubscriptionList {
+    /// The subscriptions, by id.
     subscriptions: Vec<Subscription>,
+    /// How many.
     count: usize,
 }
 
@@ -322,14 +358,8 @@ async fn list_subscriptions(
     caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<SubscriptionList>, ApiError> {
-    let query = query_map(query, &["department"])?;
-    let department = match query.get("department") {
-        Some(slug) => Some(Department::from_slug(slug).ok_or_else(|| {
-            ApiError::query(format!("unknown department {slug:?}")).field("department")
-        })?),
-        None => None,
-    };
-    let department = scoped_department(&caller, department)?;
+    let query = SubscriptionQuery::parse(query)?;
+    let department = scoped_department(&caller, query.department)?;
     let subscriptions: Vec<Subscription> = dispatcher
         .subscriptions()
         .into_iter()
@@ -341,9 +371,13 @@ async fn list_subscriptions(
     }))
 }
 
-#[derive(Serialize)]
+/// A subscription created or replaced.
+#[derive(Debug, Serialize, JsonSchema)]
 struct SubscriptionAnswer {
+    /// The subscription as stored.
     subscription: Subscription,
+    /// Its secret, in full, shown this once: when it was created, or when a replace set a new
+    /// one.
     #[serde(skip_serializing_if = "Option::is_none")]
     secret: Option<String>,
 }
@@ -437,9 +471,12 @@ async fn rotate_secret(
         .into_response())
 }
 
-#[derive(Serialize)]
+/// A page of deliveries, newest first.
+#[derive(Debug, Serialize, JsonSchema)]
 struct DeliveryList {
+    /// The deliveries.
     deliveries: Vec<Delivery>,
+    /// How many.
     count: usize,
     /// The `before` of the next page, when this one is full.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -451,10 +488,7 @@ async fn list_deliveries(
     caller: Caller,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    let map = query_map(
-        query,
-        &["state", "subscription", "department", "before", "limit"],
-    )?;
+    let map = query_map(query, DELIVERY_PARAMETERS)?;
     let mut query = DeliveryQuery::default();
     if let Some(state) = map.get("state") {
         query.state = Some(match state.as_str() {
@@ -505,9 +539,14 @@ async fn list_deliveries(
     }))
 }
 
-#[derive(Serialize)]
+/// One delivery and what it sends.
+#[derive(Debug, Serialize, JsonSchema)]
 struct DeliveryDetail {
+    /// The delivery.
     delivery: Delivery,
+    /// The body every attempt sends: the webhook payload (see
+    /// `GET /api/v1/webhooks/payload-schema`), or the stored text as a string when it is not
+    /// JSON.
     payload: serde_json::Value,
 }
 
@@ -523,8 +562,10 @@ async fn get_delivery(
     Ok(Json(DeliveryDetail { delivery, payload }))
 }
 
-#[derive(Serialize)]
+/// A delivery queued again.
+#[derive(Debug, Serialize, JsonSchema)]
 struct DeliveryAnswer {
+    /// The delivery, pending again.
     delivery: Delivery,
 }
 
@@ -551,4 +592,287 @@ async fn schema() -> Response {
         payload_schema(),
     )
         .into_response()
+}
+
+/// `GET /api/v1/webhooks/payload-schema`'s answer: a JSON Schema (draft 2020-12) document.
+#[derive(Debug)]
+struct PayloadSchemaDocument;
+
+impl JsonSchema for PayloadSchemaDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WebhookPayloadSchemaDocument".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "The JSON Schema (draft 2020-12) of the body of every webhook request.",
+            "type": "object",
+            "required": ["$schema", "title", "type", "properties"],
+            "properties": {
+                "$schema": {"type": "string"},
+                "title": {"type": "string"},
+                "type": {"const": "object"},
+                "properties": {"type": "object"}
+            }
+        })
+    }
+}
+
+/// A delivery id in a path: a number (anything else is `400 invalid_path`).
+#[derive(Debug)]
+struct DeliveryId;
+
+impl JsonSchema for DeliveryId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DeliveryId".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "format": "uint64", "minimum": 0, "maximum": u64::MAX})
+    }
+}
+
+/// The operations of [`router`], for the OpenAPI document.
+pub fn api_description() -> ApiDescription {
+    const SUBSCRIPTIONS: &str = "Subscriptions";
+    const DELIVERIES: &str = "Deliveries";
+    const SUBSCRIPTION_ID: &str = "the subscription's id";
+    const DELIVERY_ID: &str = "the delivery's id";
+    const BAD_QUERY: (u16, &str) = (
+        400,
+        "an unknown parameter, or a value that is not valid (`invalid_query`; `field` names it)",
+    );
+    const OTHER_DEPARTMENT: (u16, &str) = (
+        403,
+        "the token's role may not do this, or a department token named another department",
+    );
+    const BAD_SUBSCRIPTION: (u16, &str) = (
+        400,
+        "the body is not JSON (`invalid_body`), not a valid subscription \
+         (`invalid_subscription`; `field` names the field), or its URL is refused by the SSRF \
+         policy (`url_not_allowed`) or does not resolve (`url_unresolvable`)",
+    );
+    const BAD_DELIVERY_ID: (u16, &str) = (400, "the id is not a number (`invalid_path`)");
+    const TOO_LARGE: (u16, &str) = (
+        413,
+        "the body is larger than 64 KiB (or than `http.max_body_bytes`)",
+    );
+    ApiDescription::new()
+        .route(
+            Method::Get,
+            "/api/v1/subscriptions",
+            Operation::new(
+                "listSubscriptions",
+                SUBSCRIPTIONS,
+                "List webhook subscriptions",
+            )
+            .description(
+                "By id. A department token sees only its department's (`403` when \
+                     `department` names another one).",
+            )
+            .query_struct::<SubscriptionQuery>()
+            .ok::<SubscriptionList>(200, "the subscriptions")
+            .errors(&[BAD_QUERY, OTHER_DEPARTMENT]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/subscriptions",
+            Operation::new(
+                "createSubscription",
+                SUBSCRIPTIONS,
+                "Create a webhook subscription",
+            )
+            .description(
+                "Checks the URL (scheme, SSRF policy, resolution), the filter and the \
+                     secret; generates the id and the secret when absent. The answer shows the \
+                     secret in full, this once, and its `Location` header names the new \
+                     subscription. A department token may create only its department's (`403`).",
+            )
+            .body::<SubscriptionRequest>()
+            .ok::<SubscriptionAnswer>(201, "created, with its secret; `Location` names it")
+            .errors(&[
+                BAD_SUBSCRIPTION,
+                OTHER_DEPARTMENT,
+                TOO_LARGE,
+                (409, "a subscription has this id"),
+                (503, "shutting down, or the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/subscriptions/{id}",
+            Operation::new(
+                "getSubscription",
+                SUBSCRIPTIONS,
+                "Get a webhook subscription",
+            )
+            .path::<PathId>("id", SUBSCRIPTION_ID)
+            .ok::<Subscription>(200, "the subscription (never its secret)")
+            .errors(&[(404, "no such subscription (or another department's)")]),
+        )
+        .route(
+            Method::Put,
+            "/api/v1/subscriptions/{id}",
+            Operation::new(
+                "putSubscription",
+                SUBSCRIPTIONS,
+                "Create or replace a webhook subscription",
+            )
+            .description(
+                "A secret different from the current one rotates to it (the old one keeps \
+                 signing for the grace period); without one the secret is kept. The body's \
+                 `id`, if any, must be the path's.",
+            )
+            .path::<PathId>("id", SUBSCRIPTION_ID)
+            .body::<SubscriptionRequest>()
+            .ok::<SubscriptionAnswer>(200, "replaced; `secret` only when the body set a new one")
+            .ok::<SubscriptionAnswer>(201, "created, with its secret; `Location` names it")
+            .errors(&[
+                BAD_SUBSCRIPTION,
+                OTHER_DEPARTMENT,
+                TOO_LARGE,
+                (404, "another department's subscription"),
+                (409, "the subscription comes from the config file"),
+                (503, "shutting down, or the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Delete,
+            "/api/v1/subscriptions/{id}",
+            Operation::new(
+                "deleteSubscription",
+                SUBSCRIPTIONS,
+                "Delete a webhook subscription",
+            )
+            .description("Its pending deliveries become dead.")
+            .path::<PathId>("id", SUBSCRIPTION_ID)
+            .empty(204, "deleted")
+            .errors(&[
+                (404, "no such subscription (or another department's)"),
+                (409, "the subscription comes from the config file"),
+                (503, "shutting down, or the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/subscriptions/{id}/rotate-secret",
+            Operation::new(
+                "rotateSubscriptionSecret",
+                SUBSCRIPTIONS,
+                "Give a webhook subscription a new secret",
+            )
+            .description(
+                "The new secret is shown in full, this once; the old one keeps signing too \
+                 until `previous_secret_expires_ms`.",
+            )
+            .path::<PathId>("id", SUBSCRIPTION_ID)
+            .ok::<RotatedSecret>(200, "the new secret")
+            .errors(&[
+                (404, "no such subscription (or another department's)"),
+                (503, "shutting down, or the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/deliveries",
+            Operation::new("listDeliveries", DELIVERIES, "List webhook deliveries")
+                .description(
+                    "Newest first, a page at a time: pass `next_before` as `before` for the \
+                     next page. A department token sees only its department's (`403` when \
+                     `department` names another one). An empty value means no filter.",
+                )
+                .query_struct::<DeliveryQuery>()
+                .ok::<DeliveryList>(200, "a page of deliveries")
+                .errors(&[BAD_QUERY, OTHER_DEPARTMENT, (503, "the outbox failing")]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/deliveries/{id}",
+            Operation::new(
+                "getDelivery",
+                DELIVERIES,
+                "Get a webhook delivery and its body",
+            )
+            .path::<DeliveryId>("id", DELIVERY_ID)
+            .ok::<DeliveryDetail>(200, "the delivery and its payload")
+            .errors(&[
+                BAD_DELIVERY_ID,
+                (404, "no such delivery (or another department's)"),
+                (503, "the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Post,
+            "/api/v1/deliveries/{id}/redeliver",
+            Operation::new(
+                "redeliverDelivery",
+                DELIVERIES,
+                "Send a webhook delivery again",
+            )
+            .description(
+                "A delivered or dead delivery goes back to pending, due now, attempts \
+                     reset, with the same `webhook-id` and body.",
+            )
+            .path::<DeliveryId>("id", DELIVERY_ID)
+            .ok::<DeliveryAnswer>(202, "queued again")
+            .errors(&[
+                BAD_DELIVERY_ID,
+                (
+                    404,
+                    "no such delivery (or another department's), or its subscription is gone",
+                ),
+                (409, "the delivery is pending"),
+                (503, "shutting down, or the outbox failing"),
+            ]),
+        )
+        .route(
+            Method::Get,
+            "/api/v1/webhooks/payload-schema",
+            Operation::new(
+                "getWebhookPayloadSchema",
+                SUBSCRIPTIONS,
+                "Get the JSON Schema of webhook payloads",
+            )
+            .ok_as::<PayloadSchemaDocument>(
+                200,
+                "the payload's JSON Schema (draft 2020-12)",
+                "application/schema+json",
+            ),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn properties<T: JsonSchema>() -> Vec<String> {
+        let schema = schemars::schema_for!(T);
+        let mut names: Vec<String> = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// The query parameters the handlers take are those the description's structs have.
+    #[test]
+    fn described_query_parameters_are_those_parsed() {
+        assert_eq!(
+            properties::<SubscriptionQuery>(),
+            sorted(SubscriptionQuery::PARAMETERS)
+        );
+        assert_eq!(properties::<DeliveryQuery>(), sorted(DELIVERY_PARAMETERS));
+    }
 }

@@ -58,7 +58,7 @@ pub struct CreatedSubscription {
 }
 
 /// The answer to a secret rotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RotatedSecret {
     /// The subscription, with its new secret's prefix.
     pub subscription: Subscription,

@@ -189,10 +189,12 @@ pub struct Subscription {
 pub struct SubscriptionRequest {
     /// Its id (1 to 64 of `a-z`, `0-9`, `_`, `-`); generated when absent on create.
     #[serde(default)]
+    #[schemars(pattern(r"^[a-z0-9_-]{1,64}$"))]
     pub id: Option<String>,
     /// The department it belongs to.
     pub department: Department,
     /// Where deliveries are POSTed: `http` or `https`, not a private address.
+    #[schemars(extend("format" = "uri"))]
     pub url: String,
     /// Which alerts it receives (absent: all).
     #[serde(default)]

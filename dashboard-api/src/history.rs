@@ -1,0 +1,251 @@
+//! `GET /api/v1/kpis/{family}`: KPI history from ClickHouse, by time range and entity.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use ioc_schemas::{now_ms, District, EpochMs, EventTime, KpiFamily, Scope};
+use ioc_store::{has_scope, KpiHistoryQuery, KPI_HISTORY_MAX_ROWS};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::rest::{invalid_query, query_value, RestError};
+use crate::ApiState;
+
+/// The longest range one request may ask for.
+const MAX_RANGE_MS: u64 = 31 * 24 * 3_600_000;
+const DEFAULT_RANGE_MS: u64 = 24 * 3_600_000;
+const DEFAULT_LIMIT: u32 = 1_000;
+
+/// The query string of `GET /api/v1/kpis/{family}`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    /// Window starts from this time (inclusive): RFC 3339 or epoch ms. Default: 24 hours
+    /// before `to`.
+    from: Option<String>,
+    /// Window starts before this time (exclusive): RFC 3339 or epoch ms. Default: now.
+    to: Option<String>,
+    /// Only this entity: a junction, station, gauge, bridge or device id; for district,
+    /// department or city rows the district or department slug or `da_nang`; for camera rows
+    /// the event type.
+    entity: Option<String>,
+    /// Only rows of this district (slug, e.g. `hai_chau`).
+    #[schemars(with = "Option<District>")]
+    district: Option<String>,
+    /// Only rows of this scope: `device`, `district`, `department` or `city` (traffic and
+    /// health only).
+    #[schemars(with = "Option<Scope>")]
+    scope: Option<String>,
+    /// Only windows of this size in ms, e.g. `300000` for the 5-minute windows.
+    window_size_ms: Option<u64>,
+    /// At most this many rows (default 1000, at most 10000).
+    limit: Option<u32>,
+}
+
+const KNOWN: &str = "from, to, entity, district, scope, window_size_ms, limit";
+
+/// The answer of `GET /api/v1/kpis/{family}`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct History {
+    /// The family asked for.
+    family: KpiFamily,
+    /// The range's start, epoch ms.
+    from_ms: EpochMs,
+    /// The range's end (exclusive), epoch ms.
+    to_ms: EpochMs,
+    /// The rows, oldest window first: the family's ClickHouse table columns (see the
+    /// README's data model), enums by name, times as `window_start_ms`/`window_end`.
+    rows: Vec<Map<String, Value>>,
+    /// `rows.len()`.
+    count: usize,
+    /// Whether the limit cut the answer short (ask again from the last row's window).
+    truncated: bool,
+}
+
+fn parse_time(name: &'static str, text: &str) -> Result<EpochMs, RestError> {
+    let text = text.trim();
+    let parsed = match text.parse::<u64>() {
+        Ok(ms) => Ok(ms),
+        Err(_) => EventTime::parse_rfc3339(text).map(|t| t.0),
+    };
+    parsed.map_err(|_| {
+        RestError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{name}: `{text}` is neither RFC 3339 nor epoch milliseconds"),
+        )
+        .with_field(name)
+    })
+}
+
+fn bad(field: &'static str, message: String) -> RestError {
+    RestError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
+}
+
+/// Checks the parameters and fills the defaults.
+fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery, RestError> {
+    let to_ms = match p.to.as_deref() {
+        Some(t) if !t.trim().is_empty() => parse_time("to", t)?,
+        _ => now_ms(),
+    };
+    let from_ms = match p.from.as_deref() {
+        Some(t) if !t.trim().is_empty() => parse_time("from", t)?,
+        _ => to_ms.saturating_sub(DEFAULT_RANGE_MS),
+    };
+    if from_ms >= to_ms {
+        return Err(bad("from", "from must be before to".to_owned()));
+    }
+    if to_ms - from_ms > MAX_RANGE_MS {
+        return Err(bad(
+            "from",
+            "the range is longer than 31 days: ask in parts".to_owned(),
+        ));
+    }
+    let district = query_value("district", p.district.as_deref(), District::from_slug)?;
+    let scope = query_value("scope", p.scope.as_deref(), Scope::from_name)?;
+    if scope.is_some() && !has_scope(family) {
+        return Err(bad(
+            "scope",
+            format!(
+                "scope: the {} family has no scope (traffic and health have)",
+                family.as_str()
+            ),
+        ));
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > KPI_HISTORY_MAX_ROWS {
+        return Err(bad(
+            "limit",
+            format!("limit must be 1 to {KPI_HISTORY_MAX_ROWS}"),
+        ));
+    }
+    Ok(KpiHistoryQuery {
+        family,
+        from_ms,
+        to_ms,
+        entity: p.entity.filter(|e| !e.trim().is_empty()),
+        district,
+        scope,
+        window_size_ms: p.window_size_ms,
+        limit,
+    })
+}
+
+pub(crate) async fn kpi_history(
+    State(state): State<ApiState>,
+    family: Result<Path<String>, PathRejection>,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<History>, RestError> {
+    let Path(family) = family
+        .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+    let family = KpiFamily::from_name(&family).ok_or_else(|| {
+        RestError::not_found(format!(
+            "no KPI family `{family}` (traffic, camera, air, water, hydrology, bridge, health)"
+        ))
+    })?;
+    let Query(params) = params.map_err(|e| invalid_query(&e, KNOWN))?;
+    let query = history_query(family, params)?;
+    let Some(store) = state.history_store() else {
+        return Err(RestError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "history_unavailable",
+            "KPI history needs ClickHouse, and none is configured",
+        ));
+    };
+    let rows = store.kpi_history(&query).await.map_err(|e| {
+        tracing::warn!(error = %e, "kpi history query failed");
+        RestError::unavailable(format!("cannot read KPI history: {e}"))
+    })?;
+    Ok(Json(History {
+        family,
+        from_ms: query.from_ms,
+        to_ms: query.to_ms,
+        count: rows.len(),
+        truncated: rows.len() >= query.limit as usize,
+        rows,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> HistoryParams {
+        let q: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let uri: axum::http::Uri = format!("/x?{q}").parse().unwrap();
+        Query::<HistoryParams>::try_from_uri(&uri).unwrap().0
+    }
+
+    #[test]
+    fn defaults_are_the_last_day_and_a_thousand_rows() {
+        let q = history_query(KpiFamily::Air, HistoryParams::default()).unwrap();
+        assert_eq!(q.to_ms - q.from_ms, DEFAULT_RANGE_MS);
+        assert_eq!(q.limit, DEFAULT_LIMIT);
+        assert_eq!((q.entity, q.district, q.scope), (None, None, None));
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_epoch_ms() {
+        let q = history_query(
+            KpiFamily::Traffic,
+            params(&[
+                ("from", "2026-11-28T07:00:00%2B07:00"),
+                ("to", "1795827600000"),
+                ("scope", "district"),
+                ("district", "hai_chau"),
+                ("entity", "hai_chau"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(q.from_ms, 1_795_824_000_000);
+        assert_eq!(q.to_ms, 1_795_827_600_000);
+        assert_eq!(q.scope, Some(Scope::District));
+        assert_eq!(q.district, Some(District::HaiChau));
+        assert_eq!(q.entity.as_deref(), Some("hai_chau"));
+    }
+
+    #[test]
+    fn bad_parameters_name_their_field() {
+        let field = |family, pairs: &[(&str, &str)]| {
+            history_query(family, params(pairs)).unwrap_err().field
+        };
+        assert_eq!(
+            field(KpiFamily::Air, &[("from", "yesterday")]).as_deref(),
+            Some("from")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("from", "20"), ("to", "10")]).as_deref(),
+            Some("from")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("from", "0"), ("to", "99999999999")]).as_deref(),
+            Some("from")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("scope", "city")]).as_deref(),
+            Some("scope")
+        );
+        assert_eq!(
+            field(KpiFamily::Health, &[("scope", "planet")]).as_deref(),
+            Some("scope")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("district", "hanoi")]).as_deref(),
+            Some("district")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("limit", "0")]).as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            field(KpiFamily::Air, &[("limit", "10001")]).as_deref(),
+            Some("limit")
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! KPI history for the API: the stored rows of one KPI family over a time range, as the
+//! JSON objects ClickHouse renders them (the table's columns, enums by name).
+
+use ioc_schemas::{District, KpiFamily, Scope};
+use serde_json::{Map, Value};
+
+use crate::{Store, StoreError};
+
+/// Rows answered at most, whatever the caller asks: a bound on the memory one request takes.
+pub const KPI_HISTORY_MAX_ROWS: u32 = 10_000;
+
+/// Which rows of a family to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiHistoryQuery {
+    /// The family (one table each).
+    pub family: KpiFamily,
+    /// Window starts from here (epoch ms, inclusive)...
+    pub from_ms: u64,
+    /// ...to here (exclusive).
+    pub to_ms: u64,
+    /// Only this entity: the junction, station, gauge, bridge or device id, or for aggregate
+    /// rows the district or department slug or `da_nang`; for camera rows, the event type.
+    pub entity: Option<String>,
+    /// Only rows of this district.
+    pub district: Option<District>,
+    /// Only rows of this scope (traffic and health, the families with aggregates).
+    pub scope: Option<Scope>,
+    /// Only windows of this size (ms), e.g. 300000 for the 5-minute ones.
+    pub window_size_ms: Option<u64>,
+    /// At most this many rows (capped at [`KPI_HISTORY_MAX_ROWS`]).
+    pub limit: u32,
+}
+
+/// The table of a family and the column [`KpiHistoryQuery::entity`] matches.
+pub fn kpi_table(family: KpiFamily) -> (&'static str, &'static str) {
+    match family {
+        KpiFamily::Traffic => ("kpi_traffic", "entity_id"),
+        KpiFamily::Camera => ("kpi_camera", "event_type"),
+        KpiFamily::Air => ("kpi_aqi", "station_id"),
+        KpiFamily::Water => ("kpi_water", "station_id"),
+        KpiFamily::Hydrology => ("kpi_hydrology", "gauge_id"),
+        KpiFamily::Bridge => ("kpi_bridge", "device_id"),
+        KpiFamily::Health => ("kpi_health", "entity_id"),
+    }
+}
+
+/// Whether the family's table has a `scope` column.
+pub fn has_scope(family: KpiFamily) -> bool {
+    matches!(family, KpiFamily::Traffic | KpiFamily::Health)
+}
+
+impl Store {
+    /// The newest version of each row matching `query`, oldest window first. Fails with
+    /// [`StoreError::Config`] when `scope` is asked of a family without one.
+    pub async fn kpi_history(
+        &self,
+        query: &KpiHistoryQuery,
+    ) -> Result<Vec<Map<String, Value>>, StoreError> {
+        if query.scope.is_some() && !has_scope(query.family) {
+            return Err(StoreError::Config(format!(
+                "the {} family has no scope",
+                query.family.as_str()
+            )));
+        }
+        if query.from_ms >= query.to_ms || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (table, entity_column) = kpi_table(query.family);
+        let mut sql = format!(
+            "SELECT * FROM {table} FINAL WHERE window_start_ms >= ? AND window_start_ms < ?"
+        );
+        if query.entity.is_some() {
+            sql.push_str(&format!(" AND {entity_column} = ?"));
+        }
+        if query.district.is_some() {
+            sql.push_str(" AND district = ?");
+        }
+        if query.scope.is_some() {
+            sql.push_str(" AND scope = ?");
+        }
+        if query.window_size_ms.is_some() {
+            sql.push_str(" AND window_size_ms = ?");
+        }
+        sql.push_str(&format!(
+            " ORDER BY window_start_ms, {entity_column} LIMIT ?"
+        ));
+        let mut q = self
+            .client()
+            .query(&sql)
+            .bind(query.from_ms)
+            .bind(query.to_ms);
+        if let Some(entity) = &query.entity {
+            q = q.bind(entity.as_str());
+        }
+        if let Some(district) = query.district {
+            q = q.bind(district.slug());
+        }
+        if let Some(scope) = query.scope {
+            q = q.bind(scope.as_str());
+        }
+        if let Some(size) = query.window_size_ms {
+            q = q.bind(size);
+        }
+        let context = || format!("reading {table}");
+        let mut cursor = q
+            .bind(query.limit.min(KPI_HISTORY_MAX_ROWS))
+            // Numbers as JSON numbers, not strings (ClickHouse quotes 64-bit integers).
+            .with_setting("output_format_json_quote_64bit_integers", "0")
+            .fetch_bytes("JSONEachRow")
+            .map_err(|e| StoreError::clickhouse(context(), e))?;
+        let mut body = Vec::new();
+        while let Some(chunk) = cursor
+            .next()
+            .await
+            .map_err(|e| StoreError::clickhouse(context(), e))?
+        {
+            body.extend_from_slice(&chunk);
+        }
+        body.split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                serde_json::from_slice(line).map_err(|e| StoreError::Decode {
+                    table,
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
