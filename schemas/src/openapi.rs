@@ -180,32 +180,36 @@ impl Operation {
     /// An answer of type `T` with `status`, sent as `content_type` (a JSON one, such as
     /// `application/schema+json`).
     pub fn ok_as<T: JsonSchema>(
-        mut self,
+        self,
         status: u16,
         description: &'static str,
         content_type: &'static str,
     ) -> Self {
-        self.responses.push(Response {
-            status,
-            description,
-            body: Some(schema_of::<T>),
-            content_type,
-        });
-        self
+        self.respond(status, description, Some(schema_of::<T>), content_type)
     }
 
     /// An answer of `status` with a body of `content_type` that no Rust type describes: any
     /// object for a JSON one, else text (no body: `content_type` empty).
     pub fn ok_other(
+        self,
+        status: u16,
+        description: &'static str,
+        content_type: &'static str,
+    ) -> Self {
+        self.respond(status, description, None, content_type)
+    }
+
+    fn respond(
         mut self,
         status: u16,
         description: &'static str,
+        body: Option<SchemaFn>,
         content_type: &'static str,
     ) -> Self {
         self.responses.push(Response {
             status,
             description,
-            body: None,
+            body,
             content_type,
         });
         self
@@ -219,16 +223,10 @@ impl Operation {
     /// Errors the operation may answer besides those every operation may (`401`, `403`,
     /// `429` for token-guarded ones; `400`, `413` and `415` for ones with a body), each an
     /// [`ErrorBody`].
-    pub fn errors(mut self, statuses: &[(u16, &'static str)]) -> Self {
-        for &(status, description) in statuses {
-            self.responses.push(Response {
-                status,
-                description,
-                body: Some(schema_of::<ErrorBody>),
-                content_type: "application/json",
-            });
-        }
-        self
+    pub fn errors(self, statuses: &[(u16, &'static str)]) -> Self {
+        statuses.iter().fold(self, |op, &(status, description)| {
+            op.ok::<ErrorBody>(status, description)
+        })
     }
 
     fn render(&self, generator: &mut SchemaGenerator) -> Value {
