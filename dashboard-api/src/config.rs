@@ -48,6 +48,10 @@ pub struct HttpConfig {
     pub rate_limit_per_s: f64,
     /// Requests a client may make at once above its rate (the token bucket's size).
     pub rate_limit_burst: u32,
+    /// KPI rows kept in memory per family, newest windows first, for
+    /// `GET /api/v1/kpis/{family}` when no ClickHouse is configured (0 keeps none; with
+    /// ClickHouse the history is read there and nothing is kept).
+    pub history_memory_rows: usize,
     /// Bearer-token access control (see the crate docs).
     pub auth: AuthConfig,
     /// The operator page at `/`.
@@ -191,6 +195,7 @@ impl Default for HttpConfig {
             max_body_bytes: 256 * 1024,
             rate_limit_per_s: 50.0,
             rate_limit_burst: 200,
+            history_memory_rows: 20_000,
             auth: AuthConfig::default(),
             dashboard: DashboardConfig::default(),
         }

@@ -9,6 +9,7 @@ use ioc_schemas::{AlertEvent, Department, Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
+use crate::history::RecentKpis;
 use crate::protocol::Filter;
 use crate::{ApiMetrics, DeviceDirectory};
 
@@ -120,6 +121,8 @@ pub struct LiveFeed {
     /// `ioc_api_ws_kpi_updates_total{family}`, in [`KpiFamily::ALL`] order.
     kpi_updates: Vec<IntCounter>,
     devices: DeviceDirectory,
+    /// KPI history kept in memory while no ClickHouse serves it.
+    recent: Arc<RecentKpis>,
 }
 
 impl LiveFeed {
@@ -134,7 +137,8 @@ impl LiveFeed {
     /// Like [`LiveFeed::new`], keeping the latest value of at most `max_keys` keys per feed
     /// for snapshots (`http.snapshot_max_keys`).
     pub fn with_snapshot_keys(capacity: usize, max_keys: usize, metrics: &ApiMetrics) -> Self {
-        LiveFeed::with_directory(capacity, max_keys, metrics, DeviceDirectory::new())
+        let recent = Arc::new(RecentKpis::new(0, metrics.history_memory_evicted.clone()));
+        LiveFeed::with_directory(capacity, max_keys, metrics, DeviceDirectory::new(), recent)
     }
 
     pub(crate) fn with_directory(
@@ -142,6 +146,7 @@ impl LiveFeed {
         max_keys: usize,
         metrics: &ApiMetrics,
         devices: DeviceDirectory,
+        recent: Arc<RecentKpis>,
     ) -> Self {
         // tokio's broadcast panics on a zero capacity.
         let (tx, _) = broadcast::channel(capacity.max(1));
@@ -162,6 +167,7 @@ impl LiveFeed {
                 .map(|f| metrics.ws_kpi_updates.with_label_values(&[f.as_str()]))
                 .collect(),
             devices,
+            recent,
         }
     }
 
@@ -194,6 +200,11 @@ impl LiveFeed {
         self.tx.send(result).unwrap_or(0)
     }
 
+    /// The KPI rows kept for history without ClickHouse.
+    pub(crate) fn recent(&self) -> &RecentKpis {
+        &self.recent
+    }
+
     /// Publishes a KPI row to every connection subscribed to KPIs (whatever their
     /// families: each connection filters); returns how many there are. Never blocks. A
     /// device-scope health row also updates the status `/api/v1/devices` shows.
@@ -214,6 +225,7 @@ impl LiveFeed {
         {
             counter.inc();
         }
+        self.recent.record(&kpi);
         let mut latest = self.kpis.lock();
         keep_latest(
             &mut latest,

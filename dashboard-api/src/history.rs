@@ -1,14 +1,19 @@
-//! `GET /api/v1/kpis/{family}`: KPI history from ClickHouse, by time range and entity.
+//! `GET /api/v1/kpis/{family}`: KPI history by time range and entity, from ClickHouse, or
+//! without one from the recent rows kept in memory.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use ioc_schemas::{now_ms, District, EpochMs, EventTime, KpiFamily, Scope};
+use ioc_schemas::{now_ms, District, EpochMs, EventTime, Kpi, KpiFamily, Scope};
 use ioc_store::{has_scope, KpiHistoryQuery, KPI_HISTORY_MAX_ROWS};
+use prometheus::IntCounter;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::rest::{invalid_query, query_value, RestError};
 use crate::ApiState;
@@ -46,6 +51,17 @@ pub(crate) struct HistoryParams {
 
 const KNOWN: &str = "from, to, entity, district, scope, window_size_ms, limit";
 
+/// Where an answer's rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HistorySource {
+    /// The KPI tables in ClickHouse: everything stored.
+    Clickhouse,
+    /// No ClickHouse is configured: the rows this process computed since it started, at
+    /// most `http.history_memory_rows` per family.
+    Memory,
+}
+
 /// The answer of `GET /api/v1/kpis/{family}`.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(crate) struct History {
@@ -55,9 +71,14 @@ pub(crate) struct History {
     from_ms: EpochMs,
     /// The range's end (exclusive), epoch ms.
     to_ms: EpochMs,
-    /// The rows, oldest window first: the family's ClickHouse table columns (see the
-    /// README's data model), enums by name, times as `window_start_ms`/`window_end`.
-    rows: Vec<Map<String, Value>>,
+    /// Where the rows come from.
+    source: HistorySource,
+    /// What the source means for the answer, when it is not the whole store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    /// The rows, oldest window first: the newest version of each KPI row, as the WebSocket
+    /// pushes them (`kpi.schema.json`).
+    rows: Vec<Kpi>,
     /// `rows.len()`.
     count: usize,
     /// Whether the limit cut the answer short (ask again from the last row's window).
@@ -147,25 +168,144 @@ pub(crate) async fn kpi_history(
     })?;
     let Query(params) = params.map_err(|e| invalid_query(&e, KNOWN))?;
     let query = history_query(family, params)?;
-    let Some(store) = state.history_store() else {
-        return Err(RestError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "history_unavailable",
-            "KPI history needs ClickHouse, and none is configured",
-        ));
+    let (source, note, rows) = match state.history_store() {
+        Some(store) => {
+            let rows = store.kpi_history(&query).await.map_err(|e| {
+                tracing::warn!(error = %e, "kpi history query failed");
+                RestError::unavailable(format!("cannot read KPI history: {e}"))
+            })?;
+            (HistorySource::Clickhouse, None, rows)
+        }
+        None if state.history_store_expected() => {
+            return Err(RestError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "history_unavailable",
+                "KPI history is read from ClickHouse, which is not reached yet",
+            ))
+        }
+        None => {
+            let recent = state.feed().recent();
+            let note = format!(
+                "no ClickHouse is configured: only the rows computed since this process \
+                 started, at most {} per family, are kept",
+                recent.max_per_family()
+            );
+            (HistorySource::Memory, Some(note), recent.query(&query))
+        }
     };
-    let rows = store.kpi_history(&query).await.map_err(|e| {
-        tracing::warn!(error = %e, "kpi history query failed");
-        RestError::unavailable(format!("cannot read KPI history: {e}"))
-    })?;
     Ok(Json(History {
         family,
         from_ms: query.from_ms,
         to_ms: query.to_ms,
+        source,
+        note,
         count: rows.len(),
         truncated: rows.len() >= query.limit as usize,
         rows,
     }))
+}
+
+/// Where a row sits in the in-memory history: by window start first, as the answers are
+/// ordered, then by what makes it one row (a camera's event type, a water parameter).
+type RowKey = (EpochMs, String, u64, String);
+
+fn row_key(kpi: &Kpi) -> RowKey {
+    let (size, part) = match kpi {
+        Kpi::Traffic(k) => (k.window_size_ms, ""),
+        Kpi::Camera(k) => (k.window_size_ms, k.event_type.as_str()),
+        Kpi::Air(k) => (k.window_size_ms, ""),
+        Kpi::Water(k) => (k.window_size_ms, k.parameter.as_str()),
+        Kpi::Hydrology(k) => (k.window_size_ms, ""),
+        Kpi::Bridge(k) => (k.window_size_ms, ""),
+        Kpi::Health(k) => (k.window_size_ms, ""),
+    };
+    (
+        kpi.window_start_ms(),
+        kpi.entity_id().to_owned(),
+        size,
+        part.to_owned(),
+    )
+}
+
+fn scope_of(kpi: &Kpi) -> Option<Scope> {
+    match kpi {
+        Kpi::Traffic(k) => Some(k.scope),
+        Kpi::Health(k) => Some(k.scope),
+        _ => None,
+    }
+}
+
+/// The newest KPI rows, per family, for history without ClickHouse. Bounded: a family over
+/// `max_per_family` rows drops its oldest window's rows first, counted in
+/// `ioc_api_history_memory_evicted_total`. A newer version of a row replaces the older.
+#[derive(Debug)]
+pub(crate) struct RecentKpis {
+    max_per_family: AtomicUsize,
+    families: Mutex<BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>>,
+    evicted: IntCounter,
+}
+
+impl RecentKpis {
+    /// Keeps at most `max_per_family` rows per family (0: none).
+    pub(crate) fn new(max_per_family: usize, evicted: IntCounter) -> Self {
+        RecentKpis {
+            max_per_family: AtomicUsize::new(max_per_family),
+            families: Mutex::default(),
+            evicted,
+        }
+    }
+
+    pub(crate) fn max_per_family(&self) -> usize {
+        self.max_per_family.load(Ordering::Relaxed)
+    }
+
+    /// Stops keeping rows and forgets those kept (ClickHouse serves the history now).
+    pub(crate) fn disable(&self) {
+        self.max_per_family.store(0, Ordering::Relaxed);
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>> {
+        // Every change leaves the maps consistent: a panic elsewhere does not spoil them.
+        self.families.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn record(&self, kpi: &Arc<Kpi>) {
+        let max = self.max_per_family();
+        if max == 0 {
+            return;
+        }
+        let mut families = self.lock();
+        let rows = families.entry(kpi.family()).or_default();
+        rows.insert(row_key(kpi), Arc::clone(kpi));
+        while rows.len() > max {
+            rows.pop_first();
+            self.evicted.inc();
+        }
+    }
+
+    /// The rows matching `query`, as [`ioc_store::Store::kpi_history`] answers them.
+    pub(crate) fn query(&self, query: &KpiHistoryQuery) -> Vec<Kpi> {
+        let families = self.lock();
+        let Some(rows) = families.get(&query.family) else {
+            return Vec::new();
+        };
+        let from = (query.from_ms, String::new(), 0, String::new());
+        rows.range(from..)
+            .map(|(_, kpi)| kpi)
+            .take_while(|kpi| kpi.window_start_ms() < query.to_ms)
+            .filter(|kpi| {
+                query.entity.as_deref().is_none_or(|e| kpi.entity_id() == e)
+                    && query.district.is_none_or(|d| kpi.district() == Some(d))
+                    && query.scope.is_none_or(|s| scope_of(kpi) == Some(s))
+                    && query
+                        .window_size_ms
+                        .is_none_or(|size| row_key(kpi).2 == size)
+            })
+            .take(query.limit as usize)
+            .map(|kpi| Kpi::clone(kpi))
+            .collect()
+    }
 }
 
 #[cfg(test)]

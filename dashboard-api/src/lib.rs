@@ -51,9 +51,11 @@
 //! - `/api/v1/devices...`: the device registry, below.
 //! - `/api/v1/tokens...`: the token API, see access control below.
 //! - `GET /api/v1/health`: what `/healthz` answers, behind a token.
-//! - `GET /api/v1/kpis/{family}`: KPI history from ClickHouse (given with
-//!   [`ApiState::set_history_store`]; `503 history_unavailable` without), by time range
-//!   (`from`, `to`), `entity`, `district`, `scope`, `window_size_ms` and `limit`.
+//! - `GET /api/v1/kpis/{family}`: KPI history by time range (`from`, `to`), `entity`,
+//!   `district`, `scope`, `window_size_ms` and `limit`: from ClickHouse once given with
+//!   [`ApiState::set_history_store`] (`503 history_unavailable` while one is expected,
+//!   [`ApiState::expect_history_store`]), otherwise from the newest `history_memory_rows`
+//!   rows per family published with [`LiveFeed::publish_kpi`] (`"source":"memory"`).
 //! - `GET /openapi.json` (public): the OpenAPI 3.1 document of these routes
 //!   ([`api_description`]) merged with those added by [`ApiState::add_api_description`].
 //! - `GET /`, `/ui/config.json`, `/assets/...` (public): the operator page.

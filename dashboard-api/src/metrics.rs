@@ -38,6 +38,10 @@ pub struct ApiMetrics {
     /// `reason`: `missing` (no token, 401), `unknown` (401), `forbidden` (the role may not,
     /// 403).
     pub auth_failures: IntCounterVec,
+    /// `ioc_api_history_memory_evicted_total`: KPI rows dropped from the in-memory history
+    /// (kept when no ClickHouse is configured) because their family held
+    /// `history_memory_rows` rows; the oldest window goes first.
+    pub history_memory_evicted: IntCounter,
 }
 
 impl ApiMetrics {
@@ -97,7 +101,12 @@ impl ApiMetrics {
                 ),
                 &["reason"],
             )?,
+            history_memory_evicted: IntCounter::new(
+                "ioc_api_history_memory_evicted_total",
+                "KPI rows dropped, oldest first, from the in-memory history (its family was full).",
+            )?,
         };
+        registry.register(Box::new(metrics.history_memory_evicted.clone()))?;
         for reason in ["missing", "unknown", "forbidden"] {
             metrics.auth_failures.with_label_values(&[reason]);
         }

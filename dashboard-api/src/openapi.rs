@@ -159,17 +159,18 @@ pub fn api_description() -> ApiDescription {
         .route(
             Method::Get,
             "/api/v1/kpis/{family}",
-            Operation::new("kpiHistory", "KPIs", "KPI history from ClickHouse")
+            Operation::new("kpiHistory", "KPIs", "KPI history")
                 .description(
-                    "The newest version of each stored KPI row of a family whose window \
-                     starts in `[from, to)`, oldest first; each row is its table's columns.",
+                    "The newest version of each KPI row of a family whose window starts in \
+                     `[from, to)`, oldest first: from ClickHouse, or without one from the \
+                     rows kept in memory since start-up (`source`).",
                 )
                 .path::<KpiFamily>("family", "the KPI family")
                 .query_struct::<HistoryParams>()
                 .ok::<History>(200, "the rows")
                 .errors(&[
                     (404, "no such family"),
-                    (503, "no ClickHouse is configured, or it cannot be read"),
+                    (503, "ClickHouse is not reached yet, or cannot be read"),
                 ]),
         )
         .route(

@@ -54,8 +54,10 @@ struct StateInner {
     tokens: crate::auth::Tokens,
     /// The operations of the routes served beside this crate's (see [`router_with`]).
     extra_api: RwLock<ApiDescription>,
-    /// Where KPI history is read; unset: `/api/v1/kpis/...` answers 503.
+    /// Where KPI history is read; unset: from memory, or 503 once a store is expected.
     history: std::sync::OnceLock<ioc_store::Store>,
+    /// Set by [`ApiState::expect_history_store`].
+    history_expected: std::sync::atomic::AtomicBool,
     /// What the operator page needs to know of the server.
     dashboard: crate::DashboardConfig,
     /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
@@ -75,11 +77,16 @@ impl ApiState {
         config.validate()?;
         let metrics = ApiMetrics::new(&registry)?;
         let devices = DeviceDirectory::new();
+        let recent = Arc::new(crate::history::RecentKpis::new(
+            config.history_memory_rows,
+            metrics.history_memory_evicted.clone(),
+        ));
         let feed = LiveFeed::with_directory(
             config.broadcast_capacity,
             config.snapshot_max_keys,
             &metrics,
             devices.clone(),
+            recent,
         );
         let unknown = UnknownDevices::new(config.unknown_devices_max, &metrics);
         let (closing, _) = watch::channel(false);
@@ -104,6 +111,7 @@ impl ApiState {
                 ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
                 tokens,
                 history: std::sync::OnceLock::new(),
+                history_expected: std::sync::atomic::AtomicBool::new(false),
                 extra_api: RwLock::new(ApiDescription::new()),
                 dashboard: config.dashboard.clone(),
                 closing,
@@ -228,10 +236,28 @@ impl ApiState {
         self.inner.ws_ping_interval
     }
 
-    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store`. Only the first call
-    /// counts.
+    /// Says ClickHouse will serve KPI history ([`ApiState::set_history_store`] follows
+    /// once it is reached): nothing is kept in memory, and until then
+    /// `GET /api/v1/kpis/{family}` answers `503 history_unavailable`.
+    pub fn expect_history_store(&self) {
+        self.inner
+            .history_expected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.feed().recent().disable();
+    }
+
+    pub(crate) fn history_store_expected(&self) -> bool {
+        self.inner
+            .history_expected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store` instead of memory.
+    /// Only the first call counts.
     pub fn set_history_store(&self, store: ioc_store::Store) {
-        let _ = self.inner.history.set(store);
+        if self.inner.history.set(store).is_ok() {
+            self.feed().recent().disable();
+        }
     }
 
     /// Adds `description` (of the routes given to [`router_with`]) to `/openapi.json`.

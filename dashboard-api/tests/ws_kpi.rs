@@ -1,4 +1,5 @@
-//! KPI and alert channels on the live WebSocket feed, over a real socket.
+//! KPI and alert channels on the live WebSocket feed, and the KPI history kept in memory
+//! without ClickHouse, over a real socket.
 
 mod common;
 
@@ -59,6 +60,95 @@ fn traffic(district: District) -> Kpi {
         level: Congestion::C,
         availability_pct: 99.5,
     })
+}
+
+/// Without ClickHouse, `/api/v1/kpis/{family}` answers the rows published since start-up,
+/// newest version per row, filtered like the stored history, and says where they come from.
+#[tokio::test]
+async fn without_clickhouse_the_history_comes_from_memory_and_says_so() -> anyhow::Result<()> {
+    let config = HttpConfig {
+        history_memory_rows: 3,
+        ..HttpConfig::default()
+    };
+    let server = Server::start(config).await?;
+    let feed = server.state.feed().clone();
+    let hour = 3_600_000;
+    let at = |kpi: Kpi, start: u64| match kpi {
+        Kpi::Air(mut a) => {
+            a.window_start_ms = start;
+            Kpi::Air(a)
+        }
+        other => other,
+    };
+    let t0 = 1_795_827_600_000;
+    feed.publish_kpi(at(air("aq-1", District::CamLe, 40), t0));
+    feed.publish_kpi(at(air("aq-2", District::HaiChau, 60), t0));
+    // A newer version of the first row replaces it.
+    feed.publish_kpi(at(air("aq-1", District::CamLe, 45), t0));
+    feed.publish_kpi(at(air("aq-1", District::CamLe, 80), t0 + hour));
+    feed.publish_kpi(traffic(District::HaiChau));
+
+    let path = format!("/api/v1/kpis/air?from={t0}&to={}", t0 + 2 * hour);
+    let answer = common::http_get(server.addr, &path).await?.json()?;
+    assert_eq!(answer["source"], "memory", "{answer}");
+    assert!(answer["note"].as_str().unwrap().contains("at most 3"));
+    let rows: Vec<(String, u64)> = answer["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["station_id"].as_str().unwrap().to_owned(),
+                r["aqi"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expect = |rows: &[(&str, u64)]| -> Vec<(String, u64)> {
+        rows.iter().map(|(s, a)| ((*s).to_owned(), *a)).collect()
+    };
+    assert_eq!(rows, expect(&[("aq-1", 45), ("aq-2", 60), ("aq-1", 80)]));
+    assert_eq!(answer["rows"][0]["family"], "air");
+
+    let path = format!(
+        "/api/v1/kpis/air?from={t0}&to={}&entity=aq-1&limit=1",
+        t0 + 2 * hour
+    );
+    let answer = common::http_get(server.addr, &path).await?.json()?;
+    assert_eq!(
+        (answer["count"].as_u64(), &answer["truncated"]),
+        (Some(1), &json!(true))
+    );
+    let path = format!(
+        "/api/v1/kpis/air?from={t0}&to={}&district=cam_le",
+        t0 + hour
+    );
+    assert_eq!(
+        common::http_get(server.addr, &path).await?.json()?["count"],
+        1
+    );
+
+    // A fourth air row evicts the oldest window's first row.
+    feed.publish_kpi(at(air("aq-3", District::SonTra, 50), t0 + 2 * hour));
+    let path = format!("/api/v1/kpis/air?from={t0}&to={}", t0 + 3 * hour);
+    let answer = common::http_get(server.addr, &path).await?.json()?;
+    assert_eq!(answer["count"], 3, "{answer}");
+    assert_eq!(answer["rows"][0]["station_id"], "aq-2");
+    let metrics = common::http_get(server.addr, "/metrics").await?.body;
+    assert!(
+        metrics.contains("ioc_api_history_memory_evicted_total 1"),
+        "{metrics}"
+    );
+
+    // Traffic rows are their own family, with scope.
+    let path = format!(
+        "/api/v1/kpis/traffic?from={t0}&to={}&scope=district",
+        t0 + hour
+    );
+    assert_eq!(
+        common::http_get(server.addr, &path).await?.json()?["count"],
+        1
+    );
+    server.shutdown().await
 }
 
 fn aqi_of(message: &Value) -> u64 {

@@ -230,6 +230,9 @@ pub async fn run(
         },
     ));
 
+    if config.clickhouse.is_some() {
+        state.expect_history_store();
+    }
     let store = match config.clickhouse.clone() {
         Some(cfg) => match connect_store(cfg, store_metrics.clone(), &state, &mut stop_rx).await? {
             Some(store) => Some(store),

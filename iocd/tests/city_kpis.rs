@@ -375,6 +375,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         "{history}"
     );
     assert_eq!(history["truncated"], false);
+    assert_eq!(history["source"], "clickhouse");
     let path = format!("/api/v1/kpis/air?entity={aq}&from={base}&to={base}");
     let (status, refused) = common::http(addr, "GET", &path, "").await;
     assert_eq!((status, &refused["error"]["field"]), (400, &json!("from")));

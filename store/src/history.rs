@@ -1,7 +1,7 @@
-//! KPI history for the API: the stored rows of one KPI family over a time range, as the
-//! JSON objects ClickHouse renders them (the table's columns, enums by name).
+//! KPI history for the API: the stored rows of one KPI family over a time range, read back
+//! into the [`Kpi`] values that were written (the same JSON the WebSocket pushes).
 
-use ioc_schemas::{District, KpiFamily, Scope};
+use ioc_schemas::{District, Kpi, KpiFamily, Scope};
 use serde_json::{Map, Value};
 
 use crate::{Store, StoreError};
@@ -18,8 +18,9 @@ pub struct KpiHistoryQuery {
     pub from_ms: u64,
     /// ...to here (exclusive).
     pub to_ms: u64,
-    /// Only this entity: the junction, station, gauge, bridge or device id, or for aggregate
-    /// rows the district or department slug or `da_nang`; for camera rows, the event type.
+    /// Only this entity ([`Kpi::entity_id`]): the junction, station, gauge, bridge or device
+    /// id, or for aggregate rows the district or department slug or `da_nang` (camera rows
+    /// are per district).
     pub entity: Option<String>,
     /// Only rows of this district.
     pub district: Option<District>,
@@ -35,7 +36,7 @@ pub struct KpiHistoryQuery {
 pub fn kpi_table(family: KpiFamily) -> (&'static str, &'static str) {
     match family {
         KpiFamily::Traffic => ("kpi_traffic", "entity_id"),
-        KpiFamily::Camera => ("kpi_camera", "event_type"),
+        KpiFamily::Camera => ("kpi_camera", "district"),
         KpiFamily::Air => ("kpi_aqi", "station_id"),
         KpiFamily::Water => ("kpi_water", "station_id"),
         KpiFamily::Hydrology => ("kpi_hydrology", "gauge_id"),
@@ -51,11 +52,9 @@ pub fn has_scope(family: KpiFamily) -> bool {
 
 impl Store {
     /// The newest version of each row matching `query`, oldest window first. Fails with
-    /// [`StoreError::Config`] when `scope` is asked of a family without one.
-    pub async fn kpi_history(
-        &self,
-        query: &KpiHistoryQuery,
-    ) -> Result<Vec<Map<String, Value>>, StoreError> {
+    /// [`StoreError::Config`] when `scope` is asked of a family without one, and with
+    /// [`StoreError::Decode`] on a row this version cannot read.
+    pub async fn kpi_history(&self, query: &KpiHistoryQuery) -> Result<Vec<Kpi>, StoreError> {
         if query.scope.is_some() && !has_scope(query.family) {
             return Err(StoreError::Config(format!(
                 "the {} family has no scope",
@@ -70,7 +69,13 @@ impl Store {
             "SELECT * FROM {table} FINAL WHERE window_start_ms >= ? AND window_start_ms < ?"
         );
         if query.entity.is_some() {
-            sql.push_str(&format!(" AND {entity_column} = ?"));
+            // Camera rows are per district, an Enum8: any other text must match nothing, not
+            // fail the query.
+            let column = match query.family {
+                KpiFamily::Camera => format!("toString({entity_column})"),
+                _ => entity_column.to_owned(),
+            };
+            sql.push_str(&format!(" AND {column} = ?"));
         }
         if query.district.is_some() {
             sql.push_str(" AND district = ?");
@@ -119,11 +124,50 @@ impl Store {
         body.split(|b| *b == b'\n')
             .filter(|line| !line.is_empty())
             .map(|line| {
-                serde_json::from_slice(line).map_err(|e| StoreError::Decode {
-                    table,
-                    reason: e.to_string(),
-                })
+                serde_json::from_slice(line)
+                    .map_err(|e| e.to_string())
+                    .and_then(|row| kpi_of_row(query.family, row))
+                    .map_err(|reason| StoreError::Decode { table, reason })
             })
             .collect()
+    }
+}
+
+/// A KPI table's row (as `JSONEachRow` renders it) as the [`Kpi`] it was written from: the
+/// columns are the struct's fields, plus the `DateTime` copies of the window for analysts,
+/// with booleans as `UInt8`.
+fn kpi_of_row(family: KpiFamily, mut row: Map<String, Value>) -> Result<Kpi, String> {
+    row.remove("window_start");
+    row.remove("window_end");
+    if let Some(flag) = row.get_mut("exceeded") {
+        *flag = Value::Bool(flag.as_u64().is_some_and(|v| v != 0));
+    }
+    row.insert("family".into(), Value::from(family.as_str()));
+    serde_json::from_value(Value::Object(row)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_water_row_reads_back_with_its_flag() {
+        let row = serde_json::json!({
+            "station_id": "wq-han", "district": "hai_chau", "medium": "river_water",
+            "window_start": "2026-11-28 00:00:00", "window_start_ms": 1795798800000u64,
+            "window_end": "2026-11-28 00:05:00", "window_size_ms": 300000,
+            "parameter": "nh4", "value": 1.2, "limit_min": null, "limit_max": 0.9,
+            "standard": "QCVN 08-MT:2015 B1", "exceeded": 1
+        });
+        let Value::Object(row) = row else {
+            unreachable!()
+        };
+        let Kpi::Water(water) = kpi_of_row(KpiFamily::Water, row).unwrap() else {
+            panic!("not water")
+        };
+        assert!(water.exceeded);
+        assert_eq!(water.limit_max, Some(0.9));
+        let bad = Map::from_iter([("station_id".to_owned(), Value::from(1))]);
+        assert!(kpi_of_row(KpiFamily::Water, bad).is_err());
     }
 }

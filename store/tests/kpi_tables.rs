@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use ioc_schemas::{
     AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, Department, Device, DeviceChange,
-    DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi, Medium, Scope, TrafficKpi,
-    WaterKpi,
+    DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi, KpiFamily, Medium, Scope,
+    TrafficKpi, WaterKpi,
 };
 use ioc_store::{
-    bootstrap_sql, migrations, AqiKpiRow, ClickHouseConfig, HealthKpiRow, KpiWriter, Store,
-    StoreError, StoreMetrics,
+    bootstrap_sql, kpi_table, migrations, AqiKpiRow, ClickHouseConfig, HealthKpiRow,
+    KpiHistoryQuery, KpiWriter, Store, StoreError, StoreMetrics, KPI_HISTORY_MAX_ROWS,
 };
 use prometheus::Registry;
 
@@ -1188,6 +1188,61 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
             .await?;
         assert_eq!(stored, *n, "{table}: one row per key after FINAL");
     }
+
+    // The history the API serves reads every family back into the KPIs written: one per key,
+    // each as written (the late ones where they replaced a row), oldest window first.
+    let written: Vec<&Kpi> = rows.iter().chain(&late).collect();
+    for family in KpiFamily::ALL {
+        let query = KpiHistoryQuery {
+            family,
+            from_ms: ms(clock.day) - 30 * 86_400_000,
+            to_ms: ms(now_s) + 86_400_000,
+            entity: None,
+            district: None,
+            scope: None,
+            window_size_ms: None,
+            limit: KPI_HISTORY_MAX_ROWS,
+        };
+        let history = store.kpi_history(&query).await?;
+        let (table, _) = kpi_table(family);
+        assert_eq!(history.len() as u64, per_table[table], "{table}");
+        for kpi in &history {
+            assert!(written.contains(&kpi), "{table}: {kpi:?} was not written");
+        }
+        assert!(history
+            .windows(2)
+            .all(|w| w[0].window_start_ms() <= w[1].window_start_ms()));
+    }
+    // Camera rows are per district: an entity that is no district matches nothing.
+    for (entity, some) in [("hai_chau", true), ("not a district", false)] {
+        let camera = KpiHistoryQuery {
+            family: KpiFamily::Camera,
+            from_ms: 0,
+            to_ms: ms(now_s) + 86_400_000,
+            entity: Some(entity.into()),
+            district: None,
+            scope: None,
+            window_size_ms: None,
+            limit: 100,
+        };
+        let found = store.kpi_history(&camera).await?;
+        assert_eq!(!found.is_empty(), some, "{entity}: {found:?}");
+        assert!(found.iter().all(|k| k.entity_id() == entity));
+    }
+    let one = KpiHistoryQuery {
+        family: KpiFamily::Health,
+        from_ms: 0,
+        to_ms: ms(now_s) + 86_400_000,
+        entity: Some("da_nang".into()),
+        district: None,
+        scope: Some(Scope::City),
+        window_size_ms: None,
+        limit: 10,
+    };
+    assert_eq!(
+        store.kpi_history(&one).await?,
+        vec![Kpi::Health(city_health(clock.hour - 2 * HOUR_S + 300))]
+    );
 
     // Nullable and Enum8 columns round-trip.
     let city: Vec<HealthKpiRow> = client
