@@ -85,26 +85,32 @@ impl Department {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
-    /// The device id readings carry: ASCII letters, digits, `_`, `-`, `.` or `:`.
+    /// The device id readings carry: 1 to 128 ASCII letters, digits, `_`, `-`, `.` or `:`.
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,128}$"))]
     pub id: String,
     /// The kind of readings it sends.
     pub kind: Kind,
-    /// Its Vietnamese name (UTF-8).
+    /// Its Vietnamese name (UTF-8, at most 200 bytes, not blank).
+    #[schemars(pattern(r"\S"))]
     pub name: String,
     /// The district it stands in.
     pub district: District,
     /// Latitude, degrees north (WGS 84).
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
     /// Longitude, degrees east (WGS 84).
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
     /// The department that owns it.
     pub department: Department,
     /// How often it reports, in seconds (for event-driven cameras: the mean gap). Silent for
     /// three times this, it counts as offline.
+    #[schemars(range(min = 1, max = 86_400))]
     pub expected_interval_s: u32,
-    /// For a junction: the free-flow speed of its approaches in km/h, which the congestion
-    /// level is measured against; 50 when absent.
+    /// For a junction: the free-flow speed of its approaches in km/h (over 0, at most 200),
+    /// which the congestion level is measured against; 50 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 200.0))]
     pub free_flow_kmh: Option<f64>,
 }
 
