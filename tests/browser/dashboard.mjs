@@ -83,7 +83,12 @@ async function main() {
   const fleetSize = fleet.body.count;
   log(`API refuses without a token; the fleet has ${fleetSize} devices`);
 
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  // CI containers give /dev/shm 64 MB, too little for Chromium's shared memory.
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--disable-dev-shm-usage'],
+  });
   try {
     const context = await browser.newContext({
       viewport: { width: 1600, height: 1000 },
