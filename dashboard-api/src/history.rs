@@ -87,18 +87,16 @@ pub(crate) struct History {
 
 fn parse_time(name: &'static str, text: &str) -> Result<EpochMs, RestError> {
     let text = text.trim();
-    let parsed = match text.parse::<u64>() {
-        Ok(ms) => Ok(ms),
-        Err(_) => EventTime::parse_rfc3339(text).map(|t| t.0),
-    };
-    parsed.map_err(|_| {
-        RestError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("{name}: `{text}` is neither RFC 3339 nor epoch milliseconds"),
-        )
-        .with_field(name)
-    })
+    EventTime::parse_ms_or_rfc3339(text)
+        .map(|t| t.0)
+        .map_err(|_| {
+            RestError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{name}: `{text}` is neither RFC 3339 nor epoch milliseconds"),
+            )
+            .with_field(name)
+        })
 }
 
 fn bad(field: &'static str, message: String) -> RestError {

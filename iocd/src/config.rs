@@ -68,12 +68,17 @@ impl Default for RestartConfig {
 pub struct DemoConfig {
     /// Where the embedded MQTT broker listens.
     pub broker_listen: String,
+    /// Without a `[clickhouse]` section or `--clickhouse-url`: store in a ClickHouse that
+    /// answers at the default URL (`http://127.0.0.1:8123`, database `ioc`) if one does.
+    /// Otherwise, or when false, nothing is stored and KPI history is kept in memory.
+    pub find_clickhouse: bool,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
             broker_listen: "127.0.0.1:1884".into(),
+            find_clickhouse: true,
         }
     }
 }

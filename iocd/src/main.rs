@@ -152,6 +152,14 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ("simulator.rate_per_s", value(args.rate)),
     ]);
     let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    let mut found_clickhouse = false;
+    if config.clickhouse.is_none() && config.demo.find_clickhouse {
+        let default = ioc_store::ClickHouseConfig::default();
+        if clickhouse_answers(&default.url).await {
+            config.clickhouse = Some(default);
+            found_clickhouse = true;
+        }
+    }
     let (host, port) = split_host_port(&config.demo.broker_listen)?;
     iocd::broker::start_embedded_broker(&config.demo.broker_listen)?;
     config.mqtt.host = host.clone();
@@ -185,14 +193,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             ),
             None => println!("  api token:  none needed (http.auth.enabled = false)"),
         }
+        println!("  page:       http://{addr}/  (log in with the token)");
+        println!("  api:        http://{addr}/api/v1/...  (described at /openapi.json)");
         println!("  health:     http://{addr}/healthz");
         println!("  metrics:    http://{addr}/metrics");
         println!("  live feed:  ws://{addr}/ws  (send {{\"type\":\"subscribe\"}})");
         println!("  mqtt:       {host}:{port}  (topics ioc/v1/<kind>/<district>/<device>)");
         match &config.clickhouse {
+            Some(ch) if found_clickhouse => println!(
+                "  clickhouse: {} database {} (found running; [demo] find_clickhouse = false keeps everything in memory)",
+                ch.url, ch.database
+            ),
             Some(ch) => println!("  clickhouse: {} database {}", ch.url, ch.database),
             None => {
-                println!("  clickhouse: not configured (add --clickhouse-url to store results)")
+                println!("  clickhouse: none found (add --clickhouse-url to store results; KPI history is kept in memory)")
             }
         }
         println!("Press Ctrl-C to stop.");
@@ -220,6 +234,28 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "simulator task failed"),
     }
     Ok(())
+}
+
+/// Whether a ClickHouse answers `/ping` at `url` (plain `http://host:port`) within half a
+/// second.
+async fn clickhouse_answers(url: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(authority) = url.strip_prefix("http://").map(|r| r.trim_end_matches('/')) else {
+        return false;
+    };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(authority).await.ok()?;
+        let request = format!("GET /ping HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        Some(answer.ends_with(b"Ok.\n"))
+    };
+    tokio::time::timeout(std::time::Duration::from_millis(500), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -275,12 +311,9 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 }
 
 fn parse_time(text: &str) -> anyhow::Result<u64> {
-    match text.parse::<u64>() {
-        Ok(ms) => Ok(ms),
-        Err(_) => ioc_schemas::EventTime::parse_rfc3339(text)
-            .map(|t| t.0)
-            .map_err(|e| anyhow::anyhow!(e)),
-    }
+    ioc_schemas::EventTime::parse_ms_or_rfc3339(text)
+        .map(|t| t.0)
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
@@ -300,4 +333,37 @@ fn split_host_port(listen: &str) -> anyhow::Result<(String, u16)> {
         .parse()
         .with_context(|| format!("demo.broker_listen `{listen}` is not host:port"))?;
     Ok((addr.ip().to_string(), addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers one connection with `answer`.
+    async fn answering(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = socket.read(&mut request).await;
+            socket.write_all(answer).await.unwrap();
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn the_demo_finds_only_a_clickhouse_that_answers_its_ping() {
+        let clickhouse = answering(b"HTTP/1.0 200 OK\r\nContent-Length: 4\r\n\r\nOk.\n").await;
+        assert!(clickhouse_answers(&clickhouse).await);
+        let other = answering(b"HTTP/1.0 404 Not Found\r\n\r\nno").await;
+        assert!(!clickhouse_answers(&other).await);
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        assert!(!clickhouse_answers(&format!("http://{closed}")).await);
+        assert!(!clickhouse_answers("https://127.0.0.1:8443").await);
+    }
 }

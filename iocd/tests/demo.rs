@@ -18,7 +18,7 @@ async fn the_demo_lists_the_whole_fleet() {
     std::fs::write(
         &config,
         format!(
-            "[demo]\nbroker_listen = \"127.0.0.1:{broker_port}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[simulator]\nclient_id = \"sim-{run}\"\n[mqtt]\nclient_id = \"iocd-{run}\"\n[alerts]\nstate_dir = \"{}\"\n",
+            "[demo]\nbroker_listen = \"127.0.0.1:{broker_port}\"\nfind_clickhouse = false\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[simulator]\nclient_id = \"sim-{run}\"\n[mqtt]\nclient_id = \"iocd-{run}\"\n[alerts]\nstate_dir = \"{}\"\n",
             common::state_dir(&run)
         ),
     )
@@ -133,6 +133,14 @@ async fn the_demo_lists_the_whole_fleet() {
     assert_eq!(got["name"], "Trạm đo mưa thử", "{got}");
     let (_, list) = common::http_as(addr, "GET", "/api/v1/devices", "", token).await;
     assert_eq!(list["count"], 475);
+
+    // Without ClickHouse, KPI history comes from memory, and says so.
+    let (status, history) = common::http_as(addr, "GET", "/api/v1/kpis/health", "", token).await;
+    assert_eq!(
+        (status, &history["source"]),
+        (200, &serde_json::json!("memory"))
+    );
+    assert!(history["note"].as_str().unwrap().contains("no ClickHouse"));
 
     iocd.stop();
     std::fs::remove_dir_all(&dir).unwrap();

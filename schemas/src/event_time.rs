@@ -36,6 +36,16 @@ impl EventTime {
             .map_err(|_| format!("event_time `{text}` is before 1970"))
     }
 
+    /// Parses epoch milliseconds or RFC 3339 text, as people give a time on a command line
+    /// or in a query string.
+    pub fn parse_ms_or_rfc3339(text: &str) -> Result<EventTime, String> {
+        let text = text.trim();
+        match text.parse::<u64>() {
+            Ok(ms) => Ok(EventTime(ms)),
+            Err(_) => EventTime::parse_rfc3339(text),
+        }
+    }
+
     /// RFC 3339 in UTC with milliseconds, for display and logs.
     pub fn to_rfc3339(self) -> String {
         format_rfc3339_ms(self.0)
