@@ -72,20 +72,11 @@ fn keep_latest<K: Ord, V>(
 }
 
 fn kpi_key(kpi: &Kpi) -> KpiKey {
-    let (sub, size) = match kpi {
-        Kpi::Traffic(k) => ("", k.window_size_ms),
-        Kpi::Camera(k) => (k.event_type.as_str(), k.window_size_ms),
-        Kpi::Air(k) => ("", k.window_size_ms),
-        Kpi::Water(k) => ("", k.window_size_ms),
-        Kpi::Hydrology(k) => ("", k.window_size_ms),
-        Kpi::Bridge(k) => ("", k.window_size_ms),
-        Kpi::Health(k) => ("", k.window_size_ms),
-    };
     (
         kpi.family().as_str(),
         kpi.entity_id().to_owned(),
-        sub.to_owned(),
-        size,
+        kpi.row_part().to_owned(),
+        kpi.window_size_ms(),
     )
 }
 

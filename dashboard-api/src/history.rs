@@ -208,29 +208,12 @@ pub(crate) async fn kpi_history(
 type RowKey = (EpochMs, String, u64, String);
 
 fn row_key(kpi: &Kpi) -> RowKey {
-    let (size, part) = match kpi {
-        Kpi::Traffic(k) => (k.window_size_ms, ""),
-        Kpi::Camera(k) => (k.window_size_ms, k.event_type.as_str()),
-        Kpi::Air(k) => (k.window_size_ms, ""),
-        Kpi::Water(k) => (k.window_size_ms, k.parameter.as_str()),
-        Kpi::Hydrology(k) => (k.window_size_ms, ""),
-        Kpi::Bridge(k) => (k.window_size_ms, ""),
-        Kpi::Health(k) => (k.window_size_ms, ""),
-    };
     (
         kpi.window_start_ms(),
         kpi.entity_id().to_owned(),
-        size,
-        part.to_owned(),
+        kpi.window_size_ms(),
+        kpi.row_part().to_owned(),
     )
-}
-
-fn scope_of(kpi: &Kpi) -> Option<Scope> {
-    match kpi {
-        Kpi::Traffic(k) => Some(k.scope),
-        Kpi::Health(k) => Some(k.scope),
-        _ => None,
-    }
 }
 
 /// The newest KPI rows, per family, for history without ClickHouse. Bounded: a family over
@@ -295,10 +278,10 @@ impl RecentKpis {
             .filter(|kpi| {
                 query.entity.as_deref().is_none_or(|e| kpi.entity_id() == e)
                     && query.district.is_none_or(|d| kpi.district() == Some(d))
-                    && query.scope.is_none_or(|s| scope_of(kpi) == Some(s))
+                    && query.scope.is_none_or(|s| kpi.scope() == Some(s))
                     && query
                         .window_size_ms
-                        .is_none_or(|size| row_key(kpi).2 == size)
+                        .is_none_or(|size| kpi.window_size_ms() == size)
             })
             .take(query.limit as usize)
             .map(|kpi| Kpi::clone(kpi))

@@ -11,7 +11,7 @@ use common::{
 use ioc_dashboard_api::HttpConfig;
 use ioc_schemas::{
     Alert, AlertEvent, AlertState, AqiBand, AqiKpi, AqiPeriod, Category, Congestion, Department,
-    District, Kpi, Scope, Severity, TrafficKpi, Transition,
+    District, Kpi, Medium, Scope, Severity, TrafficKpi, Transition, WaterKpi,
 };
 use serde_json::{json, Value};
 
@@ -60,6 +60,46 @@ fn traffic(district: District) -> Kpi {
         level: Congestion::C,
         availability_pct: 99.5,
     })
+}
+
+/// A station's water parameters are separate rows: the snapshot holds each one.
+#[tokio::test]
+async fn the_snapshot_keeps_every_water_parameter_of_a_station() -> anyhow::Result<()> {
+    let server = Server::start(HttpConfig::default()).await?;
+    let water = |parameter: &str, value: f64| {
+        Kpi::Water(WaterKpi {
+            station_id: "wq-han".to_owned(),
+            district: District::HaiChau,
+            medium: Medium::RiverWater,
+            window_start_ms: 1_795_827_600_000,
+            window_size_ms: 300_000,
+            parameter: parameter.to_owned(),
+            value,
+            limit_min: None,
+            limit_max: Some(1.0),
+            standard: "QCVN 08-MT:2015 B1".to_owned(),
+            exceeded: value > 1.0,
+        })
+    };
+    server.state.feed().publish_kpi(water("nh4", 1.2));
+    server.state.feed().publish_kpi(water("po4", 0.1));
+    let mut ws = server.ws().await?;
+    send_json(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["kpi.water"]}),
+    )
+    .await?;
+    next_json(&mut ws).await?;
+    let snapshot = expect_snapshot(&mut ws).await?;
+    let mut parameters: Vec<&str> = snapshot["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["parameter"].as_str().unwrap())
+        .collect();
+    parameters.sort_unstable();
+    assert_eq!(parameters, ["nh4", "po4"], "{snapshot}");
+    server.shutdown().await
 }
 
 /// Without ClickHouse, `/api/v1/kpis/{family}` answers the rows published since start-up,

@@ -543,4 +543,36 @@ impl Kpi {
             Kpi::Health(k) => k.window_start_ms,
         }
     }
+
+    /// How long its window is, ms.
+    pub fn window_size_ms(&self) -> u64 {
+        match self {
+            Kpi::Traffic(k) => k.window_size_ms,
+            Kpi::Camera(k) => k.window_size_ms,
+            Kpi::Air(k) => k.window_size_ms,
+            Kpi::Water(k) => k.window_size_ms,
+            Kpi::Hydrology(k) => k.window_size_ms,
+            Kpi::Bridge(k) => k.window_size_ms,
+            Kpi::Health(k) => k.window_size_ms,
+        }
+    }
+
+    /// What, besides its family, entity and window, makes it one row: a camera row's event
+    /// type, a water row's parameter; empty for the other families.
+    pub fn row_part(&self) -> &str {
+        match self {
+            Kpi::Camera(k) => &k.event_type,
+            Kpi::Water(k) => &k.parameter,
+            _ => "",
+        }
+    }
+
+    /// Its scope, for the families with aggregate rows (traffic and health).
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            Kpi::Traffic(k) => Some(k.scope),
+            Kpi::Health(k) => Some(k.scope),
+            _ => None,
+        }
+    }
 }
