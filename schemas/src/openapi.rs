@@ -430,6 +430,39 @@ impl ApiDescription {
     }
 }
 
+/// Every `$ref` in `document`, in order.
+pub fn refs(document: &Value) -> Vec<&str> {
+    fn walk<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v) {
+                        ("$ref", Value::String(r)) => out.push(r),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(document, &mut out);
+    out
+}
+
+/// The `$ref`s of `document` that name no entry of its `components.schemas`.
+pub fn dangling_refs(document: &Value) -> Vec<&str> {
+    let schemas = &document["components"]["schemas"];
+    refs(document)
+        .into_iter()
+        .filter(|r| {
+            r.strip_prefix("#/components/schemas/")
+                .is_none_or(|name| !schemas[name].is_object())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,5 +545,13 @@ mod tests {
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         assert!(schemas.contains_key("Thing") && schemas.contains_key("ErrorBody"));
         assert_eq!(sample().routes().count(), 3);
+        assert!(refs(&doc).contains(&"#/components/schemas/Thing"));
+        assert!(dangling_refs(&doc).is_empty());
+        let broken = json!({"components": {"schemas": {"A": {}}},
+            "x": [{"$ref": "#/components/schemas/A"}, {"$ref": "#/components/schemas/B"}, {"$ref": "#/elsewhere"}]});
+        assert_eq!(
+            dangling_refs(&broken),
+            ["#/components/schemas/B", "#/elsewhere"]
+        );
     }
 }
