@@ -18,7 +18,6 @@ use ioc_schemas::openapi::{ApiDescription, Method, Operation};
 use ioc_schemas::{Alert, AlertEvent, AlertState, Category, Department, District, Severity};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::lifecycle::{AlertFilter, LifecycleError};
 use crate::manager::{Action, Alerts, AlertsError};
@@ -193,34 +192,24 @@ async fn delete_rule(
 #[serde(default, deny_unknown_fields)]
 struct AlertQuery {
     /// Only alerts in this state.
-    #[schemars(transform = query_param)]
     state: Option<AlertState>,
     /// Only open (`true`: active or acknowledged) or only resolved (`false`) alerts.
-    #[schemars(transform = query_param)]
     open: Option<bool>,
     /// Only alerts at least this severe.
-    #[schemars(transform = query_param)]
     min_severity: Option<Severity>,
     /// Only this category.
-    #[schemars(transform = query_param)]
     category: Option<Category>,
     /// Only this department's (a department token may name only its own).
-    #[schemars(transform = query_param)]
     department: Option<Department>,
     /// Only this district's.
-    #[schemars(transform = query_param)]
     district: Option<District>,
     /// Only this rule's (its id; `storm:<scope>` for storm summaries).
-    #[schemars(transform = query_param)]
     rule: Option<String>,
     /// Only about this entity (a device id, a district slug, ...).
-    #[schemars(transform = query_param)]
     entity: Option<String>,
     /// Only alerts storm control kept from being notified (`true`) or only the others.
-    #[schemars(transform = query_param)]
     suppressed: Option<bool>,
     /// At most this many, newest first (default 100; more than 1000 is taken as 1000).
-    #[schemars(transform = query_param)]
     limit: Option<usize>,
 }
 
@@ -389,48 +378,6 @@ async fn comment(
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     act(alerts, caller, id, payload, Verb::Comment).await
-}
-
-/// A [`schemars`] transform for an `Option` field that is a query parameter: drops the
-/// `null` the schema of an `Option` allows, and a `null` default (a query parameter is
-/// absent or has a value), and bounds an unsigned integer by the largest the server parses.
-pub(crate) fn query_param(schema: &mut Schema) {
-    let Some(object) = schema.as_object_mut() else {
-        return;
-    };
-    if object.get("default") == Some(&Value::Null) {
-        object.remove("default");
-    }
-    // `{"type": ["string", "null"], ...}`
-    if let Some(Value::Array(types)) = object.get_mut("type") {
-        types.retain(|t| t != "null");
-        if types.len() == 1 {
-            let only = types.remove(0);
-            object.insert("type".into(), only);
-        }
-    }
-    // `{"anyOf": [{"$ref": ...}, {"type": "null"}], ...}`
-    let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
-    if let Some(Value::Array(options)) = object.get("anyOf") {
-        let mut rest: Vec<Value> = options.iter().filter(|s| !is_null(s)).cloned().collect();
-        if rest.len() == 1 {
-            object.remove("anyOf");
-            if let Value::Object(only) = rest.remove(0) {
-                for (key, value) in only {
-                    object.entry(key).or_insert(value);
-                }
-            }
-        } else {
-            object.insert("anyOf".into(), Value::Array(rest));
-        }
-    }
-    let unsigned = matches!(
-        object.get("format").and_then(Value::as_str),
-        Some("uint" | "uint64")
-    );
-    if unsigned && !object.contains_key("maximum") {
-        object.insert("maximum".into(), Value::from(u64::MAX));
-    }
 }
 
 /// A path parameter naming something by id: a string that is not empty (an empty segment

@@ -316,13 +316,17 @@ fn render_params(
             description,
             required,
             schema,
-        } => vec![json!({
-            "name": name,
-            "in": location_name,
-            "description": description,
-            "required": required,
-            "schema": schema(generator),
-        })],
+        } => {
+            let mut schema = schema(generator).to_value();
+            parameter_schema(&mut schema);
+            vec![json!({
+                "name": name,
+                "in": location_name,
+                "description": description,
+                "required": required,
+                "schema": schema,
+            })]
+        }
         ParamSource::Struct(schema) => {
             // Inline the struct: its properties become the parameters.
             let schema = schema(generator).to_value();
@@ -339,6 +343,7 @@ fn render_params(
                 .iter()
                 .map(|(name, property)| {
                     let mut property = property.clone();
+                    parameter_schema(&mut property);
                     let description = property
                         .as_object_mut()
                         .and_then(|p| p.remove("description"))
@@ -353,6 +358,48 @@ fn render_params(
                 })
                 .collect()
         }
+    }
+}
+
+/// A parameter's schema as a query string can carry it: an `Option`'s `null` (and a `null`
+/// default) dropped, since a parameter is absent or has a value, and unsigned integers
+/// bounded by the largest the server parses.
+fn parameter_schema(schema: &mut Value) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    if object.get("default") == Some(&Value::Null) {
+        object.remove("default");
+    }
+    // `{"type": ["string", "null"], ...}`
+    if let Some(Value::Array(types)) = object.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            object.insert("type".into(), only);
+        }
+    }
+    // `{"anyOf": [{"$ref": ...}, {"type": "null"}], ...}`
+    let is_null = |s: &Value| s.get("type").and_then(Value::as_str) == Some("null");
+    if let Some(Value::Array(options)) = object.get("anyOf") {
+        let mut rest: Vec<Value> = options.iter().filter(|s| !is_null(s)).cloned().collect();
+        if rest.len() == 1 {
+            object.remove("anyOf");
+            if let Value::Object(only) = rest.remove(0) {
+                for (key, value) in only {
+                    object.entry(key).or_insert(value);
+                }
+            }
+        } else {
+            object.insert("anyOf".into(), Value::Array(rest));
+        }
+    }
+    let unsigned = matches!(
+        object.get("format").and_then(Value::as_str),
+        Some("uint" | "uint64")
+    );
+    if unsigned && !object.contains_key("maximum") {
+        object.insert("maximum".into(), Value::from(u64::MAX));
     }
 }
 
@@ -522,6 +569,8 @@ mod tests {
         assert_eq!(params[0]["required"], true);
         assert_eq!(params[1]["required"], false);
         assert_eq!(params[1]["description"], "How many.");
+        // A query parameter is absent or has a value: never `null`.
+        assert_eq!(params[1]["schema"]["type"], "integer", "{}", params[1]);
         assert_eq!(
             list["responses"]["200"]["content"]["application/json"]["schema"]["items"]["$ref"],
             "#/components/schemas/Thing"

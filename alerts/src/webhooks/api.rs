@@ -18,7 +18,7 @@ use super::dispatcher::{Dispatcher, RotatedSecret};
 use super::error::WebhookError;
 use super::payload::payload_schema;
 use super::subscription::{Subscription, SubscriptionRequest};
-use crate::api::{query_param, PathId};
+use crate::api::PathId;
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -319,7 +319,6 @@ async fn method_not_allowed() -> ApiError {
 #[derive(Debug, Default, JsonSchema)]
 struct SubscriptionQuery {
     /// Only this department's subscriptions (a department token may name only its own).
-    #[schemars(transform = query_param)]
     department: Option<Department>,
 }
 

@@ -81,16 +81,12 @@ pub struct Delivery {
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryQuery {
     /// Only in this state.
-    #[schemars(transform = crate::api::query_param)]
     pub state: Option<DeliveryState>,
     /// Only of this subscription.
-    #[schemars(transform = crate::api::query_param)]
     pub subscription: Option<String>,
     /// Only of this department's subscriptions.
-    #[schemars(transform = crate::api::query_param)]
     pub department: Option<Department>,
     /// Only with an id below this one (the next page: the last id of the previous one).
-    #[schemars(transform = crate::api::query_param)]
     pub before: Option<u64>,
     /// At most this many (1 to 1000; default 100).
     #[schemars(range(min = 1, max = 1000))]
