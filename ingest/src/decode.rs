@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 
-use ioc_schemas::{Body, EventTime, Kind, Reading, RejectCode, Rejection, ValidationLimits};
+use ioc_schemas::{
+    parse_topic, Body, District, EventTime, Kind, Reading, RejectCode, Rejection, ValidationLimits,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -29,13 +31,7 @@ pub fn decode_reading(
     limits: &ValidationLimits,
 ) -> Result<Reading, Rejection> {
     if payload.len() > max_payload_bytes {
-        return Err(Rejection::new(
-            RejectCode::PayloadTooLarge,
-            format!(
-                "payload is {} bytes, the limit is {max_payload_bytes}",
-                payload.len()
-            ),
-        ));
+        return Err(too_large(payload.len(), max_payload_bytes));
     }
     let text = std::str::from_utf8(payload).map_err(|e| {
         Rejection::new(
@@ -69,6 +65,128 @@ pub fn decode_reading(
     };
     reading.validate(now_ms, limits)?;
     Ok(reading)
+}
+
+/// What a decoder needs besides the bytes: the size limit, the receiver's clock and the
+/// validation limits.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Largest accepted payload in bytes.
+    pub max_payload_bytes: usize,
+    /// The receiver's clock, epoch ms, for the future check.
+    pub now_ms: u64,
+    /// Ranges and the future horizon.
+    pub validation: ValidationLimits,
+}
+
+impl DecodeLimits {
+    fn reading(&self, payload: &[u8]) -> Result<Reading, Rejection> {
+        decode_reading(
+            payload,
+            self.max_payload_bytes,
+            self.now_ms,
+            &self.validation,
+        )
+    }
+
+    /// Judged first, so an oversized message is always `payload_too_large` (and kept only in
+    /// part), whatever else is wrong with it.
+    fn check_size(&self, payload: &[u8]) -> Result<(), Rejection> {
+        if payload.len() > self.max_payload_bytes {
+            return Err(too_large(payload.len(), self.max_payload_bytes));
+        }
+        Ok(())
+    }
+}
+
+fn too_large(len: usize, max_payload_bytes: usize) -> Rejection {
+    Rejection::new(
+        RejectCode::PayloadTooLarge,
+        format!("payload is {len} bytes, the limit is {max_payload_bytes}"),
+    )
+}
+
+fn mismatch(detail: String) -> Rejection {
+    Rejection::new(RejectCode::SourceMismatch, detail)
+}
+
+/// Decodes an MQTT message: the payload must be a reading of the kind and device its topic
+/// (`ioc/v1/<kind>/<district>/<device_id>`) names; the district comes from the topic.
+pub fn decode_mqtt(
+    topic: &str,
+    payload: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(Reading, District), Rejection> {
+    limits.check_size(payload)?;
+    let parts = parse_topic(topic)?;
+    let reading = limits.reading(payload)?;
+    if reading.kind() != parts.kind || reading.device_id != parts.device_id {
+        return Err(mismatch(format!(
+            "payload is {} from device `{}` but the topic `{topic}` says {} from `{}`",
+            reading.kind(),
+            reading.device_id,
+            parts.kind,
+            parts.device_id
+        )));
+    }
+    Ok((reading, parts.district))
+}
+
+/// The parts of a Kafka message a reading is judged by.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaParts<'a> {
+    /// The topic it was read from.
+    pub topic: &'a str,
+    /// The kind that topic carries, if it is a reading topic.
+    pub kind: Option<Kind>,
+    /// The message key, which must be the device id when present.
+    pub key: Option<&'a [u8]>,
+    /// The value of the district header, if any.
+    pub district_header: Option<&'a [u8]>,
+    /// The value.
+    pub payload: &'a [u8],
+}
+
+/// Decodes a Kafka message: the payload must be a reading of the kind its topic carries,
+/// keyed (when keyed) by its device, with its district in the `district` header.
+pub fn decode_kafka(
+    message: KafkaParts<'_>,
+    limits: &DecodeLimits,
+) -> Result<(Reading, District), Rejection> {
+    limits.check_size(message.payload)?;
+    let topic = message.topic;
+    let kind = message
+        .kind
+        .ok_or_else(|| mismatch(format!("topic `{topic}` is not a reading topic")))?;
+    let reading = limits.reading(message.payload)?;
+    if reading.kind() != kind {
+        return Err(mismatch(format!(
+            "payload is {} but topic `{topic}` carries {kind}",
+            reading.kind()
+        )));
+    }
+    if let Some(key) = message.key {
+        if key != reading.device_id.as_bytes() {
+            return Err(mismatch(format!(
+                "message key `{}` is not the payload's device `{}`",
+                String::from_utf8_lossy(key),
+                reading.device_id
+            )));
+        }
+    }
+    let header = crate::DISTRICT_HEADER;
+    let raw = message.district_header.ok_or_else(|| {
+        mismatch(format!(
+            "the message has no `{header}` header naming the device's district"
+        ))
+    })?;
+    let slug = String::from_utf8_lossy(raw);
+    let district = District::from_slug(&slug).ok_or_else(|| {
+        mismatch(format!(
+            "header `{header}` names the unknown district `{slug}`"
+        ))
+    })?;
+    Ok((reading, district))
 }
 
 /// Maps a serde_json error to a rejection code by its class and message.
@@ -163,6 +281,85 @@ mod tests {
         assert_eq!(e.code, RejectCode::InvalidUtf8);
         let e = decode_reading(GOOD.as_bytes(), 10, NOW, &ValidationLimits::default()).unwrap_err();
         assert_eq!(e.code, RejectCode::PayloadTooLarge);
+    }
+
+    const LIMITS: DecodeLimits = DecodeLimits {
+        max_payload_bytes: 65_536,
+        now_ms: NOW,
+        validation: ValidationLimits {
+            max_future_ms: 300_000,
+            min_event_time_ms: 0,
+        },
+    };
+
+    #[test]
+    fn mqtt_messages_are_judged_by_size_then_topic_then_payload() {
+        let topic = "ioc/v1/sensor/cam_le/rain-cam_le-01";
+        let (reading, district) = decode_mqtt(topic, GOOD.as_bytes(), &LIMITS).unwrap();
+        assert_eq!(
+            (reading.device_id.as_str(), district),
+            ("rain-cam_le-01", District::CamLe)
+        );
+        let big = vec![b' '; 70_000];
+        for t in [topic, "not/a/reading/topic"] {
+            let e = decode_mqtt(t, &big, &LIMITS).unwrap_err();
+            assert_eq!(e.code, RejectCode::PayloadTooLarge, "{t}");
+            assert_eq!(e.detail, "payload is 70000 bytes, the limit is 65536");
+        }
+        let e = decode_mqtt("ioc/v1/sensor/cam_le/other", GOOD.as_bytes(), &LIMITS).unwrap_err();
+        assert_eq!(e.code, RejectCode::SourceMismatch);
+        assert!(e.detail.contains("says sensor from `other`"), "{e}");
+        let e = decode_mqtt("ioc/v2/x", b"{", &LIMITS).unwrap_err();
+        assert_eq!(e.code, RejectCode::SourceMismatch);
+    }
+
+    #[test]
+    fn kafka_messages_need_their_topic_key_and_district_header_to_agree() {
+        let good = KafkaParts {
+            topic: "ioc.sensor",
+            kind: Some(Kind::Sensor),
+            key: Some(b"rain-cam_le-01"),
+            district_header: Some(b"cam_le"),
+            payload: GOOD.as_bytes(),
+        };
+        assert_eq!(decode_kafka(good, &LIMITS).unwrap().1, District::CamLe);
+        let cases = [
+            (KafkaParts { kind: None, ..good }, "is not a reading topic"),
+            (
+                KafkaParts {
+                    kind: Some(Kind::Environment),
+                    ..good
+                },
+                "carries environment",
+            ),
+            (
+                KafkaParts {
+                    key: Some(b"other"),
+                    ..good
+                },
+                "message key `other`",
+            ),
+            (
+                KafkaParts {
+                    district_header: None,
+                    ..good
+                },
+                "no `district` header",
+            ),
+            (
+                KafkaParts {
+                    district_header: Some(b"hanoi"),
+                    ..good
+                },
+                "unknown district `hanoi`",
+            ),
+        ];
+        for (parts, detail) in cases {
+            let e = decode_kafka(parts, &LIMITS).unwrap_err();
+            assert_eq!(e.code, RejectCode::SourceMismatch);
+            assert!(e.detail.contains(detail), "{e}");
+        }
+        assert!(decode_kafka(KafkaParts { key: None, ..good }, &LIMITS).is_ok());
     }
 
     #[test]

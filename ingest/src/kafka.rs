@@ -10,9 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ioc_schemas::{
-    Ack, District, Ingested, Kind, RejectCode, Rejection, Transport, ValidationLimits,
-};
+use ioc_schemas::{Ack, Ingested, Kind, Rejection, Transport, ValidationLimits};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -23,14 +21,11 @@ use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::decode::decode_reading;
+use crate::decode::{decode_kafka, DecodeLimits, KafkaParts};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::record::{self, Arrival};
-use crate::{now_ms, IngestError};
-
-/// The Kafka header naming a reading's district (its slug), until the device registry does.
-pub const DISTRICT_HEADER: &str = "district";
+use crate::{now_ms, IngestError, DISTRICT_HEADER};
 
 /// The topic of each reading kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -432,7 +427,19 @@ fn to_record(
     };
     let kind = config.topics.kind_of(topic);
     let payload = message.payload().unwrap_or_default();
-    let decoded = decode_kafka(message, kind, payload, config, limits, received_at_ms);
+    let parts = KafkaParts {
+        topic,
+        kind,
+        key: message.key(),
+        district_header: header(message, DISTRICT_HEADER),
+        payload,
+    };
+    let limits = DecodeLimits {
+        max_payload_bytes: config.max_payload_bytes,
+        now_ms: received_at_ms,
+        validation: *limits,
+    };
+    let decoded = decode_kafka(parts, &limits);
     let arrival = Arrival {
         transport: Transport::Kafka,
         source: format!("{topic}/{partition}@{offset}"),
@@ -441,50 +448,6 @@ fn to_record(
         kind_label: kind.map_or("unknown", Kind::as_str),
     };
     record::to_record(arrival, decoded, Some(ack), metrics)
-}
-
-fn decode_kafka(
-    message: &BorrowedMessage<'_>,
-    kind: Option<Kind>,
-    payload: &[u8],
-    config: &KafkaConfig,
-    limits: &ValidationLimits,
-    received_at_ms: u64,
-) -> Result<(ioc_schemas::Reading, District), Rejection> {
-    let mismatch = |detail: String| Rejection::new(RejectCode::SourceMismatch, detail);
-    let topic = message.topic();
-    let kind = kind.ok_or_else(|| mismatch(format!("topic `{topic}` is not a reading topic")))?;
-    let reading = decode_reading(payload, config.max_payload_bytes, received_at_ms, limits)?;
-    if reading.kind() != kind {
-        return Err(mismatch(format!(
-            "payload is {} but topic `{topic}` carries {kind}",
-            reading.kind()
-        )));
-    }
-    if let Some(key) = message.key() {
-        if key != reading.device_id.as_bytes() {
-            return Err(mismatch(format!(
-                "message key `{}` is not the payload's device `{}`",
-                String::from_utf8_lossy(key),
-                reading.device_id
-            )));
-        }
-    }
-    let district = header(message, DISTRICT_HEADER)
-        .ok_or_else(|| {
-            mismatch(format!(
-                "the message has no `{DISTRICT_HEADER}` header naming the device's district"
-            ))
-        })
-        .and_then(|raw| {
-            let slug = String::from_utf8_lossy(raw);
-            District::from_slug(&slug).ok_or_else(|| {
-                mismatch(format!(
-                    "header `{DISTRICT_HEADER}` names the unknown district `{slug}`"
-                ))
-            })
-        })?;
-    Ok((reading, district))
 }
 
 /// Per-topic partition counts, for operators checking a deployment (`iocd` logs them).

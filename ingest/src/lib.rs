@@ -5,17 +5,23 @@
 //! durable. Bad input never panics and is never dropped: it becomes a dead letter.
 
 mod decode;
+#[cfg(feature = "kafka")]
 mod kafka;
 mod metrics;
 mod mqtt;
 mod offsets;
+mod puback;
 mod record;
 
-pub use decode::decode_reading;
-pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics, DISTRICT_HEADER};
+pub use decode::{decode_kafka, decode_mqtt, decode_reading, DecodeLimits, KafkaParts};
+#[cfg(feature = "kafka")]
+pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics};
 pub use metrics::IngestMetrics;
 pub use mqtt::{run_mqtt, MqttConfig};
 pub use offsets::OffsetTracker;
+
+/// The Kafka header naming a reading's district (its slug), until the device registry does.
+pub const DISTRICT_HEADER: &str = "district";
 
 /// What can go wrong in ingest.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Ingest metrics.
 
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Counters of what ingest received, accepted and rejected.
 #[derive(Debug, Clone)]
@@ -15,6 +15,11 @@ pub struct IngestMetrics {
     pub reconnects: IntCounterVec,
     /// `ioc_ingest_ack_failures_total{transport}`: acknowledgements that could not be queued.
     pub ack_failures: IntCounterVec,
+    /// `ioc_ingest_mqtt_oversized_packets_total`: packets over `mqtt.max_packet_bytes`, each of
+    /// which cost the connection.
+    pub oversized_packets: IntCounter,
+    /// `ioc_ingest_mqtt_unacked_messages`: QoS 1 messages received and not yet acknowledged.
+    pub mqtt_unacked: IntGauge,
     /// `ioc_ingest_mqtt_connected`: 1 while connected.
     pub connected: IntGauge,
     /// `ioc_ingest_stashed_records`: decoded records waiting for room in the pipeline.
@@ -64,6 +69,18 @@ impl IngestMetrics {
                 "ioc_ingest_ack_failures_total",
                 "Acknowledgements that could not be queued (the source redelivers).",
                 &["transport"],
+            )?,
+            oversized_packets: {
+                let c = IntCounter::new(
+                    "ioc_ingest_mqtt_oversized_packets_total",
+                    "MQTT packets over mqtt.max_packet_bytes; each cost the connection.",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
+            mqtt_unacked: gauge(
+                "ioc_ingest_mqtt_unacked_messages",
+                "QoS 1 messages received and not yet acknowledged (acknowledged in arrival order).",
             )?,
             connected: gauge(
                 "ioc_ingest_mqtt_connected",

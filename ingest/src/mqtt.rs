@@ -1,24 +1,36 @@
 //! The MQTT source: a persistent QoS 1 subscription whose messages are acknowledged only once
-//! the pipeline has stored them.
+//! the pipeline has stored them, in the order they arrived ([`PubackOrder`]).
 //!
 //! The event loop is never blocked by a slow pipeline: decoded records wait in a bounded stash
 //! while the loop keeps the connection alive. Only when the stash is full does the loop stop
 //! reading; the broker then holds the unacknowledged messages and redelivers them on reconnect,
 //! so nothing is lost (see README, "Delivery guarantees").
+//!
+//! No message can cost the connection: the client accepts packets up to
+//! `max_packet_bytes` (set it at or above the broker's own limit), and a payload over
+//! `max_payload_bytes` becomes a `payload_too_large` dead letter like any other bad input.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use ioc_schemas::{parse_topic, Ack, Ingested, RejectCode, Rejection, Transport, ValidationLimits};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use ioc_schemas::{parse_topic, Ingested, Transport, ValidationLimits};
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::decode::decode_reading;
+use crate::decode::{decode_mqtt, DecodeLimits};
 use crate::metrics::IngestMetrics;
+use crate::puback::PubackOrder;
 use crate::record::{self, Arrival};
 use crate::{now_ms, IngestError};
+
+/// How long a connection must have lasted before a failure of it starts the reconnect delay
+/// from the beginning again; a connection that fails sooner (a broker that keeps sending a
+/// packet the client refuses, say, even after a few good ones) backs off up to
+/// `reconnect_max_ms`.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// How to reach and read the MQTT broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,7 +42,9 @@ pub struct MqttConfig {
     pub host: String,
     /// Broker port.
     pub port: u16,
-    /// Client id; with a persistent session the broker keeps unacknowledged messages under it.
+    /// Client id; with a persistent session the broker keeps unacknowledged messages under it,
+    /// so it must stay the same across restarts of one instance and differ between instances.
+    /// Empty (the default): iocd derives one from the host name and the state folder.
     pub client_id: String,
     /// Topic filters to subscribe to with QoS 1 (`$share/<group>/ioc/v1/#` to share a load).
     pub topics: Vec<String>,
@@ -49,8 +63,13 @@ pub struct MqttConfig {
     pub reconnect_initial_ms: u64,
     /// Longest reconnect delay in ms.
     pub reconnect_max_ms: u64,
-    /// Largest accepted payload in bytes; larger ones are dead-lettered.
+    /// Largest accepted payload in bytes; larger ones are dead-lettered as
+    /// `payload_too_large`, keeping their first KiB.
     pub max_payload_bytes: usize,
+    /// Largest MQTT packet the client reads. Keep it at or above the broker's own limit
+    /// (mosquitto `max_packet_size`, rumqttd `max_payload_size`): a packet above it costs the
+    /// connection, and the broker sends it again on every reconnect.
+    pub max_packet_bytes: usize,
     /// How far ahead of this machine's clock (ms) an event time may be.
     pub max_future_ms: u64,
     /// Records held while the pipeline is behind before the connection stops reading.
@@ -65,7 +84,7 @@ impl Default for MqttConfig {
             enabled: true,
             host: "127.0.0.1".into(),
             port: 1883,
-            client_id: "iocd".into(),
+            client_id: String::new(),
             topics: vec!["ioc/v1/#".into()],
             keep_alive_s: 30,
             clean_session: false,
@@ -75,6 +94,7 @@ impl Default for MqttConfig {
             reconnect_initial_ms: 200,
             reconnect_max_ms: 10_000,
             max_payload_bytes: 64 * 1024,
+            max_packet_bytes: 16 * 1024 * 1024,
             max_future_ms: 5 * 60 * 1000,
             stash_capacity: 10_000,
             request_capacity: 65_536,
@@ -89,7 +109,11 @@ impl MqttConfig {
             .set_keep_alive(Duration::from_secs(self.keep_alive_s.max(5)))
             .set_clean_session(self.clean_session)
             .set_manual_acks(self.ack_after_store)
-            .set_max_packet_size(self.max_payload_bytes + 1024, self.max_payload_bytes + 1024);
+            // What iocd sends is small: acknowledgements and subscriptions.
+            .set_max_packet_size(
+                self.max_packet_bytes.max(self.max_payload_bytes + 1024),
+                64 * 1024,
+            );
         if let (Some(user), Some(password)) = (&self.username, &self.password) {
             options.set_credentials(user, password);
         }
@@ -111,13 +135,22 @@ pub async fn run_mqtt(
     if config.topics.is_empty() {
         return Err(IngestError::Config("mqtt.topics is empty".into()));
     }
+    if config.client_id.is_empty() {
+        return Err(IngestError::Config(
+            "mqtt.client_id is empty; give each instance its own".into(),
+        ));
+    }
     let (client, mut eventloop) = AsyncClient::new(config.options(), config.request_capacity);
-    let limits = ValidationLimits {
+    let acks = config
+        .ack_after_store
+        .then(|| puback_order(&client, &metrics));
+    let validation = ValidationLimits {
         max_future_ms: config.max_future_ms,
         ..ValidationLimits::default()
     };
     let mut stash: VecDeque<Ingested> = VecDeque::new();
     let mut backoff = config.reconnect_initial_ms;
+    let mut connected_at: Option<Instant> = None;
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -134,7 +167,10 @@ pub async fn run_mqtt(
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(host = %config.host, port = config.port, session_present = ack.session_present, "mqtt connected");
                     metrics.connected.set(1);
-                    backoff = config.reconnect_initial_ms;
+                    connected_at = Some(Instant::now());
+                    if let Some(acks) = &acks {
+                        acks.connected();
+                    }
                     for topic in &config.topics {
                         client
                             .try_subscribe(topic.clone(), QoS::AtLeastOnce)
@@ -142,7 +178,12 @@ pub async fn run_mqtt(
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let record = to_record(&publish, &client, &config, &limits, &metrics);
+                    let limits = DecodeLimits {
+                        max_payload_bytes: config.max_payload_bytes,
+                        now_ms: now_ms(),
+                        validation,
+                    };
+                    let record = to_record(&publish, acks.as_ref(), &limits, &metrics);
                     match out.try_reserve() {
                         Ok(permit) if stash.is_empty() => permit.send(record),
                         _ => {
@@ -155,7 +196,22 @@ pub async fn run_mqtt(
                 Err(e) => {
                     metrics.connected.set(0);
                     metrics.reconnects.with_label_values(&["mqtt"]).inc();
-                    tracing::warn!(error = %e, retry_in_ms = backoff, "mqtt connection failed");
+                    if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE_CONNECTION) {
+                        backoff = config.reconnect_initial_ms;
+                    }
+                    if let Some(size) = oversized_packet(&e) {
+                        metrics.oversized_packets.inc();
+                        tracing::error!(
+                            packet_bytes = size,
+                            max_packet_bytes = config.max_packet_bytes,
+                            retry_in_ms = backoff,
+                            "the broker sent a packet larger than mqtt.max_packet_bytes and will \
+                             send it again on every reconnect; raise mqtt.max_packet_bytes to the \
+                             broker's packet limit or lower the broker's limit below it"
+                        );
+                    } else {
+                        tracing::warn!(error = %e, retry_in_ms = backoff, "mqtt connection failed");
+                    }
                     tokio::select! {
                         () = &mut stop => break,
                         () = tokio::time::sleep(Duration::from_millis(backoff)) => {}
@@ -199,69 +255,61 @@ pub async fn run_mqtt(
     Ok(())
 }
 
-/// Decodes one message into a record carrying its acknowledgement.
+/// The size of a packet the client refused for being over its packet limit.
+fn oversized_packet(e: &ConnectionError) -> Option<usize> {
+    match e {
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
+
+/// Acknowledgements released in arrival order through the client's request queue. The queue
+/// holds more than the broker may have in flight, so it is full only when the connection is
+/// gone; the broker then redelivers the message, which is stored once.
+fn puback_order(client: &AsyncClient, metrics: &IngestMetrics) -> Arc<PubackOrder> {
+    let client = client.clone();
+    let failures = metrics.ack_failures.with_label_values(&["mqtt"]);
+    PubackOrder::new(
+        Box::new(move |pkid| {
+            let mut receipt = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
+            receipt.pkid = pkid;
+            if let Err(e) = client.try_ack(&receipt) {
+                failures.inc();
+                tracing::warn!(error = %e, "cannot queue mqtt acknowledgement");
+            }
+        }),
+        metrics.mqtt_unacked.clone(),
+    )
+}
+
+/// Decodes one message into a record carrying its acknowledgement (none for QoS 0, or when
+/// the client acknowledges on receipt).
 fn to_record(
     publish: &Publish,
-    client: &AsyncClient,
-    config: &MqttConfig,
-    limits: &ValidationLimits,
+    acks: Option<&Arc<PubackOrder>>,
+    limits: &DecodeLimits,
     metrics: &IngestMetrics,
 ) -> Ingested {
-    let received_at_ms = now_ms();
-    let ack = if config.ack_after_store {
-        ack_for(publish, client, metrics)
-    } else {
-        None
+    let ack = match (acks, publish.qos) {
+        // Subscriptions are QoS 1, so the broker sends nothing at QoS 2.
+        (Some(acks), QoS::AtLeastOnce) => Some(acks.arrived(publish.pkid)),
+        _ => None,
     };
     let topic = publish.topic.as_str();
-    let parts = parse_topic(topic);
-    let kind_label = parts.as_ref().map_or("unknown", |p| p.kind.as_str());
-    let decoded = parts.and_then(|parts| {
-        let reading = decode_reading(
-            &publish.payload,
-            config.max_payload_bytes,
-            received_at_ms,
-            limits,
-        )?;
-        if reading.kind() != parts.kind || reading.device_id != parts.device_id {
-            return Err(Rejection::new(
-                RejectCode::SourceMismatch,
-                format!(
-                    "payload is {} from device `{}` but the topic `{topic}` says {} from `{}`",
-                    reading.kind(),
-                    reading.device_id,
-                    parts.kind,
-                    parts.device_id
-                ),
-            ));
-        }
-        Ok((reading, parts.district))
-    });
+    let kind_label = parse_topic(topic).map_or("unknown", |p| p.kind.as_str());
     let arrival = Arrival {
         transport: Transport::Mqtt,
         source: topic.to_owned(),
         payload: &publish.payload,
-        received_at_ms,
+        received_at_ms: limits.now_ms,
         kind_label,
     };
-    record::to_record(arrival, decoded, ack, metrics)
-}
-
-/// The PUBACK to send once the message is durable; none for QoS 0.
-fn ack_for(publish: &Publish, client: &AsyncClient, metrics: &IngestMetrics) -> Option<Ack> {
-    if publish.qos == QoS::AtMostOnce {
-        return None;
-    }
-    let mut receipt = Publish::new("", publish.qos, Vec::<u8>::new());
-    receipt.pkid = publish.pkid;
-    let client = client.clone();
-    let failures = metrics.ack_failures.with_label_values(&["mqtt"]);
-    Some(Ack::new(move || {
-        // The queue holds more than the broker may have in flight, so it is full only when the
-        // connection is gone; the broker then redelivers the message, which is stored once.
-        if let Err(e) = client.try_ack(&receipt) {
-            failures.inc();
-            tracing::warn!(error = %e, "cannot queue mqtt acknowledgement");
-        }
-    }))
+    record::to_record(
+        arrival,
+        decode_mqtt(topic, &publish.payload, limits),
+        ack,
+        metrics,
+    )
 }

@@ -55,13 +55,13 @@ pub(crate) fn to_record(
                 .inc();
             tracing::debug!(source = %arrival.source, reason = %rejection, "rejected message");
             Ingested::DeadLetter(
-                DeadLetter {
-                    received_at_ms: arrival.received_at_ms,
-                    transport: arrival.transport,
-                    source: arrival.source,
-                    payload: arrival.payload.to_vec(),
+                DeadLetter::new(
+                    arrival.received_at_ms,
+                    arrival.transport,
+                    arrival.source,
+                    arrival.payload,
                     rejection,
-                },
+                ),
                 ack,
             )
         }

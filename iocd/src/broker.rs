@@ -1,10 +1,26 @@
 //! The demo's embedded MQTT broker (rumqttd), so `iocd demo` needs no services.
 
+use std::net::SocketAddr;
+
 use figment::providers::{Format, Toml};
 use figment::Figment;
 
-/// Starts rumqttd on `listen` in its own thread (its `start` blocks forever).
-pub fn start_embedded_broker(listen: &str) -> anyhow::Result<()> {
+/// Starts rumqttd on `listen` in its own thread (its `start` blocks forever) and returns the
+/// address it listens on; port 0 takes a free port.
+///
+/// rumqttd only logs a failure to bind, from its own thread, and a client would then reach
+/// whatever else listens there (another demo's broker, with the same client ids). So the
+/// address is tried here first, and a busy one is an error that names it.
+pub fn start_embedded_broker(listen: &str) -> anyhow::Result<SocketAddr> {
+    let listen = std::net::TcpListener::bind(listen)
+        .and_then(|l| l.local_addr())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the demo's MQTT broker cannot listen on {listen}: {e}; another iocd demo may be \
+                 running. Give this one another port with --broker-listen 127.0.0.1:PORT \
+                 (or 127.0.0.1:0 for any free port)"
+            )
+        })?;
     // rumqttd's `Config::default()` is unusable (zero connections and segment size), so every
     // limit is spelled out. In-flight is generous because iocd acknowledges a message only once
     // it is stored.
@@ -36,5 +52,5 @@ dynamic_filters = true
                 tracing::error!(error = %e, "embedded mqtt broker stopped");
             }
         })?;
-    Ok(())
+    Ok(listen)
 }

@@ -58,6 +58,9 @@ struct DemoArgs {
     /// Simulated messages per second.
     #[arg(long)]
     rate: Option<f64>,
+    /// Where the embedded MQTT broker listens (`127.0.0.1:0` for any free port).
+    #[arg(long)]
+    broker_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -150,8 +153,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ("http.listen", value(args.listen.map(|a| a.to_string()))),
         ("clickhouse.url", value(args.clickhouse_url)),
         ("simulator.rate_per_s", value(args.rate)),
+        ("demo.broker_listen", value(args.broker_listen)),
     ]);
     let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    // Before anything is printed: a second demo on the same folder or broker port stops here.
+    let state = iocd::instance::lock_state_dir(&config.alerts.state_dir)?;
+    let broker = iocd::broker::start_embedded_broker(&config.demo.broker_listen)?;
+    let (host, port) = (broker.ip().to_string(), broker.port());
+    config.mqtt.host = host.clone();
+    config.mqtt.port = port;
+    if config.mqtt.client_id.is_empty() {
+        config.mqtt.client_id = iocd::instance::derived_client_id("iocd", state.dir());
+    }
+    if config.simulator.client_id == ioc_simulator::SimulatorConfig::default().client_id {
+        config.simulator.client_id = format!("{}-sim", config.mqtt.client_id);
+    }
     let mut found_clickhouse = false;
     if config.clickhouse.is_none() && config.demo.find_clickhouse {
         let default = ioc_store::ClickHouseConfig::default();
@@ -160,10 +176,6 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             found_clickhouse = true;
         }
     }
-    let (host, port) = split_host_port(&config.demo.broker_listen)?;
-    iocd::broker::start_embedded_broker(&config.demo.broker_listen)?;
-    config.mqtt.host = host.clone();
-    config.mqtt.port = port;
 
     // A fresh admin token for this run, unless access control is off.
     let demo_token = if config.http.auth.enabled {
@@ -228,6 +240,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     };
     iocd::pipeline::run(config, listener, shutdown).await?;
+    drop(state);
     match sim.await {
         Ok(Ok(report)) => tracing::info!(?report, "simulator stopped"),
         Ok(Err(e)) => tracing::warn!(error = %e, "simulator failed"),
@@ -265,6 +278,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )]);
     let mut config: Config = config::load(args.config.as_deref(), overrides)?;
     config.clickhouse.get_or_insert_with(Default::default);
+    let _state = iocd::instance::lock_state_dir(&config.alerts.state_dir)?;
     let listener = ioc_dashboard_api::bind(&config.http).await?;
     tracing::info!(addr = %listener.local_addr()?, "iocd running");
     iocd::pipeline::run(config, listener, ctrl_c()).await
@@ -326,13 +340,6 @@ async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
         "backfill done"
     );
     Ok(())
-}
-
-fn split_host_port(listen: &str) -> anyhow::Result<(String, u16)> {
-    let addr: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("demo.broker_listen `{listen}` is not host:port"))?;
-    Ok((addr.ip().to_string(), addr.port()))
 }
 
 #[cfg(test)]

@@ -160,10 +160,14 @@ async fn connect_store(
 /// dataflow emits what the watermark has closed, pending batches are flushed to ClickHouse
 /// (bounded by `shutdown.flush_timeout_ms`), and only then are the last messages acknowledged.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if config.mqtt.client_id.is_empty() {
+        config.mqtt.client_id =
+            crate::instance::derived_client_id("iocd", &config.alerts.state_dir);
+    }
     let registry = prometheus::Registry::new();
     let auth = &config.http.auth;
     if auth.enabled && auth.tokens.is_empty() && auth.tokens_file.is_none() {

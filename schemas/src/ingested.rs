@@ -107,10 +107,42 @@ pub struct DeadLetter {
     pub transport: Transport,
     /// The MQTT topic or Kafka topic/partition it came from.
     pub source: String,
-    /// The payload bytes exactly as received.
+    /// The payload bytes exactly as received; only the first [`DeadLetter::KEPT_BYTES`] of a
+    /// payload over the size limit.
     pub payload: Vec<u8>,
+    /// The payload's whole size in bytes.
+    pub payload_bytes: u64,
     /// Why it was rejected.
     pub rejection: Rejection,
+}
+
+impl DeadLetter {
+    /// How much of a payload over the size limit is kept: enough to tell the device and the
+    /// message, never the whole of an oversized payload.
+    pub const KEPT_BYTES: usize = 1024;
+
+    /// A dead letter for `payload`, keeping it whole unless it was rejected for its size.
+    pub fn new(
+        received_at_ms: EpochMs,
+        transport: Transport,
+        source: String,
+        payload: &[u8],
+        rejection: Rejection,
+    ) -> DeadLetter {
+        let kept = if rejection.code == crate::RejectCode::PayloadTooLarge {
+            &payload[..payload.len().min(Self::KEPT_BYTES)]
+        } else {
+            payload
+        };
+        DeadLetter {
+            received_at_ms,
+            transport,
+            source,
+            payload: kept.to_vec(),
+            payload_bytes: payload.len() as u64,
+            rejection,
+        }
+    }
 }
 
 /// One record out of ingest.
@@ -158,5 +190,23 @@ mod tests {
         parts.pop().unwrap().done();
         drop(parts);
         assert_eq!(fired.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[cfg(test)]
+mod dead_letter_tests {
+    use super::{DeadLetter, Transport};
+    use crate::{RejectCode, Rejection};
+
+    #[test]
+    fn an_oversized_payload_keeps_its_head_and_its_size() {
+        let payload = vec![b'x'; 70_000];
+        let too_large = Rejection::new(RejectCode::PayloadTooLarge, "too large");
+        let d = DeadLetter::new(1, Transport::Mqtt, "t".into(), &payload, too_large);
+        assert_eq!(d.payload.len(), DeadLetter::KEPT_BYTES);
+        assert_eq!(d.payload_bytes, 70_000);
+        let malformed = Rejection::new(RejectCode::MalformedJson, "bad");
+        let d = DeadLetter::new(1, Transport::Mqtt, "t".into(), &payload[..5000], malformed);
+        assert_eq!((d.payload.len(), d.payload_bytes), (5000, 5000));
     }
 }

@@ -352,6 +352,26 @@ fn check_range(field: &str, value: f64, lo: f64, hi: f64) -> Result<(), Rejectio
     }
 }
 
+/// The physically plausible range of a sensor metric: the fleet's own metrics by name, then by
+/// unit suffix; other metrics only have to be finite and below 10^12 in size.
+pub fn sensor_range(metric: &str) -> (f64, f64) {
+    match metric {
+        // Per reporting interval; the world's 1-hour record is about 305 mm.
+        "rainfall_mm" => (0.0, 500.0),
+        // Against the gauge's datum, which may sit above the water.
+        "water_level_m" => (-50.0, 200.0),
+        // The strongest gust ever measured is 113 m/s.
+        "wind_speed_ms" => (0.0, 120.0),
+        "temperature_c" => (-50.0, 80.0),
+        "lamp_power_w" => (0.0, 100_000.0),
+        // Microstrain: steel yields near ±2,000; gauges saturate long before ±100,000.
+        "strain_ue" => (-100_000.0, 100_000.0),
+        _ if metric.ends_with("_pct") => (0.0, 100.0),
+        _ if metric.ends_with("_deg") => (0.0, 360.0),
+        _ => (-1e12, 1e12),
+    }
+}
+
 /// The physically plausible range of an environmental measurement.
 fn measurement_range(name: &str) -> (f64, f64) {
     match name {
@@ -371,12 +391,7 @@ impl Reading {
 
     /// Checks every field against its range. `now_ms` is the receiver's clock.
     pub fn validate(&self, now_ms: u64, limits: &ValidationLimits) -> Result<(), Rejection> {
-        if self.message_id.is_empty() || self.message_id.len() > MAX_ID_LEN {
-            return Err(out_of_range(format!(
-                "message_id must be 1 to {MAX_ID_LEN} bytes long, got {}",
-                self.message_id.len()
-            )));
-        }
+        check_id("message_id", &self.message_id)?;
         check_id("device_id", &self.device_id)?;
         let t = self.event_time.0;
         if t > now_ms.saturating_add(limits.max_future_ms) {
@@ -406,7 +421,8 @@ impl Reading {
                         b.unit
                     )));
                 }
-                check_range("body.value", b.value, -1e12, 1e12)
+                let (lo, hi) = sensor_range(&b.metric);
+                check_range("body.value", b.value, lo, hi)
             }
             Body::TrafficSignal(b) => {
                 check_id("body.junction_id", &b.junction_id)?;
@@ -609,6 +625,51 @@ mod tests {
             "{}",
             e.detail
         );
+
+        let mut r = traffic();
+        r.message_id = "id with spaces/and!".into();
+        let e = r.validate(NOW, &limits).unwrap_err();
+        assert_eq!(e.code, RejectCode::OutOfRange);
+        assert!(
+            e.detail
+                .starts_with("message_id `id with spaces/and!` has the character ' '"),
+            "{}",
+            e.detail
+        );
+    }
+
+    #[test]
+    fn sensor_ranges_depend_on_the_metric() {
+        let limits = ValidationLimits::default();
+        let sensor = |metric: &str, value: f64| Reading {
+            message_id: "m".into(),
+            device_id: "rain-1".into(),
+            event_time: EventTime(NOW),
+            body: Body::Sensor(SensorBody {
+                metric: metric.into(),
+                value,
+                unit: String::new(),
+            }),
+        };
+        for (metric, bad, good) in [
+            ("rainfall_mm", -0.5, 0.0),
+            ("rainfall_mm", 600.0, 500.0),
+            ("wind_speed_ms", -1.0, 120.0),
+            ("humidity_pct", 101.0, 100.0),
+            ("wind_direction_deg", 361.0, 0.0),
+            ("strain_ue", -200_000.0, -1500.0),
+            ("water_level_m", 250.0, -2.0),
+            ("lamp_power_w", -3.0, 150.0),
+            ("pressure_hpa", f64::INFINITY, -3.0),
+        ] {
+            let e = sensor(metric, bad).validate(NOW, &limits).unwrap_err();
+            assert_eq!(e.code, RejectCode::OutOfRange, "{metric} {bad}");
+            assert!(e.detail.starts_with("body.value is "), "{}", e.detail);
+            assert!(
+                sensor(metric, good).validate(NOW, &limits).is_ok(),
+                "{metric} {good}"
+            );
+        }
     }
 
     #[test]

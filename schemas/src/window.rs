@@ -73,9 +73,9 @@ impl WindowSpec {
 fn duration_label(ms: u64) -> String {
     let s = ms / 1000;
     match s {
-        _ if ms % 1000 != 0 => format!("{ms}ms"),
-        _ if s % 3600 == 0 => format!("{}h", s / 3600),
-        _ if s % 60 == 0 => format!("{}m", s / 60),
+        _ if !ms.is_multiple_of(1000) => format!("{ms}ms"),
+        _ if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+        _ if s.is_multiple_of(60) => format!("{}m", s / 60),
         _ => format!("{s}s"),
     }
 }

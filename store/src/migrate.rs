@@ -55,8 +55,9 @@ pub struct Migration {
     pub version: u32,
     /// A short description.
     pub name: &'static str,
-    /// The DDL statements, each idempotent (`IF NOT EXISTS`) so a migration interrupted
-    /// half-way can simply be run again.
+    /// The DDL statements, each idempotent so a migration interrupted half-way can simply be
+    /// run again: `CREATE ... IF NOT EXISTS`, or `ALTER TABLE t ADD COLUMN c`, which is
+    /// skipped when `c` exists (18.16 has no `ADD COLUMN IF NOT EXISTS`).
     pub statements: Vec<String>,
 }
 
@@ -187,6 +188,14 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
             version: 4,
             name: "alert_events, webhook_attempts",
             statements: crate::alerts::alert_tables(db),
+        },
+        Migration {
+            version: 5,
+            name: "dead_letters.payload_bytes",
+            // The whole size of a rejected payload; only the head of an oversized one is kept.
+            statements: vec![format!(
+                "ALTER TABLE {db}.dead_letters ADD COLUMN payload_bytes UInt64 DEFAULT length(payload)"
+            )],
         },
     ])
 }
@@ -375,6 +384,19 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<MigrationReport, StoreErr
         }
         let context = format!("migration {} ({})", m.version, m.name);
         for sql in &m.statements {
+            if let Some((table, column)) = added_column(db, sql) {
+                let present: u64 = server
+                    .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                    .bind(db)
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one()
+                    .await
+                    .map_err(|e| StoreError::clickhouse(context.clone(), e))?;
+                if present > 0 {
+                    continue;
+                }
+            }
             server
                 .query(sql)
                 .execute()
@@ -402,6 +424,17 @@ pub async fn migrate(cfg: &ClickHouseConfig) -> Result<MigrationReport, StoreErr
         report.applied.push(m.version);
     }
     Ok(report)
+}
+
+/// `(table, column)` of an `ALTER TABLE <db>.<table> ADD COLUMN <column> ...` statement.
+fn added_column<'a>(db: &str, sql: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = sql
+        .strip_prefix("ALTER TABLE ")?
+        .strip_prefix(db)?
+        .strip_prefix('.')?;
+    let (table, rest) = rest.split_once(' ')?;
+    let column = rest.strip_prefix("ADD COLUMN ")?.split(' ').next()?;
+    Some((table, column))
 }
 
 #[cfg(test)]
@@ -502,9 +535,19 @@ mod tests {
         for (i, m) in ms.iter().enumerate() {
             assert_eq!(m.version as usize, i + 1);
             for s in &m.statements {
-                assert!(s.contains("IF NOT EXISTS ioc."), "{s}");
+                assert!(
+                    s.contains("IF NOT EXISTS ioc.") || added_column("ioc", s).is_some(),
+                    "{s}"
+                );
             }
         }
+        assert_eq!(
+            added_column(
+                "ioc",
+                "ALTER TABLE ioc.dead_letters ADD COLUMN payload_bytes UInt64"
+            ),
+            Some(("dead_letters", "payload_bytes"))
+        );
         assert!(migrations("ioc.x").is_err());
         assert!(bootstrap_sql("x`y").is_err());
     }

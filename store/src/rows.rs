@@ -200,9 +200,12 @@ pub struct DeadLetterRow {
     pub code: i8,
     /// The rejection's detail.
     pub reason: String,
-    /// The bytes exactly as received, possibly not UTF-8.
+    /// The bytes exactly as received, possibly not UTF-8; the first
+    /// [`DeadLetter::KEPT_BYTES`] of an oversized payload.
     #[serde(with = "string_bytes")]
     pub payload: Vec<u8>,
+    /// The payload's whole size in bytes.
+    pub payload_bytes: u64,
 }
 
 impl From<&DeadLetter> for DeadLetterRow {
@@ -215,6 +218,7 @@ impl From<&DeadLetter> for DeadLetterRow {
             code: position_code(&ioc_schemas::RejectCode::ALL, &d.rejection.code),
             reason: d.rejection.detail.clone(),
             payload: d.payload.clone(),
+            payload_bytes: d.payload_bytes,
         }
     }
 }
@@ -340,16 +344,17 @@ mod tests {
 
     #[test]
     fn dead_letter_row_keeps_bytes_and_reason() {
-        let d = DeadLetter {
-            received_at_ms: 5_000,
-            transport: Transport::Mqtt,
-            source: "ioc/v1/x".into(),
-            payload: vec![0xff, 0x00, b'{'],
-            rejection: Rejection::new(RejectCode::InvalidUtf8, "byte 0 is not utf-8"),
-        };
+        let d = DeadLetter::new(
+            5_000,
+            Transport::Mqtt,
+            "ioc/v1/x".into(),
+            &[0xff, 0x00, b'{'],
+            Rejection::new(RejectCode::InvalidUtf8, "byte 0 is not utf-8"),
+        );
         let row = DeadLetterRow::from(&d);
         assert_eq!(row.payload, vec![0xff, 0x00, b'{']);
         assert_eq!((row.code, row.received_at), (1, 5));
         assert_eq!(row.reason, "byte 0 is not utf-8");
+        assert_eq!(row.payload_bytes, 3);
     }
 }

@@ -215,7 +215,7 @@ struct EnumNames {
 async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
     let cfg = test_config("migrate");
     let first = migrate(&cfg).await?;
-    assert_eq!(first.applied, vec![1, 2, 3, 4]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5]);
     assert!(first.already_applied.is_empty());
 
     let client = cfg.client();
@@ -249,13 +249,13 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
 
     let second = migrate(&cfg).await?;
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5]);
     let recorded: u64 = client
         .query("SELECT count() FROM schema_migrations")
         .fetch_one()
         .await?;
     assert_eq!(
-        recorded, 4,
+        recorded, 5,
         "one row per migration, none added by the second run"
     );
 
@@ -279,7 +279,7 @@ async fn rows_of_every_table_round_trip() -> Result<()> {
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     assert_eq!(
         store.migration_report().map(|r| r.applied.clone()),
-        Some(vec![1, 2, 3, 4])
+        Some(vec![1, 2, 3, 4, 5])
     );
     let (writers, tasks) = store.writers();
 
@@ -294,20 +294,20 @@ async fn rows_of_every_table_round_trip() -> Result<()> {
     writers.windows.send(w.clone(), None).await?;
 
     let letters = [
-        DeadLetter {
-            received_at_ms: T0,
-            transport: Transport::Mqtt,
-            source: "ioc/v1/sensor/hai_chau/x".into(),
-            payload: vec![0xff, 0xfe, b'{', 0x00, 0xc3, b'"'],
-            rejection: Rejection::new(RejectCode::InvalidUtf8, "byte 0 is not valid utf-8"),
-        },
-        DeadLetter {
-            received_at_ms: T0 + 1,
-            transport: Transport::Kafka,
-            source: "ioc.readings/0".into(),
-            payload: "{\"ghi_chú\": \"Ngũ Hành Sơn\"".as_bytes().to_vec(),
-            rejection: Rejection::new(RejectCode::PayloadTooLarge, "payload is 2 MiB"),
-        },
+        DeadLetter::new(
+            T0,
+            Transport::Mqtt,
+            "ioc/v1/sensor/hai_chau/x".into(),
+            &[0xff, 0xfe, b'{', 0x00, 0xc3, b'"'],
+            Rejection::new(RejectCode::InvalidUtf8, "byte 0 is not valid utf-8"),
+        ),
+        DeadLetter::new(
+            T0 + 1,
+            Transport::Kafka,
+            "ioc.readings/0".into(),
+            "{\"ghi_chú\": \"Ngũ Hành Sơn\"".repeat(100).as_bytes(),
+            Rejection::new(RejectCode::PayloadTooLarge, "payload is 2 MiB"),
+        ),
     ];
     let expected_letters: Vec<DeadLetterRow> = letters.iter().map(DeadLetterRow::from).collect();
     // Dead letters go through the blocking API, as from a non-async thread.

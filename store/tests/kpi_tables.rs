@@ -1324,7 +1324,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4]);
+    assert_eq!(report.applied, vec![3, 4, 5]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();
@@ -1333,6 +1333,11 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
         .fetch_one()
         .await?;
     assert_eq!(kept, 1, "the upgrade keeps the data");
+    let size: u64 = client
+        .query("SELECT payload_bytes FROM dead_letters")
+        .fetch_one()
+        .await?;
+    assert_eq!(size, 1, "an older dead letter's size is its payload's");
     let kpi_tables: u64 = client
         .query("SELECT count() FROM system.tables WHERE database = ? AND (name LIKE 'kpi_%' OR name = 'devices')")
         .bind(db)

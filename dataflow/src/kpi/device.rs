@@ -115,7 +115,9 @@ pub struct DeviceKpis {
 /// Whether a result is the final one of a base window (5 minutes, tumbling: a 5-minute
 /// window sliding by less also ends on other minutes).
 pub fn is_base_final(w: &WindowResult) -> bool {
-    w.is_final && w.window_size_ms == BASE_WINDOW_MS && w.window_start_ms % BASE_WINDOW_MS == 0
+    w.is_final
+        && w.window_size_ms == BASE_WINDOW_MS
+        && w.window_start_ms.is_multiple_of(BASE_WINDOW_MS)
 }
 
 fn base_end_of(event_ms: u64) -> u64 {
@@ -180,11 +182,11 @@ impl DeviceKpis {
             let meta = self.registry.get(device).and_then(|h| h.as_of(end));
             self.device_kpis(device, meta.as_ref(), windows, end, out);
         }
-        if end % HOUR_MS == 0 {
+        if end.is_multiple_of(HOUR_MS) {
             self.close_hour(end, out);
             self.forget_strangers(end);
         }
-        if (end + CITY_OFFSET_MS) % DAY_MS == 0 {
+        if (end + CITY_OFFSET_MS).is_multiple_of(DAY_MS) {
             self.close_day(end, out);
         }
         self.health(end, out);

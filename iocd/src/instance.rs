@@ -1,0 +1,139 @@
+//! What makes one iocd instance distinct from another on the same machine or broker: its state
+//! folder, held under an exclusive lock while it runs, and the MQTT client id derived from it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// The lock on a state folder; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+    dir: PathBuf,
+}
+
+impl StateLock {
+    /// The folder this lock holds.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Why a state folder could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// Another iocd holds the folder. Retryable once that one stops.
+    #[error("another iocd{pid} is using {dir}; stop it, or give this one its own folder ([alerts] state_dir)")]
+    Held {
+        /// The folder, as configured.
+        dir: String,
+        /// ` (pid N)` when the holder wrote its pid.
+        pid: String,
+    },
+    /// The folder or its lock file cannot be created or locked. Permanent.
+    #[error("cannot lock the state folder {dir}")]
+    Io {
+        /// The folder, as configured.
+        dir: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Takes `dir` (created if missing) for this process: a second iocd on the same folder would
+/// share its alert state and its MQTT session, so it is refused.
+pub fn lock_state_dir(dir: &Path) -> Result<StateLock, InstanceError> {
+    let shown = dir.display().to_string();
+    let io = |source| InstanceError::Io {
+        dir: shown.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("iocd.lock"))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            let pid = match text.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            return Err(InstanceError::Held { dir: shown, pid });
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    write!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(StateLock {
+        _file: file,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// A client id for `prefix` that stays the same across restarts of one instance (the broker
+/// keeps its persistent session under it) and differs between instances: a hash of the host
+/// name and the state folder's absolute path.
+pub fn derived_client_id(prefix: &str, state_dir: &Path) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default();
+    let dir = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let identity = format!("{}\n{}", host.trim(), dir.display());
+    format!("{prefix}-{:016x}", fnv1a(identity.as_bytes()))
+}
+
+/// FNV-1a, 64 bits: stable across Rust releases, unlike the standard library's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("iocd-instance-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_held_state_folder_is_refused_with_its_holder() {
+        let dir = temp_dir("held");
+        let first = lock_state_dir(&dir).expect("first lock");
+        let e = lock_state_dir(&dir).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "another iocd (pid {}) is using {}; stop it, or give this one its own folder ([alerts] state_dir)",
+                std::process::id(),
+                dir.display()
+            )
+        );
+        drop(first);
+        let again = lock_state_dir(&dir).expect("free again once dropped");
+        assert_eq!(again.dir(), dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn client_ids_follow_the_state_folder() {
+        let a = derived_client_id("iocd", Path::new("/srv/a/iocd-state"));
+        assert_eq!(a, derived_client_id("iocd", Path::new("/srv/a/iocd-state")));
+        assert_ne!(a, derived_client_id("iocd", Path::new("/srv/b/iocd-state")));
+        assert!(a.starts_with("iocd-") && a.len() == 5 + 16, "{a}");
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
