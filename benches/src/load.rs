@@ -109,6 +109,8 @@ fn load_average() -> String {
 
 /// An in-process iocd writing to a fresh database, and a client to count what it stored.
 struct Pipeline {
+    /// Where its API (and `/metrics`) answers.
+    addr: std::net::SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     client: clickhouse::Client,
@@ -130,6 +132,7 @@ impl Pipeline {
             ..Default::default()
         });
         let listener = ioc_dashboard_api::bind(&config.http).await?;
+        let addr = listener.local_addr()?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(iocd::pipeline::run(config, listener, async move {
             let _ = stop_rx.await;
@@ -140,6 +143,7 @@ impl Pipeline {
             .with_validation(false)
             .with_setting("wait_end_of_query", "1");
         Ok(Pipeline {
+            addr,
             stop,
             running,
             client,
@@ -172,6 +176,27 @@ impl Pipeline {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A gauge's value from the pipeline's `/metrics` (0 when absent or unreadable).
+    async fn gauge(&self, name: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.addr).await else {
+            return 0.0;
+        };
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        );
+        let mut text = String::new();
+        if stream.write_all(request.as_bytes()).await.is_err()
+            || stream.read_to_string(&mut text).await.is_err()
+        {
+            return 0.0;
+        }
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Stops the pipeline and drops its database.
@@ -282,8 +307,26 @@ async fn mqtt_pipeline(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let started = Instant::now();
     publish(args, &format!("load-pub-{run}-{label}"), messages).await?;
-    pipeline.wait_for(count, started).await?;
+    // The most MQTT messages iocd held unacknowledged, sampled every 50 ms meanwhile.
+    let mut peak_unacked = 0.0f64;
+    {
+        let stored = pipeline.wait_for(count, started);
+        tokio::pin!(stored);
+        loop {
+            tokio::select! {
+                done = &mut stored => { done?; break; }
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    let held = pipeline.gauge("ioc_ingest_mqtt_unacked_messages").await;
+                    peak_unacked = peak_unacked.max(held);
+                }
+            }
+        }
+    }
     let rate = count as f64 / started.elapsed().as_secs_f64();
+    #[allow(clippy::print_stdout)]
+    if ack_after_store {
+        println!("peak unacknowledged mqtt messages (ack after store): {peak_unacked}");
+    }
     pipeline.finish().await?;
     Ok(rate)
 }

@@ -169,7 +169,7 @@ pub fn decode_kafka(
         if key != reading.device_id.as_bytes() {
             return Err(mismatch(format!(
                 "message key `{}` is not the payload's device `{}`",
-                String::from_utf8_lossy(key),
+                shown(key),
                 reading.device_id
             )));
         }
@@ -180,19 +180,53 @@ pub fn decode_kafka(
             "the message has no `{header}` header naming the device's district"
         ))
     })?;
-    let slug = String::from_utf8_lossy(raw);
-    let district = District::from_slug(&slug).ok_or_else(|| {
-        mismatch(format!(
-            "header `{header}` names the unknown district `{slug}`"
-        ))
-    })?;
+    let district = std::str::from_utf8(raw)
+        .ok()
+        .and_then(District::from_slug)
+        .ok_or_else(|| {
+            mismatch(format!(
+                "header `{header}` names the unknown district `{}`",
+                shown(raw)
+            ))
+        })?;
     Ok((reading, district))
+}
+
+/// How much of a value a rejection's detail quotes: enough to recognise it, never a copy of
+/// a large key or header (those are outside the payload limit).
+const SHOWN_BYTES: usize = 128;
+/// The longest detail kept from a serde_json error, which may quote a whole string value.
+const MAX_DETAIL_BYTES: usize = 1024;
+
+/// The first [`SHOWN_BYTES`] of `bytes` as text, marked when cut.
+fn shown(bytes: &[u8]) -> String {
+    if bytes.len() <= SHOWN_BYTES {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    format!(
+        "{}… ({} bytes)",
+        String::from_utf8_lossy(&bytes[..SHOWN_BYTES]),
+        bytes.len()
+    )
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("… (cut)");
+    }
+    text
 }
 
 /// Maps a serde_json error to a rejection code by its class and message.
 fn classify(e: &serde_json::Error, prefix: &str) -> Rejection {
     use serde_json::error::Category;
-    let message = e.to_string();
+    let message = cut(e.to_string(), MAX_DETAIL_BYTES);
     let code = match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => RejectCode::MalformedJson,
         Category::Data if message.starts_with("missing field") => RejectCode::MissingField,
@@ -360,6 +394,42 @@ mod tests {
             assert!(e.detail.contains(detail), "{e}");
         }
         assert!(decode_kafka(KafkaParts { key: None, ..good }, &LIMITS).is_ok());
+    }
+
+    #[test]
+    fn details_quote_at_most_the_head_of_a_large_value() {
+        let body = format!(
+            r#"{{"metric":"rainfall_mm","value":"{}","unit":"mm"}}"#,
+            "\u{85}".repeat(10_000)
+        );
+        let text = GOOD.replace(r#"{"metric":"rainfall_mm","value":2.5,"unit":"mm"}"#, &body);
+        let e = decode(&text).unwrap_err();
+        assert_eq!(e.code, RejectCode::WrongType);
+        assert!(
+            e.detail.len() <= MAX_DETAIL_BYTES + 16 && e.detail.ends_with("… (cut)"),
+            "{}",
+            e.detail.len()
+        );
+        let key = vec![0xff; 70_000];
+        let parts = KafkaParts {
+            topic: "ioc.sensor",
+            kind: Some(Kind::Sensor),
+            key: Some(&key),
+            district_header: Some(&key),
+            payload: GOOD.as_bytes(),
+        };
+        let e = decode_kafka(parts, &LIMITS).unwrap_err();
+        assert!(
+            e.detail.len() < 600 && e.detail.contains("(70000 bytes)"),
+            "{}",
+            e.detail
+        );
+        let e = decode_kafka(KafkaParts { key: None, ..parts }, &LIMITS).unwrap_err();
+        assert!(
+            e.detail.len() < 600 && e.detail.contains("(70000 bytes)"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]
