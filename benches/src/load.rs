@@ -79,6 +79,9 @@ struct Args {
     /// into what limits it, e.g. `fetch.wait.max.ms=10`).
     #[arg(long, value_name = "KEY=VALUE")]
     bare_consumer_set: Vec<String>,
+    /// The pipeline's `kafka.fetch_wait_max_ms` (tansu waits it out on every fetch).
+    #[arg(long, default_value_t = 500)]
+    pipeline_fetch_wait_max_ms: u64,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -115,6 +118,8 @@ struct Pipeline {
     running: tokio::task::JoinHandle<anyhow::Result<()>>,
     client: clickhouse::Client,
     database: String,
+    /// The largest resident set of this process seen while waiting, KiB.
+    peak_rss_kib: std::sync::atomic::AtomicU64,
 }
 
 impl Pipeline {
@@ -148,6 +153,7 @@ impl Pipeline {
             running,
             client,
             database,
+            peak_rss_kib: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -165,6 +171,8 @@ impl Pipeline {
             if stored > 0 && first_rows.is_none() {
                 first_rows = Some(started.elapsed());
             }
+            self.peak_rss_kib
+                .fetch_max(rss_kib(), std::sync::atomic::Ordering::Relaxed);
             if stored >= count {
                 return Ok(first_rows.unwrap_or_default());
             }
@@ -499,6 +507,16 @@ async fn bare_consumer(
     Ok((rate, first.duration_since(subscribed)))
 }
 
+/// This process's resident set, KiB (0 where /proc is missing).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The pipeline from Kafka: time from starting iocd until ClickHouse holds every reading,
 /// including schema set-up, consumer start-up and group join. Also returns when the first rows
 /// were stored.
@@ -510,6 +528,7 @@ async fn kafka_pipeline(args: &Args, run: &str, count: u64) -> anyhow::Result<(f
         group_id: format!("load-iocd-{run}"),
         client_id: format!("load-iocd-{run}"),
         group_instance_id: None,
+        fetch_wait_max_ms: args.pipeline_fetch_wait_max_ms,
         topics: KafkaTopics {
             sensor: kafka_topic(run, Kind::Sensor),
             traffic_signal: kafka_topic(run, Kind::TrafficSignal),
@@ -522,6 +541,18 @@ async fn kafka_pipeline(args: &Args, run: &str, count: u64) -> anyhow::Result<(f
     let pipeline = Pipeline::start(args, config, format!("ioc_load_{run}_kafka")).await?;
     let first_rows = pipeline.wait_for(count, started).await?;
     let rate = count as f64 / started.elapsed().as_secs_f64();
+    let late: u64 = pipeline
+        .client
+        .query("SELECT count() FROM late_readings")
+        .fetch_one()
+        .await?;
+    #[allow(clippy::print_stdout)]
+    {
+        println!(
+            "pipeline: {late} readings marked late, peak rss of ioc-load while iocd caught up: {} MiB",
+            pipeline.peak_rss_kib.load(std::sync::atomic::Ordering::Relaxed) / 1024
+        );
+    }
     pipeline.finish().await?;
     Ok((rate, first_rows))
 }

@@ -369,6 +369,14 @@ fn source_of(reading: &IngestedReading) -> &str {
     }
 }
 
+/// A Kafka reading's offset (its source is `topic/partition@offset`).
+fn offset_of(reading: &IngestedReading) -> Option<i64> {
+    match reading.transport {
+        Transport::Kafka => reading.source.rsplit_once('@')?.1.parse().ok(),
+        Transport::Mqtt => None,
+    }
+}
+
 /// How long (wall clock) the ids of replayed readings are remembered after a restart: the
 /// sources redeliver what was not committed or acknowledged within seconds of reconnecting.
 const REPLAYED_IDS_TTL_MS: u64 = 10 * 60 * 1000;
@@ -414,6 +422,16 @@ impl<O: Outputs> Feeder<'_, O> {
                 self.outputs.dead_letter(letter, ack);
                 return;
             }
+            Ingested::Source(mark) => {
+                self.watermarks.mark(&mark, self.clock.now_ms());
+                if mark.state == ioc_schemas::SourceState::Revoked {
+                    let _ = self
+                        .metrics
+                        .source_watermark_ms
+                        .remove_label_values(&[&mark.source]);
+                }
+                return;
+            }
         };
         let event_ms = reading.reading.event_time.0;
         let kind = reading.reading.kind();
@@ -454,11 +472,15 @@ impl<O: Outputs> Feeder<'_, O> {
                 .raw_reading(reading, Some(self.watermarks.watermark()), ack);
             return;
         }
-        if replayed {
-            self.watermarks.raise(event_ms);
-        } else {
-            self.watermarks
-                .observe(source_of(&reading), event_ms, self.clock.now_ms());
+        // A replay does not move time: what the sources held back before the stop they hold
+        // back again once they deliver, so a restart judges readings as an unbroken run would.
+        if !replayed {
+            self.watermarks.observe(
+                source_of(&reading),
+                offset_of(&reading),
+                event_ms,
+                self.clock.now_ms(),
+            );
         }
         let epoch = event_ms - event_ms % self.config.epoch_ms;
         let r = &reading.reading;
@@ -541,11 +563,16 @@ impl<O: Outputs> Feeder<'_, O> {
         let watermark = self.watermarks.watermark();
         self.metrics.watermark_ms.set(watermark as i64);
         for (source, w) in self.watermarks.per_source() {
-            self.metrics
-                .source_watermark_ms
-                .with_label_values(&[source])
-                .set(w as i64);
+            if let Some(w) = w {
+                self.metrics
+                    .source_watermark_ms
+                    .with_label_values(&[source])
+                    .set(w as i64);
+            }
         }
+        self.metrics
+            .pending_sources
+            .set(self.watermarks.pending() as i64);
         let epoch = watermark - watermark % self.config.epoch_ms;
         if let Some(cap) = self.cap.as_mut() {
             if *cap.time() < epoch {

@@ -22,6 +22,9 @@ pub struct DataflowMetrics {
     /// `ioc_dataflow_source_watermark_ms{source}`: each source's own watermark (a Kafka
     /// `topic/partition`, or `mqtt`), epoch ms.
     pub source_watermark_ms: IntGaugeVec,
+    /// `ioc_dataflow_pending_sources`: assigned Kafka partitions that have delivered nothing
+    /// and not caught up; while any exists, the watermark waits for them.
+    pub pending_sources: IntGauge,
     /// `ioc_dataflow_unknown_device_readings_total{kind}`: readings from devices the registry
     /// does not know (stored and windowed under their topic's district).
     pub unknown_device_readings: IntCounterVec,
@@ -79,6 +82,11 @@ impl DataflowMetrics {
         )?;
         registry.register(Box::new(watermark_ms.clone()))?;
         registry.register(Box::new(source_watermark_ms.clone()))?;
+        let pending_sources = IntGauge::new(
+            "ioc_dataflow_pending_sources",
+            "Assigned Kafka partitions that have delivered nothing and not caught up; the watermark waits for them.",
+        )?;
+        registry.register(Box::new(pending_sources.clone()))?;
         let unknown_device_readings = IntCounterVec::new(
             Opts::new(
                 "ioc_dataflow_unknown_device_readings_total",
@@ -110,6 +118,7 @@ impl DataflowMetrics {
             emit_delay,
             watermark_ms,
             source_watermark_ms,
+            pending_sources,
         })
     }
 

@@ -1,20 +1,42 @@
 //! The event-time watermark, tracked per input source (a Kafka partition, an MQTT connection).
 //!
 //! Each source's watermark is the newest event time it has delivered minus the allowed
-//! lateness. The global watermark is the least over the sources that are not idle: a source
-//! silent for `idle_timeout_ms` (wall clock) stops holding time back. When every source is
-//! idle, event time runs on with the wall clock from the newest event time seen, so windows
-//! still close when the whole city goes quiet. The global watermark never goes back; a reading
-//! older than it is late.
+//! lateness; the global watermark is the least over the sources that hold time back, and it
+//! never goes back. A reading older than it is late.
+//!
+//! Which sources hold time back:
+//! - a Kafka partition from the moment it is assigned: until it delivers its first reading it
+//!   holds time where it is (it may still deliver anything), and while it is behind its end it
+//!   holds time at its newest reading however long it takes, so a backlog read partition by
+//!   partition is judged in event-time order, as if it had arrived live;
+//! - a partition that has caught up with its end, and any other source (MQTT), holds time at
+//!   its newest reading until it has been silent for `idle_timeout_ms` of wall time; an empty
+//!   partition holds nothing.
+//!
+//! When no source holds time back, event time runs on with the wall clock from the newest
+//! reading, so windows still close when the whole city goes quiet.
 
 use std::collections::BTreeMap;
 
+use ioc_schemas::{SourceMark, SourceState};
+
 #[derive(Debug, Clone, Copy)]
 struct Source {
-    /// The newest event time delivered.
-    newest_ms: u64,
-    /// Wall time of the last delivery.
+    /// The newest event time delivered; none yet.
+    newest_ms: Option<u64>,
+    /// Wall time of the last delivery (or of the assignment).
     arrived_at_ms: u64,
+    /// A Kafka partition with more to deliver (or that has not said otherwise): never idle.
+    behind: bool,
+    /// The offset a caught-up mark covers: a reading at or after it means there was more.
+    caught_up_until: Option<i64>,
+}
+
+impl Source {
+    /// Assigned and not yet heard from: it may deliver anything.
+    fn pending(&self) -> bool {
+        self.behind && self.newest_ms.is_none()
+    }
 }
 
 /// Watermarks of every source and the global one.
@@ -48,68 +70,102 @@ impl Watermarks {
     }
 
     /// Records a reading from `source` at `event_ms`, arriving at wall time `now_ms`, and moves
-    /// the global watermark at once, so the next reading is judged against it.
-    pub fn observe(&mut self, source: &str, event_ms: u64, now_ms: u64) {
-        self.record(source, event_ms, now_ms);
-        self.tick(now_ms);
-    }
-
-    fn record(&mut self, source: &str, event_ms: u64, now_ms: u64) {
+    /// the global watermark at once, so the next reading is judged against it. `offset` is the
+    /// reading's Kafka offset, if it has one.
+    pub fn observe(&mut self, source: &str, offset: Option<i64>, event_ms: u64, now_ms: u64) {
         match self.sources.get_mut(source) {
             Some(s) => {
-                s.newest_ms = s.newest_ms.max(event_ms);
+                s.newest_ms = Some(s.newest_ms.map_or(event_ms, |n| n.max(event_ms)));
                 s.arrived_at_ms = now_ms;
+                if let (Some(offset), Some(until)) = (offset, s.caught_up_until) {
+                    s.behind |= offset >= until;
+                }
             }
             None => {
+                // A source that was never announced (MQTT, or Kafka without marks) follows the
+                // wall-clock idle rule.
                 self.sources.insert(
                     source.to_owned(),
                     Source {
-                        newest_ms: event_ms,
+                        newest_ms: Some(event_ms),
                         arrived_at_ms: now_ms,
+                        behind: false,
+                        caught_up_until: None,
                     },
                 );
             }
         }
+        self.tick(now_ms);
     }
 
-    /// Raises the global watermark as if a reading at `event_ms` had been seen by every source
-    /// (the restart replay, which stands for what the sources delivered before the stop).
-    pub fn raise(&mut self, event_ms: u64) {
-        self.global_ms = self
-            .global_ms
-            .max(event_ms.saturating_sub(self.lateness_ms));
+    /// Applies a source's change of standing at wall time `now_ms`.
+    pub fn mark(&mut self, mark: &SourceMark, now_ms: u64) {
+        match mark.state {
+            SourceState::Assigned => {
+                self.sources.insert(
+                    mark.source.clone(),
+                    Source {
+                        newest_ms: None,
+                        arrived_at_ms: now_ms,
+                        behind: true,
+                        caught_up_until: None,
+                    },
+                );
+            }
+            SourceState::CaughtUp { next_offset } => {
+                if let Some(s) = self.sources.get_mut(&mark.source) {
+                    s.behind = false;
+                    s.caught_up_until = Some(next_offset);
+                }
+            }
+            SourceState::Revoked => {
+                self.sources.remove(&mark.source);
+            }
+        }
+        self.tick(now_ms);
     }
 
     /// Recomputes the global watermark at wall time `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
+        if self.sources.values().any(Source::pending) {
+            return;
+        }
         let idle = |s: &Source| now_ms.saturating_sub(s.arrived_at_ms) >= self.idle_timeout_ms;
-        let active = self
+        let holding = self
             .sources
             .values()
-            .filter(|s| !idle(s))
-            .map(|s| s.newest_ms)
+            .filter(|s| s.behind || !idle(s))
+            .filter_map(|s| s.newest_ms)
             .min();
-        let clock = match active {
+        let clock = match holding {
             Some(least) => least,
             // All quiet: event time runs on with the wall clock from the newest reading.
             None => match self
                 .sources
                 .values()
-                .map(|s| s.newest_ms + now_ms.saturating_sub(s.arrived_at_ms))
+                .filter_map(|s| Some(s.newest_ms? + now_ms.saturating_sub(s.arrived_at_ms)))
                 .max()
             {
                 Some(clock) => clock,
                 None => return,
             },
         };
-        self.raise(clock);
+        self.global_ms = self.global_ms.max(clock.saturating_sub(self.lateness_ms));
     }
 
-    /// Each source's own watermark, for metrics.
-    pub fn per_source(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.sources
-            .iter()
-            .map(|(name, s)| (name.as_str(), s.newest_ms.saturating_sub(self.lateness_ms)))
+    /// Each source's own watermark (none while it has delivered nothing), for metrics.
+    pub fn per_source(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
+        self.sources.iter().map(|(name, s)| {
+            (
+                name.as_str(),
+                s.newest_ms.map(|n| n.saturating_sub(self.lateness_ms)),
+            )
+        })
+    }
+
+    /// Sources that hold the watermark where it is because they have delivered nothing yet.
+    pub fn pending(&self) -> usize {
+        self.sources.values().filter(|s| s.pending()).count()
     }
 }
 
@@ -120,14 +176,14 @@ mod tests {
     #[test]
     fn the_least_active_source_holds_time() {
         let mut w = Watermarks::new(10_000, 5_000);
-        w.observe("p1", 60_000, 0);
-        w.observe("p0", 100_000, 0);
+        w.observe("p1", None, 60_000, 0);
+        w.observe("p0", None, 100_000, 0);
         w.tick(1);
         assert_eq!(w.watermark(), 50_000);
-        w.observe("p1", 130_000, 2);
+        w.observe("p1", None, 130_000, 2);
         w.tick(2);
         assert_eq!(w.watermark(), 90_000, "now p0 is behind");
-        w.observe("p1", 50_000, 3); // out of order: no step back
+        w.observe("p1", None, 50_000, 3); // out of order: no step back
         w.tick(3);
         assert_eq!(w.watermark(), 90_000);
         assert!(w.is_late(89_999));
@@ -137,10 +193,10 @@ mod tests {
     #[test]
     fn an_idle_source_stops_holding_time_back() {
         let mut w = Watermarks::new(10_000, 5_000);
-        w.observe("quiet", 100_000, 0);
-        w.observe("busy", 100_000, 0);
+        w.observe("quiet", None, 100_000, 0);
+        w.observe("busy", None, 100_000, 0);
         for i in 1..=10 {
-            w.observe("busy", 100_000 + i * 60_000, i * 1_000);
+            w.observe("busy", None, 100_000 + i * 60_000, i * 1_000);
             // While "quiet" still counts, it holds time at its own watermark.
             let expected = if i < 5 {
                 90_000
@@ -156,7 +212,7 @@ mod tests {
     #[test]
     fn when_every_source_is_idle_the_wall_clock_drives_time() {
         let mut w = Watermarks::new(10_000, 5_000);
-        w.observe("a", 100_000, 1_000);
+        w.observe("a", None, 100_000, 1_000);
         w.tick(5_999);
         assert_eq!(w.watermark(), 90_000);
         w.tick(6_000); // idle for the timeout: the clock runs on from the last arrival
@@ -164,19 +220,70 @@ mod tests {
         w.tick(21_000);
         assert_eq!(w.watermark(), 110_000);
         // A new reading behind the advanced clock does not move it back.
-        w.observe("a", 105_000, 21_001);
+        w.observe("a", None, 105_000, 21_001);
         w.tick(21_002);
         assert_eq!(w.watermark(), 110_000);
     }
 
+    fn mark(source: &str, state: SourceState) -> SourceMark {
+        SourceMark {
+            source: source.into(),
+            state,
+        }
+    }
+
     #[test]
-    fn a_replay_raises_the_watermark_without_a_source() {
+    fn an_assigned_partition_holds_time_until_it_delivers_or_catches_up() {
         let mut w = Watermarks::new(10_000, 5_000);
-        w.raise(500_000);
-        w.tick(0);
-        assert_eq!(w.watermark(), 490_000);
-        w.observe("p0", 400_000, 1);
-        w.tick(1);
-        assert_eq!(w.watermark(), 490_000, "never back");
+        w.mark(&mark("t/0", SourceState::Assigned), 0);
+        w.mark(&mark("t/1", SourceState::Assigned), 0);
+        w.mark(&mark("t/2", SourceState::Assigned), 0);
+        // t/0's whole backlog arrives first: nothing moves while t/1 and t/2 are unheard.
+        for i in 0..150 {
+            w.observe("t/0", Some(i), 1_000_000 + (i as u64) * 1_000, 1);
+        }
+        assert_eq!(w.watermark(), 0);
+        assert_eq!(w.pending(), 2);
+        // t/1 starts at the beginning; t/2 turns out to be empty.
+        w.observe("t/1", Some(0), 1_000_000, 2);
+        w.mark(&mark("t/2", SourceState::CaughtUp { next_offset: 0 }), 2);
+        assert_eq!(
+            w.watermark(),
+            990_000,
+            "t/1 holds time at its first reading"
+        );
+        assert!(!w.is_late(1_000_000));
+        // Behind, t/1 holds time however long it is silent (a paused partition, say).
+        w.tick(60_000);
+        assert_eq!(w.watermark(), 990_000);
+        w.observe("t/1", Some(1), 1_100_000, 60_001);
+        assert_eq!(w.watermark(), 1_090_000);
+    }
+
+    #[test]
+    fn a_caught_up_partition_is_a_live_tail_until_it_has_more() {
+        let mut w = Watermarks::new(10_000, 5_000);
+        w.mark(&mark("t/0", SourceState::Assigned), 0);
+        w.mark(&mark("t/1", SourceState::Assigned), 0);
+        w.observe("t/0", Some(9), 100_000, 0);
+        w.observe("t/1", Some(4), 300_000, 0);
+        w.mark(&mark("t/0", SourceState::CaughtUp { next_offset: 10 }), 0);
+        assert_eq!(
+            w.watermark(),
+            90_000,
+            "a live tail holds for the idle timeout"
+        );
+        w.tick(5_000);
+        assert_eq!(w.watermark(), 290_000, "then only t/1, still behind, holds");
+        // A reading the caught-up mark covered does not make t/0 behind; one after it does.
+        w.observe("t/0", Some(9), 100_000, 5_001);
+        w.tick(20_000);
+        assert_eq!(w.watermark(), 290_000);
+        w.observe("t/0", Some(10), 295_000, 20_001);
+        w.tick(40_000);
+        assert_eq!(w.watermark(), 290_000, "t/0 behind again: no idle rule");
+        w.mark(&mark("t/1", SourceState::Revoked), 40_000);
+        w.observe("t/0", Some(11), 320_000, 40_001);
+        assert_eq!(w.watermark(), 310_000);
     }
 }

@@ -1,5 +1,7 @@
-//! After a restart, a reading the source delivers again is a repeat of its replayed copy, even
-//! when the replay has moved the watermark far past it: counted once, never flagged late.
+//! After a restart, a reading the source delivers again is a repeat of its replayed copy:
+//! counted once, never flagged late. The replay itself does not move the watermark: a reading
+//! the sources had not yet delivered is judged against what the sources deliver, as an
+//! unbroken run would judge it.
 
 use std::sync::{Arc, Mutex};
 
@@ -74,12 +76,12 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         Arc::new(ManualClock::new(BASE)),
     )
     .unwrap();
-    // The replay: two stored readings, the second moving the watermark to 390 s.
+    // The replay: two stored readings, up to 400 s.
     tx.blocking_send(Ingested::Replayed(reading("early", BASE + 100_000)))
         .unwrap();
     tx.blocking_send(Ingested::Replayed(reading("newest", BASE + 400_000)))
         .unwrap();
-    // Let the replay be taken and the watermark move, which forgets ordinary ids below it.
+    // Let the replay be taken.
     std::thread::sleep(std::time::Duration::from_millis(200));
     // The source delivers the early one again (it was stored but not committed), and a new
     // reading just as old.
@@ -87,8 +89,13 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         .unwrap();
     tx.blocking_send(Ingested::Reading(reading("unseen", BASE + 100_000), None))
         .unwrap();
+    // The source moves on to 400 s (watermark 390 s): now a reading at 100 s is late.
+    tx.blocking_send(Ingested::Reading(reading("live", BASE + 400_000), None))
+        .unwrap();
+    tx.blocking_send(Ingested::Reading(reading("too-late", BASE + 100_000), None))
+        .unwrap();
     drop(tx);
     handle.join().unwrap();
     assert_eq!(*seen.duplicates.lock().unwrap(), vec!["early".to_owned()]);
-    assert_eq!(*seen.late.lock().unwrap(), vec!["unseen".to_owned()]);
+    assert_eq!(*seen.late.lock().unwrap(), vec!["too-late".to_owned()]);
 }

@@ -5,7 +5,7 @@
 //! on shutdown. A crash therefore replays at most the messages after the last commit, which the
 //! store writes idempotently and the dataflow counts once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 use crate::decode::{decode_kafka, DecodeLimits, KafkaParts};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
+use crate::partitions::Partitions;
 use crate::record::{self, Arrival};
 use crate::{now_ms, IngestError, DISTRICT_HEADER};
 
@@ -81,6 +83,7 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Static group membership (KIP-345): a stable id per instance lets a restarted instance
     /// take its partitions back at once instead of waiting for the group to notice it left.
+    /// None: iocd derives one per instance, as for the MQTT client id.
     pub group_instance_id: Option<String>,
     /// The topic of each reading kind.
     pub topics: KafkaTopics,
@@ -106,6 +109,12 @@ pub struct KafkaConfig {
     pub max_payload_bytes: usize,
     /// How far ahead of this machine's clock (ms) an event time may be.
     pub max_future_ms: u64,
+    /// How often (ms) each partition's position is compared with its end, to tell when it
+    /// has caught up.
+    pub progress_interval_ms: u64,
+    /// librdkafka's `max.poll.interval.ms`. iocd keeps polling while the pipeline is full
+    /// (with every partition paused), so a long storage outage does not cost the group.
+    pub max_poll_interval_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -125,6 +134,8 @@ impl Default for KafkaConfig {
             fetch_wait_max_ms: 500,
             max_payload_bytes: 64 * 1024,
             max_future_ms: 5 * 60 * 1000,
+            progress_interval_ms: 200,
+            max_poll_interval_ms: 300_000,
         }
     }
 }
@@ -157,6 +168,10 @@ impl KafkaConfig {
                 self.statistics_interval_ms.to_string(),
             )
             .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            )
             .set("enable.partition.eof", "false");
         if let Some(id) = &self.group_instance_id {
             c.set("group.instance.id", id);
@@ -165,9 +180,10 @@ impl KafkaConfig {
     }
 }
 
-/// Consumer callbacks: partition revocation.
+/// Consumer callbacks: partition assignment and revocation.
 struct IngestContext {
     tracker: Arc<OffsetTracker>,
+    partitions: Arc<Partitions>,
 }
 
 impl ClientContext for IngestContext {}
@@ -177,6 +193,7 @@ impl ConsumerContext for IngestContext {
         if let Rebalance::Revoke(list) = rebalance {
             for e in list.elements() {
                 self.tracker.forget(e.topic(), e.partition());
+                self.partitions.revoked(e.topic(), e.partition());
             }
             tracing::info!(partitions = list.count(), "kafka partitions revoked");
         }
@@ -185,6 +202,11 @@ impl ConsumerContext for IngestContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
+                // Each is a watermark source from now on: it holds event time until it
+                // delivers or is found caught up.
+                for e in list.elements() {
+                    self.partitions.assigned(e.topic(), e.partition());
+                }
                 tracing::info!(partitions = list.count(), "kafka partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance failed"),
@@ -206,8 +228,10 @@ pub async fn run_kafka(
     drained: impl Future<Output = ()>,
 ) -> Result<(), IngestError> {
     let tracker = Arc::new(OffsetTracker::default());
+    let partitions = Arc::new(Partitions::default());
     let context = IngestContext {
         tracker: Arc::clone(&tracker),
+        partitions: Arc::clone(&partitions),
     };
     let consumer: Arc<IngestConsumer> = Arc::new(
         config
@@ -241,49 +265,90 @@ pub async fn run_kafka(
         metrics.clone(),
         Duration::from_millis(config.statistics_interval_ms.max(100)),
     );
+    let progress_interval = Duration::from_millis(config.progress_interval_ms.max(10));
+    let progress = ProgressCheck::spawn(
+        Arc::clone(&consumer),
+        Arc::clone(&partitions),
+        metrics.clone(),
+        progress_interval,
+        config.auto_offset_reset == "latest",
+    );
     let taking = Take {
         config: &config,
         limits: &limits,
         consumer: &consumer,
         tracker: &tracker,
+        partitions: &partitions,
         metrics: &metrics,
         dead_letters: dead_letter_producer.as_ref(),
     };
+    // Records and marks taken but not yet handed to the pipeline, in order.
+    let mut pending: VecDeque<Ingested> = VecDeque::new();
+    let mut tick = tokio::time::interval(progress_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // While the pipeline is full nothing is fetched for it, but the consumer is still polled
+    // this often, so the group never takes iocd for stuck (`max.poll.interval.ms`).
+    let mut keepalive = tokio::time::interval(Duration::from_millis(
+        config.max_poll_interval_ms.max(1_000) / 4,
+    ));
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(100);
     loop {
-        let message = tokio::select! {
-            biased;
-            () = &mut stop => break,
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => {
-                backoff = Duration::from_millis(100);
-                m
-            }
-            Err(e) => {
-                metrics.reconnects.with_label_values(&["kafka"]).inc();
-                tracing::warn!(error = %e, "kafka consumer error");
-                tokio::select! {
-                    () = &mut stop => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        let record = take(&message, &taking).await;
-        drop(message);
-        // While the pipeline is full this waits, and consumption with it; librdkafka keeps
-        // at most `queued_max_kbytes` per partition prefetched meanwhile.
+        let full = pending.len() >= PENDING_MAX;
+        metrics.kafka_held.set(i64::from(full));
         tokio::select! {
             biased;
             () = &mut stop => break,
-            sent = out.send(record) => if sent.is_err() { break },
+            permit = out.reserve(), if !pending.is_empty() => {
+                let Ok(permit) = permit else { break };
+                if let Some(record) = pending.pop_front() {
+                    permit.send(record);
+                }
+            }
+            message = consumer.recv(), if !full => {
+                match message {
+                    Ok(m) => {
+                        backoff = Duration::from_millis(100);
+                        // Assignments happen inside `recv`: their marks go before any reading.
+                        pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
+                        let record = take(&m, &taking).await;
+                        drop(m);
+                        pending.push_back(record);
+                    }
+                    Err(e) => {
+                        metrics.reconnects.with_label_values(&["kafka"]).inc();
+                        tracing::warn!(error = %e, "kafka consumer error");
+                        tokio::select! {
+                            () = &mut stop => break,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            _ = keepalive.tick(), if full => {
+                // One poll; a message it returns waits with the rest (one per tick at most).
+                if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await {
+                    pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
+                    let record = take(&m, &taking).await;
+                    drop(m);
+                    pending.push_back(record);
+                }
+            }
+            _ = tick.tick() => {
+                pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
+            }
         }
     }
+    progress.stop();
     lag_task.abort();
+    // Hand over what was taken, so its offsets can be committed once stored.
+    for record in pending.drain(..) {
+        if out.send(record).await.is_err() {
+            break;
+        }
+    }
     drop(out);
     drained.await;
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -296,12 +361,91 @@ pub async fn run_kafka(
     Ok(())
 }
 
+/// Records taken from Kafka that may wait for room in the pipeline before taking stops.
+const PENDING_MAX: usize = 64;
+
+/// Compares each partition's position with its end on a thread of its own (the broker calls
+/// block), so the partitions that have caught up stop holding event time back.
+struct ProgressCheck {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ProgressCheck {
+    fn spawn(
+        consumer: Arc<IngestConsumer>,
+        partitions: Arc<Partitions>,
+        metrics: IngestMetrics,
+        interval: Duration,
+        from_latest: bool,
+    ) -> ProgressCheck {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        tokio::task::spawn_blocking(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                if let Err(e) = check_progress(&consumer, &partitions, &metrics, from_latest) {
+                    tracing::debug!(error = %e, "cannot compare kafka positions with their ends");
+                }
+                std::thread::sleep(interval);
+            }
+        });
+        ProgressCheck { stop }
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn check_progress(
+    consumer: &IngestConsumer,
+    partitions: &Partitions,
+    metrics: &IngestMetrics,
+    from_latest: bool,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let timeout = Duration::from_secs(2);
+    let unknown = partitions.without_start();
+    if !unknown.is_empty() {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in &unknown {
+            list.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(list, timeout)?;
+        for e in committed.elements() {
+            let tp = (e.topic().to_owned(), e.partition());
+            let start = match e.offset() {
+                Offset::Offset(n) => n,
+                // No commit yet: the log's start or end, as `auto.offset.reset` says.
+                _ => {
+                    let (low, high) = consumer.fetch_watermarks(&tp.0, tp.1, timeout)?;
+                    if from_latest {
+                        high
+                    } else {
+                        low
+                    }
+                }
+            };
+            partitions.set_start(&tp, start);
+        }
+    }
+    for tp in partitions.behind() {
+        let (_, high) = consumer.fetch_watermarks(&tp.0, tp.1, timeout)?;
+        let caught_up = partitions.ends_at(&tp, high);
+        metrics
+            .kafka_caught_up
+            .with_label_values(&[tp.0.as_str(), &tp.1.to_string()])
+            .set(i64::from(caught_up));
+    }
+    Ok(())
+}
+
 /// What taking a message needs.
 struct Take<'a> {
     config: &'a KafkaConfig,
     limits: &'a ValidationLimits,
     consumer: &'a Arc<IngestConsumer>,
     tracker: &'a Arc<OffsetTracker>,
+    partitions: &'a Partitions,
     metrics: &'a IngestMetrics,
     dead_letters: Option<&'a FutureProducer>,
 }
@@ -311,6 +455,8 @@ async fn take(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
     let record = to_record(
         message, t.config, t.limits, t.consumer, t.tracker, t.metrics,
     );
+    t.partitions
+        .taken(message.topic(), message.partition(), message.offset());
     if let (Some(producer), Ingested::DeadLetter(letter, _)) = (t.dead_letters, &record) {
         forward_dead_letter(producer, t.config, message, &letter.rejection).await;
     }

@@ -10,6 +10,8 @@ mod kafka;
 mod metrics;
 mod mqtt;
 mod offsets;
+#[cfg(feature = "kafka")]
+mod partitions;
 mod puback;
 mod record;
 

@@ -28,6 +28,10 @@ pub struct IngestMetrics {
     pub kafka_connected: IntGauge,
     /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
     pub kafka_lag: IntGaugeVec,
+    /// `ioc_ingest_kafka_partition_caught_up{topic,partition}`: 1 once it has reached its end.
+    pub kafka_caught_up: IntGaugeVec,
+    /// `ioc_ingest_kafka_held`: 1 while taking from Kafka waits for room in the pipeline.
+    pub kafka_held: IntGauge,
 }
 
 impl IngestMetrics {
@@ -95,6 +99,21 @@ impl IngestMetrics {
                 "1 while the Kafka consumer runs.",
             )?,
 
+            kafka_caught_up: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "ioc_ingest_kafka_partition_caught_up",
+                        "1 once the partition's position has reached its end (it no longer holds event time back).",
+                    ),
+                    &["topic", "partition"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            kafka_held: gauge(
+                "ioc_ingest_kafka_held",
+                "1 while taking from Kafka waits for room in the pipeline (the consumer is still polled).",
+            )?,
             kafka_lag: {
                 let g = IntGaugeVec::new(
                     Opts::new(

@@ -204,7 +204,9 @@ async fn pubacks_leave_in_arrival_order_whatever_order_messages_are_stored_in() 
                 }
                 acks.push(ack.expect("QoS 1 carries an ack"));
             }
-            Ingested::Replayed(_) => unreachable!("the source replays nothing"),
+            Ingested::Replayed(_) | Ingested::Source(_) => {
+                unreachable!("the MQTT source replays nothing and has no partitions")
+            }
         }
     }
     assert_eq!(too_large, vec![(1024, 70 * 1024)]);

@@ -2,7 +2,9 @@
 //! ClickHouse server, which is stopped for 30 s while readings keep arriving and then
 //! restarted. Nothing is lost (every reading stored exactly once) and iocd's resident memory
 //! stays under a stated bound while ClickHouse is away, because the bounded queues push back
-//! on Kafka instead of buffering the backlog.
+//! on Kafka instead of buffering the backlog. The outage lasts three times
+//! `kafka.max_poll_interval_ms`: iocd pauses its partitions and keeps polling, so it stays in
+//! its group (no rebalance) throughout.
 
 mod common;
 
@@ -21,6 +23,9 @@ const BEFORE: usize = 5_000;
 const DURING: usize = 40_000;
 const TOTAL: usize = BEFORE + DURING;
 const OUTAGE: Duration = Duration::from_secs(30);
+/// `kafka.max_poll_interval_ms`, a third of the outage (librdkafka wants it at least
+/// `session_timeout_ms`, 10 s by default).
+const MAX_POLL_INTERVAL_MS: u64 = 10_000;
 const DATABASE: &str = "ioc_outage";
 
 // The queues between Kafka and ClickHouse, kept small (see `config` in the test).
@@ -294,7 +299,8 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         ConfigExtra {
             // Lag measured every second.
             kafka: &format!(
-                "queued_max_kbytes = {QUEUED_MAX_KBYTES}\nstatistics_interval_ms = 1000\n"
+                "queued_max_kbytes = {QUEUED_MAX_KBYTES}\nstatistics_interval_ms = 1000\n\
+                 max_poll_interval_ms = {MAX_POLL_INTERVAL_MS}\n"
             ),
             // Retried at least every second, so the catch-up starts soon after the restart.
             clickhouse: &format!(
@@ -487,6 +493,20 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         health_seen.last(),
         Some(&(503, Some(false))),
         "/healthz still reported the outage at its end: {health_seen:?}"
+    );
+
+    // The group never saw iocd as stuck: one assignment, no revocation, no poll timeout.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.matches("kafka partitions assigned").count(),
+        1,
+        "no rebalance during an outage of {OUTAGE:?} with max.poll.interval.ms = {MAX_POLL_INTERVAL_MS}; see {}",
+        log.display()
+    );
+    assert!(
+        !text.contains("kafka partitions revoked"),
+        "see {}",
+        log.display()
     );
 
     // After the catch-up iocd is healthy again and stops cleanly (SIGINT, exit 0).

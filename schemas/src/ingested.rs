@@ -155,6 +155,46 @@ pub enum Ingested {
     /// A reading already stored, read back at start-up to rebuild windows that were open when
     /// the process stopped: counted in windows, not stored again, nothing to acknowledge.
     Replayed(IngestedReading),
+    /// A change in what an input source holds back of event time: a Kafka partition assigned,
+    /// caught up with its end, or revoked. It travels in order with the source's readings.
+    Source(SourceMark),
+}
+
+/// A Kafka partition's standing as a watermark source, named as its readings' `source` is up
+/// to the `@`: `topic/partition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMark {
+    /// `topic/partition`.
+    pub source: String,
+    /// What changed.
+    pub state: SourceState,
+}
+
+/// See [`SourceMark`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Assigned to this consumer: until it delivers a reading or catches up, the watermark
+    /// cannot pass what it may still deliver, so it holds time where it is.
+    Assigned,
+    /// Every message before `next_offset` has been taken and the partition's end was there:
+    /// it no longer holds time back by being behind (a live tail still holds for the idle
+    /// timeout after its last reading).
+    CaughtUp {
+        /// The offset after the last one taken.
+        next_offset: i64,
+    },
+    /// No longer this consumer's: it stops holding time.
+    Revoked,
+}
+
+impl SourceMark {
+    /// The mark of `topic`/`partition`.
+    pub fn new(topic: &str, partition: i32, state: SourceState) -> SourceMark {
+        SourceMark {
+            source: format!("{topic}/{partition}"),
+            state,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ pub use alert::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Tran
 pub use auth::{Principal, Role};
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, now_ms, EpochMs, EventTime};
-pub use ingested::{Ack, DeadLetter, Ingested, IngestedReading, Transport};
+pub use ingested::{
+    Ack, DeadLetter, Ingested, IngestedReading, SourceMark, SourceState, Transport,
+};
 pub use kpi::{
     AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus, HealthKpi,
     HydrologyKpi, Kpi, KpiFamily, Scope, TrafficKpi, WaterKpi,

