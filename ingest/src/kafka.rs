@@ -109,8 +109,13 @@ pub struct KafkaConfig {
     pub max_payload_bytes: usize,
     /// How far ahead of this machine's clock (ms) an event time may be.
     pub max_future_ms: u64,
+    /// Watermark alignment: a partition whose newest event time runs more than this (ms)
+    /// ahead of the slowest partition still behind its end is paused until that one is within
+    /// half of it, so a backlog is read in about event-time order across partitions and
+    /// topics, and the windows held open meanwhile stay few. 0 turns alignment off.
+    pub alignment_max_drift_ms: u64,
     /// How often (ms) each partition's position is compared with its end, to tell when it
-    /// has caught up.
+    /// has caught up, and alignment is decided.
     pub progress_interval_ms: u64,
     /// librdkafka's `max.poll.interval.ms`. iocd keeps polling while the pipeline is full
     /// (with every partition paused), so a long storage outage does not cost the group.
@@ -134,6 +139,7 @@ impl Default for KafkaConfig {
             fetch_wait_max_ms: 500,
             max_payload_bytes: 64 * 1024,
             max_future_ms: 5 * 60 * 1000,
+            alignment_max_drift_ms: 60_000,
             progress_interval_ms: 200,
             max_poll_interval_ms: 300_000,
         }
@@ -282,6 +288,11 @@ pub async fn run_kafka(
         metrics: &metrics,
         dead_letters: dead_letter_producer.as_ref(),
     };
+    let alignment = Alignment {
+        consumer: &consumer,
+        partitions: &partitions,
+        metrics: &metrics,
+    };
     // Records and marks taken but not yet handed to the pipeline, in order.
     let mut pending: VecDeque<Ingested> = VecDeque::new();
     let mut tick = tokio::time::interval(progress_interval);
@@ -338,6 +349,9 @@ pub async fn run_kafka(
             }
             _ = tick.tick() => {
                 pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
+                if config.alignment_max_drift_ms > 0 {
+                    alignment.apply(config.alignment_max_drift_ms);
+                }
             }
         }
     }
@@ -363,6 +377,60 @@ pub async fn run_kafka(
 
 /// Records taken from Kafka that may wait for room in the pipeline before taking stops.
 const PENDING_MAX: usize = 64;
+
+/// Pausing and resuming partitions for watermark alignment.
+///
+/// librdkafka drops what it had prefetched for a paused partition and, on resume, fetches
+/// again from the offset after the last message handed to iocd, so nothing is skipped on a
+/// broker that serves a fetch from any offset, as Kafka does. (tansu 0.6.0 does not: a fetch
+/// that starts inside a record batch skips the rest of the batch, so with it this is lossless
+/// only for producers that send one record per batch. See the README.)
+struct Alignment<'a> {
+    consumer: &'a Arc<IngestConsumer>,
+    partitions: &'a Partitions,
+    metrics: &'a IngestMetrics,
+}
+
+impl Alignment<'_> {
+    fn list(tps: &[(String, i32)]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in tps {
+            list.add_partition(topic, *partition);
+        }
+        list
+    }
+
+    /// Decides and applies: pauses partitions that ran ahead, resumes those caught up with.
+    fn apply(&self, max_drift_ms: u64) {
+        let decided = self
+            .partitions
+            .align(max_drift_ms, std::time::Instant::now());
+        if !decided.pause.is_empty() {
+            for (topic, partition) in &decided.pause {
+                let labels = [topic.as_str(), &partition.to_string()];
+                self.metrics.kafka_paused.with_label_values(&labels).set(1);
+            }
+            if let Err(e) = self.consumer.pause(&Self::list(&decided.pause)) {
+                tracing::warn!(error = %e, "cannot pause kafka partitions");
+            }
+        }
+        if !decided.resume.is_empty() {
+            let mut resumed = Vec::new();
+            for ((topic, partition), seconds) in decided.resume {
+                let labels = [topic.as_str(), &partition.to_string()];
+                self.metrics.kafka_paused.with_label_values(&labels).set(0);
+                self.metrics
+                    .kafka_paused_seconds
+                    .with_label_values(&labels)
+                    .inc_by(seconds);
+                resumed.push((topic, partition));
+            }
+            if let Err(e) = self.consumer.resume(&Self::list(&resumed)) {
+                tracing::warn!(error = %e, "cannot resume kafka partitions");
+            }
+        }
+    }
+}
 
 /// Compares each partition's position with its end on a thread of its own (the broker calls
 /// block), so the partitions that have caught up stop holding event time back.
@@ -406,11 +474,7 @@ fn check_progress(
     let timeout = Duration::from_secs(2);
     let unknown = partitions.without_start();
     if !unknown.is_empty() {
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in &unknown {
-            list.add_partition(topic, *partition);
-        }
-        let committed = consumer.committed_offsets(list, timeout)?;
+        let committed = consumer.committed_offsets(Alignment::list(&unknown), timeout)?;
         for e in committed.elements() {
             let tp = (e.topic().to_owned(), e.partition());
             let start = match e.offset() {
@@ -455,8 +519,16 @@ async fn take(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
     let record = to_record(
         message, t.config, t.limits, t.consumer, t.tracker, t.metrics,
     );
-    t.partitions
-        .taken(message.topic(), message.partition(), message.offset());
+    let event_ms = match &record {
+        Ingested::Reading(r, _) => Some(r.reading.event_time.0),
+        _ => None,
+    };
+    t.partitions.taken(
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        event_ms,
+    );
     if let (Some(producer), Ingested::DeadLetter(letter, _)) = (t.dead_letters, &record) {
         forward_dead_letter(producer, t.config, message, &letter.rejection).await;
     }

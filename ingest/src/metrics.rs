@@ -1,6 +1,6 @@
 //! Ingest metrics.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Counters of what ingest received, accepted and rejected.
 #[derive(Debug, Clone)]
@@ -28,6 +28,10 @@ pub struct IngestMetrics {
     pub kafka_connected: IntGauge,
     /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
     pub kafka_lag: IntGaugeVec,
+    /// `ioc_ingest_kafka_partition_paused{topic,partition}`: 1 while alignment pauses it.
+    pub kafka_paused: IntGaugeVec,
+    /// `ioc_ingest_kafka_paused_seconds_total{topic,partition}`: time paused by alignment.
+    pub kafka_paused_seconds: CounterVec,
     /// `ioc_ingest_kafka_partition_caught_up{topic,partition}`: 1 once it has reached its end.
     pub kafka_caught_up: IntGaugeVec,
     /// `ioc_ingest_kafka_held`: 1 while taking from Kafka waits for room in the pipeline.
@@ -99,6 +103,28 @@ impl IngestMetrics {
                 "1 while the Kafka consumer runs.",
             )?,
 
+            kafka_paused: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "ioc_ingest_kafka_partition_paused",
+                        "1 while watermark alignment pauses the partition (it ran ahead in event time).",
+                    ),
+                    &["topic", "partition"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            kafka_paused_seconds: {
+                let c = CounterVec::new(
+                    Opts::new(
+                        "ioc_ingest_kafka_paused_seconds_total",
+                        "Time each partition spent paused by watermark alignment.",
+                    ),
+                    &["topic", "partition"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             kafka_caught_up: {
                 let g = IntGaugeVec::new(
                     Opts::new(

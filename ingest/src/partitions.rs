@@ -1,9 +1,12 @@
 //! The standing of each assigned Kafka partition as a source of event time: where it starts,
-//! what was taken from it, and whether it has caught up with its end. The changes the dataflow
-//! must know of leave as [`SourceMark`]s, in order with the partition's readings.
+//! what was taken from it, whether it has caught up with its end, and whether it is paused
+//! because it runs ahead of the others in event time (watermark alignment, as Flink's FLIP-182
+//! and Kafka Streams do). The changes the dataflow must know of leave as [`SourceMark`]s, in
+//! order with the partition's readings.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use ioc_schemas::{SourceMark, SourceState};
 
@@ -17,6 +20,10 @@ struct Part {
     start: Option<i64>,
     /// The offset after the last message taken in this assignment.
     next: Option<i64>,
+    /// The newest event time of a reading taken.
+    newest_event_ms: Option<u64>,
+    /// Paused by alignment since then.
+    aligned_since: Option<Instant>,
     /// Every message before this offset was taken and the log ended there: caught up.
     caught_up_at: Option<i64>,
 }
@@ -35,6 +42,14 @@ impl Part {
 struct Inner {
     parts: BTreeMap<Tp, Part>,
     marks: Vec<SourceMark>,
+}
+
+/// What alignment decided: partitions to pause, and partitions to resume with how long each
+/// was paused, in seconds.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Alignment {
+    pub pause: Vec<Tp>,
+    pub resume: Vec<(Tp, f64)>,
 }
 
 /// Every assigned partition's standing; shared by the consume loop, the rebalance callbacks
@@ -70,11 +85,14 @@ impl Partitions {
             .push(SourceMark::new(topic, partition, SourceState::Revoked));
     }
 
-    /// A message was taken.
-    pub(crate) fn taken(&self, topic: &str, partition: i32, offset: i64) {
+    /// A message was taken; `event_ms` is its reading's event time (none for a dead letter).
+    pub(crate) fn taken(&self, topic: &str, partition: i32, offset: i64, event_ms: Option<u64>) {
         let mut inner = self.lock();
         if let Some(p) = inner.parts.get_mut(&(topic.to_owned(), partition)) {
             p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+            if let Some(t) = event_ms {
+                p.newest_event_ms = Some(p.newest_event_ms.map_or(t, |n| n.max(t)));
+            }
             if p.caught_up_at.is_some_and(|at| offset >= at) {
                 p.caught_up_at = None;
             }
@@ -139,6 +157,40 @@ impl Partitions {
         true
     }
 
+    /// Watermark alignment: a partition whose newest event time is more than `max_drift_ms`
+    /// ahead of the slowest partition still behind its end is paused; it is resumed once it is
+    /// within half of that, or nothing is behind any more. Partitions that have delivered
+    /// nothing yet do not count: their first event time is unknown, and they hold the
+    /// watermark meanwhile, so correctness never depends on this, only memory.
+    pub(crate) fn align(&self, max_drift_ms: u64, now: Instant) -> Alignment {
+        let mut inner = self.lock();
+        let floor = inner
+            .parts
+            .values()
+            .filter(|p| !p.caught_up())
+            .filter_map(|p| p.newest_event_ms)
+            .min();
+        let mut decided = Alignment::default();
+        for (tp, p) in &mut inner.parts {
+            let Some(newest) = p.newest_event_ms else {
+                continue;
+            };
+            match (p.aligned_since, floor) {
+                (None, Some(floor)) if !p.caught_up() && newest > floor + max_drift_ms => {
+                    p.aligned_since = Some(now);
+                    decided.pause.push(tp.clone());
+                }
+                (Some(since), floor) if floor.is_none_or(|f| newest <= f + max_drift_ms / 2) => {
+                    p.aligned_since = None;
+                    let paused = now.saturating_duration_since(since).as_secs_f64();
+                    decided.resume.push((tp.clone(), paused));
+                }
+                _ => {}
+            }
+        }
+        decided
+    }
+
     /// Whether a partition is caught up.
     #[cfg(test)]
     fn is_caught_up(&self, tp: &Tp) -> bool {
@@ -155,6 +207,35 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_far_ahead_is_paused_until_the_slowest_comes_within_half_the_drift() {
+        let parts = Partitions::default();
+        let now = Instant::now();
+        for p in 0..3 {
+            parts.assigned("t", p);
+            parts.set_start(&tp(p), 0);
+        }
+        parts.taken("t", 0, 0, Some(1_000));
+        parts.taken("t", 1, 0, Some(70_000));
+        // t/2 has delivered nothing: it does not count.
+        assert_eq!(parts.align(60_000, now).pause, vec![tp(1)]);
+        assert!(parts.align(60_000, now).pause.is_empty(), "paused once");
+        parts.taken("t", 0, 1, Some(35_000));
+        assert!(
+            parts.align(60_000, now).resume.is_empty(),
+            "35 s behind: not yet"
+        );
+        parts.taken("t", 0, 2, Some(40_000));
+        let a = parts.align(60_000, now + std::time::Duration::from_secs(2));
+        assert_eq!(a.resume, vec![(tp(1), 2.0)]);
+        // Once the slow ones have caught up, nothing holds the fast one back.
+        parts.taken("t", 1, 1, Some(200_000));
+        assert_eq!(parts.align(60_000, now).pause, vec![tp(1)]);
+        assert!(parts.ends_at(&tp(0), 3));
+        assert!(parts.ends_at(&tp(2), 0));
+        assert_eq!(parts.align(60_000, now).resume.len(), 1);
+    }
+
+    #[test]
     fn marks_follow_assignment_catching_up_and_revocation() {
         let parts = Partitions::default();
         parts.assigned("t", 0);
@@ -164,14 +245,14 @@ mod tests {
         parts.set_start(&tp(1), 0);
         // t/1 is empty: caught up at once.
         assert!(parts.ends_at(&tp(1), 0));
-        parts.taken("t", 0, 5);
+        parts.taken("t", 0, 5, Some(105));
         assert!(!parts.ends_at(&tp(0), 8), "6 and 7 still to come");
-        parts.taken("t", 0, 6);
-        parts.taken("t", 0, 7);
+        parts.taken("t", 0, 6, Some(106));
+        parts.taken("t", 0, 7, None);
         assert!(parts.ends_at(&tp(0), 8));
         assert!(parts.behind().is_empty());
         // More arrives: behind again, and caught up again later at the new end.
-        parts.taken("t", 0, 8);
+        parts.taken("t", 0, 8, Some(108));
         assert!(!parts.is_caught_up(&tp(0)));
         assert!(parts.ends_at(&tp(0), 9));
         parts.revoked("t", 1);
