@@ -82,6 +82,9 @@ struct Args {
     /// The pipeline's `kafka.fetch_wait_max_ms` (tansu waits it out on every fetch).
     #[arg(long, default_value_t = 500)]
     pipeline_fetch_wait_max_ms: u64,
+    /// The pipeline's `kafka.alignment_max_drift_ms` (0: no watermark alignment).
+    #[arg(long, default_value_t = 60_000)]
+    alignment_max_drift_ms: u64,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -445,7 +448,7 @@ async fn delete_topics(brokers: &str, run: &str) {
 /// Produces every message to its kind's topic, keyed by device id with a `district` header,
 /// and waits for every delivery. Returns the produce rate.
 async fn produce(brokers: &str, run: &str, messages: &[(String, Vec<u8>)]) -> anyhow::Result<f64> {
-    let mut sink = KafkaSink::new(brokers, &format!("load-producer-{run}"), 60_000, usize::MAX)
+    let mut sink = KafkaSink::new(brokers, &format!("load-producer-{run}"), 60_000, 20_000)
         .context("cannot create the kafka producer")?;
     let topic_of = |kind| kafka_topic(run, kind);
     let started = Instant::now();
@@ -529,6 +532,7 @@ async fn kafka_pipeline(args: &Args, run: &str, count: u64) -> anyhow::Result<(f
         client_id: format!("load-iocd-{run}"),
         group_instance_id: None,
         fetch_wait_max_ms: args.pipeline_fetch_wait_max_ms,
+        alignment_max_drift_ms: args.alignment_max_drift_ms,
         topics: KafkaTopics {
             sensor: kafka_topic(run, Kind::Sensor),
             traffic_signal: kafka_topic(run, Kind::TrafficSignal),

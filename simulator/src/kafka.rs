@@ -59,6 +59,10 @@ impl KafkaSink {
             .set("bootstrap.servers", brokers)
             .set("client.id", client_id)
             .set("linger.ms", "5")
+            // One record per batch, as each device sends its own message. It also keeps a
+            // consumer that resumes mid-batch whole on tansu 0.6.0, which skips the rest of a
+            // batch when a fetch starts inside it (see the README).
+            .set("batch.num.messages", "1")
             .set("message.timeout.ms", delivery_timeout_ms.to_string())
             .create()
             .map_err(|e| {
