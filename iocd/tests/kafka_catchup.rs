@@ -287,7 +287,8 @@ async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_
         let client = clickhouse("http://127.0.0.1:8123", &database);
         caught_up(&client, base, expected.len(), &iocd.log).await;
         let windows = stored_windows(&client, base).await;
-        paused_s += metric_total(http_port, "ioc_ingest_kafka_paused_seconds_total").await;
+        let api = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+        paused_s += scrape_metric(api, "ioc_ingest_kafka_paused_seconds_total", "").await;
         assert_eq!(
             late(&client).await,
             (0, 0),
@@ -304,22 +305,6 @@ async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_
     }
     assert_eq!(results[0], results[1]);
     assert!(paused_s > 0.0, "alignment paused partitions on the way");
-}
-
-/// The sum of a metric's series on iocd's `/metrics`.
-async fn metric_total(http_port: u16, name: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", http_port))
-        .await
-        .unwrap();
-    let request = "GET /metrics HTTP/1.1\r\nHost: iocd\r\nConnection: close\r\n\r\n";
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 const CLICKHOUSE: &str = "http://127.0.0.1:8123";
 
 /// The hostile mix for devices of run `run`: 10 valid readings, a 70 KB message, 20 malformed
@@ -65,48 +62,12 @@ fn hostile_mix(run: &str, now_ms: u64) -> (Vec<(String, Vec<u8>)>, Vec<String>) 
     (messages, vec![topic, bad_topic])
 }
 
-/// Publishes with QoS 1 and up to 20 in flight to `port`, and waits for every PUBACK.
 async fn publish(port: u16, client_id: &str, messages: Vec<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(10));
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    options.set_inflight(20);
-    let (client, mut eventloop) = AsyncClient::new(options, messages.len() + 10);
-    let expected = messages.len();
-    for (topic, payload) in messages {
-        client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-            .unwrap();
-    }
-    let mut acked = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked < expected {
-        assert!(
-            Instant::now() < deadline,
-            "only {acked}/{expected} acknowledged"
-        );
-        match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
-            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
-            Ok(Ok(_)) | Err(_) => {}
-            Ok(Err(e)) => panic!("publisher connection failed: {e}"),
-        }
-    }
-    client.disconnect().await.unwrap();
+    common::publish_to(port, client_id, 20, messages).await;
 }
 
-/// The value of one Prometheus series (summed over label sets that contain `labels`).
 async fn metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#') && l.contains(labels))
-        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    common::scrape_metric(addr, name, labels).await
 }
 
 /// Samples `/healthz` every 100 ms until stopped; returns the statuses that were not 200.

@@ -346,9 +346,21 @@ pub fn kafka_config_with(
 
 /// Publishes with QoS 1, in order, and waits for every PUBACK.
 pub async fn publish_all(client_id: &str, messages: Vec<(String, Vec<u8>)>) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    publish_to(1883, client_id, 1, messages).await;
+}
+
+/// Publishes with QoS 1 to the broker on `port`, up to `inflight` at a time, payloads up to
+/// 1 MiB, and waits for every PUBACK.
+pub async fn publish_to(
+    port: u16,
+    client_id: &str,
+    inflight: u16,
+    messages: Vec<(String, Vec<u8>)>,
+) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(10));
-    options.set_inflight(1);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    options.set_inflight(inflight);
     let (client, mut eventloop) = AsyncClient::new(options, messages.len() + 10);
     let expected = messages.len();
     let sender = tokio::spawn(async move {
@@ -375,6 +387,23 @@ pub async fn publish_all(client_id: &str, messages: Vec<(String, Vec<u8>)>) {
     }
     let client = sender.await.unwrap();
     client.disconnect().await.unwrap();
+}
+
+/// The sum of a metric's series on `/metrics` at `addr` whose line contains `labels` (empty:
+/// every series of it).
+pub async fn scrape_metric(addr: SocketAddr, name: &str, labels: &str) -> f64 {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return 0.0;
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// One HTTP/1.1 request; `(0, Null)` while nothing listens yet.
