@@ -117,8 +117,8 @@ pub struct KafkaConfig {
     /// How often (ms) each partition's position is compared with its end, to tell when it
     /// has caught up, and alignment is decided.
     pub progress_interval_ms: u64,
-    /// librdkafka's `max.poll.interval.ms`. iocd keeps polling while the pipeline is full
-    /// (with every partition paused), so a long storage outage does not cost the group.
+    /// librdkafka's `max.poll.interval.ms`. iocd polls the consumer every quarter of it even
+    /// while the pipeline is full, so a long storage outage does not cost the group.
     pub max_poll_interval_ms: u64,
 }
 
@@ -321,11 +321,7 @@ pub async fn run_kafka(
                 match message {
                     Ok(m) => {
                         backoff = Duration::from_millis(100);
-                        // Assignments happen inside `recv`: their marks go before any reading.
-                        pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
-                        let record = take(&m, &taking).await;
-                        drop(m);
-                        pending.push_back(record);
+                        queue(&m, &taking, &mut pending).await;
                     }
                     Err(e) => {
                         metrics.reconnects.with_label_values(&["kafka"]).inc();
@@ -340,11 +336,9 @@ pub async fn run_kafka(
             }
             _ = keepalive.tick(), if full => {
                 // One poll; a message it returns waits with the rest (one per tick at most).
-                if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(1), consumer.recv()).await {
-                    pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
-                    let record = take(&m, &taking).await;
-                    drop(m);
-                    pending.push_back(record);
+                let polled = tokio::time::timeout(Duration::from_millis(1), consumer.recv());
+                if let Ok(Ok(m)) = polled.await {
+                    queue(&m, &taking, &mut pending).await;
                 }
             }
             _ = tick.tick() => {
@@ -373,6 +367,19 @@ pub async fn run_kafka(
     consumer.unsubscribe();
     metrics.kafka_connected.set(0);
     Ok(())
+}
+
+/// Takes a message into `pending`, after the marks of what happened before it: assignments
+/// happen inside `recv`, so their marks go before any reading of the partition.
+async fn queue(message: &BorrowedMessage<'_>, taking: &Take<'_>, pending: &mut VecDeque<Ingested>) {
+    pending.extend(
+        taking
+            .partitions
+            .drain_marks()
+            .into_iter()
+            .map(Ingested::Source),
+    );
+    pending.push_back(take(message, taking).await);
 }
 
 /// Records taken from Kafka that may wait for room in the pipeline before taking stops.
