@@ -265,9 +265,11 @@ fn oversized_packet(e: &ConnectionError) -> Option<usize> {
     }
 }
 
-/// Acknowledgements released in arrival order through the client's request queue. The queue
-/// holds more than the broker may have in flight, so it is full only when the connection is
-/// gone; the broker then redelivers the message, which is stored once.
+/// Acknowledgements released in arrival order through the client's request queue
+/// (`mqtt.request_capacity`). It is full when the connection is gone, or when more
+/// acknowledgements are released at once than it holds (iocd may owe more than that: see the
+/// README); the message is then counted in `ioc_ingest_ack_failures_total` and redelivered on
+/// the next connection, where it is stored once.
 fn puback_order(client: &AsyncClient, metrics: &IngestMetrics) -> Arc<PubackOrder> {
     let client = client.clone();
     let failures = metrics.ack_failures.with_label_values(&["mqtt"]);

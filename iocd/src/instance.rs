@@ -3,20 +3,12 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The lock on a state folder; released when dropped (or when the process dies).
 #[derive(Debug)]
 pub struct StateLock {
     _file: File,
-    dir: PathBuf,
-}
-
-impl StateLock {
-    /// The folder this lock holds.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 /// Why a state folder could not be taken.
@@ -73,10 +65,7 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, InstanceError> {
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(StateLock {
-        _file: file,
-        dir: dir.to_path_buf(),
-    })
+    Ok(StateLock { _file: file })
 }
 
 /// A client id for `prefix` that stays the same across restarts of one instance (the broker
@@ -91,6 +80,19 @@ pub fn derived_client_id(prefix: &str, state_dir: &Path) -> String {
     format!("{prefix}-{:016x}", fnv1a(identity.as_bytes()))
 }
 
+/// Fills in the ids that must differ between instances and stay across restarts, where the
+/// configuration leaves them open: the MQTT client id and the Kafka static-membership id, both
+/// [`derived_client_id`] of the state folder.
+pub fn fill_instance_ids(config: &mut crate::Config) {
+    let id = derived_client_id("iocd", &config.alerts.state_dir);
+    if config.mqtt.client_id.is_empty() {
+        config.mqtt.client_id = id.clone();
+    }
+    // Static membership: a restarted instance takes its partitions back at once (with tansu,
+    // a restart without it was seen to get none for minutes).
+    config.kafka.group_instance_id.get_or_insert(id);
+}
+
 /// FNV-1a, 64 bits: stable across Rust releases, unlike the standard library's hasher.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -101,6 +103,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("iocd-instance-{name}-{}", std::process::id()));
@@ -122,8 +125,8 @@ mod tests {
             )
         );
         drop(first);
-        let again = lock_state_dir(&dir).expect("free again once dropped");
-        assert_eq!(again.dir(), dir);
+        let again = lock_state_dir(&dir);
+        assert!(again.is_ok(), "free again once dropped");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -162,9 +162,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let (host, port) = (broker.ip().to_string(), broker.port());
     config.mqtt.host = host.clone();
     config.mqtt.port = port;
-    if config.mqtt.client_id.is_empty() {
-        config.mqtt.client_id = iocd::instance::derived_client_id("iocd", state.dir());
-    }
+    iocd::instance::fill_instance_ids(&mut config);
     if config.simulator.client_id == ioc_simulator::SimulatorConfig::default().client_id {
         config.simulator.client_id = format!("{}-sim", config.mqtt.client_id);
     }

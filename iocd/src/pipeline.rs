@@ -164,18 +164,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    if config.mqtt.client_id.is_empty() {
-        config.mqtt.client_id =
-            crate::instance::derived_client_id("iocd", &config.alerts.state_dir);
-    }
-    // Static group membership by default: a restarted instance takes its partitions back at
-    // once (with tansu, a restart without it was seen to get none for minutes).
-    if config.kafka.group_instance_id.is_none() {
-        config.kafka.group_instance_id = Some(crate::instance::derived_client_id(
-            "iocd",
-            &config.alerts.state_dir,
-        ));
-    }
+    crate::instance::fill_instance_ids(&mut config);
     let registry = prometheus::Registry::new();
     let auth = &config.http.auth;
     if auth.enabled && auth.tokens.is_empty() && auth.tokens_file.is_none() {
