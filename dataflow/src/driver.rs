@@ -306,8 +306,6 @@ fn run_worker<O: Outputs>(
         cap: Some(cap),
         watermarks: Watermarks::new(config.allowed_lateness_ms, config.idle_timeout_ms),
         recent: RecentIds::default(),
-        replayed_ids: Default::default(),
-        replayed_ids_until_ms: 0,
         by_epoch: BTreeMap::new(),
         registry: RegistryState {
             input: registry_input,
@@ -377,10 +375,6 @@ fn offset_of(reading: &IngestedReading) -> Option<i64> {
     }
 }
 
-/// How long (wall clock) the ids of replayed readings are remembered after a restart: the
-/// sources redeliver what was not committed or acknowledged within seconds of reconnecting.
-const REPLAYED_IDS_TTL_MS: u64 = 10 * 60 * 1000;
-
 type InputHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
     u64,
     timely::container::CapacityContainerBuilder<Vec<Observation>>,
@@ -399,12 +393,10 @@ struct Feeder<'c, O: Outputs> {
     config: &'c DataflowConfig,
     cap: Option<ActivateCapability<u64>>,
     watermarks: Watermarks,
+    /// Ids of the readings seen (replayed ones too) until the watermark passes them by the
+    /// allowed lateness. A replay does not move the watermark, so a redelivery after a restart
+    /// is recognised however long after the restart the source gets to it.
     recent: RecentIds,
-    /// Ids of the readings replayed at start-up, kept for `REPLAYED_IDS_TTL_MS` of wall time
-    /// whatever the watermark: the sources redeliver what was not yet committed, possibly far
-    /// behind the watermark the replay set, and a repeat must count as a repeat, not as late.
-    replayed_ids: std::collections::HashSet<(String, String)>,
-    replayed_ids_until_ms: u64,
     /// On-time readings of this step, by epoch.
     by_epoch: BTreeMap<u64, Vec<Observation>>,
     registry: RegistryState,
@@ -435,28 +427,16 @@ impl<O: Outputs> Feeder<'_, O> {
         };
         let event_ms = reading.reading.event_time.0;
         let kind = reading.reading.kind();
-        let id = || {
-            (
-                reading.reading.device_id.clone(),
-                reading.reading.message_id.clone(),
-            )
-        };
-        let redelivered = if replayed {
-            if self.replayed_ids.is_empty() {
-                self.replayed_ids_until_ms = self.clock.now_ms() + REPLAYED_IDS_TTL_MS;
-            }
-            self.replayed_ids.insert(id());
-            false
-        } else {
-            !self.replayed_ids.is_empty() && self.replayed_ids.contains(&id())
-        };
         let first = self.recent.insert(
             &reading.reading.device_id,
             &reading.reading.message_id,
             event_ms,
-        ) && !redelivered;
+        );
         if !first {
             if !replayed {
+                // A redelivery after a restart moves time as its first delivery did in the run
+                // before, so the rest of its partition is judged as an unbroken run judges it.
+                self.observe(&reading, event_ms);
                 self.metrics
                     .duplicates
                     .with_label_values(&[kind.as_str()])
@@ -475,12 +455,7 @@ impl<O: Outputs> Feeder<'_, O> {
         // A replay does not move time: what the sources held back before the stop they hold
         // back again once they deliver, so a restart judges readings as an unbroken run would.
         if !replayed {
-            self.watermarks.observe(
-                source_of(&reading),
-                offset_of(&reading),
-                event_ms,
-                self.clock.now_ms(),
-            );
+            self.observe(&reading, event_ms);
         }
         let epoch = event_ms - event_ms % self.config.epoch_ms;
         let r = &reading.reading;
@@ -499,6 +474,15 @@ impl<O: Outputs> Feeder<'_, O> {
         if !replayed {
             self.outputs.raw_reading(reading, None, ack);
         }
+    }
+
+    fn observe(&mut self, reading: &IngestedReading, event_ms: u64) {
+        self.watermarks.observe(
+            source_of(reading),
+            offset_of(reading),
+            event_ms,
+            self.clock.now_ms(),
+        );
     }
 
     /// Applies the registry changes waiting: each takes effect for readings after the newest
@@ -584,8 +568,5 @@ impl<O: Outputs> Feeder<'_, O> {
         // A repeat of an id older than this would be late anyway.
         self.recent
             .forget_before(watermark.saturating_sub(self.config.allowed_lateness_ms));
-        if !self.replayed_ids.is_empty() && self.clock.now_ms() > self.replayed_ids_until_ms {
-            self.replayed_ids = Default::default();
-        }
     }
 }

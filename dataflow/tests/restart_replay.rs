@@ -65,6 +65,7 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         ..DataflowConfig::default()
     };
     let seen = Seen::default();
+    let clock = Arc::new(ManualClock::new(BASE));
     let (tx, rx) = mpsc::channel(10);
     let handle = ioc_dataflow::spawn(
         config,
@@ -73,7 +74,7 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         ioc_dataflow::RegistryFeed::fixed(Vec::new()),
         seen.clone(),
         DataflowMetrics::new(&prometheus::Registry::new()).unwrap(),
-        Arc::new(ManualClock::new(BASE)),
+        clock.clone(),
     )
     .unwrap();
     // The replay: two stored readings, up to 400 s.
@@ -83,8 +84,9 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         .unwrap();
     // Let the replay be taken.
     std::thread::sleep(std::time::Duration::from_millis(200));
-    // The source delivers the early one again (it was stored but not committed), and a new
-    // reading just as old.
+    // The source gets to the early one again (it was stored but not committed) long after the
+    // restart, behind a backlog, with a new reading just as old.
+    clock.advance(3_600_000);
     tx.blocking_send(Ingested::Reading(reading("early", BASE + 100_000), None))
         .unwrap();
     tx.blocking_send(Ingested::Reading(reading("unseen", BASE + 100_000), None))

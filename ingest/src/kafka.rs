@@ -190,6 +190,7 @@ impl KafkaConfig {
 struct IngestContext {
     tracker: Arc<OffsetTracker>,
     partitions: Arc<Partitions>,
+    assigned: prometheus::IntGauge,
 }
 
 impl ClientContext for IngestContext {}
@@ -201,6 +202,7 @@ impl ConsumerContext for IngestContext {
                 self.tracker.forget(e.topic(), e.partition());
                 self.partitions.revoked(e.topic(), e.partition());
             }
+            self.assigned.sub(list.count() as i64);
             tracing::info!(partitions = list.count(), "kafka partitions revoked");
         }
     }
@@ -213,6 +215,7 @@ impl ConsumerContext for IngestContext {
                 for e in list.elements() {
                     self.partitions.assigned(e.topic(), e.partition());
                 }
+                self.assigned.add(list.count() as i64);
                 tracing::info!(partitions = list.count(), "kafka partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "kafka rebalance failed"),
@@ -238,6 +241,7 @@ pub async fn run_kafka(
     let context = IngestContext {
         tracker: Arc::clone(&tracker),
         partitions: Arc::clone(&partitions),
+        assigned: metrics.kafka_assigned.clone(),
     };
     let consumer: Arc<IngestConsumer> = Arc::new(
         config

@@ -26,6 +26,8 @@ pub struct IngestMetrics {
     pub stashed: IntGauge,
     /// `ioc_ingest_kafka_connected`: 1 while the Kafka consumer runs.
     pub kafka_connected: IntGauge,
+    /// `ioc_ingest_kafka_assigned_partitions`: partitions the group gives this consumer.
+    pub kafka_assigned: IntGauge,
     /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
     pub kafka_lag: IntGaugeVec,
     /// `ioc_ingest_kafka_partition_paused{topic,partition}`: 1 while alignment pauses it.
@@ -102,7 +104,10 @@ impl IngestMetrics {
                 "ioc_ingest_kafka_connected",
                 "1 while the Kafka consumer runs.",
             )?,
-
+            kafka_assigned: gauge(
+                "ioc_ingest_kafka_assigned_partitions",
+                "Partitions the consumer group has assigned to this consumer.",
+            )?,
             kafka_paused: {
                 let g = IntGaugeVec::new(
                     Opts::new(

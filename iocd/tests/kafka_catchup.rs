@@ -126,9 +126,10 @@ enum Order {
     PartitionByPartition,
 }
 
-fn backlog(run: &str, base: u64, order: Order) -> Vec<Message> {
+/// The readings of the first `devices` devices.
+fn backlog(run: &str, base: u64, order: Order, devices: usize) -> Vec<Message> {
     let mut messages: Vec<Message> = (0..PER_DEVICE)
-        .flat_map(|seq| (0..DEVICES).map(move |device| (device, seq)))
+        .flat_map(|seq| (0..devices).map(move |device| (device, seq)))
         .map(|(device, seq)| message(run, base, device, seq))
         .collect();
     if let Order::PartitionByPartition = order {
@@ -166,10 +167,11 @@ async fn produce_backlog(prefix: &str, messages: &[Message]) {
 
 type Windows = BTreeMap<(String, String, u64), (u64, f64, f64, f64)>;
 
-/// The final 1-minute windows the backlog must give, computed here from the readings.
-fn expected_windows(run: &str, base: u64) -> Windows {
+/// The final 1-minute windows the backlog of the first `devices` devices must give, computed
+/// here from the readings.
+fn expected_windows(run: &str, base: u64, devices: usize) -> Windows {
     let mut windows = Windows::new();
-    for device in 0..DEVICES {
+    for device in 0..devices {
         for seq in 0..PER_DEVICE {
             let t = event_ms(base, device, seq);
             let start = t - t % 60_000;
@@ -250,13 +252,18 @@ fn config(prefix: &str, run: &str, database: &str, http_port: u16) -> String {
     )
 }
 
-/// Waits until every reading is stored and the compared windows are final.
-async fn caught_up(client: &clickhouse::Client, base: u64, expected: usize, log: &std::path::Path) {
+/// Waits until `total` readings are stored and the compared windows are final.
+async fn caught_up(
+    client: &clickhouse::Client,
+    base: u64,
+    (total, expected): (usize, usize),
+    log: &std::path::Path,
+) {
     wait_until(
         &format!("the backlog and its windows stored; see {}", log.display()),
         Duration::from_secs(300),
         || async {
-            stored_readings(client).await == (TOTAL as u64, TOTAL as u64)
+            stored_readings(client).await == (total as u64, total as u64)
                 && stored_windows(client, base).await.len() >= expected
         },
     )
@@ -267,7 +274,7 @@ async fn caught_up(client: &clickhouse::Client, base: u64, expected: usize, log:
 async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_in() {
     let run = run_id("catchup");
     let base = base_time();
-    let expected = expected_windows(&run, base);
+    let expected = expected_windows(&run, base, DEVICES);
     assert_eq!(expected.len(), DEVICES * FINAL_MINUTES as usize);
     let mut results = Vec::new();
     let mut paused_s = 0.0;
@@ -279,13 +286,13 @@ async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_
         let prefix = format!("test.{name}");
         let database = format!("ioc_test_{name}");
         create_topics(&prefix, PARTITIONS).await;
-        produce_backlog(&prefix, &backlog(&run, base, order)).await;
+        produce_backlog(&prefix, &backlog(&run, base, order, DEVICES)).await;
         let dir = std::env::temp_dir().join(&name);
         std::fs::create_dir_all(&dir).unwrap();
         let http_port = free_port();
         let iocd = Iocd::start(&dir, "iocd", &config(&prefix, &name, &database, http_port));
         let client = clickhouse("http://127.0.0.1:8123", &database);
-        caught_up(&client, base, expected.len(), &iocd.log).await;
+        caught_up(&client, base, (TOTAL, expected.len()), &iocd.log).await;
         let windows = stored_windows(&client, base).await;
         let api = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
         paused_s += scrape_metric(api, "ioc_ingest_kafka_paused_seconds_total", "").await;
@@ -311,11 +318,11 @@ async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_
 async fn a_backlog_interrupted_by_sigkill_ends_as_an_uninterrupted_one() {
     let run = run_id("catchup_kill");
     let base = base_time();
-    let expected = expected_windows(&run, base);
+    let expected = expected_windows(&run, base, DEVICES);
     let prefix = format!("test.{run}");
     let database = format!("ioc_test_{run}");
     create_topics(&prefix, PARTITIONS).await;
-    produce_backlog(&prefix, &backlog(&run, base, Order::EventTime)).await;
+    produce_backlog(&prefix, &backlog(&run, base, Order::EventTime, DEVICES)).await;
     let dir = std::env::temp_dir().join(&run);
     std::fs::create_dir_all(&dir).unwrap();
     let config = config(&prefix, &run, &database, free_port());
@@ -337,7 +344,7 @@ async fn a_backlog_interrupted_by_sigkill_ends_as_an_uninterrupted_one() {
     );
 
     let second = Iocd::start(&dir, "iocd", &config);
-    caught_up(&client, base, expected.len(), &log).await;
+    caught_up(&client, base, (TOTAL, expected.len()), &log).await;
     assert_eq!(
         late(&client).await,
         (0, 0),
@@ -354,6 +361,82 @@ async fn a_backlog_interrupted_by_sigkill_ends_as_an_uninterrupted_one() {
             log.display()
         );
     }
+    second.stop();
+    drop_database(&database).await;
+}
+
+/// Two iocd processes in one consumer group, each with its own instance id and state folder,
+/// started before the readings arrive: each gets partitions, every reading is stored once, and
+/// every device's windows (a device's readings share a partition) are computed in full by the
+/// member that owns it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_of_one_group_share_the_partitions() {
+    let run = run_id("catchup_group");
+    let base = base_time();
+    // 10 devices of each kind: membership, not volume, is what this checks.
+    let devices = 40;
+    let expected = expected_windows(&run, base, devices);
+    let prefix = format!("test.{run}");
+    let database = format!("ioc_test_{run}");
+    create_topics(&prefix, PARTITIONS).await;
+    let shared = config(&prefix, &run, &database, 0);
+    let member = |name: &str| {
+        let dir = std::env::temp_dir().join(format!("{run}_{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let config = shared
+            .replace(
+                &format!("group_instance_id = \"{run}\""),
+                &format!("group_instance_id = \"{run}-{name}\""),
+            )
+            .replace(&state_dir(&run), &state_dir(&format!("{run}-{name}")))
+            .replace("127.0.0.1:0\"", &format!("127.0.0.1:{port}\""));
+        let api = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        (Iocd::start(&dir, "iocd", &config), api)
+    };
+    let (first, first_api) = member("a");
+    // The second joins once the first has made the schema, so they do not race on it.
+    wait_until("the first member up", Duration::from_secs(60), || async {
+        scrape_metric(first_api, "ioc_ingest_kafka_connected", "").await == 1.0
+    })
+    .await;
+    let (second, second_api) = member("b");
+    let assigned = |api| scrape_metric(api, "ioc_ingest_kafka_assigned_partitions", "");
+    wait_until(
+        &format!(
+            "both members assigned partitions; see {} and {}",
+            first.log.display(),
+            second.log.display()
+        ),
+        Duration::from_secs(120),
+        || async {
+            let (a, b) = (assigned(first_api).await, assigned(second_api).await);
+            a > 0.0 && b > 0.0 && a + b == f64::from(PARTITIONS * 4)
+        },
+    )
+    .await;
+    produce_backlog(&prefix, &backlog(&run, base, Order::EventTime, devices)).await;
+    let client = clickhouse("http://127.0.0.1:8123", &database);
+    caught_up(
+        &client,
+        base,
+        (devices * PER_DEVICE, expected.len()),
+        &first.log,
+    )
+    .await;
+    assert_eq!(late(&client).await, (0, 0), "no reading late");
+    let windows = stored_windows(&client, base).await;
+    assert_eq!(windows.len(), expected.len());
+    for (key, want) in &expected {
+        assert_eq!(windows.get(key), Some(want), "window {key:?}");
+    }
+    // Neither member lost its partitions on the way.
+    let (a, b) = (assigned(first_api).await, assigned(second_api).await);
+    assert!(
+        a > 0.0 && b > 0.0,
+        "assigned partitions at the end: {a} and {b}"
+    );
+    first.stop();
     second.stop();
     drop_database(&database).await;
 }
