@@ -66,7 +66,7 @@ impl From<AlertsError> for ApiError {
             AlertsError::Stopped | AlertsError::State(_) | AlertsError::Webhook(_) => {
                 error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
-            AlertsError::RulesFile { .. } => {
+            AlertsError::RulesFile { .. } | AlertsError::Metrics(_) => {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }

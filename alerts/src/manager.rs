@@ -33,8 +33,9 @@ pub struct AlertsConfig {
     pub state_dir: PathBuf,
     /// How often wall-clock transitions run (escalation, hold expiry, storm windows), ms.
     pub tick_ms: u64,
-    /// Capacity of the bounded queue of observations into the manager; when it is full the
-    /// dataflow waits (backpressure, nothing dropped).
+    /// Capacity of the bounded queue of observations into the manager. The dataflow never
+    /// waits on it: when it is full the observations are shed and counted in
+    /// `ioc_alerts_observations_shed_total`.
     pub queue_capacity: usize,
     /// The alert lifecycle: storm caps, summaries, escalation limits, memory bounds.
     pub lifecycle: LifecycleConfig,
@@ -82,6 +83,9 @@ pub enum AlertsError {
     /// The manager has stopped. Permanent.
     #[error("the alert manager has stopped")]
     Stopped,
+    /// A metric could not be registered (a name taken twice). Permanent.
+    #[error("cannot register the alert metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 impl AlertsError {
@@ -93,6 +97,7 @@ impl AlertsError {
             AlertsError::Rule(_)
             | AlertsError::Lifecycle(_)
             | AlertsError::RulesFile { .. }
+            | AlertsError::Metrics(_)
             | AlertsError::Stopped => false,
         }
     }
@@ -150,6 +155,8 @@ pub enum Action {
 #[derive(Clone)]
 pub struct Alerts {
     observations: mpsc::Sender<Vec<Observation>>,
+    /// `ioc_alerts_observations_shed_total`: observations dropped because the queue was full.
+    shed: prometheus::IntCounter,
     commands: mpsc::Sender<Command>,
     /// Metrics of readings any rule watches: other readings are not sent to the manager.
     reading_metrics: Arc<RwLock<HashSet<String>>>,
@@ -254,6 +261,11 @@ impl Alerts {
         dispatcher.register_metrics(registry)?;
         let reading_metrics = Arc::new(RwLock::new(reading_metrics_of(&rules)));
         let (observations, observations_rx) = mpsc::channel(config.queue_capacity.max(1));
+        let shed = prometheus::IntCounter::new(
+            "ioc_alerts_observations_shed_total",
+            "Observations not evaluated by the alert rules because the manager's queue was full.",
+        )?;
+        registry.register(Box::new(shed.clone()))?;
         let (commands, commands_rx) = mpsc::channel(64);
         let (events_tx, events_rx) = mpsc::channel(config.queue_capacity.max(1));
         let runner = Runner {
@@ -270,6 +282,7 @@ impl Alerts {
         Ok((
             Alerts {
                 observations,
+                shed,
                 commands,
                 reading_metrics,
                 devices,
@@ -286,7 +299,7 @@ impl Alerts {
     }
 
     /// Fills in what the registry knows (owner, reporting interval) and queues the
-    /// observations. Blocks while the queue is full: call from a thread, not an async task.
+    /// observations; sheds them (counted) when the queue is full, so it never blocks.
     fn queue(&self, mut observations: Vec<Observation>) {
         if observations.is_empty() {
             return;
@@ -301,17 +314,31 @@ impl Alerts {
                 o.expected_interval_s = Some(interval_s);
             }
         }
-        if self.observations.blocking_send(observations).is_err() {
-            tracing::debug!("alert manager stopped; observations not evaluated");
+        match self.observations.try_send(observations) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(shed)) => {
+                // The live path never waits on the alert manager; say so once per 1,000.
+                if self.shed.get().is_multiple_of(1000) {
+                    tracing::warn!(
+                        shed = self.shed.get() + 1,
+                        "alert manager queue full; observations shed"
+                    );
+                }
+                self.shed.inc_by(shed.len() as u64);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("alert manager stopped; observations not evaluated");
+            }
         }
     }
 
-    /// Evaluates a KPI row. Blocks while the manager's queue is full.
+    /// Evaluates a KPI row (shed, and counted, when the manager's queue is full).
     pub fn observe_kpi(&self, kpi: &Kpi) {
         self.queue(observations_of_kpi(kpi));
     }
 
-    /// Evaluates a reading's samples that some rule watches. Blocks while the queue is full.
+    /// Evaluates a reading's samples that some rule watches (shed, and counted, when the
+    /// manager's queue is full).
     pub fn observe_reading(&self, reading: &Reading, district: District) {
         let observations: Vec<Observation> = {
             let Ok(wanted) = self.reading_metrics.read() else {

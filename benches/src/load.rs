@@ -9,6 +9,9 @@
 //!   bare librdkafka consumer reading them all, then the pipeline (Kafka source only) until
 //!   ClickHouse holds them all.
 //!
+//! - `--transport outage`: the spool's drain rate after ClickHouse was away for `--outage-s`
+//!   while MQTT readings kept arriving at `--rate` a second (see `outage.rs`).
+//!
 //! Needs mosquitto on 127.0.0.1:1883 with `mosquitto_sub` on the PATH (mqtt), a Kafka-protocol
 //! broker on 127.0.0.1:9092 that supports CreateTopics (kafka), and ClickHouse on
 //! 127.0.0.1:8123 (`.ci/servers.sh start`). Run:
@@ -40,6 +43,8 @@ enum TransportArg {
     Mqtt,
     /// Kafka, against a bare librdkafka consumer.
     Kafka,
+    /// MQTT while ClickHouse is away, then the spool's drain.
+    Outage,
 }
 
 /// Which MQTT acknowledgement mode is measured first (to check for order effects).
@@ -91,7 +96,15 @@ struct Args {
     /// Timely workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// `outage`: readings a second while ClickHouse is away.
+    #[arg(long, default_value_t = 5_000)]
+    rate: u64,
+    /// `outage`: how long ClickHouse is away, seconds.
+    #[arg(long, default_value_t = 600)]
+    outage_s: u64,
 }
+
+mod outage;
 
 fn messages(count: u64) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let config = SimulatorConfig {
@@ -129,16 +142,33 @@ impl Pipeline {
     /// Starts `iocd::pipeline::run` with `config`, storing into `database`.
     async fn start(
         args: &Args,
+        config: iocd::Config,
+        database: String,
+    ) -> anyhow::Result<Pipeline> {
+        Self::start_via(args, config, database, &args.clickhouse_url, |_| {}).await
+    }
+
+    /// [`start`](Self::start) with iocd reaching ClickHouse at `url`, with `tune` applied to
+    /// its ClickHouse settings.
+    async fn start_via(
+        args: &Args,
         mut config: iocd::Config,
         database: String,
+        url: &str,
+        tune: impl FnOnce(&mut ioc_store::ClickHouseConfig),
     ) -> anyhow::Result<Pipeline> {
         config.dataflow.workers = args.workers;
         config.http.listen = "127.0.0.1:0".parse()?;
-        config.clickhouse = Some(ioc_store::ClickHouseConfig {
-            url: args.clickhouse_url.clone(),
+        let mut clickhouse = ioc_store::ClickHouseConfig {
+            url: url.to_owned(),
             database: database.clone(),
             ..Default::default()
-        });
+        };
+        tune(&mut clickhouse);
+        config.clickhouse = Some(clickhouse);
+        // Its own state folder (and so spool) per run.
+        config.alerts.state_dir = std::env::temp_dir().join(format!("ioc-load-{database}"));
+        let _ = std::fs::remove_dir_all(&config.alerts.state_dir);
         let listener = ioc_dashboard_api::bind(&config.http).await?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -187,6 +217,11 @@ impl Pipeline {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The largest resident set seen by [`wait_for`](Self::wait_for), KiB.
+    fn peak_rss(&self) -> u64 {
+        self.peak_rss_kib.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A gauge's value from the pipeline's `/metrics` (0 when absent or unreadable).
@@ -613,5 +648,6 @@ async fn main() -> anyhow::Result<()> {
     match args.transport {
         TransportArg::Mqtt => mqtt(&args, &run).await,
         TransportArg::Kafka => kafka(&args, &run).await,
+        TransportArg::Outage => outage::run(&args, &run).await,
     }
 }

@@ -1,5 +1,6 @@
 // The operator page: login, device map, district KPI tiles, hourly AQI per station and the
-// live alert feed with acknowledge and resolve. Data: GET /api/v1/devices once, then the
+// live alert feed with acknowledge and resolve, and a banner with what /api/v1/health reports
+// as not working (polled every 5 s). Data: GET /api/v1/devices once, then the
 // WebSocket (protocol v2); actions: POST /api/v1/alerts/{id}/acknowledge|resolve.
 
 import { applyStatic, cityTime, DISTRICTS, districtName, getLang, number, setLang, t } from './i18n.js';
@@ -78,6 +79,26 @@ function showDashboard() {
   $('#logout').hidden = !state.config.auth;
 }
 
+/** Shows what the server reports as not working, such as ClickHouse down and rows spooled. */
+async function refreshSystemHealth() {
+  const banner = $('#system-banner');
+  if ($('#app').hidden) {
+    banner.hidden = true;
+    return;
+  }
+  try {
+    const report = await api('/api/v1/health');
+    const down = Object.entries(report.components || {}).filter(([, c]) => !c.ok);
+    banner.hidden = down.length === 0;
+    banner.innerHTML = down.length
+      ? `<b>${escapeHtml(t('system.degraded'))}</b>` +
+        down.map(([name, c]) => `${escapeHtml(name)}: ${escapeHtml(c.detail)}`).join(' · ')
+      : '';
+  } catch {
+    // The connection indicator already says when the server cannot be reached.
+  }
+}
+
 function logout(errorKey) {
   feed?.stop();
   feed = null;
@@ -102,6 +123,7 @@ async function boot() {
   buildDistrictTiles();
   bindUi();
   setInterval(() => ($('#clock').textContent = cityTime(Date.now())), 1000);
+  setInterval(refreshSystemHealth, 5000);
   try {
     const res = await fetch('/ui/config.json');
     state.config = await res.json();

@@ -49,8 +49,8 @@ pub struct HttpConfig {
     /// Requests a client may make at once above its rate (the token bucket's size).
     pub rate_limit_burst: u32,
     /// KPI rows kept in memory per family, newest windows first, for
-    /// `GET /api/v1/kpis/{family}` when no ClickHouse is configured (0 keeps none; with
-    /// ClickHouse the history is read there and nothing is kept).
+    /// `GET /api/v1/kpis/{family}` when no ClickHouse is configured, or while it cannot be
+    /// reached (0 keeps none).
     pub history_memory_rows: usize,
     /// Bearer-token access control (see the crate docs).
     pub auth: AuthConfig,

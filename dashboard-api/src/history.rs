@@ -166,30 +166,34 @@ pub(crate) async fn kpi_history(
     })?;
     let Query(params) = params.map_err(|e| invalid_query(&e, KNOWN))?;
     let query = history_query(family, params)?;
+    let from_memory = |why: String| {
+        let recent = state.feed().recent();
+        let note = format!(
+            "{why}: only the rows computed since this process started, at most {} per family, \
+             are kept",
+            recent.max_per_family()
+        );
+        (HistorySource::Memory, Some(note), recent.query(&query))
+    };
     let (source, note, rows) = match state.history_store() {
-        Some(store) => {
-            let rows = store.kpi_history(&query).await.map_err(|e| {
+        Some(store) => match store.kpi_history(&query).await {
+            Ok(rows) => (HistorySource::Clickhouse, None, rows),
+            // ClickHouse down or overloaded: the live rows still answer.
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "kpi history query failed; answering from memory");
+                from_memory(format!("ClickHouse is unavailable ({e})"))
+            }
+            Err(e) => {
                 tracing::warn!(error = %e, "kpi history query failed");
-                RestError::unavailable(format!("cannot read KPI history: {e}"))
-            })?;
-            (HistorySource::Clickhouse, None, rows)
-        }
+                return Err(RestError::unavailable(format!(
+                    "cannot read KPI history: {e}"
+                )));
+            }
+        },
         None if state.history_store_expected() => {
-            return Err(RestError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "history_unavailable",
-                "KPI history is read from ClickHouse, which is not reached yet",
-            ))
+            from_memory("ClickHouse is not reached yet".to_owned())
         }
-        None => {
-            let recent = state.feed().recent();
-            let note = format!(
-                "no ClickHouse is configured: only the rows computed since this process \
-                 started, at most {} per family, are kept",
-                recent.max_per_family()
-            );
-            (HistorySource::Memory, Some(note), recent.query(&query))
-        }
+        None => from_memory("no ClickHouse is configured".to_owned()),
     };
     Ok(Json(History {
         family,
@@ -238,12 +242,6 @@ impl RecentKpis {
 
     pub(crate) fn max_per_family(&self) -> usize {
         self.max_per_family.load(Ordering::Relaxed)
-    }
-
-    /// Stops keeping rows and forgets those kept (ClickHouse serves the history now).
-    pub(crate) fn disable(&self) {
-        self.max_per_family.store(0, Ordering::Relaxed);
-        self.lock().clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>> {

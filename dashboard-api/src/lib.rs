@@ -53,9 +53,10 @@
 //! - `GET /api/v1/health`: what `/healthz` answers, behind a token.
 //! - `GET /api/v1/kpis/{family}`: KPI history by time range (`from`, `to`), `entity`,
 //!   `district`, `scope`, `window_size_ms` and `limit`: from ClickHouse once given with
-//!   [`ApiState::set_history_store`] (`503 history_unavailable` while one is expected,
-//!   [`ApiState::expect_history_store`]), otherwise from the newest `history_memory_rows`
-//!   rows per family published with [`LiveFeed::publish_kpi`] (`"source":"memory"`).
+//!   [`ApiState::set_history_store`], otherwise (none configured, none reached yet,
+//!   [`ApiState::expect_history_store`], or one failing) from the newest
+//!   `history_memory_rows` rows per family published with [`LiveFeed::publish_kpi`]
+//!   (`"source":"memory"` and a `note` saying why).
 //! - `GET /openapi.json` (public): the OpenAPI 3.1 document of these routes
 //!   ([`api_description`]) merged with those added by [`ApiState::add_api_description`].
 //! - `GET /`, `/ui/config.json`, `/assets/...` (public): the operator page.

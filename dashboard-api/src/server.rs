@@ -237,13 +237,12 @@ impl ApiState {
     }
 
     /// Says ClickHouse will serve KPI history ([`ApiState::set_history_store`] follows
-    /// once it is reached): nothing is kept in memory, and until then
-    /// `GET /api/v1/kpis/{family}` answers `503 history_unavailable`.
+    /// once it is reached). The recent rows are still kept in memory: while ClickHouse cannot
+    /// be reached, `GET /api/v1/kpis/{family}` answers from them, saying so.
     pub fn expect_history_store(&self) {
         self.inner
             .history_expected
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.feed().recent().disable();
     }
 
     pub(crate) fn history_store_expected(&self) -> bool {
@@ -252,12 +251,10 @@ impl ApiState {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store` instead of memory.
-    /// Only the first call counts.
+    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store`, and from memory only
+    /// while `store` fails. Only the first call counts.
     pub fn set_history_store(&self, store: ioc_store::Store) {
-        if self.inner.history.set(store).is_ok() {
-            self.feed().recent().disable();
-        }
+        let _ = self.inner.history.set(store);
     }
 
     /// Adds `description` (of the routes given to [`router_with`]) to `/openapi.json`.

@@ -7,7 +7,7 @@ use ioc_alerts::webhooks::{AttemptLog, DeliveryAttempt};
 use ioc_alerts::{Alerts, AlertsConfig, AlertsTask, DeviceLookup};
 use ioc_dashboard_api::{ApiState, DeviceDirectory, LiveFeed};
 use ioc_schemas::{AlertEvent, Department};
-use ioc_store::{department_code, AlertEventRow, WebhookAttemptRow, Writers};
+use ioc_store::{department_code, AlertEventRow, Spool, SpoolRow, WebhookAttemptRow};
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
 
@@ -100,7 +100,7 @@ impl Alerting {
     pub fn forward(
         self,
         feed: LiveFeed,
-        writers: Option<Writers>,
+        spool: Option<Spool>,
     ) -> (AlertsTask, Vec<tokio::task::JoinHandle<()>>) {
         let Alerting {
             alerts,
@@ -110,23 +110,19 @@ impl Alerting {
         } = self;
         // The pipeline holds its own handles; the manager stops once they are dropped.
         drop(alerts);
-        let event_writers = writers.clone();
+        let event_spool = spool.clone();
         let events_task = tokio::spawn(async move {
             while let Some(event) = events.recv().await {
-                if let Some(w) = &event_writers {
-                    if let Err(e) = w.alert_events.send(AlertEventRow::from(&event), None).await {
-                        tracing::error!(error = %e, "alert event not queued for storage");
-                    }
+                if let Some(spool) = &event_spool {
+                    spool.append(&SpoolRow::AlertEvent(AlertEventRow::from(&event)), None);
                 }
                 feed.publish_alert(event);
             }
         });
         let attempts_task = tokio::spawn(async move {
             while let Some(row) = attempts.recv().await {
-                if let Some(w) = &writers {
-                    if let Err(e) = w.webhook_attempts.send(row, None).await {
-                        tracing::error!(error = %e, "webhook attempt not queued for storage");
-                    }
+                if let Some(spool) = &spool {
+                    spool.append(&SpoolRow::WebhookAttempt(row), None);
                 }
             }
         });

@@ -26,6 +26,8 @@ pub struct Config {
     /// ClickHouse. `iocd run` always stores (the defaults reach a local server); `iocd demo`
     /// stores only when this section or `--clickhouse-url` is given.
     pub clickhouse: Option<ClickHouseConfig>,
+    /// The durable local spool between the pipeline and ClickHouse.
+    pub spool: ioc_store::SpoolConfig,
     /// The HTTP API.
     pub http: HttpConfig,
     /// The simulated fleet (`iocd demo` and `iocd simulate`).
@@ -87,8 +89,8 @@ impl Default for DemoConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
-    /// Longest wait (ms) for pending batches to reach ClickHouse on shutdown; rows not stored by
-    /// then were never acknowledged, so the broker redelivers them.
+    /// Longest wait (ms) for the spool's rows to reach ClickHouse on shutdown; rows not
+    /// inserted by then stay in the spool and are inserted at the next start.
     pub flush_timeout_ms: u64,
 }
 

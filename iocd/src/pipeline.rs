@@ -14,8 +14,8 @@ use ioc_schemas::{
     Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, ValidationLimits, WindowResult,
 };
 use ioc_store::{
-    DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Store, StoreMetrics, WindowRow,
-    Writers,
+    DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Spool, SpoolMetrics, SpoolRow, Store,
+    StoreMetrics, WindowRow,
 };
 use prometheus::IntCounterVec;
 use std::time::Instant;
@@ -24,10 +24,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 
-/// Where the dataflow's records go: the store (when configured) and the live feed.
+/// Where the dataflow's records go: the spool in front of ClickHouse (when one is configured)
+/// and the live feed. Nothing here waits for storage: the spool takes rows without blocking.
 #[derive(Clone)]
 struct PipelineOutputs {
-    writers: Option<Writers>,
+    spool: Option<Spool>,
     feed: LiveFeed,
     unknown: UnknownDevices,
     /// The alert manager, when alerts are on.
@@ -51,39 +52,26 @@ impl Outputs for PipelineOutputs {
         if let (Some(alerts), None) = (&self.alerts, late_behind) {
             alerts.observe_reading(&reading.reading, reading.district);
         }
-        let Some(w) = &self.writers else {
+        let Some(spool) = &self.spool else {
             return self.unstored("reading", ack);
         };
-        let row = ReadingRow::new(&reading, late_behind.is_some());
-        let sent = match late_behind {
-            None => w.readings.blocking_send(row, ack),
+        let row = SpoolRow::Reading(ReadingRow::new(&reading, late_behind.is_some()));
+        match late_behind {
+            None => spool.append(&row, ack),
             Some(watermark) => {
-                // Acknowledged once both the raw row and its ledger entry are stored.
-                let (raw_ack, ledger_ack) = match ack.map(|a| a.split(2)) {
-                    Some(mut parts) => (parts.pop(), parts.pop()),
-                    None => (None, None),
-                };
-                w.readings.blocking_send(row, raw_ack).and_then(|()| {
-                    w.late_readings
-                        .blocking_send(LateReadingRow::new(&reading, watermark), ledger_ack)
-                })
+                // Rows are committed in order: acknowledging the ledger entry covers both.
+                spool.append(&row, None);
+                spool.append(
+                    &SpoolRow::LateReading(LateReadingRow::new(&reading, watermark)),
+                    ack,
+                );
             }
-        };
-        if let Err(e) = sent {
-            tracing::error!(error = %e, "reading not queued for storage; the source will redeliver it");
         }
     }
 
     fn dead_letter(&self, letter: DeadLetter, ack: Option<Ack>) {
-        match &self.writers {
-            Some(w) => {
-                if let Err(e) = w
-                    .dead_letters
-                    .blocking_send(DeadLetterRow::from(&letter), ack)
-                {
-                    tracing::error!(error = %e, "dead letter not queued for storage; the source will redeliver it");
-                }
-            }
+        match &self.spool {
+            Some(spool) => spool.append(&SpoolRow::DeadLetter(DeadLetterRow::from(&letter)), ack),
             None => self.unstored("dead_letter", ack),
         }
     }
@@ -96,23 +84,18 @@ impl Outputs for PipelineOutputs {
     }
 
     fn window(&self, result: WindowResult) {
-        let row = self.writers.as_ref().map(|_| WindowRow::from(&result));
-        self.feed.publish(result);
-        if let (Some(w), Some(row)) = (&self.writers, row) {
-            if let Err(e) = w.windows.blocking_send(row, None) {
-                tracing::error!(error = %e, "window result not queued for storage");
-            }
+        if let Some(spool) = &self.spool {
+            spool.append(&SpoolRow::Window(WindowRow::from(&result)), None);
         }
+        self.feed.publish(result);
     }
 
     fn kpi(&self, kpi: Kpi) {
         if let Some(alerts) = &self.alerts {
             alerts.observe_kpi(&kpi);
         }
-        if let Some(w) = &self.writers {
-            if let Err(e) = w.kpis.blocking_send(&kpi) {
-                tracing::error!(error = %e, family = kpi.family().as_str(), "kpi row not queued for storage");
-            }
+        if let Some(spool) = &self.spool {
+            spool.append(&SpoolRow::from(&kpi), None);
         }
         self.feed.publish_kpi(kpi);
     }
@@ -234,10 +217,21 @@ pub async fn run(
     if config.clickhouse.is_some() {
         state.expect_history_store();
     }
+    // Every row bound for ClickHouse goes through the spool (opened before ClickHouse is
+    // reached, so a bad spool folder fails at once).
+    let spool = match &config.clickhouse {
+        Some(_) => Some(open_spool(&config, &registry)?),
+        None => None,
+    };
     let store = match config.clickhouse.clone() {
         Some(cfg) => match connect_store(cfg, store_metrics.clone(), &state, &mut stop_rx).await? {
             Some(store) => Some(store),
-            None => return finish_api(api).await,
+            None => {
+                if let Some(spool) = &spool {
+                    spool.shutdown().await;
+                }
+                return finish_api(api).await;
+            }
         },
         None => {
             state.health().set_component(
@@ -251,12 +245,35 @@ pub async fn run(
     if let Some(store) = &store {
         state.set_history_store(store.clone());
     }
-    let (writers, writer_tasks) = match &store {
-        Some(s) => {
-            let (w, t) = s.writers();
-            (Some(w), Some(t))
+    let (drain_stop, drain_stop_rx) = watch::channel(false);
+    let (writer_tasks, drain_task) = match (&store, &spool) {
+        (Some(store), Some(spool)) => {
+            let (writers, tasks) = store.writers();
+            let (caught_up_tx, mut caught_up) = watch::channel(false);
+            let drain = tokio::spawn({
+                let spool = spool.clone();
+                async move { spool.drain(writers, drain_stop_rx, caught_up_tx).await }
+            });
+            // What the last run spooled is stored before windows are rebuilt from ClickHouse.
+            let left = spool.backlog().rows;
+            let stopped = tokio::select! {
+                _ = caught_up.wait_for(|c| *c) => false,
+                _ = stop_rx.wait_for(|s| *s) => true,
+            };
+            if stopped {
+                drain.abort();
+                spool.shutdown().await;
+                return finish_api(api).await;
+            }
+            if left > 0 {
+                tracing::info!(
+                    rows = left,
+                    "rows spooled by the last run are in clickhouse"
+                );
+            }
+            (Some(tasks), Some(drain))
         }
-        None => (None, None),
+        _ => (None, None),
     };
 
     let devices = crate::registry::initial_devices(&config.registry, store.as_ref()).await?;
@@ -270,11 +287,11 @@ pub async fn run(
         to_dataflow,
     ));
 
-    let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), writers.clone()));
+    let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), spool.clone()));
 
     let (input_tx, input_rx) = mpsc::channel(config.dataflow.input_capacity);
     let outputs = PipelineOutputs {
-        writers,
+        spool: spool.clone(),
         feed: state.feed().clone(),
         unknown: state.unknown_devices().clone(),
         alerts,
@@ -335,6 +352,12 @@ pub async fn run(
         rebuild_open_windows(store, from, &input_tx, &registry).await?;
     }
 
+    // The sources' records pass a gate that holds them while the spool is full, so a long
+    // ClickHouse outage pushes back on the brokers, never on the dataflow.
+    let input_tx = match &spool {
+        Some(spool) => admit_while_spool_has_room(spool.clone(), input_tx),
+        None => input_tx,
+    };
     let (drained_tx, drained_rx) = watch::channel(false);
     let until = |rx: &watch::Receiver<bool>| {
         let mut rx = rx.clone();
@@ -374,19 +397,13 @@ pub async fn run(
     drop(input_tx);
     let health = state.clone();
     let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
-    let stored = store.is_some();
+    let health_spool = spool.clone();
     let health_task = tokio::spawn(async move {
         loop {
-            if stored {
-                let failing = store_metrics.failing_tables();
-                let detail = if failing.is_empty() {
-                    "inserting".to_owned()
-                } else {
-                    format!("inserts into {} failing; retrying", failing.join(", "))
-                };
-                health
-                    .health()
-                    .set_component("clickhouse", failing.is_empty(), detail);
+            if let Some(spool) = &health_spool {
+                spool.refresh_metrics();
+                let (ok, detail) = clickhouse_health(&store_metrics.failing_tables(), spool);
+                health.health().set_component("clickhouse", ok, detail);
             }
             for (name, on, up) in [
                 ("mqtt", mqtt_on, ingest_metrics.connected.get() == 1),
@@ -406,17 +423,44 @@ pub async fn run(
     health_task.abort();
     state.clear_registry_sender();
     registry_service.abort();
-    if let Some(tasks) = writer_tasks {
+    // Everything taken is in the spool once it has committed: only then may the sources
+    // forget it. The drain to ClickHouse goes on for what the flush timeout allows; what is
+    // left stays in the spool for the next start.
+    if let Some(spool) = &spool {
+        spool.close().await;
+    }
+    let _ = drained_tx.send(true);
+    if let (Some(drain), Some(tasks), Some(spool)) = (drain_task, writer_tasks, &spool) {
         let timeout = Duration::from_millis(config.shutdown.flush_timeout_ms);
-        match tokio::time::timeout(timeout, tasks.join()).await {
-            Ok(Ok(())) => tracing::info!("pending batches flushed to clickhouse"),
-            Ok(Err(e)) => tracing::error!(error = %e, "a store writer failed"),
+        let _ = drain_stop.send(true);
+        let abort_drain = drain.abort_handle();
+        let flushed = tokio::time::timeout(timeout, async {
+            let _ = drain.await;
+            let joined = tasks.join().await;
+            spool.deleted().await;
+            joined
+        })
+        .await;
+        abort_drain.abort();
+        let left = spool.backlog().rows;
+        match flushed {
+            Ok(Ok(())) if left == 0 => tracing::info!("the spool is drained into clickhouse"),
+            Ok(Ok(())) => tracing::info!(rows = left, "rows left in the spool for the next start"),
+            Ok(Err(e)) => tracing::error!(error = %e, "a store writer failed; rows stay in the spool"),
             Err(_) => tracing::warn!(
-                "clickhouse flush timed out; unstored messages stay unacknowledged and will be redelivered"
+                rows = left,
+                "clickhouse flush timed out; the rows not inserted stay in the spool for the next start"
             ),
         }
     }
-    let _ = drained_tx.send(true);
+    if let Some(spool) = &spool {
+        if tokio::time::timeout(Duration::from_secs(10), spool.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(path = %spool.path().display(), "the spool did not close in 10 s");
+        }
+    }
     // The dataflow's handles on the alert manager are gone; the API's go with the server.
     for (name, source) in sources {
         source.await.with_context(|| format!("{name} task"))??;
@@ -527,6 +571,76 @@ async fn rebuild_open_windows(
         "rebuilt open windows from stored readings"
     );
     Ok(())
+}
+
+/// Opens the spool: `spool.dir`, or `spool` in the state folder.
+fn open_spool(config: &Config, registry: &prometheus::Registry) -> anyhow::Result<Spool> {
+    let dir = if config.spool.dir.as_os_str().is_empty() {
+        config.alerts.state_dir.join("spool")
+    } else {
+        config.spool.dir.clone()
+    };
+    Ok(Spool::open(
+        &dir,
+        &config.spool,
+        SpoolMetrics::new(registry)?,
+    )?)
+}
+
+/// A sender into `input` whose records wait while the spool is full.
+fn admit_while_spool_has_room(
+    spool: Spool,
+    input: mpsc::Sender<Ingested>,
+) -> mpsc::Sender<Ingested> {
+    let (tx, mut rx) = mpsc::channel::<Ingested>(256);
+    tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            spool.wait_for_room().await;
+            if input.send(record).await.is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+/// The `clickhouse` health component: whether inserts work, and what the spool holds.
+fn clickhouse_health(failing: &[String], spool: &Spool) -> (bool, String) {
+    let backlog = spool.backlog();
+    let spooled = format!(
+        "{} rows spooled ({:.1} MiB), oldest {}",
+        backlog.rows,
+        backlog.bytes as f64 / f64::from(1 << 20),
+        age(backlog.oldest_ms)
+    );
+    if failing.is_empty() {
+        let detail = if backlog.rows == 0 {
+            "inserting".to_owned()
+        } else {
+            format!("inserting; {spooled}")
+        };
+        (true, detail)
+    } else {
+        (
+            false,
+            format!(
+                "ClickHouse unavailable (inserts into {} failing; retrying); {spooled}",
+                failing.join(", ")
+            ),
+        )
+    }
+}
+
+/// `42 s`, `3.5 minutes`, `2.0 hours`.
+fn age(ms: u64) -> String {
+    let s = ms as f64 / 1000.0;
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.1} minutes", s / 60.0)
+    } else {
+        format!("{:.1} hours", s / 3600.0)
+    }
 }
 
 async fn finish_api(

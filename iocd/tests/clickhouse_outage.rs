@@ -1,20 +1,19 @@
 //! A ClickHouse outage mid-stream: iocd consumes from the real Kafka broker into a private
 //! ClickHouse server, which is stopped for 30 s while readings keep arriving and then
-//! restarted. Nothing is lost (every reading stored exactly once) and iocd's resident memory
-//! stays under a stated bound while ClickHouse is away, because the bounded queues push back
-//! on Kafka instead of buffering the backlog. The outage lasts three times
+//! restarted. iocd keeps taking readings into its spool until the spool holds
+//! `spool.max_bytes`; then the backpressure reaches Kafka, which keeps the rest. Nothing is
+//! lost (every reading stored exactly once) and iocd's resident memory stays under a stated
+//! bound, because what it takes waits on disk, not in memory. The outage lasts three times
 //! `kafka.max_poll_interval_ms`: iocd pauses its partitions and keeps polling, so it stays in
 //! its group (no rebalance) throughout.
 
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::private_clickhouse::{http_get, PrivateClickHouse};
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEVICES: usize = 50;
 /// Readings stored before the outage.
@@ -38,170 +37,33 @@ const CHANNEL_CAPACITY: u64 = 2000;
 /// `clickhouse.batch_max_rows`: the batch a writer holds and retries.
 const BATCH_MAX_ROWS: u64 = 2000;
 
-/// Readings iocd may take from Kafka while nothing can be stored: the queue into the dataflow,
-/// then the readings writer's queue and its batch, plus the one record each stage holds while
-/// it waits for room (the dataflow hands records to the writer one at a time). The slack is
-/// for those few.
+/// `spool.max_bytes`: the spool stops taking readings at 4 MiB, about 10,000 readings.
+const SPOOL_MAX_BYTES: u64 = 4 << 20;
+
+/// Readings iocd may hold in memory past the Kafka consumer while the spool is full: the
+/// queue into the dataflow and the readings writer's queue and batch (the drain fills them and
+/// waits), plus the one record each stage holds while it waits for room. The slack is for
+/// those few.
 const IN_FLIGHT_LIMIT: u64 = INPUT_CAPACITY + CHANNEL_CAPACITY + BATCH_MAX_ROWS + 100;
 
 /// The memory bound while ClickHouse is down: the RSS may grow by at most this much over the
 /// RSS measured just before the outage, and never exceed [`ABSOLUTE_LIMIT_KIB`].
 ///
-/// What iocd holds when nothing can be stored is what its queues hold: at most
+/// What iocd holds in memory when nothing can be stored is what its queues hold: at most
 /// [`IN_FLIGHT_LIMIT`] ≈ 8,200 readings past the Kafka consumer (above), the few window
-/// results waiting for the `window_results` writer, and librdkafka's prefetch of
+/// results the drain has handed to their writer, and librdkafka's prefetch of
 /// `queued_max_kbytes` = 1 MiB (per partition on older librdkafka: 4 MiB for the 4 partitions
-/// of the sensor topic, the only one with data). A reading in memory (decoded reading, its
-/// ~200-byte JSON payload, source, ack) takes about 1 KiB, 2 KiB at most, so the queues hold
-/// ≈ 8–16 MiB and the prefetch 1–4 MiB: at most 20 MiB. Measured: +7.5 to +11.5 MiB.
-/// Taking the whole backlog of 40,000 readings instead costs about 1 KiB each: with the
-/// default queue sizes (and a 64 MiB prefetch), which let iocd take all of it, the RSS grew by
-/// 42.5 MiB in one run, with everything else as here. So 24 MiB of
-/// growth allows the bounded queues with room for allocator slack, not the backlog. The
-/// absolute cap is for the debug build the test runs (36–39 MiB before the outage, up to
-/// 65 MiB while catching up).
+/// of the sensor topic, the only one with data). What the spool takes waits on disk. A
+/// reading in memory (decoded reading, its ~200-byte JSON payload, source, ack) takes about
+/// 1 KiB, 2 KiB at most, so the queues hold ≈ 8–16 MiB and the prefetch 1–4 MiB: at most
+/// 20 MiB. Measured with the spool: +10.7 MiB while the spool took 12,872 readings (4 MiB)
+/// and filled. Taking the whole backlog of 40,000 readings into memory instead costs about
+/// 1 KiB each: before the spool, with the default queue sizes (and a 64 MiB prefetch), the
+/// RSS grew by 42.5 MiB in one run. So 24 MiB of growth allows the bounded queues with room
+/// for allocator slack, not the backlog. The absolute cap is for the debug build the test
+/// runs (65 MiB before the outage, up to 100 MiB while catching up).
 const GROWTH_LIMIT_KIB: u64 = 24 * 1024;
 const ABSOLUTE_LIMIT_KIB: u64 = 300 * 1024;
-
-/// A clickhouse-server of this test only, listening on free loopback ports, with its data in
-/// the test's temp dir so that a restart finds what was stored before.
-struct PrivateClickHouse {
-    config: PathBuf,
-    out: PathBuf,
-    http_port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateClickHouse {
-    /// Writes the config: the suite's own (.ci/servers) with its paths under `dir` and its
-    /// two ports replaced by free ones.
-    fn new(dir: &Path) -> PrivateClickHouse {
-        let servers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.ci/servers");
-        let template = std::fs::read_to_string(servers.join("clickhouse-config.xml")).unwrap();
-        // 18.16 opens only the ports its config names (no interserver port unless
-        // `interserver_http_port` is set): make sure the template names just these two, so
-        // this server never collides with the shared one.
-        let ports: Vec<&str> = template
-            .match_indices("_port>")
-            .map(|(i, _)| {
-                let start = template[..i].rfind('<').unwrap() + 1;
-                &template[start..i + "_port".len()]
-            })
-            .filter(|tag| !tag.starts_with('/'))
-            .collect();
-        assert_eq!(
-            ports,
-            ["http_port", "tcp_port"],
-            "the ClickHouse config opens ports this test does not move"
-        );
-        let root = dir.join("clickhouse");
-        for sub in ["data", "tmp", "user_files", "format_schemas"] {
-            std::fs::create_dir_all(root.join(sub)).unwrap();
-        }
-        let http_port = free_port();
-        let tcp_port = std::iter::repeat_with(free_port)
-            .find(|&p| p != http_port)
-            .unwrap();
-        let config = template
-            .replace("@RUN@", dir.to_str().unwrap())
-            .replace(
-                "<http_port>8123</http_port>",
-                &format!("<http_port>{http_port}</http_port>"),
-            )
-            .replace(
-                "<tcp_port>9000</tcp_port>",
-                &format!("<tcp_port>{tcp_port}</tcp_port>"),
-            );
-        assert!(!config.contains(">8123<") && !config.contains(">9000<"));
-        let config_path = root.join("config.xml");
-        std::fs::write(&config_path, config).unwrap();
-        std::fs::copy(servers.join("clickhouse-users.xml"), root.join("users.xml")).unwrap();
-        PrivateClickHouse {
-            config: config_path,
-            out: root.join("server.out"),
-            http_port,
-            child: None,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.http_port)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.http_port))
-    }
-
-    /// Starts the server and waits until `/ping` answers `Ok.`.
-    async fn start(&mut self) {
-        assert!(self.child.is_none(), "clickhouse already running");
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.out)
-            .unwrap();
-        let child = Command::new("clickhouse-server")
-            .arg(format!("--config-file={}", self.config.display()))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("clickhouse-server runs");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some((200, body)) = http_get(self.addr(), "/ping").await {
-                if body.trim() == "Ok." {
-                    return;
-                }
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "clickhouse-server exited with {status}; see {}",
-                    self.out.display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "clickhouse-server did not answer /ping; see {}",
-                self.out.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, then waits for the process to exit (SIGKILL after 30 s).
-    async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                eprintln!("clickhouse-server ignored SIGTERM for 30 s; killing it");
-                child.kill().unwrap();
-                child.wait().unwrap();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for PrivateClickHouse {
-    /// A failed assertion must not leave the private server running.
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Kills iocd if the test fails before stopping it.
 struct IocdGuard(Option<Iocd>);
@@ -219,27 +81,6 @@ impl Drop for IocdGuard {
             let _ = iocd.child.wait();
         }
     }
-}
-
-/// `GET path` over plain HTTP/1.1; `None` when nothing listens or the answer is cut short.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.ok()?;
-        let status = response.get(9..12)?.parse().ok()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// The sum of every sample of `name` in a Prometheus text exposition, or `None` when the
@@ -311,7 +152,7 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
             // in bursts, and the outage must not turn them late (they would be stored anyway).
             sections: &format!(
                 "[dataflow]\ninput_capacity = {INPUT_CAPACITY}\nallowed_lateness_ms = 600000\n\
-                 idle_timeout_ms = 86400000\n"
+                 idle_timeout_ms = 86400000\n[spool]\nmax_bytes = {SPOOL_MAX_BYTES}\n"
             ),
             ..ConfigExtra::default()
         },
@@ -376,6 +217,14 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let during = metrics(api).await;
+    let (_, report) = http_get(api, "/healthz")
+        .await
+        .expect("iocd answers /healthz");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let detail = report["components"]["clickhouse"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let end_of_outage_kib = iocd.get().rss_kib();
 
     // 3. Back: ClickHouse restarts on the same data, iocd catches up.
@@ -438,6 +287,7 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
          batch failures {failures_before} -> {failures_during}, kafka lag {lag:?}"
     );
     println!("healthz during the outage (status, clickhouse ok): {health_seen:?}");
+    println!("clickhouse health at the end of the outage: {detail}");
     println!(
         "caught up {:.1} s after ClickHouse came back ({rows} rows, {ids} distinct ids)",
         catch_up.as_secs_f64()
@@ -452,11 +302,36 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         .unwrap();
     assert_eq!(dead, 0, "no reading was rejected");
 
-    // Bounded memory: the backlog stayed in Kafka, and the RSS within the stated limit.
+    // The spool took readings while ClickHouse was away, up to its bound; then the backlog
+    // stayed in Kafka. Memory held no more than the queues.
+    let taken = received_during - received_before;
+    let spooled_bytes = metric_sum(&during, "ioc_store_spool_bytes").unwrap_or(0.0);
+    let spooled_rows = metric_sum(&during, "ioc_store_spool_rows").unwrap_or(0.0);
+    println!(
+        "spool at the end of the outage: {spooled_rows} rows, {:.1} MiB (bound {:.0} MiB); \
+         file {:.1} MiB",
+        spooled_bytes / f64::from(1 << 20),
+        mib(SPOOL_MAX_BYTES / 1024),
+        metric_sum(&during, "ioc_store_spool_file_bytes").unwrap_or(0.0) / f64::from(1 << 20)
+    );
     assert!(
-        received_during - received_before <= IN_FLIGHT_LIMIT as f64,
-        "iocd took {} messages from kafka while ClickHouse was down; its queues hold {IN_FLIGHT_LIMIT}",
-        received_during - received_before
+        taken > IN_FLIGHT_LIMIT as f64,
+        "iocd took {taken} messages from kafka while ClickHouse was down: more than its queues \
+         hold, into the spool"
+    );
+    assert!(
+        spooled_rows >= taken - IN_FLIGHT_LIMIT as f64,
+        "spooled {spooled_rows} of {taken}"
+    );
+    // The spool stops taking at its bound; what the dataflow holds then still goes in.
+    let per_row = spooled_bytes / spooled_rows.max(1.0);
+    assert!(
+        spooled_bytes <= SPOOL_MAX_BYTES as f64 + IN_FLIGHT_LIMIT as f64 * per_row,
+        "spool reached {spooled_bytes} bytes with a bound of {SPOOL_MAX_BYTES}"
+    );
+    assert!(
+        taken < DURING as f64,
+        "a full spool pushes back on Kafka: iocd took {taken} of {DURING}"
     );
     assert!(
         max_kib <= limit_kib,
@@ -482,9 +357,12 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         "ioc_ingest_kafka_lag_messages is exported for the 4 sensor partitions: {lags:?}"
     );
     // Consumption is paused but polling goes on, so the lag is measured through the outage:
-    // most of what was produced while ClickHouse was down is still in Kafka.
+    // what the spool could not take is still in Kafka.
     let lag = lag.unwrap_or(0.0);
-    assert!(lag >= 30_000.0, "kafka lag during the outage: {lag}");
+    assert!(
+        lag >= DURING as f64 - taken - 1_000.0,
+        "kafka lag during the outage: {lag}, with {taken} of {DURING} taken"
+    );
     assert!(
         health_seen.contains(&(503, Some(false))),
         "/healthz reported 503 with clickhouse not ok during the outage: {health_seen:?}"
@@ -493,6 +371,11 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         health_seen.last(),
         Some(&(503, Some(false))),
         "/healthz still reported the outage at its end: {health_seen:?}"
+    );
+
+    assert!(
+        detail.starts_with("ClickHouse unavailable") && detail.contains("rows spooled"),
+        "the outage and the spool's backlog are on /healthz: {detail}"
     );
 
     // The group never saw iocd as stuck: one assignment, no revocation, no poll timeout.

@@ -52,9 +52,16 @@
 //! exponential back-off with jitter (`retry_initial_ms` doubling to `retry_max_ms`); a
 //! permanent error (a schema mismatch, say) is logged at error level and retried every
 //! `retry_max_ms`, since data must not be dropped. Meanwhile the queue fills and senders
-//! wait, so backpressure reaches ingest and memory stays bounded (queue plus one batch).
-//! Each row's [`ioc_schemas::Ack`] is called, in order, only after its batch's insert
-//! returned success.
+//! wait, and memory stays bounded (queue plus one batch). Each row's [`ioc_schemas::Ack`] is
+//! called, in order, only after its batch's insert returned success.
+//!
+//! # The spool
+//!
+//! In iocd the writers' only sender is the drain of the [`Spool`], a durable local queue
+//! (redb) that every row passes through first: the sources are acknowledged once a row is in
+//! the spool, the dataflow never waits for ClickHouse, and an outage fills the spool (up to
+//! `spool.max_bytes`, then ingest waits) instead of stopping the live path. See
+//! [`Spool`] for the commit, drain and restart rules.
 //!
 //! The client runs with `.with_validation(false)` (plain RowBinary) and
 //! `wait_end_of_query=1` (so errors come back as HTTP errors), which ClickHouse 18.16 and
@@ -70,6 +77,7 @@ mod migrate;
 mod registry;
 mod replay;
 mod rows;
+mod spool;
 mod writer;
 
 pub use alerts::{AlertEventRow, WebhookAttemptRow};
@@ -88,6 +96,7 @@ pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
     WindowRow,
 };
+pub use spool::{Spool, SpoolBacklog, SpoolConfig, SpoolError, SpoolMetrics, SpoolRow};
 pub use writer::{TableWriter, WriterTasks, Writers};
 
 /// Example analyst queries over the KPI tables, separated by `;`, each after a `-- ` line

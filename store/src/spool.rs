@@ -1,0 +1,872 @@
+//! The spool: a durable local queue between the pipeline and ClickHouse.
+//!
+//! Every row bound for ClickHouse is appended here first. [`Spool::append`] never blocks: it
+//! hands the row to a committer thread, which writes what has gathered in one
+//! [redb](https://crates.io/crates/redb) transaction (checksummed, synced on commit) and only
+//! then calls the rows' acknowledgements, so a source forgets a message once it is on local
+//! disk, not once it is in ClickHouse. A drain task reads the spool in order and feeds the
+//! table writers, which insert with their retries; once a row is inserted it is deleted from
+//! the spool. So a ClickHouse outage fills the spool while the live path runs on; ingest waits
+//! ([`Spool::wait_for_room`]) only once the spool holds `max_bytes`.
+//!
+//! A crash loses nothing: what was committed is drained at the next start, and a row inserted
+//! but not yet deleted is inserted again, which the tables' replacing engines collapse.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ioc_schemas::{Ack, Kpi};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
+
+use crate::alerts::{AlertEventRow, WebhookAttemptRow};
+use crate::kpi::{
+    AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, TrafficKpiRow,
+    WaterKpiRow,
+};
+use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, WindowRow};
+use crate::writer::Writers;
+use crate::StoreError;
+
+/// Spooled rows by sequence number: `[format][appended_at_ms: u64 LE][bincode of SpoolRow]`.
+const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
+/// Rows this version could not read back (from another version of iocd), kept for an operator.
+const UNREADABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("unreadable");
+/// The record format; bumped when [`SpoolRow`] changes shape.
+const FORMAT: u8 = 1;
+const HEADER: usize = 9;
+/// redb's page cache for the spool file.
+const SPOOL_CACHE_BYTES: usize = 16 << 20;
+
+/// The spool's settings (`[spool]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// The folder of the spool file (`spool.redb`). Empty: `spool` in `alerts.state_dir`.
+    pub dir: PathBuf,
+    /// The spooled bytes at which ingest stops taking messages until the drain to ClickHouse
+    /// frees room (the brokers keep the rest). Rows the dataflow makes from what is already in
+    /// flight are still spooled, so the file can pass it by a little.
+    pub max_bytes: u64,
+    /// Rows read from the spool per drain step.
+    pub drain_batch_rows: usize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: PathBuf::new(),
+            max_bytes: 4 << 30,
+            drain_batch_rows: 10_000,
+        }
+    }
+}
+
+/// A row bound for ClickHouse, as spooled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SpoolRow {
+    /// `readings`.
+    Reading(ReadingRow),
+    /// `late_readings`.
+    LateReading(LateReadingRow),
+    /// `dead_letters`.
+    DeadLetter(DeadLetterRow),
+    /// `window_results`.
+    Window(WindowRow),
+    /// `kpi_traffic`.
+    TrafficKpi(TrafficKpiRow),
+    /// `kpi_camera`.
+    CameraKpi(CameraKpiRow),
+    /// `kpi_aqi`.
+    AqiKpi(AqiKpiRow),
+    /// `kpi_water`.
+    WaterKpi(WaterKpiRow),
+    /// `kpi_hydrology`.
+    HydrologyKpi(HydrologyKpiRow),
+    /// `kpi_bridge`.
+    BridgeKpi(BridgeKpiRow),
+    /// `kpi_health`.
+    HealthKpi(HealthKpiRow),
+    /// `alert_events`.
+    AlertEvent(AlertEventRow),
+    /// `webhook_attempts`.
+    WebhookAttempt(WebhookAttemptRow),
+}
+
+impl From<&Kpi> for SpoolRow {
+    fn from(kpi: &Kpi) -> SpoolRow {
+        match kpi {
+            Kpi::Traffic(k) => SpoolRow::TrafficKpi(k.into()),
+            Kpi::Camera(k) => SpoolRow::CameraKpi(k.into()),
+            Kpi::Air(k) => SpoolRow::AqiKpi(k.into()),
+            Kpi::Water(k) => SpoolRow::WaterKpi(k.into()),
+            Kpi::Hydrology(k) => SpoolRow::HydrologyKpi(k.into()),
+            Kpi::Bridge(k) => SpoolRow::BridgeKpi(k.into()),
+            Kpi::Health(k) => SpoolRow::HealthKpi(k.into()),
+        }
+    }
+}
+
+impl SpoolRow {
+    fn encode(&self, appended_at_ms: u64) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(256);
+        bytes.push(FORMAT);
+        bytes.extend_from_slice(&appended_at_ms.to_le_bytes());
+        // Serializing plain structs into a Vec cannot fail.
+        let _ = bincode::serialize_into(&mut bytes, self);
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Result<(u64, SpoolRow), String> {
+        if bytes.len() < HEADER || bytes[0] != FORMAT {
+            return Err(format!(
+                "record format {} is not {FORMAT}",
+                bytes.first().copied().unwrap_or(0)
+            ));
+        }
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&bytes[1..HEADER]);
+        let row = bincode::deserialize(&bytes[HEADER..]).map_err(|e| e.to_string())?;
+        Ok((u64::from_le_bytes(at), row))
+    }
+
+    /// Queues the row for its table's writer; `ack` is called once it is inserted.
+    async fn send(self, writers: &Writers, ack: Ack) -> Result<(), StoreError> {
+        let ack = Some(ack);
+        let k = &writers.kpis;
+        match self {
+            SpoolRow::Reading(r) => writers.readings.send(r, ack).await,
+            SpoolRow::LateReading(r) => writers.late_readings.send(r, ack).await,
+            SpoolRow::DeadLetter(r) => writers.dead_letters.send(r, ack).await,
+            SpoolRow::Window(r) => writers.windows.send(r, ack).await,
+            SpoolRow::TrafficKpi(r) => k.traffic.send(r, ack).await,
+            SpoolRow::CameraKpi(r) => k.camera.send(r, ack).await,
+            SpoolRow::AqiKpi(r) => k.aqi.send(r, ack).await,
+            SpoolRow::WaterKpi(r) => k.water.send(r, ack).await,
+            SpoolRow::HydrologyKpi(r) => k.hydrology.send(r, ack).await,
+            SpoolRow::BridgeKpi(r) => k.bridge.send(r, ack).await,
+            SpoolRow::HealthKpi(r) => k.health.send(r, ack).await,
+            SpoolRow::AlertEvent(r) => writers.alert_events.send(r, ack).await,
+            SpoolRow::WebhookAttempt(r) => writers.webhook_attempts.send(r, ack).await,
+        }
+    }
+}
+
+/// What went wrong with the spool file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The file could not be opened, read or written (permanent until an operator acts: disk
+    /// full, permissions, another process holding it).
+    #[error("spool {path}: {reason}")]
+    File {
+        /// The spool file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The spool's metrics.
+#[derive(Debug, Clone)]
+pub struct SpoolMetrics {
+    bytes: IntGauge,
+    rows: IntGauge,
+    oldest_seconds: IntGauge,
+    file_bytes: IntGauge,
+    appended: IntCounter,
+    drained: IntCounter,
+    unreadable: IntCounter,
+    commit_seconds: Histogram,
+}
+
+impl SpoolMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<SpoolMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "ioc_store_spool_commit_seconds",
+                "Time to write and sync one group of rows to the spool.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(commit_seconds.clone()))?;
+        Ok(SpoolMetrics {
+            bytes: gauge(
+                "ioc_store_spool_bytes",
+                "Bytes of rows in the spool not yet inserted into ClickHouse.",
+            )?,
+            rows: gauge(
+                "ioc_store_spool_rows",
+                "Rows in the spool not yet inserted into ClickHouse.",
+            )?,
+            oldest_seconds: gauge(
+                "ioc_store_spool_oldest_seconds",
+                "Age of the oldest row in the spool not yet inserted into ClickHouse.",
+            )?,
+            file_bytes: gauge(
+                "ioc_store_spool_file_bytes",
+                "Size of the spool file on disk.",
+            )?,
+            appended: counter(
+                "ioc_store_spool_appended_rows_total",
+                "Rows written to the spool.",
+            )?,
+            drained: counter(
+                "ioc_store_spool_drained_rows_total",
+                "Rows inserted into ClickHouse from the spool (its rate is the drain rate).",
+            )?,
+            unreadable: counter(
+                "ioc_store_spool_unreadable_rows_total",
+                "Spooled rows this version cannot read, kept in the spool's `unreadable` table.",
+            )?,
+            commit_seconds,
+        })
+    }
+}
+
+/// Rows appended and not yet committed.
+#[derive(Default)]
+struct Pending {
+    rows: Vec<(Vec<u8>, Option<Ack>)>,
+    closed: bool,
+}
+
+/// Which spooled rows are inserted: every sequence number up to `through`, and those in
+/// `done` beyond it.
+struct Inserted {
+    through: u64,
+    done: std::collections::BTreeSet<u64>,
+}
+
+struct Inner {
+    /// Taken out by [`Spool::shutdown`], which lets go of the file whatever handles remain.
+    db: std::sync::RwLock<Option<Database>>,
+    /// Set by [`Spool::shutdown`]: the committer makes its last commit and stops.
+    stopping: std::sync::atomic::AtomicBool,
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    path: PathBuf,
+    max_bytes: u64,
+    drain_batch_rows: usize,
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// The newest committed sequence number (0: none yet).
+    committed: watch::Sender<u64>,
+    /// Set once everything appended before [`Spool::close`] is committed.
+    flushed: watch::Sender<bool>,
+    inserted: Mutex<Inserted>,
+    /// Committed sequence numbers, oldest first, with when they were appended: one entry per
+    /// commit (its first row), for the oldest row's age.
+    commits: Mutex<VecDeque<(u64, u64)>>,
+    /// Rows through this sequence number are deleted from the file.
+    deleted_through: AtomicU64,
+    bytes: AtomicU64,
+    rows: AtomicU64,
+    room: Notify,
+    metrics: SpoolMetrics,
+}
+
+/// A handle on the spool. Cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Spool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spool")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the spool holds, for health and the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpoolBacklog {
+    /// Rows not yet inserted into ClickHouse.
+    pub rows: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Age of the oldest of them, ms.
+    pub oldest_ms: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere while holding the lock leaves plain data behind; keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Spool {
+    /// Opens (or creates) `dir/spool.redb` and starts its committer thread. What a previous run
+    /// left in it is drained first by [`Spool::drain`].
+    pub fn open(
+        dir: &Path,
+        config: &SpoolConfig,
+        metrics: SpoolMetrics,
+    ) -> Result<Spool, SpoolError> {
+        let path = dir.join("spool.redb");
+        let fail = |reason: String| SpoolError::File {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the folder: {e}")))?;
+        // redb's default page cache is 1 GiB: a spool filled by a long outage would sit in
+        // memory. Rows are written once and read once, so a small cache does.
+        let db = Database::builder()
+            .set_cache_size(SPOOL_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| fail(e.to_string()))?;
+        let (first, last, rows, bytes) = {
+            let tx = db.begin_write().map_err(|e| fail(e.to_string()))?;
+            {
+                tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
+                tx.open_table(UNREADABLE).map_err(|e| fail(e.to_string()))?;
+            }
+            tx.commit().map_err(|e| fail(e.to_string()))?;
+            let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
+            let table = tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
+            let (mut first, mut last, mut rows, mut bytes) = (None, 0, 0u64, 0u64);
+            for entry in table.iter().map_err(|e| fail(e.to_string()))? {
+                let (k, v) = entry.map_err(|e| fail(e.to_string()))?;
+                first.get_or_insert(k.value());
+                last = k.value();
+                rows += 1;
+                bytes += v.value().len() as u64;
+            }
+            (first, last, rows, bytes)
+        };
+        let oldest = match first {
+            Some(seq) => {
+                let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
+                let table = tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
+                let appended = table
+                    .get(seq)
+                    .map_err(|e| fail(e.to_string()))?
+                    .and_then(|v| SpoolRow::decode(v.value()).ok())
+                    .map_or_else(ioc_schemas::now_ms, |(at, _)| at);
+                VecDeque::from([(seq, appended)])
+            }
+            None => VecDeque::new(),
+        };
+        let (committed, _) = watch::channel(last);
+        let inner = Arc::new(Inner {
+            db: std::sync::RwLock::new(Some(db)),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            committer: Mutex::new(None),
+            path: path.clone(),
+            max_bytes: config.max_bytes,
+            drain_batch_rows: config.drain_batch_rows.max(1),
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            committed,
+            flushed: watch::channel(false).0,
+            inserted: Mutex::new(Inserted {
+                through: first.map_or(last, |f| f - 1),
+                done: Default::default(),
+            }),
+            commits: Mutex::new(oldest),
+            deleted_through: AtomicU64::new(first.map_or(last, |f| f - 1)),
+            bytes: AtomicU64::new(bytes),
+            rows: AtomicU64::new(rows),
+            room: Notify::new(),
+            metrics,
+        });
+        let committer = Arc::clone(&inner);
+        let thread = std::thread::Builder::new()
+            .name("spool-commit".into())
+            .spawn(move || committer.run_committer(last + 1))
+            .map_err(|e| fail(format!("cannot start the committer thread: {e}")))?;
+        *lock(&inner.committer) = Some(thread);
+        let spool = Spool { inner };
+        spool.refresh_metrics();
+        if rows > 0 {
+            tracing::info!(rows, bytes, path = %path.display(), "spool holds rows from the last run; draining them first");
+        }
+        Ok(spool)
+    }
+
+    /// Appends a row; `ack` is called once it is durable in the spool. Never blocks.
+    pub fn append(&self, row: &SpoolRow, ack: Option<Ack>) {
+        let bytes = row.encode(ioc_schemas::now_ms());
+        let mut pending = lock(&self.inner.pending);
+        if pending.closed {
+            // Only after shutdown; the ack is dropped uncalled, so the source redelivers.
+            tracing::warn!("spool closed; row not spooled");
+            return;
+        }
+        self.inner
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.inner.rows.fetch_add(1, Ordering::Relaxed);
+        pending.rows.push((bytes, ack));
+        drop(pending);
+        self.inner.wake.notify_one();
+    }
+
+    /// Waits while the spool holds `max_bytes` or more.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.inner.room.notified();
+            if self.inner.bytes.load(Ordering::Relaxed) < self.inner.max_bytes {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// What the spool holds now.
+    pub fn backlog(&self) -> SpoolBacklog {
+        let waiting = lock(&self.inner.inserted).through < *self.inner.committed.borrow();
+        let oldest_ms = lock(&self.inner.commits)
+            .front()
+            .filter(|_| waiting)
+            .map_or(0, |&(_, at)| ioc_schemas::now_ms().saturating_sub(at));
+        SpoolBacklog {
+            rows: self.inner.rows.load(Ordering::Relaxed),
+            bytes: self.inner.bytes.load(Ordering::Relaxed),
+            oldest_ms,
+        }
+    }
+
+    /// The spool file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Brings the spool's gauges up to date (call it periodically).
+    pub fn refresh_metrics(&self) {
+        let b = self.backlog();
+        let m = &self.inner.metrics;
+        m.rows.set(b.rows as i64);
+        m.bytes.set(b.bytes as i64);
+        m.oldest_seconds.set((b.oldest_ms / 1000) as i64);
+        if let Ok(meta) = std::fs::metadata(&self.inner.path) {
+            m.file_bytes.set(meta.len() as i64);
+        }
+    }
+
+    /// Commits what is pending, calls its acknowledgements, and stops taking rows: the last
+    /// step of a shutdown before the sources commit.
+    pub async fn close(&self) {
+        lock(&self.inner.pending).closed = true;
+        self.inner.wake.notify_one();
+        let _ = self.inner.flushed.subscribe().wait_for(|f| *f).await;
+    }
+
+    /// Commits what is pending, deletes what is inserted, stops the committer and closes the
+    /// file, even if other handles remain (they then refuse rows). For the end of a run.
+    pub async fn shutdown(&self) {
+        self.close().await;
+        self.deleted().await;
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_one();
+        let thread = lock(&self.inner.committer).take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        self.inner
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+
+    /// Waits until every row inserted so far is deleted from the file, so a restart does not
+    /// insert it again.
+    pub async fn deleted(&self) {
+        loop {
+            let inserted = lock(&self.inner.inserted).through;
+            if self.inner.deleted_through.load(Ordering::Relaxed) >= inserted {
+                return;
+            }
+            self.inner.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Feeds the spooled rows to `writers` in order, each deleted from the spool once it is
+    /// inserted, until `stop` is set and everything committed by then has been handed over.
+    /// `caught_up` is set once the rows the previous run left are all inserted. While
+    /// ClickHouse is down this waits on the writers' full queues: bound a shutdown's wait on it.
+    pub async fn drain(
+        &self,
+        writers: Writers,
+        mut stop: watch::Receiver<bool>,
+        caught_up: watch::Sender<bool>,
+    ) {
+        let inner = &self.inner;
+        let mut committed = inner.committed.subscribe();
+        let left_by_last_run = *committed.borrow();
+        let mut next = lock(&inner.inserted).through + 1;
+        loop {
+            if !*caught_up.borrow() && lock(&inner.inserted).through >= left_by_last_run {
+                caught_up.send_replace(true);
+            }
+            let upto = *committed.borrow_and_update();
+            if next > upto {
+                if *stop.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    _ = committed.changed() => {}
+                    _ = stop.changed() => {}
+                    // For `caught_up`, which the writers' acknowledgements move.
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                continue;
+            }
+            let read = {
+                let inner = Arc::clone(inner);
+                let limit = inner.drain_batch_rows;
+                tokio::task::spawn_blocking(move || inner.read(next, upto, limit)).await
+            };
+            let rows = match read {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the spool; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "spool read task failed");
+                    return;
+                }
+            };
+            for (seq, len, row) in rows {
+                next = seq + 1;
+                let ack = {
+                    let inner = Arc::clone(inner);
+                    Ack::new(move || inner.inserted(seq, len))
+                };
+                match row {
+                    Ok(row) => {
+                        if let Err(e) = row.send(&writers, ack).await {
+                            tracing::error!(error = %e, "spooled row not queued; it stays in the spool");
+                            return;
+                        }
+                    }
+                    Err(reason) => {
+                        let inner = Arc::clone(inner);
+                        let _ = tokio::task::spawn_blocking(move || inner.quarantine(seq, &reason))
+                            .await;
+                        ack.done();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn with_db<R>(&self, f: impl FnOnce(&Database) -> Result<R, redb::Error>) -> Result<R, String> {
+        let db = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match db.as_ref() {
+            Some(db) => f(db).map_err(|e| e.to_string()),
+            None => Err("the spool is shut down".into()),
+        }
+    }
+
+    /// Up to `limit` rows from `from` through `upto`: `(seq, bytes, row or why unreadable)`.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        &self,
+        from: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64, Result<SpoolRow, String>)>, String> {
+        self.with_db(|db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(ROWS)?;
+            let mut out = Vec::new();
+            for entry in table.range(from..=upto)?.take(limit) {
+                let (k, v) = entry?;
+                let bytes = v.value();
+                out.push((
+                    k.value(),
+                    bytes.len() as u64,
+                    SpoolRow::decode(bytes).map(|(_, row)| row),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Moves an unreadable row out of the way, keeping it for an operator.
+    fn quarantine(&self, seq: u64, reason: &str) {
+        self.metrics.unreadable.inc();
+        tracing::error!(seq, reason, path = %self.path.display(),
+            "a spooled row cannot be read by this version; kept in the spool's `unreadable` table");
+        let moved = self.with_db(|db| {
+            let tx = db.begin_write()?;
+            {
+                let mut rows = tx.open_table(ROWS)?;
+                let bytes = rows.get(seq)?.map(|v| v.value().to_vec());
+                if let Some(bytes) = bytes {
+                    tx.open_table(UNREADABLE)?.insert(seq, bytes.as_slice())?;
+                    rows.remove(seq)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        });
+        if let Err(e) = moved {
+            tracing::error!(seq, error = %e, "cannot move an unreadable spooled row");
+        }
+    }
+
+    /// Records that row `seq` (of `len` bytes) is in ClickHouse.
+    fn inserted(&self, seq: u64, len: u64) {
+        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        self.rows.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.drained.inc();
+        let mut guard = lock(&self.inserted);
+        let inserted = &mut *guard;
+        inserted.done.insert(seq);
+        while inserted.done.remove(&(inserted.through + 1)) {
+            inserted.through += 1;
+        }
+        let through = inserted.through;
+        drop(guard);
+        // The front commit holds the oldest row not yet inserted (when there is one).
+        let mut commits = lock(&self.commits);
+        while commits.len() > 1 && commits[1].0 <= through + 1 {
+            commits.pop_front();
+        }
+        drop(commits);
+        self.room.notify_waiters();
+        // The committer deletes up to `through` with its next commit.
+        self.wake.notify_one();
+    }
+
+    /// The committer: writes what gathered while the previous commit synced, in one
+    /// transaction that also deletes what has been inserted since, then acknowledges.
+    fn run_committer(self: Arc<Self>, mut next_seq: u64) {
+        let mut deleted_through = self.deleted_through.load(Ordering::Relaxed);
+        loop {
+            let (rows, closing) = {
+                let mut pending = lock(&self.pending);
+                loop {
+                    let trim = lock(&self.inserted).through > deleted_through;
+                    let flush = pending.closed && !*self.flushed.borrow();
+                    if !pending.rows.is_empty() || flush || trim {
+                        break;
+                    }
+                    if Arc::strong_count(&self) == 1 || self.stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    pending = self
+                        .wake
+                        .wait_timeout(pending, Duration::from_millis(500))
+                        .map_or_else(|e| e.into_inner().0, |(p, _)| p);
+                }
+                (std::mem::take(&mut pending.rows), pending.closed)
+            };
+            let trim_through = lock(&self.inserted).through;
+            let started = Instant::now();
+            let first = next_seq;
+            let result = self.with_db(|db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut table = tx.open_table(ROWS)?;
+                    for (i, (bytes, _)) in rows.iter().enumerate() {
+                        table.insert(first + i as u64, bytes.as_slice())?;
+                    }
+                    if trim_through > deleted_through {
+                        table.retain_in(deleted_through + 1..=trim_through, |_, _| false)?;
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            });
+            match result {
+                Ok(()) => {
+                    self.metrics
+                        .commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    deleted_through = trim_through;
+                    self.deleted_through.store(trim_through, Ordering::Relaxed);
+                    if !rows.is_empty() {
+                        next_seq += rows.len() as u64;
+                        self.metrics.appended.inc_by(rows.len() as u64);
+                        lock(&self.commits).push_back((first, ioc_schemas::now_ms()));
+                        self.committed.send_replace(next_seq - 1);
+                        for (_, ack) in rows {
+                            if let Some(ack) = ack {
+                                ack.done();
+                            }
+                        }
+                    } else {
+                        self.committed.send_modify(|_| {});
+                    }
+                }
+                Err(e) => {
+                    // Nothing was committed: the acks are dropped uncalled, so the sources
+                    // redeliver, and the rows' bytes no longer count.
+                    tracing::error!(error = %e, rows = rows.len(), path = %self.path.display(),
+                        "cannot write to the spool; the sources will redeliver");
+                    let bytes: u64 = rows.iter().map(|(b, _)| b.len() as u64).sum();
+                    self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    self.rows.fetch_sub(rows.len() as u64, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+            if closing {
+                self.flushed.send_replace(true);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ioc-spool-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn open(dir: &Path) -> Spool {
+        Spool::open(
+            dir,
+            &SpoolConfig::default(),
+            SpoolMetrics::new(&Registry::new()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn dead_letter(i: u64) -> SpoolRow {
+        SpoolRow::DeadLetter(DeadLetterRow {
+            received_at: 1,
+            received_at_ms: 1_000 + i,
+            transport: 1,
+            source: format!("t/{i}"),
+            code: 1,
+            reason: "bad".into(),
+            payload: vec![0xff, 0, b'{'],
+            payload_bytes: 3,
+        })
+    }
+
+    #[test]
+    fn a_row_reads_back_as_written() {
+        let row = dead_letter(7);
+        let (at, back) = SpoolRow::decode(&row.encode(42)).unwrap();
+        assert_eq!((at, back), (42, row));
+        assert!(SpoolRow::decode(&[2, 0, 0]).is_err());
+        let mut other = dead_letter(7).encode(1);
+        other[0] = FORMAT + 1;
+        assert!(SpoolRow::decode(&other).unwrap_err().contains("format"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_follow_the_commit_and_rows_survive_a_reopen() {
+        let dir = temp_dir("reopen");
+        let acked = Arc::new(AtomicUsize::new(0));
+        {
+            let spool = open(&dir);
+            for i in 0..1000 {
+                let acked = Arc::clone(&acked);
+                spool.append(
+                    &dead_letter(i),
+                    Some(Ack::new(move || {
+                        acked.fetch_add(1, Ordering::SeqCst);
+                    })),
+                );
+            }
+            spool.close().await;
+            assert_eq!(
+                acked.load(Ordering::SeqCst),
+                1000,
+                "every ack once committed"
+            );
+            assert_eq!(spool.backlog().rows, 1000);
+            assert!(spool.backlog().bytes > 1000 * 20);
+            // Closed: a row appended now is refused and its ack never called.
+            spool.append(&dead_letter(5000), Some(Ack::new(|| panic!("acked"))));
+            assert_eq!(spool.backlog().rows, 1000);
+        }
+        // The committer lets go of the file once the last handle is gone.
+        let spool = loop {
+            match Spool::open(
+                &dir,
+                &SpoolConfig::default(),
+                SpoolMetrics::new(&Registry::new()).unwrap(),
+            ) {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        assert_eq!(spool.backlog().rows, 1000);
+        let read = spool.inner.read(1, 1000, 10_000).unwrap();
+        assert_eq!(read.len(), 1000);
+        assert_eq!(read[0].0, 1);
+        assert_eq!(read[999].2.as_ref().unwrap(), &dead_letter(999));
+        // Marking rows inserted, out of order, deletes only the contiguous prefix.
+        for seq in [2, 3, 1, 5] {
+            spool.inner.inserted(seq, read[seq as usize - 1].1);
+        }
+        spool.deleted().await;
+        assert_eq!(spool.backlog().rows, 996);
+        let left = spool.inner.read(1, 1000, 10_000).unwrap();
+        assert_eq!(
+            left.first().map(|r| r.0),
+            Some(4),
+            "4 is not in, so 5 stays"
+        );
+        assert_eq!(left.len(), 997);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn ingest_waits_while_the_spool_is_full() {
+        let dir = temp_dir("full");
+        let config = SpoolConfig {
+            max_bytes: 100,
+            ..SpoolConfig::default()
+        };
+        let spool =
+            Spool::open(&dir, &config, SpoolMetrics::new(&Registry::new()).unwrap()).unwrap();
+        spool.wait_for_room().await;
+        for i in 0..10 {
+            spool.append(&dead_letter(i), None);
+        }
+        spool.close().await;
+        let waiting = tokio::spawn({
+            let spool = spool.clone();
+            async move { spool.wait_for_room().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        let rows = spool.inner.read(1, 10, 100).unwrap();
+        for (seq, len, _) in rows {
+            spool.inner.inserted(seq, len);
+        }
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("room once the rows are inserted")
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
