@@ -35,7 +35,8 @@ use crate::StoreError;
 
 /// Spooled rows by sequence number: `[format][appended_at_ms: u64 LE][bincode of SpoolRow]`.
 const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
-/// Rows this version could not read back (from another version of iocd), kept for an operator.
+/// Rows this version could not read back (from another version of iocd), kept for an operator,
+/// numbered in the order they were found.
 const UNREADABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("unreadable");
 /// The record format; bumped when [`SpoolRow`] changes shape.
 const FORMAT: u8 = 1;
@@ -181,6 +182,7 @@ pub struct SpoolMetrics {
     appended: IntCounter,
     drained: IntCounter,
     unreadable: IntCounter,
+    commit_failures: IntCounter,
     commit_seconds: Histogram,
 }
 
@@ -235,6 +237,10 @@ impl SpoolMetrics {
             unreadable: counter(
                 "ioc_store_spool_unreadable_rows_total",
                 "Spooled rows this version cannot read, kept in the spool's `unreadable` table.",
+            )?,
+            commit_failures: counter(
+                "ioc_store_spool_commit_failures_total",
+                "Failed writes to the spool file (each retried; the sources wait meanwhile).",
             )?,
             commit_seconds,
         })
@@ -621,7 +627,11 @@ impl Inner {
                 let mut rows = tx.open_table(ROWS)?;
                 let bytes = rows.get(seq)?.map(|v| v.value().to_vec());
                 if let Some(bytes) = bytes {
-                    tx.open_table(UNREADABLE)?.insert(seq, bytes.as_slice())?;
+                    // Numbered on their own: sequence numbers start again once the spool is
+                    // empty.
+                    let mut unreadable = tx.open_table(UNREADABLE)?;
+                    let key = unreadable.last()?.map_or(1, |(k, _)| k.value() + 1);
+                    unreadable.insert(key, bytes.as_slice())?;
                     rows.remove(seq)?;
                 }
             }
@@ -719,14 +729,18 @@ impl Inner {
                     }
                 }
                 Err(e) => {
-                    // Nothing was committed: the acks are dropped uncalled, so the sources
-                    // redeliver, and the rows' bytes no longer count.
+                    // Nothing was committed (a full disk, say): keep the rows, in order, and
+                    // try again. Their acks wait, so the sources hold back meanwhile, and
+                    // dropping them instead would stall MQTT's in-order acknowledgements.
+                    self.metrics.commit_failures.inc();
                     tracing::error!(error = %e, rows = rows.len(), path = %self.path.display(),
-                        "cannot write to the spool; the sources will redeliver");
-                    let bytes: u64 = rows.iter().map(|(b, _)| b.len() as u64).sum();
-                    self.bytes.fetch_sub(bytes, Ordering::Relaxed);
-                    self.rows.fetch_sub(rows.len() as u64, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(200));
+                        "cannot write to the spool; retrying in 1 s");
+                    let mut pending = lock(&self.pending);
+                    let newer = std::mem::replace(&mut pending.rows, rows);
+                    pending.rows.extend(newer);
+                    drop(pending);
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
                 }
             }
             if closing {
@@ -836,6 +850,38 @@ mod tests {
             "4 is not in, so 5 stays"
         );
         assert_eq!(left.len(), 997);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_row_is_kept_aside_not_dropped() {
+        let dir = temp_dir("unreadable");
+        let spool = open(&dir);
+        for i in 0..3 {
+            spool.append(&dead_letter(i), None);
+        }
+        spool.close().await;
+        spool.inner.quarantine(2, "from another version");
+        spool.inner.quarantine(3, "from another version");
+        let left = spool.inner.read(1, 3, 10).unwrap();
+        assert_eq!(left.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
+        let kept: Vec<(u64, Vec<u8>)> = spool
+            .inner
+            .with_db(|db| {
+                let tx = db.begin_read()?;
+                let table = tx.open_table(UNREADABLE)?;
+                let rows = table
+                    .iter()?
+                    .map(|e| e.map(|(k, v)| (k.value(), v.value().to_vec())))
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].0, 1);
+        assert_eq!(SpoolRow::decode(&kept[1].1).unwrap().1, dead_letter(2));
+        assert_eq!(spool.inner.metrics.unreadable.get(), 2);
+        spool.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -12,8 +12,8 @@ use ioc_schemas::{
     SensorBody, Transport,
 };
 use ioc_store::{
-    ClickHouseConfig, DeadLetterRow, ReadingRow, Spool, SpoolConfig, SpoolMetrics, SpoolRow,
-    Store, StoreMetrics,
+    ClickHouseConfig, DeadLetterRow, ReadingRow, Spool, SpoolConfig, SpoolMetrics, SpoolRow, Store,
+    StoreMetrics,
 };
 use prometheus::Registry;
 use tokio::sync::watch;
@@ -51,7 +51,10 @@ fn dead_letter(i: u64) -> SpoolRow {
         Transport::Kafka,
         format!("ioc.sensor/0@{i}"),
         b"{not json",
-        Rejection::new(RejectCode::MalformedJson, "expected value at line 1 column 2"),
+        Rejection::new(
+            RejectCode::MalformedJson,
+            "expected value at line 1 column 2",
+        ),
     )))
 }
 
