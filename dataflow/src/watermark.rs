@@ -233,6 +233,23 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_cannot_move_time_before_the_kafka_group_assigns_its_partitions() {
+        let mut w = Watermarks::new(10_000, 5_000);
+        w.mark(&SourceMark::kafka_group(SourceState::Assigned), 0);
+        // MQTT connects at once and redelivers what it holds, minutes ahead of Kafka's backlog.
+        w.observe("mqtt", None, 2_000_000, 1);
+        w.tick(6_000);
+        assert_eq!(w.watermark(), 0);
+        // The group assigns a partition, then withdraws its own hold.
+        w.mark(&mark("t/0", SourceState::Assigned), 6_000);
+        w.mark(&SourceMark::kafka_group(SourceState::Revoked), 6_000);
+        assert_eq!(w.watermark(), 0, "t/0 holds until it delivers");
+        w.observe("t/0", Some(0), 1_900_000, 6_001);
+        assert!(!w.is_late(1_900_000), "the backlog is not late");
+        assert_eq!(w.watermark(), 1_890_000);
+    }
+
+    #[test]
     fn an_assigned_partition_holds_time_until_it_delivers_or_catches_up() {
         let mut w = Watermarks::new(10_000, 5_000);
         w.mark(&mark("t/0", SourceState::Assigned), 0);

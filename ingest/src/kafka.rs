@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ioc_schemas::{Ack, Ingested, Kind, Rejection, Transport, ValidationLimits};
 use rdkafka::config::ClientConfig;
@@ -120,6 +120,10 @@ pub struct KafkaConfig {
     /// librdkafka's `max.poll.interval.ms`. iocd polls the consumer every quarter of it even
     /// while the pipeline is full, so a long storage outage does not cost the group.
     pub max_poll_interval_ms: u64,
+    /// How long (ms) event time waits at start-up for the group's first assignment, so that
+    /// MQTT cannot move it past the partitions' backlog before they are assigned. Past it,
+    /// iocd logs a warning and the other sources move event time alone.
+    pub assignment_wait_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -142,6 +146,7 @@ impl Default for KafkaConfig {
             alignment_max_drift_ms: 60_000,
             progress_interval_ms: 200,
             max_poll_interval_ms: 300_000,
+            assignment_wait_ms: 60_000,
         }
     }
 }
@@ -215,6 +220,7 @@ impl ConsumerContext for IngestContext {
                 for e in list.elements() {
                     self.partitions.assigned(e.topic(), e.partition());
                 }
+                self.partitions.joined();
                 self.assigned.add(list.count() as i64);
                 tracing::info!(partitions = list.count(), "kafka partitions assigned");
             }
@@ -269,6 +275,7 @@ pub async fn run_kafka(
     };
     tracing::info!(brokers = %config.brokers, group = %config.group_id, ?topics, "kafka consumer started");
     metrics.kafka_connected.set(1);
+    let assignment_due = Instant::now() + Duration::from_millis(config.assignment_wait_ms);
 
     let lag_task = spawn_lag_task(
         Arc::clone(&consumer),
@@ -346,6 +353,14 @@ pub async fn run_kafka(
                 }
             }
             _ = tick.tick() => {
+                if !partitions.has_joined() && Instant::now() >= assignment_due {
+                    tracing::warn!(
+                        waited_ms = config.assignment_wait_ms,
+                        "no kafka partitions assigned yet; event time moves on without them, \
+                         so a backlog assigned later may be judged late"
+                    );
+                    partitions.joined();
+                }
                 pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
                 if config.alignment_max_drift_ms > 0 {
                     alignment.apply(config.alignment_max_drift_ms);
@@ -413,9 +428,7 @@ impl Alignment<'_> {
 
     /// Decides and applies: pauses partitions that ran ahead, resumes those caught up with.
     fn apply(&self, max_drift_ms: u64) {
-        let decided = self
-            .partitions
-            .align(max_drift_ms, std::time::Instant::now());
+        let decided = self.partitions.align(max_drift_ms, Instant::now());
         if !decided.pause.is_empty() {
             for (topic, partition) in &decided.pause {
                 let labels = [topic.as_str(), &partition.to_string()];

@@ -42,6 +42,8 @@ impl Part {
 struct Inner {
     parts: BTreeMap<Tp, Part>,
     marks: Vec<SourceMark>,
+    /// Whether the group has assigned (or given up waiting for) partitions at least once.
+    joined: bool,
 }
 
 /// What alignment decided: partitions to pause, and partitions to resume with how long each
@@ -74,6 +76,23 @@ impl Partitions {
         inner
             .marks
             .push(SourceMark::new(topic, partition, SourceState::Assigned));
+    }
+
+    /// The group has made its first assignment (announced just before), or waiting for it
+    /// was given up: the consumer no longer holds event time as a whole. Once only.
+    pub(crate) fn joined(&self) {
+        let mut inner = self.lock();
+        if !inner.joined {
+            inner.joined = true;
+            inner
+                .marks
+                .push(SourceMark::kafka_group(SourceState::Revoked));
+        }
+    }
+
+    /// Whether [`joined`](Self::joined) has happened.
+    pub(crate) fn has_joined(&self) -> bool {
+        self.lock().joined
     }
 
     /// A partition was revoked.
@@ -240,6 +259,11 @@ mod tests {
         let parts = Partitions::default();
         parts.assigned("t", 0);
         parts.assigned("t", 1);
+        // The first assignment withdraws the group's hold, after its partitions hold; once.
+        assert!(!parts.has_joined());
+        parts.joined();
+        parts.joined();
+        assert!(parts.has_joined());
         assert_eq!(parts.without_start(), vec![tp(0), tp(1)]);
         parts.set_start(&tp(0), 5);
         parts.set_start(&tp(1), 0);
@@ -267,6 +291,7 @@ mod tests {
             vec![
                 ("t/0".into(), Assigned),
                 ("t/1".into(), Assigned),
+                (SourceMark::KAFKA_GROUP.into(), Revoked),
                 ("t/1".into(), CaughtUp { next_offset: 0 }),
                 ("t/0".into(), CaughtUp { next_offset: 8 }),
                 ("t/0".into(), CaughtUp { next_offset: 9 }),

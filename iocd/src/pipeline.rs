@@ -11,7 +11,8 @@ use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
 use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{
-    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, ValidationLimits, WindowResult,
+    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, SourceMark, SourceState,
+    ValidationLimits, WindowResult,
 };
 use ioc_store::{
     DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Spool, SpoolMetrics, SpoolRow, Store,
@@ -245,6 +246,34 @@ pub async fn run(
     if let Some(store) = &store {
         state.set_history_store(store.clone());
     }
+    let health = state.clone();
+    let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
+    // From here on, so the start-up drain of the last run's spool shows too.
+    let health_spool = spool.clone();
+    let (connected, kafka_connected) = (
+        ingest_metrics.connected.clone(),
+        ingest_metrics.kafka_connected.clone(),
+    );
+    let health_task = tokio::spawn(async move {
+        loop {
+            if let Some(spool) = &health_spool {
+                spool.refresh_metrics();
+                let (ok, detail) = clickhouse_health(&store_metrics.failing_tables(), spool);
+                health.health().set_component("clickhouse", ok, detail);
+            }
+            for (name, on, up) in [
+                ("mqtt", mqtt_on, connected.get() == 1),
+                ("kafka", kafka_on, kafka_connected.get() == 1),
+            ] {
+                if on {
+                    let detail = if up { "connected" } else { "not connected" };
+                    health.health().set_component(name, up, detail);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+
     let (drain_stop, drain_stop_rx) = watch::channel(false);
     let (writer_tasks, drain_task) = match (&store, &spool) {
         (Some(store), Some(spool)) => {
@@ -261,6 +290,7 @@ pub async fn run(
                 _ = stop_rx.wait_for(|s| *s) => true,
             };
             if stopped {
+                health_task.abort();
                 drain.abort();
                 spool.shutdown().await;
                 return finish_api(api).await;
@@ -358,6 +388,16 @@ pub async fn run(
         Some(spool) => admit_while_spool_has_room(spool.clone(), input_tx),
         None => input_tx,
     };
+    if config.kafka.enabled() {
+        // Before any source starts: until the group assigns partitions, nothing else (MQTT
+        // connects sooner) may move event time past the backlog those partitions hold.
+        input_tx
+            .send(Ingested::Source(SourceMark::kafka_group(
+                SourceState::Assigned,
+            )))
+            .await
+            .map_err(|_| anyhow::anyhow!("the dataflow stopped before the sources started"))?;
+    }
     let (drained_tx, drained_rx) = watch::channel(false);
     let until = |rx: &watch::Receiver<bool>| {
         let mut rx = rx.clone();
@@ -395,29 +435,6 @@ pub async fn run(
     }
     // The sources hold the only senders: the dataflow ends when they stop.
     drop(input_tx);
-    let health = state.clone();
-    let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
-    let health_spool = spool.clone();
-    let health_task = tokio::spawn(async move {
-        loop {
-            if let Some(spool) = &health_spool {
-                spool.refresh_metrics();
-                let (ok, detail) = clickhouse_health(&store_metrics.failing_tables(), spool);
-                health.health().set_component("clickhouse", ok, detail);
-            }
-            for (name, on, up) in [
-                ("mqtt", mqtt_on, ingest_metrics.connected.get() == 1),
-                ("kafka", kafka_on, ingest_metrics.kafka_connected.get() == 1),
-            ] {
-                if on {
-                    let detail = if up { "connected" } else { "not connected" };
-                    health.health().set_component(name, up, detail);
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    });
-
     // The dataflow ends once ingest has stopped and its queue is drained.
     let dataflow_result = tokio::task::spawn_blocking(move || dataflow.join()).await;
     health_task.abort();

@@ -188,6 +188,20 @@ pub enum SourceState {
 }
 
 impl SourceMark {
+    /// The source standing for the Kafka consumer before the group's first assignment. It is
+    /// announced (`Assigned`) before any source starts and withdrawn (`Revoked`) after the
+    /// first assignment's partitions are announced, so that MQTT, which connects sooner,
+    /// cannot move event time past the partitions' backlog before they exist.
+    pub const KAFKA_GROUP: &'static str = "kafka-group";
+
+    /// The mark of the Kafka consumer awaiting its group's first assignment.
+    pub fn kafka_group(state: SourceState) -> SourceMark {
+        SourceMark {
+            source: Self::KAFKA_GROUP.to_owned(),
+            state,
+        }
+    }
+
     /// The mark of `topic`/`partition`.
     pub fn new(topic: &str, partition: i32, state: SourceState) -> SourceMark {
         SourceMark {

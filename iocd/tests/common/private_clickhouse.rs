@@ -117,6 +117,14 @@ impl PrivateClickHouse {
         }
     }
 
+    /// SIGKILL, as a crash would end it, and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     /// SIGTERM, then waits for the process to exit (SIGKILL after 30 s).
     pub async fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
