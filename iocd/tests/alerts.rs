@@ -13,7 +13,6 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use futures_util::{SinkExt, StreamExt};
-use hmac::{KeyInit, Mac};
 use ioc_alerts::webhooks::SubscriptionSpec;
 use ioc_schemas::{
     fleet_json, Body, Department, Device, District, EventTime, Kind, Reading, SensorBody,
@@ -27,39 +26,6 @@ struct Received {
     body: serde_json::Value,
 }
 
-/// Verifies a Standard Webhooks signature independently of the crate under test.
-fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.trim_start_matches("whsec_"))
-        .unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let recent = timestamp
-        .parse::<u64>()
-        .is_ok_and(|t| t.abs_diff(now) < 300);
-    recent
-        && header("webhook-signature")
-            .split(' ')
-            .any(|s| s == expected)
-}
-
 /// A receiver that records every request whose signature verifies, and counts the others.
 async fn receiver(secret: String) -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mutex<u32>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -70,7 +36,7 @@ async fn receiver(secret: String) -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mut
         axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
             let (got, bad, secret) = (Arc::clone(&got_in), Arc::clone(&bad_in), secret.clone());
             async move {
-                if !signature_ok(&secret, &headers, &body) {
+                if !common::webhooks::signature_ok(&secret, &headers, &body) {
                     *bad.lock().unwrap() += 1;
                     return StatusCode::UNAUTHORIZED;
                 }

@@ -23,7 +23,6 @@ use base64::Engine as _;
 use common::private_clickhouse::PrivateClickHouse;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use hmac::{KeyInit, Mac};
 use ioc_schemas::{
     fleet_json, now_ms, Body, Department, Device, District, EventTime, Kind, Reading, SensorBody,
 };
@@ -56,6 +55,14 @@ const ALERT_LIMIT: Duration = Duration::from_secs(10);
 /// The bound on iocd's resident memory, at every sample of every process.
 const RSS_LIMIT_KIB: u64 = 600 * 1024;
 const SECRET_KEY: [u8; 32] = [5u8; 32];
+
+/// The construction department's signing secret, as configured.
+fn secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SECRET_KEY)
+    )
+}
 
 /// What device `device` reports at `seq`: whole numbers, so sums are exact in any order.
 fn value(device: usize, seq: usize) -> u32 {
@@ -191,36 +198,6 @@ fn kafka_producer(
     })
 }
 
-/// Verifies a Standard Webhooks signature independently of the crate under test.
-fn signature_ok(headers: &HeaderMap, body: &[u8]) -> bool {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&SECRET_KEY).unwrap();
-    mac.update(format!("{id}.{timestamp}.").as_bytes());
-    mac.update(body);
-    let expected = format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-    );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let recent = timestamp
-        .parse::<u64>()
-        .is_ok_and(|t| t.abs_diff(now) < 300);
-    recent
-        && header("webhook-signature")
-            .split(' ')
-            .any(|s| s == expected)
-}
-
 type Hooks = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
 
 /// The construction department's receiver: records each request whose signature verifies
@@ -234,7 +211,7 @@ async fn receiver() -> (String, Hooks, Arc<AtomicU64>) {
         axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
             let (got, bad) = (Arc::clone(&got_in), Arc::clone(&bad_in));
             async move {
-                if !signature_ok(&headers, &body) {
+                if !webhooks::signature_ok(&secret(), &headers, &body) {
                     bad.fetch_add(1, Ordering::SeqCst);
                     return StatusCode::UNAUTHORIZED;
                 }
@@ -507,10 +484,7 @@ async fn the_spool_rides_out_a_clickhouse_outage_under_live_load_and_two_kills()
     std::fs::write(&fleet_path, fleet_json(&fleet)).unwrap();
 
     let (hook_url, hooks, bad_signatures) = receiver().await;
-    let secret = format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(SECRET_KEY)
-    );
+    let secret = secret();
     let topics: Vec<String> = mqtt_gauges
         .iter()
         .chain([&bridge])
