@@ -245,8 +245,11 @@ fn config(prefix: &str, run: &str, database: &str, http_port: u16) -> String {
         http_port,
         ConfigExtra {
             // tansu waits out the fetch wait on every fetch; a small drift, so alignment pauses
-            // partitions often.
-            kafka: "fetch_wait_max_ms = 10\nprogress_interval_ms = 100\nalignment_max_drift_ms = 5000\n",
+            // partitions often. A long session: when a killed static member's session expires
+            // after its restarted self has joined, tansu revokes the new assignment and was
+            // seen never to give it back.
+            kafka: "fetch_wait_max_ms = 10\nprogress_interval_ms = 100\nalignment_max_drift_ms = 5000\n\
+                    session_timeout_ms = 120000\n",
             ..ConfigExtra::default()
         },
     )
