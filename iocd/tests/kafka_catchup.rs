@@ -215,21 +215,6 @@ async fn stored_windows(client: &clickhouse::Client, base: u64) -> Windows {
         .collect()
 }
 
-/// `(late readings in the ledger, readings stored with late = 1)`.
-async fn late(client: &clickhouse::Client) -> (u64, u64) {
-    let ledger: u64 = client
-        .query("SELECT count() FROM late_readings")
-        .fetch_one()
-        .await
-        .unwrap();
-    let flagged: u64 = client
-        .query("SELECT count() FROM readings FINAL WHERE late = 1")
-        .fetch_one()
-        .await
-        .unwrap();
-    (ledger, flagged)
-}
-
 /// A base time: 5-minute aligned, an hour ago, so the windows are the same every run.
 fn base_time() -> u64 {
     let now = ioc_schemas::now_ms();
@@ -300,7 +285,7 @@ async fn a_backlog_is_judged_in_event_time_order_whatever_order_it_was_produced_
         let api = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
         paused_s += scrape_metric(api, "ioc_ingest_kafka_paused_seconds_total", "").await;
         assert_eq!(
-            late(&client).await,
+            late_counts(&client).await,
             (0, 0),
             "{order:?}: no reading late; see {}",
             iocd.log.display()
@@ -349,7 +334,7 @@ async fn a_backlog_interrupted_by_sigkill_ends_as_an_uninterrupted_one() {
     let second = Iocd::start(&dir, "iocd", &config);
     caught_up(&client, base, (TOTAL, expected.len()), &log).await;
     assert_eq!(
-        late(&client).await,
+        late_counts(&client).await,
         (0, 0),
         "no reading late; see {}",
         log.display()
@@ -427,7 +412,7 @@ async fn two_members_of_one_group_share_the_partitions() {
         &first.log,
     )
     .await;
-    assert_eq!(late(&client).await, (0, 0), "no reading late");
+    assert_eq!(late_counts(&client).await, (0, 0), "no reading late");
     let windows = stored_windows(&client, base).await;
     assert_eq!(windows.len(), expected.len());
     for (key, want) in &expected {

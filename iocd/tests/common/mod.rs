@@ -279,6 +279,21 @@ pub async fn stored_readings(client: &clickhouse::Client) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
+/// `(late readings in the ledger, readings stored with late = 1)`.
+pub async fn late_counts(client: &clickhouse::Client) -> (u64, u64) {
+    let ledger: u64 = client
+        .query("SELECT count() FROM late_readings")
+        .fetch_one()
+        .await
+        .unwrap();
+    let flagged: u64 = client
+        .query("SELECT count() FROM readings FINAL WHERE late = 1")
+        .fetch_one()
+        .await
+        .unwrap();
+    (ledger, flagged)
+}
+
 /// Waits until `f` is true, for up to `limit`.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
 where
