@@ -1,6 +1,9 @@
 //! `iocd backfill`: recomputes the windows and KPIs of a time range from the raw readings in
 //! ClickHouse — late ones included — and writes them as new versions.
 //!
+//! iocd also recomputes, on its own, the windows a start without ClickHouse left out
+//! ([`fill_gap`]), from on-time readings only, as the live run would have computed them.
+//!
 //! Readings later than the allowed lateness are stored raw and left out of the live windows;
 //! a backfill counts them. A window's version grows with its count, so a recomputed window that
 //! gained late readings supersedes the live one, and one that did not is written again with the
@@ -13,8 +16,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ioc_dataflow::{DataflowMetrics, Outputs, RegistryFeed, RunOptions, SystemClock};
-use ioc_schemas::{Ack, DeadLetter, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult};
-use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowRow};
+use ioc_schemas::{
+    Ack, DeadLetter, Device, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult,
+};
+use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowGap, WindowRow};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -25,8 +30,7 @@ use crate::pipeline::feed_stored;
 struct BackfillOutputs {
     windows: TableWriter<WindowRow>,
     kpis: KpiWriter,
-    from_ms: u64,
-    to_ms: u64,
+    range: WindowGap,
     written: Arc<AtomicU64>,
 }
 
@@ -38,7 +42,11 @@ impl Outputs for BackfillOutputs {
 
     fn window(&self, result: WindowResult) {
         // A window reaching past the range has readings outside it: leave it alone.
-        if !result.is_final || result.window_end_ms() > self.to_ms {
+        let r = &self.range;
+        if !result.is_final
+            || result.window_end_ms() > r.to_ms
+            || !(r.from_ms..r.until_ms).contains(&result.window_start_ms)
+        {
             return;
         }
         if let Err(e) = self.windows.blocking_send(WindowRow::from(&result), None) {
@@ -52,7 +60,11 @@ impl Outputs for BackfillOutputs {
         // Device health needs the devices' history before the range (when each was last
         // seen), which a backfill does not have: the live rows stand.
         let start = kpi.window_start_ms();
-        if kpi.family() == KpiFamily::Health || start < self.from_ms || start >= self.to_ms {
+        let r = &self.range;
+        if kpi.family() == KpiFamily::Health
+            || !(r.from_ms..r.until_ms).contains(&start)
+            || start + kpi.window_size_ms() > r.to_ms
+        {
             return;
         }
         if let Err(e) = self.kpis.blocking_send(&kpi) {
@@ -99,15 +111,60 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
     let store = Store::connect(ch, StoreMetrics::new(&registry)?)
         .await
         .context("cannot reach clickhouse")?;
-    let total = store.count_readings(from_ms, to_ms).await?;
+    let devices = crate::registry::initial_devices(&config.registry, Some(&store)).await?;
+    let range = WindowGap {
+        from_ms,
+        until_ms: to_ms,
+        to_ms,
+    };
+    recompute(
+        &store,
+        config,
+        devices.into_values().collect(),
+        range,
+        true,
+        true,
+    )
+    .await
+}
+
+/// Recomputes the windows a start without ClickHouse left out, once ClickHouse holds their
+/// readings, from the on-time ones (what the live run would have counted).
+pub async fn fill_gap(
+    store: &Store,
+    config: &Config,
+    devices: Vec<Device>,
+    gap: WindowGap,
+) -> anyhow::Result<BackfillReport> {
+    let from = gap.from_ms;
+    recompute(store, config, devices, gap, false, false)
+        .await
+        .with_context(|| format!("recomputing the windows from {from}"))
+}
+
+/// Feeds the stored readings of `range` through a dataflow of its own and stores the windows
+/// and KPIs that lie within it.
+async fn recompute(
+    store: &Store,
+    config: &Config,
+    devices: Vec<Device>,
+    range: WindowGap,
+    with_late: bool,
+    show_progress: bool,
+) -> anyhow::Result<BackfillReport> {
+    let registry = prometheus::Registry::new();
+    let (from_ms, to_ms) = (range.from_ms, range.to_ms);
+    let total = if show_progress {
+        store.count_readings(from_ms, to_ms).await?
+    } else {
+        0
+    };
     let (writers, tasks) = store.writers();
     let written = Arc::new(AtomicU64::new(0));
-    let devices = crate::registry::initial_devices(&config.registry, Some(&store)).await?;
     let outputs = BackfillOutputs {
         windows: writers.windows.clone(),
         kpis: writers.kpis.clone(),
-        from_ms,
-        to_ms,
+        range,
         written: Arc::clone(&written),
     };
     drop(writers);
@@ -120,30 +177,37 @@ pub async fn backfill(config: &Config, from_ms: u64, to_ms: u64) -> anyhow::Resu
             ..RunOptions::default()
         },
         rx,
-        RegistryFeed::fixed(devices.into_values().collect()),
+        RegistryFeed::fixed(devices),
         outputs,
         DataflowMetrics::new(&registry)?,
         Arc::new(SystemClock),
     )?;
 
     let started = Instant::now();
-    let mut cursor = store.stored_readings(from_ms, to_ms, true)?;
-    progress(0, total, started);
+    let mut cursor = store.stored_readings(from_ms, to_ms, with_late)?;
+    let report = |n| {
+        if show_progress {
+            progress(n, total, started);
+        }
+    };
+    report(0);
     let (readings, _) = feed_stored(&mut cursor, &tx, |n| {
         if n % 1_000 == 0 {
-            progress(n, total, started);
+            report(n);
         }
     })
     .await?;
-    progress(readings, total, started);
+    report(readings);
     drop(tx);
     tokio::task::spawn_blocking(move || dataflow.join())
         .await
         .context("dataflow task")??;
     tasks.join().await?;
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!();
+    if show_progress {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!();
+        }
     }
     Ok(BackfillReport {
         readings,

@@ -53,6 +53,10 @@ pub struct RestartConfig {
     /// How far (ms) before the last watermark the rebuild starts, so windows that closed just
     /// before a crash, whose results may not have been stored yet, come out again.
     pub rebuild_margin_ms: u64,
+    /// How long a start waits for ClickHouse before it goes live without it. The windows that
+    /// needed the last run's stored readings are then left out, and recomputed from ClickHouse
+    /// once it is back and holds their readings.
+    pub clickhouse_wait_ms: u64,
 }
 
 impl Default for RestartConfig {
@@ -60,6 +64,7 @@ impl Default for RestartConfig {
         RestartConfig {
             rebuild_windows: true,
             rebuild_margin_ms: 60_000,
+            clickhouse_wait_ms: 10_000,
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod config;
 pub mod instance;
 pub mod pipeline;
 pub mod registry;
+mod storage;
 
 pub use config::Config;

@@ -1,6 +1,7 @@
 //! Wires ingest, the dataflow, the store and the API into one running pipeline.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use ioc_schemas::{
 };
 use ioc_store::{
     DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Spool, SpoolMetrics, SpoolRow, Store,
-    StoreMetrics, WindowRow,
+    StoreMetrics, StoredReading, WindowRow,
 };
 use prometheus::IntCounterVec;
 use std::time::Instant;
@@ -24,11 +25,17 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::registry::{ChangeStore, LocalCopy};
+use crate::storage::{
+    connect_store, run_store_side, GapFill, SpoolRebuild, StoreSide, Unreachable,
+};
 
 /// Where the dataflow's records go: the spool in front of ClickHouse (when one is configured)
 /// and the live feed. Nothing here waits for storage: the spool takes rows without blocking.
 #[derive(Clone)]
 struct PipelineOutputs {
+    /// The end of the newest final window put out.
+    final_until: Arc<AtomicU64>,
     spool: Option<Spool>,
     feed: LiveFeed,
     unknown: UnknownDevices,
@@ -85,6 +92,10 @@ impl Outputs for PipelineOutputs {
     }
 
     fn window(&self, result: WindowResult) {
+        if result.is_final {
+            self.final_until
+                .fetch_max(result.window_end_ms(), Ordering::Relaxed);
+        }
         if let Some(spool) = &self.spool {
             spool.append(&SpoolRow::Window(WindowRow::from(&result)), None);
         }
@@ -103,40 +114,6 @@ impl Outputs for PipelineOutputs {
 
     fn unknown_device(&self, device_id: &str, kind: Kind, district: District, event_ms: u64) {
         self.unknown.record(device_id, kind, district, event_ms);
-    }
-}
-
-/// Connects to ClickHouse, retrying while it is unreachable, until `stop` flips.
-async fn connect_store(
-    config: ioc_store::ClickHouseConfig,
-    metrics: StoreMetrics,
-    state: &ApiState,
-    stop: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Option<Store>> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match Store::connect(config.clone(), metrics.clone()).await {
-            Ok(store) => {
-                state.health().set_component(
-                    "clickhouse",
-                    true,
-                    format!("database {}", config.database),
-                );
-                return Ok(Some(store));
-            }
-            Err(e) if e.is_retryable() => {
-                state
-                    .health()
-                    .set_component("clickhouse", false, e.to_string());
-                tracing::warn!(error = %e, url = %config.url, "clickhouse not reachable; retrying");
-                tokio::select! {
-                    _ = stop.wait_for(|s| *s) => return Ok(None),
-                    () = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => return Err(e).context("cannot prepare the clickhouse schema"),
-        }
     }
 }
 
@@ -224,103 +201,130 @@ pub async fn run(
         Some(_) => Some(open_spool(&config, &registry)?),
         None => None,
     };
-    let store = match config.clickhouse.clone() {
-        Some(cfg) => match connect_store(cfg, store_metrics.clone(), &state, &mut stop_rx).await? {
-            Some(store) => Some(store),
-            None => {
-                if let Some(spool) = &spool {
-                    spool.shutdown().await;
-                }
-                return finish_api(api).await;
-            }
-        },
-        None => {
-            state.health().set_component(
-                "clickhouse",
-                true,
-                "not configured: results are not stored",
-            );
-            None
-        }
-    };
-    if let Some(store) = &store {
-        state.set_history_store(store.clone());
-    }
-    let health = state.clone();
-    let (mqtt_on, kafka_on) = (config.mqtt.enabled, config.kafka.enabled());
-    // From here on, so the start-up drain of the last run's spool shows too.
-    let health_spool = spool.clone();
-    let (connected, kafka_connected) = (
-        ingest_metrics.connected.clone(),
-        ingest_metrics.kafka_connected.clone(),
+    let unreachable = Unreachable::default();
+    let (store_tx, store_rx) = watch::channel(None::<Store>);
+    let health_task = spawn_health(
+        &state,
+        &config,
+        spool.clone(),
+        &store_metrics,
+        store_rx.clone(),
+        unreachable.clone(),
+        &ingest_metrics,
     );
-    let health_task = tokio::spawn(async move {
-        loop {
-            if let Some(spool) = &health_spool {
-                spool.refresh_metrics();
-                let (ok, detail) = clickhouse_health(&store_metrics.failing_tables(), spool);
-                health.health().set_component("clickhouse", ok, detail);
-            }
-            for (name, on, up) in [
-                ("mqtt", mqtt_on, connected.get() == 1),
-                ("kafka", kafka_on, kafka_connected.get() == 1),
-            ] {
-                if on {
-                    let detail = if up { "connected" } else { "not connected" };
-                    health.health().set_component(name, up, detail);
+    // ClickHouse, if it answers within `restart.clickhouse_wait_ms`; otherwise the live path
+    // starts without it and the store task goes on trying.
+    let store = match &config.clickhouse {
+        Some(cfg) => {
+            let wait = Duration::from_millis(config.restart.clickhouse_wait_ms);
+            let reach = connect_store(cfg, &store_metrics, &unreachable, &mut stop_rx);
+            match tokio::time::timeout(wait, reach).await {
+                Ok(Ok(Some(store))) => Some(store),
+                Ok(Ok(None)) => {
+                    health_task.abort();
+                    if let Some(spool) = &spool {
+                        spool.shutdown().await;
+                    }
+                    return finish_api(api).await;
+                }
+                Ok(Err(e)) => return Err(e).context("cannot prepare the clickhouse schema"),
+                Err(_) => {
+                    tracing::warn!(
+                        wait_ms = config.restart.clickhouse_wait_ms,
+                        "clickhouse not reachable: going live without it; rows are spooled"
+                    );
+                    None
                 }
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    });
+        None => None,
+    };
 
     let (drain_stop, drain_stop_rx) = watch::channel(false);
-    let (writer_tasks, drain_task) = match (&store, &spool) {
-        (Some(store), Some(spool)) => {
-            let (writers, tasks) = store.writers();
+    // A start without ClickHouse reads the spool back before the drain may delete from it.
+    let (may_drain, may_drain_rx) = watch::channel(store.is_some());
+    let store_task = match (&config.clickhouse, &spool) {
+        (Some(cfg), Some(spool)) => {
             let (caught_up_tx, mut caught_up) = watch::channel(false);
-            let drain = tokio::spawn({
-                let spool = spool.clone();
-                async move { spool.drain(writers, drain_stop_rx, caught_up_tx).await }
-            });
-            // What the last run spooled is stored before windows are rebuilt from ClickHouse.
-            let left = spool.backlog().rows;
-            let stopped = tokio::select! {
-                _ = caught_up.wait_for(|c| *c) => false,
-                _ = stop_rx.wait_for(|s| *s) => true,
-            };
-            if stopped {
-                health_task.abort();
-                drain.abort();
-                spool.shutdown().await;
-                return finish_api(api).await;
+            let task = tokio::spawn(run_store_side(StoreSide {
+                reached: store.clone(),
+                config: cfg.clone(),
+                metrics: store_metrics.clone(),
+                unreachable: unreachable.clone(),
+                spool: spool.clone(),
+                state: state.clone(),
+                store_tx,
+                drain_stop: drain_stop_rx,
+                caught_up: caught_up_tx,
+                stop: stop_rx.clone(),
+                may_drain: may_drain_rx,
+            }));
+            if store.is_some() {
+                // What the last run spooled is stored before windows are rebuilt from
+                // ClickHouse.
+                let left = spool.backlog().rows;
+                let stopped = tokio::select! {
+                    _ = caught_up.wait_for(|c| *c) => false,
+                    _ = stop_rx.wait_for(|s| *s) => true,
+                };
+                if stopped {
+                    health_task.abort();
+                    task.abort();
+                    spool.shutdown().await;
+                    return finish_api(api).await;
+                }
+                if left > 0 {
+                    tracing::info!(
+                        rows = left,
+                        "rows spooled by the last run are in clickhouse"
+                    );
+                }
             }
-            if left > 0 {
-                tracing::info!(
-                    rows = left,
-                    "rows spooled by the last run are in clickhouse"
-                );
-            }
-            (Some(tasks), Some(drain))
+            Some(task)
         }
-        _ => (None, None),
+        _ => None,
     };
 
-    let devices = crate::registry::initial_devices(&config.registry, store.as_ref()).await?;
+    // The registry: the fleet file with ClickHouse's changes on top, or, when ClickHouse is
+    // configured but not reached, the local copy the last run kept.
+    let copy = LocalCopy::in_dir(&config.alerts.state_dir);
+    let devices = match (&store, config.clickhouse.is_some(), copy.load()) {
+        (None, true, Some(kept)) => {
+            tracing::info!(
+                devices = kept.len(),
+                "device registry taken from the local copy until clickhouse is reached"
+            );
+            kept
+        }
+        _ => {
+            let devices =
+                crate::registry::initial_devices(&config.registry, store.as_ref()).await?;
+            copy.save(&devices);
+            devices
+        }
+    };
     state.devices().replace_all(devices.values().cloned());
     let (to_dataflow, registry_changes) = mpsc::channel(config.registry.change_capacity);
     let (api_changes, change_requests) = mpsc::channel(16);
     state.set_registry_sender(api_changes);
+    let change_store = match &config.clickhouse {
+        Some(_) => ChangeStore::ClickHouse(store_rx.clone()),
+        None => ChangeStore::Unstored,
+    };
     let registry_service = tokio::spawn(crate::registry::serve_changes(
         change_requests,
-        store.clone(),
+        change_store,
         to_dataflow,
+        devices.clone(),
+        copy.clone(),
     ));
 
     let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), spool.clone()));
 
     let (input_tx, input_rx) = mpsc::channel(config.dataflow.input_capacity);
+    let final_until = Arc::new(AtomicU64::new(0));
     let outputs = PipelineOutputs {
+        final_until: Arc::clone(&final_until),
         spool: spool.clone(),
         feed: state.feed().clone(),
         unknown: state.unknown_devices().clone(),
@@ -359,10 +363,28 @@ pub async fn run(
             "restoring kpi state from stored windows"
         );
     }
+    // Windows a start without ClickHouse leaves out (or an earlier one left), recomputed once
+    // ClickHouse holds their readings.
+    let (gap, spool_rebuild) = match &spool {
+        Some(spool) => crate::storage::plan_window_gap(spool, store.is_some(), &config).await?,
+        None => (None, None),
+    };
+    let gap_task = match (gap, &spool) {
+        (Some(gap), Some(spool)) => Some(tokio::spawn(crate::storage::fill_window_gap(GapFill {
+            gap,
+            store: store_rx.clone(),
+            spool: spool.clone(),
+            final_until,
+            config: config.clone(),
+            devices: devices.clone(),
+            copy,
+        }))),
+        _ => None,
+    };
     let dataflow = ioc_dataflow::spawn(
         config.dataflow.clone(),
         ioc_dataflow::RunOptions {
-            emit_windows_from_ms: rebuild.unwrap_or(0),
+            emit_windows_from_ms: rebuild.or(spool_rebuild.map(|r| r.live_from)).unwrap_or(0),
             finish_open_windows: false,
             kpi_history,
         },
@@ -381,6 +403,10 @@ pub async fn run(
     if let (Some(store), Some(from)) = (&store, rebuild) {
         rebuild_open_windows(store, from, &input_tx, &registry).await?;
     }
+    if let (Some(spool), Some(plan)) = (&spool, spool_rebuild) {
+        rebuild_from_spool(spool, plan, &input_tx).await?;
+    }
+    may_drain.send_replace(true);
 
     // The sources' records pass a gate that holds them while the spool is full, so a long
     // ClickHouse outage pushes back on the brokers, never on the dataflow.
@@ -447,23 +473,22 @@ pub async fn run(
         spool.close().await;
     }
     let _ = drained_tx.send(true);
-    if let (Some(drain), Some(tasks), Some(spool)) = (drain_task, writer_tasks, &spool) {
+    if let Some(gap_task) = gap_task {
+        // The gap stays recorded in the spool for the next start.
+        gap_task.abort();
+    }
+    if let (Some(store_task), Some(spool)) = (store_task, &spool) {
         let timeout = Duration::from_millis(config.shutdown.flush_timeout_ms);
         let _ = drain_stop.send(true);
-        let abort_drain = drain.abort_handle();
-        let flushed = tokio::time::timeout(timeout, async {
-            let _ = drain.await;
-            let joined = tasks.join().await;
-            spool.deleted().await;
-            joined
-        })
-        .await;
-        abort_drain.abort();
+        let abort_store = store_task.abort_handle();
+        let flushed = tokio::time::timeout(timeout, store_task).await;
+        abort_store.abort();
         let left = spool.backlog().rows;
         match flushed {
-            Ok(Ok(())) if left == 0 => tracing::info!("the spool is drained into clickhouse"),
-            Ok(Ok(())) => tracing::info!(rows = left, "rows left in the spool for the next start"),
-            Ok(Err(e)) => tracing::error!(error = %e, "a store writer failed; rows stay in the spool"),
+            Ok(Ok(Ok(()))) if left == 0 => tracing::info!("the spool is drained into clickhouse"),
+            Ok(Ok(Ok(()))) => tracing::info!(rows = left, "rows left in the spool for the next start"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "a store writer failed; rows stay in the spool"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the store task failed; rows stay in the spool"),
             Err(_) => tracing::warn!(
                 rows = left,
                 "clickhouse flush timed out; the rows not inserted stay in the spool for the next start"
@@ -501,41 +526,85 @@ pub(crate) async fn feed_stored(
     input: &mpsc::Sender<Ingested>,
     mut each: impl FnMut(u64),
 ) -> anyhow::Result<(u64, u64)> {
-    // Stored readings were valid when they arrived; only their shape is checked again.
-    let limits = ValidationLimits {
-        max_future_ms: u64::MAX / 4,
-        min_event_time_ms: 0,
-    };
     let (mut rows, mut fed) = (0u64, 0u64);
     while let Some(stored) = cursor.next().await? {
         rows += 1;
-        match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
-            Ok(reading) => {
-                let record = Ingested::Replayed(IngestedReading {
-                    reading,
-                    district: stored.district,
-                    transport: stored.transport,
-                    source: stored.source,
-                    received_at_ms: stored.received_at_ms,
-                    payload: stored.payload,
-                });
-                input
-                    .send(record)
-                    .await
-                    .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
-                fed += 1;
-            }
-            Err(e) => tracing::warn!(error = %e, "a stored reading no longer decodes; left out"),
+        if let Some(record) = replayed(stored) {
+            input
+                .send(record)
+                .await
+                .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
+            fed += 1;
         }
         each(rows);
     }
     Ok((rows, fed))
 }
 
+/// A stored reading as a replay (counted in windows, not stored again); `None`, logged, for
+/// a payload that no longer decodes.
+fn replayed(stored: StoredReading) -> Option<Ingested> {
+    // Stored readings were valid when they arrived; only their shape is checked again.
+    let limits = ValidationLimits {
+        max_future_ms: u64::MAX / 4,
+        min_event_time_ms: 0,
+    };
+    match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
+        Ok(reading) => Some(Ingested::Replayed(IngestedReading {
+            reading,
+            district: stored.district,
+            transport: stored.transport,
+            source: stored.source,
+            received_at_ms: stored.received_at_ms,
+            payload: stored.payload,
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "a stored reading no longer decodes; left out");
+            None
+        }
+    }
+}
+
+/// Feeds the spooled on-time readings of the windows open at the last stop back into the
+/// dataflow, for a start without ClickHouse (see [`SpoolRebuild`]).
+async fn rebuild_from_spool(
+    spool: &Spool,
+    plan: SpoolRebuild,
+    input: &mpsc::Sender<Ingested>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (mut next, mut fed) = (Some(0u64), 0u64);
+    while let Some(from_seq) = next {
+        let batch = {
+            let spool = spool.clone();
+            tokio::task::spawn_blocking(move || {
+                spool.spooled_readings(from_seq, 10_000, plan.replay_from)
+            })
+            .await??
+        };
+        next = batch.1;
+        for record in batch.0.into_iter().filter_map(replayed) {
+            input
+                .send(record)
+                .await
+                .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
+            fed += 1;
+        }
+    }
+    tracing::info!(
+        readings = fed,
+        from = %ioc_schemas::format_rfc3339_ms(plan.replay_from),
+        windows_from = %ioc_schemas::format_rfc3339_ms(plan.live_from),
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuilt open windows from the spool"
+    );
+    Ok(())
+}
+
 /// Where the rebuild starts: early enough that every window ending after `margin_ms` before the
 /// watermark the stored readings imply starts after it, aligned down to every window's slide.
 /// Windows starting before it are left out of the rebuild (they closed before the stop).
-fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 {
+pub(crate) fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 {
     fn gcd(a: u64, b: u64) -> u64 {
         if b == 0 {
             a
@@ -621,8 +690,63 @@ fn admit_while_spool_has_room(
     tx
 }
 
-/// The `clickhouse` health component: whether inserts work, and what the spool holds.
-fn clickhouse_health(failing: &[String], spool: &Spool) -> (bool, String) {
+/// Keeps `/healthz` up to date every 500 ms: ClickHouse and the spool, and the sources.
+fn spawn_health(
+    state: &ApiState,
+    config: &Config,
+    spool: Option<Spool>,
+    store_metrics: &StoreMetrics,
+    store: watch::Receiver<Option<Store>>,
+    unreachable: Unreachable,
+    ingest: &IngestMetrics,
+) -> tokio::task::JoinHandle<()> {
+    if spool.is_none() {
+        state
+            .health()
+            .set_component("clickhouse", true, "not configured: results are not stored");
+    }
+    let health = state.clone();
+    let store_metrics = store_metrics.clone();
+    let sources = [
+        ("mqtt", config.mqtt.enabled, ingest.connected.clone()),
+        (
+            "kafka",
+            config.kafka.enabled(),
+            ingest.kafka_connected.clone(),
+        ),
+    ];
+    tokio::spawn(async move {
+        loop {
+            if let Some(spool) = &spool {
+                spool.refresh_metrics();
+                let problem = if store.borrow().is_some() {
+                    let failing = store_metrics.failing_tables();
+                    (!failing.is_empty())
+                        .then(|| format!("inserts into {} failing; retrying", failing.join(", ")))
+                } else {
+                    Some(match crate::storage::unreachable_reason(&unreachable) {
+                        Some(why) => format!("not reached: {why}; retrying"),
+                        None => "connecting".to_owned(),
+                    })
+                };
+                let (ok, detail) = clickhouse_health(problem.as_deref(), spool);
+                health.health().set_component("clickhouse", ok, detail);
+            }
+            for (name, on, connected) in &sources {
+                if *on {
+                    let up = connected.get() == 1;
+                    let detail = if up { "connected" } else { "not connected" };
+                    health.health().set_component(name, up, detail);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+}
+
+/// The `clickhouse` health component: what, if anything, keeps rows out of ClickHouse, and
+/// what the spool holds.
+fn clickhouse_health(problem: Option<&str>, spool: &Spool) -> (bool, String) {
     let backlog = spool.backlog();
     let spooled = format!(
         "{} rows spooled ({:.1} MiB), oldest {}",
@@ -630,21 +754,13 @@ fn clickhouse_health(failing: &[String], spool: &Spool) -> (bool, String) {
         backlog.bytes as f64 / f64::from(1 << 20),
         age(backlog.oldest_ms)
     );
-    if failing.is_empty() {
-        let detail = if backlog.rows == 0 {
-            "inserting".to_owned()
-        } else {
-            format!("inserting; {spooled}")
-        };
-        (true, detail)
-    } else {
-        (
+    match problem {
+        None if backlog.rows == 0 => (true, "inserting".to_owned()),
+        None => (true, format!("inserting; {spooled}")),
+        Some(problem) => (
             false,
-            format!(
-                "ClickHouse unavailable (inserts into {} failing; retrying); {spooled}",
-                failing.join(", ")
-            ),
-        )
+            format!("ClickHouse unavailable ({problem}); {spooled}"),
+        ),
     }
 }
 

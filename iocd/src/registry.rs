@@ -6,7 +6,12 @@
 //! table does not hold as they are get stored, so analysts can join KPI rows to every device.
 //!
 //! At run time the API hands each change to [`serve_changes`], which stores it first (when
-//! ClickHouse is configured), then feeds it to the dataflow, then confirms it.
+//! ClickHouse is configured), then feeds it to the dataflow, then confirms it. While
+//! ClickHouse is configured but not reached, changes are refused: one not stored would be
+//! forgotten at the next start.
+//!
+//! The registry in use is also kept in a local copy ([`LocalCopy`], `registry.json` in the
+//! state folder), from which a start without ClickHouse takes it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +21,7 @@ use ioc_dashboard_api::RegistryRequest;
 use ioc_schemas::{parse_fleet, Device, DeviceChange, DEFAULT_FLEET_JSON};
 use ioc_store::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Where the registry comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,18 +79,83 @@ pub async fn initial_devices(
     Ok(devices)
 }
 
-/// Applies the API's registry changes until the API drops its sender: each is stored (when
-/// `store` is set), then fed to the dataflow, then confirmed. A change that cannot be stored
-/// is refused and goes no further.
+/// The registry in use, kept on local disk for a start that cannot reach ClickHouse.
+#[derive(Debug, Clone)]
+pub struct LocalCopy {
+    path: PathBuf,
+}
+
+impl LocalCopy {
+    /// `registry.json` in `dir`.
+    pub fn in_dir(dir: &std::path::Path) -> LocalCopy {
+        LocalCopy {
+            path: dir.join("registry.json"),
+        }
+    }
+
+    /// The devices last saved, if a copy exists and reads back.
+    pub fn load(&self) -> Option<BTreeMap<String, Device>> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        match parse_fleet(&text) {
+            Ok(devices) => Some(devices),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e,
+                    "the local copy of the registry does not read back; ignored");
+                None
+            }
+        }
+    }
+
+    /// Replaces the copy (written aside, then renamed, so a crash leaves the old one whole).
+    /// A failure is logged: the copy only matters to a start without ClickHouse.
+    pub fn save(&self, devices: &BTreeMap<String, Device>) {
+        let list: Vec<&Device> = devices.values().collect();
+        let aside = self.path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&list)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&aside, bytes))
+            .and_then(|()| std::fs::rename(&aside, &self.path));
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e,
+                "cannot save the local copy of the registry");
+        }
+    }
+}
+
+/// Where the registry's changes are stored.
+#[derive(Debug, Clone)]
+pub enum ChangeStore {
+    /// No ClickHouse is configured: changes are applied without being stored.
+    Unstored,
+    /// ClickHouse, once reached (`None` until then).
+    ClickHouse(watch::Receiver<Option<Store>>),
+}
+
+/// Applies the API's registry changes until the API drops its sender: each is stored, then fed
+/// to the dataflow, then confirmed, and the local copy of `devices` is brought up to date. A
+/// change that cannot be stored is refused and goes no further.
 pub async fn serve_changes(
     mut requests: mpsc::Receiver<RegistryRequest>,
-    store: Option<Store>,
+    store: ChangeStore,
     dataflow: mpsc::Sender<DeviceChange>,
+    mut devices: BTreeMap<String, Device>,
+    copy: LocalCopy,
 ) {
     while let Some(RegistryRequest { change, reply }) = requests.recv().await {
-        let result = apply(&change, store.as_ref(), &dataflow).await;
+        let result = apply(&change, &store, &dataflow).await;
         match &result {
-            Ok(()) => tracing::info!(device = change.device_id(), "registry change applied"),
+            Ok(()) => {
+                tracing::info!(device = change.device_id(), "registry change applied");
+                match &change {
+                    DeviceChange::Upsert(d) => {
+                        devices.insert(d.id.clone(), d.clone());
+                    }
+                    DeviceChange::Remove { id } => {
+                        devices.remove(id);
+                    }
+                }
+                copy.save(&devices);
+            }
             Err(e) => {
                 tracing::warn!(device = change.device_id(), error = %e, "registry change refused")
             }
@@ -97,10 +167,17 @@ pub async fn serve_changes(
 
 async fn apply(
     change: &DeviceChange,
-    store: Option<&Store>,
+    store: &ChangeStore,
     dataflow: &mpsc::Sender<DeviceChange>,
 ) -> Result<(), String> {
-    if let Some(store) = store {
+    if let ChangeStore::ClickHouse(store) = store {
+        let Some(store) = store.borrow().clone() else {
+            return Err(
+                "ClickHouse is unavailable, so the change cannot be stored and is not applied; \
+                 try again once it is back"
+                    .into(),
+            );
+        };
         store
             .save_device_change(change, ioc_schemas::now_ms())
             .await
@@ -142,6 +219,23 @@ mod tests {
         let e = initial_devices(&config, None).await.unwrap_err();
         let text = format!("{e:#}");
         assert!(text.contains("g1") && text.contains("lat"), "{text}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_local_copy_reads_back_what_was_saved() {
+        let dir = std::env::temp_dir().join(format!("iocd-registry-copy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = LocalCopy::in_dir(&dir);
+        assert_eq!(copy.load(), None);
+        let mut devices = initial_devices(&RegistryConfig::default(), None)
+            .await
+            .unwrap();
+        devices.remove("tsc-hai_chau-001");
+        copy.save(&devices);
+        assert_eq!(copy.load(), Some(devices));
+        std::fs::write(dir.join("registry.json"), "[{").unwrap();
+        assert_eq!(copy.load(), None, "a torn copy is ignored");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -96,7 +96,7 @@ pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
     WindowRow,
 };
-pub use spool::{Spool, SpoolBacklog, SpoolConfig, SpoolError, SpoolMetrics, SpoolRow};
+pub use spool::{Spool, SpoolBacklog, SpoolConfig, SpoolError, SpoolMetrics, SpoolRow, WindowGap};
 pub use writer::{TableWriter, WriterTasks, Writers};
 
 /// Example analyst queries over the KPI tables, separated by `;`, each after a `-- ` line

@@ -31,7 +31,7 @@ fn from_code<T: Copy>(all: &[T], code: i8, what: &str) -> Result<T, StoreError> 
 }
 
 impl StoredReading {
-    fn from_row(row: ReadingRow) -> Result<StoredReading, StoreError> {
+    pub(crate) fn from_row(row: ReadingRow) -> Result<StoredReading, StoreError> {
         Ok(StoredReading {
             kind: from_code(&Kind::ALL, row.kind, "kind")?,
             district: from_code(&District::ALL, row.district, "district")?,

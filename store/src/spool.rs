@@ -29,6 +29,7 @@ use crate::kpi::{
     AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, TrafficKpiRow,
     WaterKpiRow,
 };
+use crate::replay::StoredReading;
 use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, WindowRow};
 use crate::writer::Writers;
 use crate::StoreError;
@@ -38,6 +39,17 @@ const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
 /// Rows this version could not read back (from another version of iocd), kept for an operator,
 /// numbered in the order they were found.
 const UNREADABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("unreadable");
+/// What a restart needs to know without ClickHouse: [`NEWEST_ON_TIME`], [`NEWEST_DELETED`]
+/// and [`WindowGap`].
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// The newest event time of an on-time reading ever committed, ms.
+const NEWEST_ON_TIME: &str = "newest_on_time_event_ms";
+/// The newest event time of an on-time reading deleted from the spool (it is in ClickHouse),
+/// ms, or a little later.
+const NEWEST_DELETED: &str = "newest_deleted_event_ms";
+const GAP_FROM: &str = "gap_from_ms";
+const GAP_UNTIL: &str = "gap_until_ms";
+const GAP_TO: &str = "gap_to_ms";
 /// The record format; bumped when [`SpoolRow`] changes shape.
 const FORMAT: u8 = 1;
 const HEADER: usize = 9;
@@ -158,6 +170,31 @@ impl SpoolRow {
     }
 }
 
+/// Windows a start without ClickHouse could not compute, because the readings of the last run
+/// they need were in ClickHouse: those starting in `[from_ms, until_ms)`, all of which end by
+/// `to_ms`. Kept in the spool until they are recomputed from ClickHouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowGap {
+    /// The earliest window start left out.
+    pub from_ms: u64,
+    /// Windows starting here or later were computed live.
+    pub until_ms: u64,
+    /// Every window left out ends by here.
+    pub to_ms: u64,
+}
+
+impl WindowGap {
+    /// One gap covering both (a second start without ClickHouse before the first gap was
+    /// filled): recomputing a window twice changes nothing.
+    pub fn merge(self, other: WindowGap) -> WindowGap {
+        WindowGap {
+            from_ms: self.from_ms.min(other.from_ms),
+            until_ms: self.until_ms.max(other.until_ms),
+            to_ms: self.to_ms.max(other.to_ms),
+        }
+    }
+}
+
 /// What went wrong with the spool file.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -251,6 +288,10 @@ impl SpoolMetrics {
 #[derive(Default)]
 struct Pending {
     rows: Vec<(Vec<u8>, Option<Ack>)>,
+    /// The newest event time of an on-time reading among `rows`.
+    newest_on_time: u64,
+    /// Rows taken since the spool was opened.
+    accepted: u64,
     closed: bool,
 }
 
@@ -259,6 +300,8 @@ struct Pending {
 struct Inserted {
     through: u64,
     done: std::collections::BTreeSet<u64>,
+    /// The newest event time of an on-time reading among them.
+    newest_on_time: u64,
 }
 
 struct Inner {
@@ -282,6 +325,11 @@ struct Inner {
     commits: Mutex<VecDeque<(u64, u64)>>,
     /// Rows through this sequence number are deleted from the file.
     deleted_through: AtomicU64,
+    /// The sequence number of the last row the previous run committed.
+    last_at_open: u64,
+    /// The newest event time of an on-time reading committed, by any run (0: none).
+    newest_on_time: AtomicU64,
+    gap: Mutex<Option<WindowGap>>,
     bytes: AtomicU64,
     rows: AtomicU64,
     room: Notify,
@@ -343,6 +391,7 @@ impl Spool {
             {
                 tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
                 tx.open_table(UNREADABLE).map_err(|e| fail(e.to_string()))?;
+                tx.open_table(META).map_err(|e| fail(e.to_string()))?;
             }
             tx.commit().map_err(|e| fail(e.to_string()))?;
             let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
@@ -370,6 +419,24 @@ impl Spool {
             }
             None => VecDeque::new(),
         };
+        let meta = |key: &str| -> Result<Option<u64>, SpoolError> {
+            let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
+            let table = tx.open_table(META).map_err(|e| fail(e.to_string()))?;
+            Ok(table
+                .get(key)
+                .map_err(|e| fail(e.to_string()))?
+                .map(|v| v.value()))
+        };
+        let newest_on_time = meta(NEWEST_ON_TIME)?.unwrap_or(0);
+        let newest_deleted = meta(NEWEST_DELETED)?.unwrap_or(0);
+        let gap = match (meta(GAP_FROM)?, meta(GAP_UNTIL)?, meta(GAP_TO)?) {
+            (Some(from_ms), Some(until_ms), Some(to_ms)) => Some(WindowGap {
+                from_ms,
+                until_ms,
+                to_ms,
+            }),
+            _ => None,
+        };
         let (committed, _) = watch::channel(last);
         let inner = Arc::new(Inner {
             db: std::sync::RwLock::new(Some(db)),
@@ -385,9 +452,13 @@ impl Spool {
             inserted: Mutex::new(Inserted {
                 through: first.map_or(last, |f| f - 1),
                 done: Default::default(),
+                newest_on_time: newest_deleted,
             }),
             commits: Mutex::new(oldest),
             deleted_through: AtomicU64::new(first.map_or(last, |f| f - 1)),
+            last_at_open: last,
+            newest_on_time: AtomicU64::new(newest_on_time),
+            gap: Mutex::new(gap),
             bytes: AtomicU64::new(bytes),
             rows: AtomicU64::new(rows),
             room: Notify::new(),
@@ -420,6 +491,12 @@ impl Spool {
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.inner.rows.fetch_add(1, Ordering::Relaxed);
+        if let SpoolRow::Reading(r) = row {
+            if r.late == 0 {
+                pending.newest_on_time = pending.newest_on_time.max(r.event_time_ms);
+            }
+        }
+        pending.accepted += 1;
         pending.rows.push((bytes, ack));
         drop(pending);
         self.inner.wake.notify_one();
@@ -447,6 +524,105 @@ impl Spool {
             rows: self.inner.rows.load(Ordering::Relaxed),
             bytes: self.inner.bytes.load(Ordering::Relaxed),
             oldest_ms,
+        }
+    }
+
+    /// The newest event time of an on-time reading the spool has committed, in this run or an
+    /// earlier one (whether or not it is in ClickHouse since): every window starting after it
+    /// holds only readings a restart has yet to take.
+    pub fn newest_on_time_event_ms(&self) -> Option<u64> {
+        Some(self.inner.newest_on_time.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    /// At least the newest event time of an on-time reading that left the spool for
+    /// ClickHouse (`None`: none has): every on-time reading taken with a later event time is
+    /// still in the spool ([`Spool::spooled_readings`]).
+    pub fn newest_on_time_deleted_ms(&self) -> Option<u64> {
+        Some(lock(&self.inner.inserted).newest_on_time).filter(|&t| t > 0)
+    }
+
+    /// Up to `limit` of the on-time readings in the spool with an event time from
+    /// `from_event_ms`, in spool order from sequence number `from_seq`, and the sequence number
+    /// to go on from (`None`: the end). Blocking: call it from a blocking task. A row that does
+    /// not read back is left to the drain, which keeps it aside.
+    pub fn spooled_readings(
+        &self,
+        from_seq: u64,
+        limit: usize,
+        from_event_ms: u64,
+    ) -> Result<(Vec<StoredReading>, Option<u64>), SpoolError> {
+        let rows = self
+            .inner
+            .read(from_seq, u64::MAX, limit)
+            .map_err(|reason| SpoolError::File {
+                path: self.inner.path.clone(),
+                reason,
+            })?;
+        let next = (rows.len() == limit.max(1))
+            .then(|| rows.last().map(|r| r.0 + 1))
+            .flatten();
+        let readings = rows
+            .into_iter()
+            .filter_map(|(_, _, row)| match row {
+                Ok(SpoolRow::Reading(r)) if r.late == 0 && r.event_time_ms >= from_event_ms => {
+                    StoredReading::from_row(r).ok()
+                }
+                _ => None,
+            })
+            .collect();
+        Ok((readings, next))
+    }
+
+    /// The windows a start without ClickHouse left out and nobody has recomputed yet.
+    pub fn window_gap(&self) -> Option<WindowGap> {
+        *lock(&self.inner.gap)
+    }
+
+    /// Records (or, with `None`, clears) the windows left out, durably.
+    pub async fn set_window_gap(&self, gap: Option<WindowGap>) -> Result<(), SpoolError> {
+        let inner = Arc::clone(&self.inner);
+        let written = tokio::task::spawn_blocking(move || {
+            inner.with_db(|db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut meta = tx.open_table(META)?;
+                    match gap {
+                        Some(g) => {
+                            meta.insert(GAP_FROM, g.from_ms)?;
+                            meta.insert(GAP_UNTIL, g.until_ms)?;
+                            meta.insert(GAP_TO, g.to_ms)?;
+                        }
+                        None => {
+                            for key in [GAP_FROM, GAP_UNTIL, GAP_TO] {
+                                meta.remove(key)?;
+                            }
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        written.map_err(|reason| SpoolError::File {
+            path: self.inner.path.clone(),
+            reason,
+        })?;
+        *lock(&self.inner.gap) = gap;
+        Ok(())
+    }
+
+    /// The sequence number of the last row appended so far.
+    pub fn appended_through(&self) -> u64 {
+        self.inner.last_at_open + lock(&self.inner.pending).accepted
+    }
+
+    /// Waits until every row through sequence number `seq` is in ClickHouse.
+    pub async fn inserted_through(&self, seq: u64) {
+        while lock(&self.inner.inserted).through < seq {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -556,9 +732,13 @@ impl Spool {
             };
             for (seq, len, row) in rows {
                 next = seq + 1;
+                let on_time = match &row {
+                    Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
+                    _ => 0,
+                };
                 let ack = {
                     let inner = Arc::clone(inner);
-                    Ack::new(move || inner.inserted(seq, len))
+                    Ack::new(move || inner.inserted(seq, len, on_time))
                 };
                 match row {
                     Ok(row) => {
@@ -643,14 +823,16 @@ impl Inner {
         }
     }
 
-    /// Records that row `seq` (of `len` bytes) is in ClickHouse.
-    fn inserted(&self, seq: u64, len: u64) {
+    /// Records that row `seq` (of `len` bytes, an on-time reading of event time `on_time_ms`
+    /// or 0) is in ClickHouse.
+    fn inserted(&self, seq: u64, len: u64, on_time_ms: u64) {
         self.bytes.fetch_sub(len, Ordering::Relaxed);
         self.rows.fetch_sub(1, Ordering::Relaxed);
         self.metrics.drained.inc();
         let mut guard = lock(&self.inserted);
         let inserted = &mut *guard;
         inserted.done.insert(seq);
+        inserted.newest_on_time = inserted.newest_on_time.max(on_time_ms);
         while inserted.done.remove(&(inserted.through + 1)) {
             inserted.through += 1;
         }
@@ -671,8 +853,9 @@ impl Inner {
     /// transaction that also deletes what has been inserted since, then acknowledges.
     fn run_committer(self: Arc<Self>, mut next_seq: u64) {
         let mut deleted_through = self.deleted_through.load(Ordering::Relaxed);
+        let mut newest_deleted = lock(&self.inserted).newest_on_time;
         loop {
-            let (rows, closing) = {
+            let (rows, newest_on_time, closing) = {
                 let mut pending = lock(&self.pending);
                 loop {
                     let trim = lock(&self.inserted).through > deleted_through;
@@ -688,9 +871,18 @@ impl Inner {
                         .wait_timeout(pending, Duration::from_millis(500))
                         .map_or_else(|e| e.into_inner().0, |(p, _)| p);
                 }
-                (std::mem::take(&mut pending.rows), pending.closed)
+                (
+                    std::mem::take(&mut pending.rows),
+                    std::mem::take(&mut pending.newest_on_time),
+                    pending.closed,
+                )
             };
-            let trim_through = lock(&self.inserted).through;
+            // What is deleted with this commit; its newest reading is recorded with it (or a
+            // newer one inserted meanwhile: later is on the safe side).
+            let (trim_through, trimmed_newest) = {
+                let inserted = lock(&self.inserted);
+                (inserted.through, inserted.newest_on_time)
+            };
             let started = Instant::now();
             let first = next_seq;
             let result = self.with_db(|db| {
@@ -702,6 +894,14 @@ impl Inner {
                     }
                     if trim_through > deleted_through {
                         table.retain_in(deleted_through + 1..=trim_through, |_, _| false)?;
+                        if trimmed_newest > newest_deleted {
+                            tx.open_table(META)?
+                                .insert(NEWEST_DELETED, trimmed_newest)?;
+                        }
+                    }
+                    if newest_on_time > self.newest_on_time.load(Ordering::Relaxed) {
+                        tx.open_table(META)?
+                            .insert(NEWEST_ON_TIME, newest_on_time)?;
                     }
                 }
                 tx.commit()?;
@@ -712,8 +912,13 @@ impl Inner {
                     self.metrics
                         .commit_seconds
                         .observe(started.elapsed().as_secs_f64());
+                    if trim_through > deleted_through {
+                        newest_deleted = newest_deleted.max(trimmed_newest);
+                    }
                     deleted_through = trim_through;
                     self.deleted_through.store(trim_through, Ordering::Relaxed);
+                    self.newest_on_time
+                        .fetch_max(newest_on_time, Ordering::Relaxed);
                     if !rows.is_empty() {
                         next_seq += rows.len() as u64;
                         self.metrics.appended.inc_by(rows.len() as u64);
@@ -738,6 +943,7 @@ impl Inner {
                     let mut pending = lock(&self.pending);
                     let newer = std::mem::replace(&mut pending.rows, rows);
                     pending.rows.extend(newer);
+                    pending.newest_on_time = pending.newest_on_time.max(newest_on_time);
                     drop(pending);
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
@@ -839,7 +1045,7 @@ mod tests {
         assert_eq!(read[999].2.as_ref().unwrap(), &dead_letter(999));
         // Marking rows inserted, out of order, deletes only the contiguous prefix.
         for seq in [2, 3, 1, 5] {
-            spool.inner.inserted(seq, read[seq as usize - 1].1);
+            spool.inner.inserted(seq, read[seq as usize - 1].1, 0);
         }
         spool.deleted().await;
         assert_eq!(spool.backlog().rows, 996);
@@ -885,6 +1091,92 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    fn reading(event_time_ms: u64, late: bool) -> SpoolRow {
+        SpoolRow::Reading(ReadingRow {
+            message_id: format!("m-{event_time_ms}"),
+            device_id: "d".into(),
+            kind: 1,
+            district: 1,
+            event_time: (event_time_ms / 1000) as u32,
+            event_time_ms,
+            received_at: 0,
+            received_at_ms: 0,
+            transport: 1,
+            source: "t".into(),
+            late: u8::from(late),
+            payload: "{}".into(),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_newest_on_time_reading_and_the_window_gap_outlive_the_rows() {
+        let dir = temp_dir("meta");
+        let gap = WindowGap {
+            from_ms: 1_000,
+            until_ms: 5_001,
+            to_ms: 65_001,
+        };
+        {
+            let spool = open(&dir);
+            assert_eq!(spool.newest_on_time_event_ms(), None);
+            assert_eq!(spool.window_gap(), None);
+            spool.append(&reading(5_000, false), None);
+            spool.append(&reading(9_000, true), None);
+            spool.append(&reading(3_000, false), None);
+            spool.append(&dead_letter(1), None);
+            assert_eq!(spool.appended_through(), 4);
+            spool.close().await;
+            assert_eq!(
+                spool.newest_on_time_event_ms(),
+                Some(5_000),
+                "late ones aside"
+            );
+            spool.set_window_gap(Some(gap)).await.unwrap();
+            let (replay, next) = spool.spooled_readings(1, 10, 4_000).unwrap();
+            assert_eq!(next, None);
+            assert_eq!(
+                replay.iter().map(|r| r.received_at_ms).collect::<Vec<_>>(),
+                vec![0],
+                "the on-time reading from 4,000 only"
+            );
+            assert_eq!(spool.spooled_readings(1, 2, 0).unwrap().1, Some(3));
+            assert_eq!(spool.newest_on_time_deleted_ms(), None);
+            // Everything inserted and trimmed: the facts stay.
+            for (seq, len, row) in spool.inner.read(1, 4, 10).unwrap() {
+                let on_time = match row {
+                    Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
+                    _ => 0,
+                };
+                spool.inner.inserted(seq, len, on_time);
+            }
+            spool.inserted_through(4).await;
+            spool.shutdown().await;
+        }
+        let spool = open(&dir);
+        assert_eq!(spool.backlog().rows, 0);
+        assert_eq!(spool.appended_through(), 0, "an empty spool numbers afresh");
+        assert_eq!(spool.newest_on_time_event_ms(), Some(5_000));
+        assert_eq!(spool.newest_on_time_deleted_ms(), Some(5_000));
+        assert_eq!(spool.window_gap(), Some(gap));
+        let later = WindowGap {
+            from_ms: 3_000,
+            until_ms: 9_001,
+            to_ms: 69_001,
+        };
+        assert_eq!(
+            gap.merge(later),
+            WindowGap {
+                from_ms: 1_000,
+                until_ms: 9_001,
+                to_ms: 69_001
+            }
+        );
+        spool.set_window_gap(None).await.unwrap();
+        spool.shutdown().await;
+        assert_eq!(open(&dir).window_gap(), None, "cleared for good");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn ingest_waits_while_the_spool_is_full() {
         let dir = temp_dir("full");
@@ -907,7 +1199,7 @@ mod tests {
         assert!(!waiting.is_finished());
         let rows = spool.inner.read(1, 10, 100).unwrap();
         for (seq, len, _) in rows {
-            spool.inner.inserted(seq, len);
+            spool.inner.inserted(seq, len, 0);
         }
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await
