@@ -1,6 +1,6 @@
 //! The dataflow alone: readings through dedupe, the watermark, the registry join (every device
-//! registered), the exchange, 1-minute and 5-minute tumbling windows and the KPIs, with outputs
-//! that keep nothing.
+//! registered), the exchange, the windows (1-minute and 5-minute tumbling; and with a 15-minute
+//! window sliding every minute added) and the KPIs, with outputs that keep nothing.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed};
 use ioc_schemas::{
     Ack, Body, DeadLetter, Department, Device, District, EventTime, Ingested, IngestedReading,
-    Kind, Kpi, Reading, SensorBody, Transport, WindowResult,
+    Kind, Kpi, Reading, SensorBody, Transport, WindowResult, WindowSpec,
 };
 use tokio::sync::mpsc;
 
@@ -82,8 +82,20 @@ fn windows(c: &mut Criterion) {
     let mut group = c.benchmark_group("dataflow");
     group.throughput(Throughput::Elements(READINGS as u64));
     group.sample_size(10);
-    for workers in [1, 2] {
-        group.bench_function(format!("tumbling_1m_5m_{workers}_workers"), |b| {
+    let tumbling = vec![WindowSpec::MINUTE, WindowSpec::FIVE_MINUTES];
+    let sliding = vec![
+        WindowSpec::MINUTE,
+        WindowSpec::FIVE_MINUTES,
+        WindowSpec::sliding(900_000, 60_000),
+    ];
+    for ((name, windows), workers) in [
+        ("tumbling_1m_5m", tumbling),
+        ("sliding_1m_5m_15m1m", sliding),
+    ]
+    .into_iter()
+    .flat_map(|c| [(c.clone(), 1), (c, 2)])
+    {
+        group.bench_function(format!("{name}_{workers}_workers"), |b| {
             b.iter_batched(
                 readings,
                 |input| {
@@ -94,6 +106,7 @@ fn windows(c: &mut Criterion) {
                     drop(tx);
                     let config = DataflowConfig {
                         workers,
+                        windows: windows.clone(),
                         idle_timeout_ms: u64::MAX / 4,
                         ..DataflowConfig::default()
                     };

@@ -1,6 +1,7 @@
-//! Tumbling event-time windows per series (device and metric): count, sum, mean, min, max.
+//! Event-time windows per series (device and metric), tumbling or sliding, by slices: count,
+//! sum, mean, min, max.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -97,31 +98,6 @@ impl Agg {
     }
 }
 
-/// A window being filled, and the last count sent out for it.
-#[derive(Debug, Clone, Copy)]
-struct OpenWindow {
-    agg: Agg,
-    /// The count of the last provisional result sent, if any.
-    sent: Option<u64>,
-    /// The district of the newest sample: results are reported under it.
-    district: District,
-}
-
-/// `(series, window size)`: one window of a given end. The series' district is not part of
-/// it ([`window_key`]): a device the registry moves to another district mid-window keeps one
-/// window, reported under its latest district.
-type WindowKey = (SeriesKey, u64);
-
-/// The key of a sample's window of `size_ms`.
-fn window_key(series: &SeriesKey, size_ms: u64) -> WindowKey {
-    let mut series = series.clone();
-    series.district = District::ALL[0];
-    (series, size_ms)
-}
-
-/// Windows still open on one worker, by window end.
-type OpenWindows = BTreeMap<u64, HashMap<WindowKey, OpenWindow>>;
-
 /// The version of a result: it grows with the samples counted, and the final result of a
 /// window outranks its provisional ones. Derived from the data alone, so a rebuild after a
 /// restart gives the same versions and ClickHouse keeps the right row.
@@ -129,15 +105,416 @@ pub fn result_version(count: u64, is_final: bool) -> u32 {
     u32::try_from(count.saturating_mul(2) + u64::from(is_final)).unwrap_or(u32::MAX)
 }
 
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// A series' partial aggregate over one slice of event time.
+#[derive(Debug, Clone, Copy)]
+struct Slice {
+    agg: Agg,
+    /// The district of the newest sample to arrive, and when it arrived (a counter): a window
+    /// is reported under the district of its newest arrival.
+    district: District,
+    arrived: u64,
+}
+
+/// One series' slices in one [`SliceGroup`], and the provisional results sent for its windows
+/// that are not final yet.
+#[derive(Debug, Default)]
+struct SeriesSlices {
+    slices: BTreeMap<u64, Slice>,
+    /// `(window end, spec, count sent)`: a handful (the windows between the watermark and the
+    /// event clock).
+    sent: Vec<(u64, u16, u64)>,
+}
+
+impl SeriesSlices {
+    /// The aggregate of the slices in `[start, end)`, with its district; `None` if empty.
+    fn window(&self, start: u64, end: u64) -> Option<(Agg, District)> {
+        let mut slices = self.slices.range(start..end).map(|(_, s)| s);
+        let first = slices.next()?;
+        let (mut agg, mut newest) = (first.agg, first);
+        for s in slices {
+            agg.count += s.agg.count;
+            agg.sum += s.agg.sum;
+            agg.min = agg.min.min(s.agg.min);
+            agg.max = agg.max.max(s.agg.max);
+            if s.arrived > newest.arrived {
+                newest = s;
+            }
+        }
+        Some((agg, newest.district))
+    }
+
+    fn sent_count(&self, end: u64, spec: u16) -> Option<u64> {
+        self.sent
+            .iter()
+            .find(|(e, w, _)| *e == end && *w == spec)
+            .map(|s| s.2)
+    }
+
+    fn record_sent(&mut self, end: u64, spec: u16, count: u64) {
+        match self
+            .sent
+            .iter_mut()
+            .find(|(e, w, _)| *e == end && *w == spec)
+        {
+            Some(s) => s.2 = count,
+            None => self.sent.push((end, spec, count)),
+        }
+    }
+}
+
+/// Window specs whose boundaries share a slice width (the gcd of their sizes and slides): each
+/// sample updates one slice of the group, and a window is assembled from its slices when it is
+/// put out, so the cost of a sample does not grow with the windows that contain it.
+#[derive(Debug)]
+struct SliceGroup {
+    width: u64,
+    specs: Vec<WindowSpec>,
+    longest: u64,
+    /// The series with data in each slice, by slice start.
+    active: BTreeMap<u64, Vec<u32>>,
+    /// `(end, spec)` of every window holding data that is not final yet.
+    pending: BTreeSet<(u64, u16)>,
+}
+
+/// Groups `windows` by slice width: specs whose own width (gcd of size and slide) is the same
+/// share slices, so a long window with a coarse slide does not multiply a short one's slices.
+fn slice_groups(windows: &[WindowSpec]) -> Vec<SliceGroup> {
+    let mut groups: Vec<SliceGroup> = Vec::new();
+    for &w in windows {
+        let width = gcd(w.size_ms, w.slide()).max(1);
+        match groups.iter_mut().find(|g| g.width == width) {
+            Some(g) => {
+                g.specs.push(w);
+                g.longest = g.longest.max(w.size_ms);
+            }
+            None => groups.push(SliceGroup {
+                width,
+                specs: vec![w],
+                longest: w.size_ms,
+                active: BTreeMap::new(),
+                pending: BTreeSet::new(),
+            }),
+        }
+    }
+    groups
+}
+
+/// A series and its slices in every group.
+#[derive(Debug)]
+struct SeriesEntry {
+    key: SeriesKey,
+    groups: Vec<SeriesSlices>,
+    /// Slices held over all groups: the entry is freed at 0.
+    slices: usize,
+}
+
+/// The open windows of one worker, as slices per series. Series are numbered as they come and
+/// their numbers reused once they hold no slice.
+struct SlicedWindows {
+    emit_from_ms: u64,
+    groups: Vec<SliceGroup>,
+    series: Vec<Option<SeriesEntry>>,
+    free: Vec<u32>,
+    /// Device, then metric, then kind: the series number.
+    index: HashMap<String, HashMap<String, [Option<u32>; Kind::ALL.len()]>>,
+    arrivals: u64,
+    /// `(end, group, spec, series)` of windows changed after their provisional result.
+    changed: Vec<(u64, u8, u16, u32)>,
+}
+
+fn kind_slot(kind: Kind) -> usize {
+    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+impl SlicedWindows {
+    fn new(windows: &[WindowSpec], emit_from_ms: u64) -> SlicedWindows {
+        SlicedWindows {
+            emit_from_ms,
+            groups: slice_groups(windows),
+            series: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::new(),
+            arrivals: 0,
+            changed: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.iter().all(|g| g.pending.is_empty())
+    }
+
+    fn clear(&mut self) {
+        let emit_from_ms = self.emit_from_ms;
+        let specs: Vec<WindowSpec> = self.groups.iter().flat_map(|g| g.specs.clone()).collect();
+        *self = SlicedWindows::new(&specs, emit_from_ms);
+    }
+
+    /// The series number of `series`, taking its strings when it is new.
+    fn intern(&mut self, series: SeriesKey) -> u32 {
+        let slot = kind_slot(series.kind);
+        if let Some(n) = self
+            .index
+            .get(series.device_id.as_str())
+            .and_then(|m| m.get(series.metric.as_str()))
+            .and_then(|kinds| kinds[slot])
+        {
+            return n;
+        }
+        let entry = SeriesEntry {
+            groups: self
+                .groups
+                .iter()
+                .map(|_| SeriesSlices::default())
+                .collect(),
+            slices: 0,
+            key: SeriesKey {
+                district: District::ALL[0],
+                ..series
+            },
+        };
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.series[n as usize] = Some(entry);
+                n
+            }
+            None => {
+                self.series.push(Some(entry));
+                u32::try_from(self.series.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let key = &self.series[n as usize].as_ref().map(|e| &e.key);
+        if let Some(key) = key {
+            self.index
+                .entry(key.device_id.clone())
+                .or_default()
+                .entry(key.metric.clone())
+                .or_default()[slot] = Some(n);
+        }
+        n
+    }
+
+    /// Frees series `n`, which holds no slice any more.
+    fn release(&mut self, n: u32) {
+        let Some(entry) = self.series[n as usize].take() else {
+            return;
+        };
+        let key = entry.key;
+        if let Some(metrics) = self.index.get_mut(key.device_id.as_str()) {
+            if let Some(kinds) = metrics.get_mut(key.metric.as_str()) {
+                kinds[kind_slot(key.kind)] = None;
+                if kinds.iter().all(Option::is_none) {
+                    metrics.remove(key.metric.as_str());
+                }
+            }
+            if metrics.is_empty() {
+                self.index.remove(key.device_id.as_str());
+            }
+        }
+        self.free.push(n);
+    }
+
+    /// Adds a sample. Windows whose provisional result has gone out (ending by
+    /// `provisional_until`) and that it changes are noted for a correction.
+    fn add(&mut self, sample: Sample, provisional_until: u64) {
+        let t = sample.event_ms;
+        // Every window holding it starts at or before it.
+        if t < self.emit_from_ms {
+            return;
+        }
+        let district = sample.series.district;
+        let n = self.intern(sample.series);
+        self.arrivals += 1;
+        let arrived = self.arrivals;
+        let entry = self.series[n as usize]
+            .as_mut()
+            .expect("an interned series has an entry");
+        for (g, group) in self.groups.iter_mut().enumerate() {
+            let start = t - t % group.width;
+            match entry.groups[g].slices.entry(start) {
+                std::collections::btree_map::Entry::Occupied(mut o) => {
+                    let slice = o.get_mut();
+                    slice.agg.add(sample.value);
+                    slice.district = district;
+                    slice.arrived = arrived;
+                }
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(Slice {
+                        agg: Agg::of(sample.value),
+                        district,
+                        arrived,
+                    });
+                    entry.slices += 1;
+                    let series = group.active.entry(start).or_default();
+                    if series.is_empty() {
+                        // The first data in this slice: its windows now hold data.
+                        for (i, w) in group.specs.iter().enumerate() {
+                            for s in w.starts_of(t) {
+                                group.pending.insert((s + w.size_ms, i as u16));
+                            }
+                        }
+                    }
+                    series.push(n);
+                }
+            }
+            // A window holding this slice may have had its provisional result already.
+            if start + group.width <= provisional_until {
+                for (i, w) in group.specs.iter().enumerate() {
+                    for s in w.starts_of(t) {
+                        let end = s + w.size_ms;
+                        if end <= provisional_until && s >= self.emit_from_ms {
+                            self.changed.push((end, g as u8, i as u16, n));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The series with data in window `[start, end)` of group `g`, each once.
+    fn series_in(&self, g: usize, start: u64, end: u64) -> Vec<u32> {
+        let mut series: Vec<u32> = self.groups[g]
+            .active
+            .range(start..end)
+            .flat_map(|(_, s)| s.iter().copied())
+            .collect();
+        series.sort_unstable();
+        series.dedup();
+        series
+    }
+
+    /// The result of series `n`'s window `[end - size, end)` in group `g`, recorded as sent
+    /// unless final (then forgotten).
+    #[allow(clippy::too_many_arguments)]
+    fn result(
+        &mut self,
+        g: usize,
+        spec: u16,
+        n: u32,
+        end: u64,
+        now: u64,
+        last: bool,
+        only_if_changed: bool,
+    ) -> Option<WindowResult> {
+        let size = self.groups[g].specs[spec as usize].size_ms;
+        let entry = self.series[n as usize].as_mut()?;
+        let slices = &mut entry.groups[g];
+        let (agg, district) = slices.window(end - size, end)?;
+        if only_if_changed && slices.sent_count(end, spec) == Some(agg.count) {
+            return None;
+        }
+        if last {
+            slices.sent.retain(|(e, w, _)| !(*e == end && *w == spec));
+        } else {
+            slices.record_sent(end, spec, agg.count);
+        }
+        let mut r = agg.result(&entry.key, end - size, size, now);
+        r.district = district;
+        r.is_final = last;
+        r.version = result_version(agg.count, last);
+        Some(r)
+    }
+
+    /// Provisional results of the windows ending in `(from, upto]` and after `watermark`.
+    fn provisional(&mut self, from: u64, upto: u64, watermark: u64, now: u64, out: &mut Out) {
+        for g in 0..self.groups.len() {
+            let ends: Vec<(u64, u16)> = self.groups[g]
+                .pending
+                .range((from + 1, 0)..=(upto, u16::MAX))
+                .copied()
+                .filter(|(end, _)| *end > watermark)
+                .collect();
+            for (end, spec) in ends {
+                let size = self.groups[g].specs[spec as usize].size_ms;
+                if end - size < self.emit_from_ms {
+                    continue;
+                }
+                for n in self.series_in(g, end - size, end) {
+                    if let Some(r) = self.result(g, spec, n, end, now, false, false) {
+                        out.push((watermark, r));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Corrections of provisional results changed since, for windows not final yet.
+    fn corrections(&mut self, watermark: u64, now: u64, out: &mut Out) {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        for (end, g, spec, n) in changed {
+            if end <= watermark {
+                continue; // the final result follows
+            }
+            if let Some(r) = self.result(g.into(), spec, n, end, now, false, true) {
+                out.push((watermark, r));
+            }
+        }
+    }
+
+    /// Final results of the windows ending by `watermark`; then the slices no window needs.
+    fn finals(&mut self, watermark: u64, now: u64, out: &mut Out) {
+        for g in 0..self.groups.len() {
+            while let Some(&(end, spec)) = self.groups[g].pending.first() {
+                if end > watermark {
+                    break;
+                }
+                self.groups[g].pending.pop_first();
+                let size = self.groups[g].specs[spec as usize].size_ms;
+                if end - size < self.emit_from_ms {
+                    continue;
+                }
+                for n in self.series_in(g, end - size, end) {
+                    if let Some(r) = self.result(g, spec, n, end, now, true, false) {
+                        out.push((end, r));
+                    }
+                }
+            }
+            // A slice is in windows ending by its start plus the longest size.
+            let longest = self.groups[g].longest;
+            while let Some(entry) = self.groups[g].active.first_entry() {
+                if entry.key().saturating_add(longest) > watermark {
+                    break;
+                }
+                let start = *entry.key();
+                for n in entry.remove() {
+                    let Some(series) = self.series[n as usize].as_mut() else {
+                        continue;
+                    };
+                    if series.groups[g].slices.remove(&start).is_some() {
+                        series.slices -= 1;
+                    }
+                    if series.slices == 0 {
+                        self.release(n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `(time to send at, result)`.
+type Out = Vec<(u64, WindowResult)>;
+
 /// Aggregates samples into the given windows (tumbling or sliding; give each size once, see
-/// `DataflowConfig::effective_windows`).
+/// `DataflowConfig::effective_windows`), by slices: each sample updates one partial aggregate
+/// per slice width, and windows are assembled from their slices when they are put out.
 ///
 /// The input frontier is the watermark, the newest event time less `lateness_ms`; so the
 /// event clock is the frontier plus the lateness. A window is emitted as soon as the event
 /// clock passes its end (a provisional result), again whenever a reading within the lateness
 /// changes it (a correction, superseding the previous version), and a last time, final, once
-/// the watermark passes its end; then it leaves memory. Windows starting before
-/// `emit_from_ms` are not emitted: after a restart their readings are only partly replayed.
+/// the watermark passes its end; then its slices leave memory once no other window needs
+/// them. Windows starting before `emit_from_ms` are not emitted: after a restart their
+/// readings are only partly replayed.
 ///
 /// When the input ends (an empty frontier) open windows are emitted as final, unless
 /// `discard_open` is set: a process shutting down must not store half-filled windows as final.
@@ -153,50 +530,16 @@ pub fn event_time_windows<'scope>(
         Exchange::new(|s: &Sample| device_route(&s.series.device_id)),
         "EventTimeWindows",
         move |_default_cap, _info| {
-            let mut open = OpenWindows::new();
+            let mut open = SlicedWindows::new(&windows, emit_from_ms);
             // Windows ending at or before this have had their provisional result.
             let mut provisional_until = 0u64;
-            // Windows changed after their provisional result: corrections to send.
-            let mut changed: Vec<(u64, WindowKey)> = Vec::new();
             // One capability at the least time anything may still be sent at.
             let mut held: Option<Capability<u64>> = None;
             move |(input, frontier), output| {
                 input.for_each_stamp(|cap, batches| {
                     for batch in batches {
                         for sample in batch.drain(..) {
-                            for w in &windows {
-                                for start in w.starts_of(sample.event_ms) {
-                                    if start < emit_from_ms {
-                                        break; // starts come latest first
-                                    }
-                                    let end = start + w.size_ms;
-                                    let key = window_key(&sample.series, w.size_ms);
-                                    let district = sample.series.district;
-                                    let window = open.entry(end).or_default();
-                                    match window.get_mut(&key) {
-                                        Some(o) => {
-                                            o.agg.add(sample.value);
-                                            o.district = district;
-                                            if o.sent.is_some() || end <= provisional_until {
-                                                changed.push((end, key));
-                                            }
-                                        }
-                                        None => {
-                                            if end <= provisional_until {
-                                                changed.push((end, key.clone()));
-                                            }
-                                            window.insert(
-                                                key,
-                                                OpenWindow {
-                                                    agg: Agg::of(sample.value),
-                                                    sent: None,
-                                                    district,
-                                                },
-                                            );
-                                        }
-                                    }
-                                }
-                            }
+                            open.add(sample, provisional_until);
                         }
                     }
                     let earlier = cap
@@ -211,59 +554,20 @@ pub fn event_time_windows<'scope>(
                 let input_done = frontier.is_empty();
                 if input_done && discard_open.load(Ordering::SeqCst) {
                     open.clear();
-                    changed.clear();
                 }
                 // The watermark, and the event clock it implies.
                 let watermark = frontier.iter().copied().min().unwrap_or(u64::MAX);
                 let event_clock = watermark.saturating_add(lateness_ms);
                 let now = clock.now_ms();
-                // `(time to send at, result)`: corrections at the watermark, finals at their end.
-                let mut out: Vec<(u64, WindowResult)> = Vec::new();
-                let mut send = |end: u64, key: &WindowKey, o: &mut OpenWindow, last: bool| {
-                    let (series, size) = key;
-                    let mut r = o.agg.result(series, end - size, *size, now);
-                    r.district = o.district;
-                    r.is_final = last;
-                    r.version = result_version(o.agg.count, last);
-                    o.sent = Some(o.agg.count);
-                    out.push((if last { end } else { watermark }, r));
-                };
-                // Provisional results: the event clock has passed their end, the watermark not.
+                // Corrections and provisional results at the watermark, finals at their end.
+                let mut out: Out = Vec::new();
                 let upto = event_clock.min(u64::MAX - 1);
                 if upto > provisional_until {
-                    for (&end, windows) in open.range_mut(provisional_until + 1..=upto) {
-                        if end <= watermark {
-                            continue; // final below, without a provisional first
-                        }
-                        for (key, o) in windows.iter_mut() {
-                            if o.sent.is_none() {
-                                send(end, key, o, false);
-                            }
-                        }
-                    }
+                    open.provisional(provisional_until, upto, watermark, now, &mut out);
                     provisional_until = upto;
                 }
-                // Corrections of provisional results.
-                for (end, key) in changed.drain(..) {
-                    if end <= watermark {
-                        continue; // the final result follows
-                    }
-                    if let Some(o) = open.get_mut(&end).and_then(|w| w.get_mut(&key)) {
-                        if o.sent != Some(o.agg.count) {
-                            send(end, &key, o, false);
-                        }
-                    }
-                }
-                // Final results: no sample before their end can still arrive.
-                while let Some(entry) = open.first_entry() {
-                    let end = *entry.key();
-                    if end > watermark {
-                        break;
-                    }
-                    for (key, mut o) in entry.remove() {
-                        send(end, &key, &mut o, true);
-                    }
-                }
+                open.corrections(watermark, now, &mut out);
+                open.finals(watermark, now, &mut out);
                 if let Some(cap) = held.as_ref() {
                     out.sort_by_key(|(t, _)| *t);
                     let mut results = out.into_iter().peekable();
@@ -450,6 +754,40 @@ mod tests {
             captured,
             vec![(0, 1, 2, false), (0, 2, 4, false), (0, 2, 5, true)]
         );
+    }
+
+    /// A minute of samples makes one slice per width, whatever windows hold them; the windows
+    /// are assembled from it, and once they are final the series leaves memory.
+    #[test]
+    fn slices_are_shared_within_a_width_and_freed_once_final() {
+        const BASE: u64 = 1_795_827_600_000; // an hour boundary
+        let specs = [
+            WindowSpec::MINUTE,
+            WindowSpec::sliding(300_000, 60_000),
+            WindowSpec::sliding(3_600_000, 1_800_000),
+        ];
+        let mut open = SlicedWindows::new(&specs, 0);
+        let widths: Vec<u64> = open.groups.iter().map(|g| g.width).collect();
+        assert_eq!(widths, vec![60_000, 1_800_000]);
+        for i in 0..60 {
+            open.add(sample("a", BASE + i * 1_000, i as f64), 0);
+        }
+        assert_eq!(open.series[0].as_ref().map(|e| e.slices), Some(2));
+        let mut out = Vec::new();
+        open.finals(BASE + 60_000, 0, &mut out);
+        // The minute, and the 5-minute window that ends with it.
+        assert_eq!(out.len(), 2, "{out:?}");
+        open.finals(u64::MAX, 0, &mut out);
+        // 1 + 5 sliding 5-minute windows + 2 half-hourly hour windows, all of the 60 samples.
+        assert_eq!(out.len(), 8);
+        assert!(out
+            .iter()
+            .all(|(_, r)| r.is_final && r.count == 60 && r.sum == 1770.0));
+        let mut sizes: Vec<u64> = out.iter().map(|(_, r)| r.window_size_ms).collect();
+        sizes.dedup();
+        assert_eq!(sizes, vec![60_000, 300_000, 3_600_000]);
+        assert!(open.is_empty() && open.index.is_empty());
+        assert_eq!(open.free, vec![0], "the series number is free again");
     }
 
     /// One step of the frontier can finalise one window and put the next out provisionally.

@@ -84,10 +84,13 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
         epoch_ms: 1_000,
         allowed_lateness_ms: LATENESS,
         idle_timeout_ms: u64::MAX / 4,
+        // Sliced in two widths: 1 minute (the first three) and 10 minutes (the last).
         windows: vec![
             WindowSpec::MINUTE,
             WindowSpec::FIVE_MINUTES,
             WindowSpec::sliding(300_000, 60_000),
+            WindowSpec::sliding(900_000, 60_000),
+            WindowSpec::sliding(1_800_000, 600_000),
         ],
         ..DataflowConfig::default()
     };
@@ -138,9 +141,14 @@ fn oracle(arrivals: &[Arrival]) -> (BTreeMap<WindowKey, Stats>, HashSet<String>)
             continue;
         }
         max_event = Some(max_event.map_or(*t, |m| m.max(*t)));
-        // 1-minute windows, and 5-minute windows starting every minute (which include the
-        // tumbling 5-minute ones).
-        for (size, slide) in [(60_000, 60_000), (300_000, 60_000)] {
+        // 1-minute windows, 5-minute windows starting every minute (which include the
+        // tumbling 5-minute ones), 15-minute ones every minute, 30-minute ones every 10.
+        for (size, slide) in [
+            (60_000, 60_000),
+            (300_000, 60_000),
+            (900_000, 60_000),
+            (1_800_000, 600_000),
+        ] {
             let latest = t - t % slide;
             for start in (0..size / slide).filter_map(|k| latest.checked_sub(k * slide)) {
                 let e = windows.entry((device.clone(), start, size)).or_insert((
