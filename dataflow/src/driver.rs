@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use differential_dataflow::input::{Input, InputSession};
 use ioc_schemas::{
     Ack, DeadLetter, DeviceChange, District, Ingested, IngestedReading, Kind, Kpi, Transport,
@@ -27,10 +25,12 @@ use ioc_schemas::{
 };
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::{ActivateCapability, Concat};
+use timely::dataflow::Stream;
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
@@ -41,11 +41,11 @@ use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
 use crate::metrics::DataflowMetrics;
 use crate::registry::{
-    device_route, join_registry, registry_changes, DeviceMeta, Observation, RegistryFeed,
+    device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation, RegistryFeed,
 };
 use crate::watermark::Watermarks;
-use crate::window::event_time_windows;
-use crate::DataflowError;
+use crate::window::{event_time_windows, Sample, SeriesKey};
+use crate::{DataflowError, FastMap};
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
 /// may block, which is how a slow store pushes back on ingest.
@@ -140,6 +140,76 @@ pub fn spawn<O: Outputs>(
     Ok(DataflowHandle { thread })
 }
 
+/// Splits joined readings, each taken once (the stream is not copied): their samples go to
+/// the windows, and their activity to the KPIs (every reading counts for health), after a
+/// reading of an unknown device is reported.
+fn split_readings<'scope, O: Outputs>(
+    enriched: Stream<'scope, u64, Vec<Enriched>>,
+    outputs: O,
+    metrics: DataflowMetrics,
+) -> (
+    Stream<'scope, u64, Vec<Sample>>,
+    Stream<'scope, u64, Vec<KpiInput>>,
+) {
+    let mut builder = OperatorBuilder::new("SplitReadings".to_owned(), enriched.scope());
+    let mut input = builder.new_input(enriched, Pipeline);
+    let (mut samples_out, samples) = builder.new_output::<Vec<Sample>>();
+    let (mut activity_out, activity) = builder.new_output::<Vec<KpiInput>>();
+    builder.build(move |_capabilities| {
+        move |_frontiers| {
+            let mut samples_out = samples_out.activate();
+            let mut activity_out = activity_out.activate();
+            input.for_each_stamp(|cap, batches| {
+                let (mut samples, mut activity) = (Vec::new(), Vec::new());
+                for batch in batches {
+                    for e in batch.drain(..) {
+                        let district = e.district();
+                        let registered = e.device.is_some();
+                        let o = e.observation;
+                        if !registered {
+                            metrics
+                                .unknown_device_readings
+                                .with_label_values(&[o.kind.as_str()])
+                                .inc();
+                            outputs.unknown_device(
+                                &o.device_id,
+                                o.kind,
+                                o.topic_district,
+                                o.event_ms,
+                            );
+                        }
+                        for (metric, value) in o.samples {
+                            samples.push(Sample {
+                                series: SeriesKey {
+                                    kind: o.kind,
+                                    district,
+                                    device_id: o.device_id.clone(),
+                                    metric,
+                                },
+                                event_ms: o.event_ms,
+                                value,
+                            });
+                        }
+                        activity.push(KpiInput::Activity(Activity {
+                            device_id: o.device_id,
+                            medium: o.medium,
+                            event_ms: o.event_ms,
+                            registered,
+                        }));
+                    }
+                }
+                if !samples.is_empty() {
+                    samples_out.give(&cap, &mut samples);
+                }
+                if !activity.is_empty() {
+                    activity_out.give(&cap, &mut activity);
+                }
+            });
+        }
+    });
+    (samples, activity)
+}
+
 #[allow(clippy::too_many_arguments)] // the worker's whole environment, passed once
 fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
@@ -170,9 +240,7 @@ fn run_worker<O: Outputs>(
             let (registry_input, registry) = scope.new_collection();
             let changes = registry_changes(registry);
             let enriched = join_registry(observations, changes.clone());
-            let samples = enriched
-                .clone()
-                .flat_map(|e: crate::registry::Enriched| e.samples().collect::<Vec<_>>());
+            let (samples, activity) = split_readings(enriched, miss_outputs, miss_metrics);
             let results = event_time_windows(
                 samples,
                 windows,
@@ -201,40 +269,6 @@ fn run_worker<O: Outputs>(
                     },
                 )
                 .probe();
-            // Readings of unknown devices are reported, then every reading counts for health.
-            let activity = enriched.unary(Pipeline, "RegistryMisses", move |_cap, _info| {
-                move |input, output| {
-                    input.for_each_stamp(|cap, batches| {
-                        let Some(cap) = cap.retain_least(0) else {
-                            return;
-                        };
-                        let mut session = output.session(&cap);
-                        for batch in batches {
-                            for e in batch.drain(..) {
-                                let o = e.observation;
-                                if e.device.is_none() {
-                                    miss_metrics
-                                        .unknown_device_readings
-                                        .with_label_values(&[o.kind.as_str()])
-                                        .inc();
-                                    miss_outputs.unknown_device(
-                                        &o.device_id,
-                                        o.kind,
-                                        o.topic_district,
-                                        o.event_ms,
-                                    );
-                                }
-                                session.give(KpiInput::Activity(Activity {
-                                    device_id: o.device_id,
-                                    medium: o.medium,
-                                    event_ms: o.event_ms,
-                                    registered: e.device.is_some(),
-                                }));
-                            }
-                        }
-                    });
-                }
-            });
             let finals = results.filter(is_base_final);
             let device_inputs = activity
                 .concat(finals.clone().map(KpiInput::Window))
@@ -284,7 +318,7 @@ fn run_worker<O: Outputs>(
         while worker.step_or_park(None) {}
         return Ok(());
     };
-    let mut current = HashMap::new();
+    let mut current = FastMap::default();
     for device in &registry.devices {
         let meta = DeviceMeta::of(device);
         registry_input.insert((device.id.clone(), meta.clone()));
@@ -385,7 +419,7 @@ type InputHandle = timely::dataflow::operators::core::unordered_input::Unordered
 struct RegistryState {
     input: InputSession<u64, (String, DeviceMeta), isize>,
     changes: Option<mpsc::Receiver<DeviceChange>>,
-    current: HashMap<String, DeviceMeta>,
+    current: FastMap<String, DeviceMeta>,
 }
 
 /// Worker 0's input side: dedupe, lateness, watermark.

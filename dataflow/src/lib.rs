@@ -30,6 +30,12 @@ pub use registry::{
 pub use watermark::Watermarks;
 pub use window::{event_time_windows, result_version, Agg, Sample, SeriesKey};
 
+/// A hash map for the per-reading paths: foldhash instead of SipHash (keys are device ids
+/// and metric names; the per-process random seed still spreads crafted ones).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// The set of [`FastMap`].
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 /// What can go wrong running the dataflow.
 #[derive(Debug, thiserror::Error)]
 pub enum DataflowError {

@@ -7,8 +7,6 @@
 //! a registry change never rewrites what was already computed, and a reading that arrives late
 //! within the lateness sees the registry of its own time.
 
-use std::collections::{HashMap, HashSet};
-
 use differential_dataflow::{Hashable, VecCollection};
 use ioc_schemas::{Department, Device, District, Kind, Medium};
 use serde::{Deserialize, Serialize};
@@ -17,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::window::{Sample, SeriesKey};
+use crate::{FastMap, FastSet};
 
 /// What the dataflow needs of a registered device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,22 +86,6 @@ impl Enriched {
         self.device
             .as_ref()
             .map_or(self.observation.topic_district, |d| d.district)
-    }
-
-    /// Its samples, one per metric.
-    pub fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
-        let district = self.district();
-        let o = &self.observation;
-        o.samples.iter().map(move |(metric, value)| Sample {
-            series: SeriesKey {
-                kind: o.kind,
-                district,
-                device_id: o.device_id.clone(),
-                metric: metric.clone(),
-            },
-            event_ms: o.event_ms,
-            value: *value,
-        })
     }
 }
 
@@ -230,9 +212,9 @@ pub fn join_registry<'scope>(
         Pipeline,
         "JoinRegistry",
         |_cap, _info| {
-            let mut histories: HashMap<String, History> = HashMap::new();
+            let mut histories: FastMap<String, History> = FastMap::default();
             // Devices with changes not yet folded in: only these need compacting.
-            let mut changed: HashSet<String> = HashSet::new();
+            let mut changed: FastSet<String> = FastSet::default();
             let mut waiting: Vec<(Capability<u64>, Vec<Observation>)> = Vec::new();
             move |(observed, observed_frontier), (changes, changes_frontier), output| {
                 changes.for_each_stamp(|_cap, batches| {

@@ -1,7 +1,7 @@
 //! Event-time windows per series (device and metric), tumbling or sliding, by slices: count,
 //! sum, mean, min, max.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use timely::dataflow::Stream;
 
 use crate::clock::Clock;
 use crate::registry::device_route;
+use crate::FastMap;
 
 /// One measured series: a metric of a device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -224,7 +225,7 @@ struct SlicedWindows {
     series: Vec<Option<SeriesEntry>>,
     free: Vec<u32>,
     /// Device, then metric, then kind: the series number.
-    index: HashMap<String, HashMap<String, [Option<u32>; Kind::ALL.len()]>>,
+    index: FastMap<String, FastMap<String, [Option<u32>; Kind::ALL.len()]>>,
     arrivals: u64,
     /// `(end, group, spec, series)` of windows changed after their provisional result.
     changed: Vec<(u64, u8, u16, u32)>,
@@ -241,7 +242,7 @@ impl SlicedWindows {
             groups: slice_groups(windows),
             series: Vec::new(),
             free: Vec::new(),
-            index: HashMap::new(),
+            index: FastMap::default(),
             arrivals: 0,
             changed: Vec::new(),
         }

@@ -5,7 +5,9 @@
 //! The state is plain data driven by [`DeviceKpis::take`] and [`DeviceKpis::close`], so the
 //! arithmetic is tested without a dataflow; `operators.rs` drives it from timely.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::FastMap;
 
 use ioc_schemas::{
     AqiKpi, AqiPeriod, BridgeKpi, DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi,
@@ -104,12 +106,12 @@ struct AirState {
 /// Per-device KPI state of one worker.
 #[derive(Debug, Default)]
 pub struct DeviceKpis {
-    registry: HashMap<String, History>,
-    seen: HashMap<String, Seen>,
+    registry: FastMap<String, History>,
+    seen: FastMap<String, Seen>,
     finals: BTreeMap<u64, Vec<WindowResult>>,
-    air: HashMap<String, AirState>,
-    rain: HashMap<String, VecDeque<(u64, f64)>>,
-    level: HashMap<String, VecDeque<(u64, f64)>>,
+    air: FastMap<String, AirState>,
+    rain: FastMap<String, VecDeque<(u64, f64)>>,
+    level: FastMap<String, VecDeque<(u64, f64)>>,
 }
 
 /// Whether a result is the final one of a base window (5 minutes, tumbling: a 5-minute
@@ -447,7 +449,7 @@ impl DeviceKpis {
     /// Health of every registered device at `end`.
     fn health(&mut self, end: u64, out: &mut Vec<Kpi>) {
         // Fold the readings of closed windows into each device's last-seen time.
-        let mut readings: HashMap<String, u64> = HashMap::new();
+        let mut readings: FastMap<String, u64> = FastMap::default();
         for (device, seen) in &mut self.seen {
             let mut n = 0;
             while let Some(entry) = seen.open.first_entry() {
