@@ -638,9 +638,7 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
              after {:.2} s)",
             first_rows.as_secs_f64()
         );
-        println!(
-            "  the same from the first rows stored on:       {steady:>10.0} readings/s"
-        );
+        println!("  the same from the first rows stored on:       {steady:>10.0} readings/s");
         println!(
             "ratio (pipeline / bare consumer):               {:>10.2} (from the first rows: {:.2})",
             through / bare,

@@ -466,6 +466,15 @@ pub async fn run(
     health_task.abort();
     state.clear_registry_sender();
     registry_service.abort();
+    // The alert manager's last events and webhook attempts go into the spool before it
+    // closes. The dataflow's handles on the manager are gone; the API's go with the server.
+    let api_result = finish_api(api).await;
+    if let Some((manager, forwarders)) = alert_tasks {
+        manager.join().await;
+        for task in forwarders {
+            let _ = task.await;
+        }
+    }
     // Everything taken is in the spool once it has committed: only then may the sources
     // forget it. The drain to ClickHouse goes on for what the flush timeout allows; what is
     // left stays in the spool for the next start.
@@ -503,19 +512,11 @@ pub async fn run(
             tracing::warn!(path = %spool.path().display(), "the spool did not close in 10 s");
         }
     }
-    // The dataflow's handles on the alert manager are gone; the API's go with the server.
     for (name, source) in sources {
         source.await.with_context(|| format!("{name} task"))??;
     }
     dataflow_result.context("dataflow task")??;
-    finish_api(api).await?;
-    if let Some((manager, forwarders)) = alert_tasks {
-        manager.join().await;
-        for task in forwarders {
-            let _ = task.await;
-        }
-    }
-    Ok(())
+    api_result
 }
 
 /// Feeds stored readings into the dataflow as replays (counted in windows, not stored again),
