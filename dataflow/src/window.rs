@@ -433,15 +433,29 @@ impl SlicedWindows {
                 .filter(|(end, _)| *end > watermark)
                 .collect();
             for (end, spec) in ends {
-                let size = self.groups[g].specs[spec as usize].size_ms;
-                if end - size < self.emit_from_ms {
-                    continue;
-                }
-                for n in self.series_in(g, end - size, end) {
-                    if let Some(r) = self.result(g, spec, n, end, now, false, false) {
-                        out.push((watermark, r));
-                    }
-                }
+                self.put_out(g, spec, end, now, (watermark, false), out);
+            }
+        }
+    }
+
+    /// Puts out window `(end, spec)` of group `g` for every series with data in it, at `at`,
+    /// final if `last`; a window starting before `emit_from_ms` is left out.
+    fn put_out(
+        &mut self,
+        g: usize,
+        spec: u16,
+        end: u64,
+        now: u64,
+        (at, last): (u64, bool),
+        out: &mut Out,
+    ) {
+        let size = self.groups[g].specs[spec as usize].size_ms;
+        if end - size < self.emit_from_ms {
+            return;
+        }
+        for n in self.series_in(g, end - size, end) {
+            if let Some(r) = self.result(g, spec, n, end, now, last, false) {
+                out.push((at, r));
             }
         }
     }
@@ -469,15 +483,7 @@ impl SlicedWindows {
                     break;
                 }
                 self.groups[g].pending.pop_first();
-                let size = self.groups[g].specs[spec as usize].size_ms;
-                if end - size < self.emit_from_ms {
-                    continue;
-                }
-                for n in self.series_in(g, end - size, end) {
-                    if let Some(r) = self.result(g, spec, n, end, now, true, false) {
-                        out.push((end, r));
-                    }
-                }
+                self.put_out(g, spec, end, now, (end, true), out);
             }
             // A slice is in windows ending by its start plus the longest size.
             let longest = self.groups[g].longest;
