@@ -43,10 +43,19 @@ impl Default for DataflowConfig {
 }
 
 impl DataflowConfig {
+    /// The size of the longest of the [`effective_windows`](Self::effective_windows).
+    pub fn longest_window_ms(&self) -> u64 {
+        self.effective_windows()
+            .iter()
+            .map(|w| w.size_ms)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The distinct windows to compute: one per size, sliding by the finest slide asked for
     /// that size (a 15-minute tumbling window is one of the 15-minute windows sliding by a
-    /// minute, so it is computed once). The 5-minute tumbling windows the KPIs are built on are
-    /// always among them.
+    /// minute, so it is computed once), smallest first. The 5-minute tumbling windows the KPIs
+    /// are built on are always among them.
     pub fn effective_windows(&self) -> Vec<WindowSpec> {
         fn gcd(a: u64, b: u64) -> u64 {
             if b == 0 {

@@ -174,18 +174,10 @@ pub(crate) async fn plan_window_gap(
     if live_from == replay_from {
         return Ok((earlier, Some(rebuild)));
     }
-    let longest = config
-        .dataflow
-        .effective_windows()
-        .iter()
-        .map(|w| w.size_ms)
-        .max()
-        .unwrap_or(0)
-        .max(ioc_dataflow::kpi::device::BASE_WINDOW_MS);
     let new = WindowGap {
         from_ms: replay_from,
         until_ms: live_from,
-        to_ms: live_from + longest,
+        to_ms: live_from + config.dataflow.longest_window_ms(),
     };
     let gap = earlier.map_or(new, |g| g.merge(new));
     spool.set_window_gap(Some(gap)).await?;
@@ -226,22 +218,20 @@ pub(crate) async fn fill_window_gap(fill: GapFill) {
         devices,
         copy,
     } = fill;
-    let Ok(store) = store.wait_for(Option::is_some).await.map(|s| s.clone()) else {
+    let Some(store) = store
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|s| s.clone())
+    else {
         return;
     };
-    let Some(store) = store else { return };
-    let mut sizes: Vec<u64> = config
+    // One pass per window size (distinct, smallest first; the KPIs' 5-minute ones included).
+    let mut bounds: Vec<u64> = config
         .dataflow
         .effective_windows()
         .iter()
-        .map(|w| w.size_ms)
-        .chain([ioc_dataflow::kpi::device::BASE_WINDOW_MS])
-        .collect();
-    sizes.sort_unstable();
-    sizes.dedup();
-    let mut bounds: Vec<u64> = sizes
-        .iter()
-        .map(|size| (gap.until_ms + size).min(gap.to_ms))
+        .map(|w| (gap.until_ms + w.size_ms).min(gap.to_ms))
         .collect();
     bounds.dedup();
     if bounds.last() != Some(&gap.to_ms) {
