@@ -48,12 +48,7 @@ async fn receiver(secret: String) -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mut
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/hooks/construction",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = common::webhooks::serve_construction_hooks(app).await;
     (url, got, bad)
 }
 

@@ -3,10 +3,13 @@
 //! must land in ClickHouse exactly once, bad input in dead letters with its reason, window
 //! rows must equal an independent computation, and a WebSocket client must see the windows.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{count_in, EMPTY_WINDOW};
 use futures_util::{SinkExt, StreamExt};
 use ioc_schemas::{
     Approach, Body, ControlMode, EventTime, Reading, SensorBody, SignalState, TrafficSignalBody,
@@ -372,13 +375,8 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     // The windows of the first five minutes: those the closing reading finalises.
     for (t, v) in on_time.iter().filter(|(t, _)| *t < base + 5 * MINUTE) {
         for size in [MINUTE, 5 * MINUTE] {
-            let e = expected
-                .entry((size, t - t % size))
-                .or_insert((0, 0.0, f64::MAX, f64::MIN));
-            e.0 += 1;
-            e.1 += v;
-            e.2 = e.2.min(*v);
-            e.3 = e.3.max(*v);
+            let e = expected.entry((size, t - t % size)).or_insert(EMPTY_WINDOW);
+            count_in(e, *v);
         }
     }
 

@@ -162,11 +162,8 @@ async fn a_killed_consumer_ends_like_an_uninterrupted_one() {
         for size in [MINUTE, 5 * MINUTE] {
             let e = expected
                 .entry((r.device_id.clone(), size, t - t % size))
-                .or_insert((0, 0.0, f64::MAX, f64::MIN));
-            e.0 += 1;
-            e.1 += s.value;
-            e.2 = e.2.min(s.value);
-            e.3 = e.3.max(s.value);
+                .or_insert(EMPTY_WINDOW);
+            count_in(e, s.value);
         }
     }
     for (name, client) in [("killed", &a), ("whole", &b)] {

@@ -185,11 +185,8 @@ fn expected_windows(run: &str, base: u64, devices: usize) -> Windows {
                     METRICS[device % 4].to_owned(),
                     start,
                 ))
-                .or_insert((0, 0.0, f64::MAX, f64::MIN));
-            w.0 += 1;
-            w.1 += v;
-            w.2 = w.2.min(v);
-            w.3 = w.3.max(v);
+                .or_insert(EMPTY_WINDOW);
+            count_in(w, v);
         }
     }
     windows

@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -232,12 +232,7 @@ async fn receiver() -> (String, Hooks, Arc<AtomicU64>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/hooks/construction",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = webhooks::serve_construction_hooks(app).await;
     (url, got, bad)
 }
 
@@ -309,7 +304,7 @@ struct Processes {
 
 type Slot = Arc<Mutex<Processes>>;
 
-fn start_iocd(slot: &Slot, dir: &Path, config: &str) -> std::path::PathBuf {
+fn start_iocd(slot: &Slot, dir: &Path, config: &str) -> PathBuf {
     let mut p = slot.lock().unwrap();
     assert!(p.current.is_none());
     let n = p.max_rss_kib.len() + 1;
@@ -340,6 +335,24 @@ fn sample_rss(slot: Slot) -> tokio::task::JoinHandle<()> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
+}
+
+/// Starts iocd again and waits for it to find what the last run left in the spool: its log,
+/// and how many rows.
+async fn restart_with_spooled_rows(slot: &Slot, dir: &Path, config: &str) -> (PathBuf, u64) {
+    const LEFT: &str = "spool holds rows from the last run";
+    let log = start_iocd(slot, dir, config);
+    wait_until(
+        &format!(
+            "the restarted iocd finding the spooled rows; see {}",
+            log.display()
+        ),
+        Duration::from_secs(30),
+        || async { log_text(&log).contains(LEFT) },
+    )
+    .await;
+    let rows = logged_rows(&log, LEFT).unwrap();
+    (log, rows)
 }
 
 fn log_text(log: &Path) -> String {
@@ -389,11 +402,8 @@ fn expected_windows(sent: &[(String, u64, u32)]) -> Windows {
         let v = f64::from(*v);
         let w = windows
             .entry((device.clone(), start))
-            .or_insert((0, 0.0, f64::MAX, f64::MIN));
-        w.0 += 1;
-        w.1 += v;
-        w.2 = w.2.min(v);
-        w.3 = w.3.max(v);
+            .or_insert(EMPTY_WINDOW);
+        count_in(w, v);
     }
     windows
 }
@@ -757,14 +767,7 @@ filter = {{ categories = ["structure"] }}
     kill_iocd(&processes);
     let _ = ws_reader.await;
     let restarted = Instant::now();
-    let log2 = start_iocd(&processes, &dir, &config);
-    wait_until(
-        "the restarted iocd finding the spooled rows",
-        Duration::from_secs(30),
-        || async { log_text(&log2).contains("spool holds rows from the last run") },
-    )
-    .await;
-    let left_by_first = logged_rows(&log2, "spool holds rows from the last run").unwrap();
+    let (log2, left_by_first) = restart_with_spooled_rows(&processes, &dir, &config).await;
     wait_until(
         &format!(
             "the restarted iocd rebuilding its windows from the spool; see {}",
@@ -878,14 +881,7 @@ filter = {{ categories = ["structure"] }}
     let killed_drain_after = back.elapsed();
     let _ = ws_reader2.await;
     assert!(spool_rows_at_kill > 0.0, "ioc_store_spool_rows at the kill");
-    let log3 = start_iocd(&processes, &dir, &config);
-    wait_until(
-        "the third iocd finding the rows left",
-        Duration::from_secs(30),
-        || async { log_text(&log3).contains("spool holds rows from the last run") },
-    )
-    .await;
-    let left_by_second = logged_rows(&log3, "spool holds rows from the last run").unwrap();
+    let (log3, left_by_second) = restart_with_spooled_rows(&processes, &dir, &config).await;
     // The second start spooled rows of its own before ClickHouse came back.
     assert!(
         left_by_second > 0,

@@ -279,6 +279,20 @@ pub async fn stored_readings(client: &clickhouse::Client) -> (u64, u64) {
         .unwrap_or((0, 0))
 }
 
+/// `(count, sum, min, max)` of a window, as the tests' independent computations keep it.
+pub type WindowStats = (u64, f64, f64, f64);
+
+/// A window with no reading yet.
+pub const EMPTY_WINDOW: WindowStats = (0, 0.0, f64::MAX, f64::MIN);
+
+/// Counts `v` in window `w`.
+pub fn count_in(w: &mut WindowStats, v: f64) {
+    w.0 += 1;
+    w.1 += v;
+    w.2 = w.2.min(v);
+    w.3 = w.3.max(v);
+}
+
 /// `(late readings in the ledger, readings stored with late = 1)`.
 pub async fn late_counts(client: &clickhouse::Client) -> (u64, u64) {
     let ledger: u64 = client

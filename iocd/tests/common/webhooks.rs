@@ -1,4 +1,5 @@
-//! Standard Webhooks signatures, checked independently of the crate under test.
+//! A department's webhook receiver for the tests, and Standard Webhooks signatures checked
+//! independently of the crate under test.
 
 use axum::http::HeaderMap;
 use base64::Engine as _;
@@ -35,4 +36,15 @@ pub fn signature_ok(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
         && header("webhook-signature")
             .split(' ')
             .any(|s| s == expected)
+}
+
+/// Serves `app` on a free loopback port; returns the URL of its `/hooks/construction`.
+pub async fn serve_construction_hooks(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/hooks/construction",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
