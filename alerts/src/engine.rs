@@ -300,20 +300,54 @@ pub fn observations_of_reading_where(
     department: Option<Department>,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<Observation> {
-    let kind = reading.kind();
+    let samples = reading.samples();
+    let sampled = ReadingSamples {
+        device_id: &reading.device_id,
+        kind: reading.kind(),
+        district,
+        event_ms: reading.event_time.0,
+        samples: &samples,
+    };
+    observations_of_samples_where(&sampled, department, keep)
+}
+
+/// A reading as the dataflow carries it: its device, kind, district, event time and samples.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadingSamples<'a> {
+    /// The device.
+    pub device_id: &'a str,
+    /// The reading kind.
+    pub kind: Kind,
+    /// Its district.
+    pub district: District,
+    /// Event time, epoch ms.
+    pub event_ms: u64,
+    /// Its values by metric ([`Reading::samples`]).
+    pub samples: &'a [(String, f64)],
+}
+
+/// The observations of a reading's samples that `keep` accepts.
+pub fn observations_of_samples_where(
+    reading: &ReadingSamples<'_>,
+    department: Option<Department>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Observation> {
     reading
-        .samples()
-        .into_iter()
+        .samples
+        .iter()
         .filter(|(metric, _)| keep(metric))
         .map(|(metric, value)| Observation {
-            source: Source::Reading { metric, kind },
-            entity_id: reading.device_id.clone(),
-            device_id: Some(reading.device_id.clone()),
-            district: Some(district),
+            source: Source::Reading {
+                metric: metric.clone(),
+                kind: reading.kind,
+            },
+            entity_id: reading.device_id.to_owned(),
+            device_id: Some(reading.device_id.to_owned()),
+            district: Some(reading.district),
             department,
-            event_ms: reading.event_time.0,
+            event_ms: reading.event_ms,
             window_ms: 0,
-            value,
+            value: *value,
             expected_interval_s: None,
         })
         .collect()

@@ -16,5 +16,6 @@ pub mod state;
 pub mod webhooks;
 
 pub use api::api_description;
+pub use engine::ReadingSamples;
 pub use manager::{Action, Alerts, AlertsConfig, AlertsError, AlertsTask, DeviceLookup};
 pub use model::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Transition};

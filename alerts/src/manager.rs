@@ -12,7 +12,9 @@ use ioc_schemas::{AlertEvent, Department, District, Kpi, Reading};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::{observations_of_kpi, observations_of_reading_where, Engine, Observation};
+use crate::engine::{
+    observations_of_kpi, observations_of_samples_where, Engine, Observation, ReadingSamples,
+};
 use crate::lifecycle::{AlertBook, AlertFilter, LifecycleConfig, LifecycleError};
 use crate::model::Alert;
 use crate::rules::{Rule, RuleError, RuleSet};
@@ -340,6 +342,18 @@ impl Alerts {
     /// Evaluates a reading's samples that some rule watches (shed, and counted, when the
     /// manager's queue is full).
     pub fn observe_reading(&self, reading: &Reading, district: District) {
+        let samples = reading.samples();
+        self.observe_samples(&ReadingSamples {
+            device_id: &reading.device_id,
+            kind: reading.kind(),
+            district,
+            event_ms: reading.event_time.0,
+            samples: &samples,
+        });
+    }
+
+    /// [`observe_reading`](Self::observe_reading) of a reading as the dataflow carries it.
+    pub fn observe_samples(&self, reading: &ReadingSamples<'_>) {
         let observations: Vec<Observation> = {
             let Ok(wanted) = self.reading_metrics.read() else {
                 return;
@@ -347,7 +361,7 @@ impl Alerts {
             if wanted.is_empty() {
                 return;
             }
-            observations_of_reading_where(reading, district, None, |m| wanted.contains(m))
+            observations_of_samples_where(reading, None, |m| wanted.contains(m))
         };
         self.queue(observations);
     }

@@ -1,5 +1,5 @@
-//! The dataflow alone: readings through dedupe, the watermark, the registry join (every device
-//! registered), the exchange, the windows (1-minute and 5-minute tumbling; and with a 15-minute
+//! The dataflow alone: readings from 8 Kafka partitions (each worker feeds its share) through
+//! dedupe, the watermark, the registry join (every device registered), the exchange, the windows (1-minute and 5-minute tumbling; and with a 15-minute
 //! window sliding every minute added) and the KPIs, with outputs that keep nothing.
 
 use std::sync::Arc;
@@ -20,6 +20,7 @@ const DEVICES: usize = 2_000;
 struct Discard;
 
 impl Outputs for Discard {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
@@ -67,8 +68,9 @@ fn readings() -> Vec<Ingested> {
                         }),
                     },
                     district: District::ALL[i % 7],
-                    transport: Transport::Mqtt,
-                    source: String::new(),
+                    // Keyed by device over 8 partitions, as the Kafka producers do.
+                    transport: Transport::Kafka,
+                    source: format!("ioc.sensor/{}@{}", (i % DEVICES) % 8, i / 8),
                     received_at_ms: t,
                     payload: String::new(),
                 },

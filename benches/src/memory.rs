@@ -35,6 +35,7 @@ struct Args {
 struct Count(Arc<AtomicU64>);
 
 impl Outputs for Count {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}

@@ -111,3 +111,51 @@ impl DataflowConfig {
         Ok(())
     }
 }
+
+/// Where this process sits in a timely cluster: `iocd run` on every machine with the same
+/// file, each with its own `process`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// One `host:port` per process, in process-id order, where the processes' workers reach
+    /// each other; empty for a single process.
+    pub addresses: Vec<String>,
+    /// This process's id, its index in `addresses` (also `IOC__CLUSTER__PROCESS`).
+    pub process: usize,
+}
+
+impl ClusterConfig {
+    /// How many processes run the dataflow.
+    pub fn processes(&self) -> usize {
+        self.addresses.len().max(1)
+    }
+
+    /// Whether this process is one of several.
+    pub fn is_cluster(&self) -> bool {
+        self.addresses.len() > 1
+    }
+
+    /// Whether this process is the first: the one whose workers put out windows, KPIs and
+    /// alerts, and take the registry's changes.
+    pub fn is_first(&self) -> bool {
+        self.process == 0
+    }
+
+    /// Checks that `process` names one of the addresses.
+    pub fn validate(&self) -> Result<(), crate::DataflowError> {
+        if self.is_cluster() && self.process >= self.addresses.len() {
+            return Err(crate::DataflowError::Config(format!(
+                "cluster.process ({}) must be below the number of cluster.addresses ({})",
+                self.process,
+                self.addresses.len()
+            )));
+        }
+        if !self.is_cluster() && self.process != 0 {
+            return Err(crate::DataflowError::Config(format!(
+                "cluster.process is {} but cluster.addresses names fewer than two processes",
+                self.process
+            )));
+        }
+        Ok(())
+    }
+}

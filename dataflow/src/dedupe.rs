@@ -3,7 +3,9 @@
 //! a repeat would be late anyway.
 //!
 //! An id is kept as a 128-bit fingerprint of `(device_id, message_id)` (two independently
-//! seeded hashes), so remembering one allocates nothing. Two different ids share a fingerprint
+//! seeded hashes), so remembering one allocates nothing. The seeds are the same on every worker
+//! of a cluster (see [`RecentIds::with_seeds`]), so a repeat read by another process is known
+//! where its device's readings meet. Two different ids share a fingerprint
 //! with a probability of about n² / 2¹²⁹: one in 10²⁴ for the ten million ids of a busy hour.
 
 use std::collections::BTreeMap;
@@ -12,25 +14,47 @@ use std::hash::BuildHasher;
 use crate::FastSet;
 
 /// Remembers message ids by event time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecentIds {
-    seeds: (
-        foldhash::quality::RandomState,
-        foldhash::quality::RandomState,
-    ),
+    seeds: (foldhash::quality::FixedState, foldhash::quality::FixedState),
     ids: FastSet<u128>,
     by_time: BTreeMap<u64, Vec<u128>>,
 }
 
+impl Default for RecentIds {
+    /// Random seeds.
+    fn default() -> Self {
+        let random = foldhash::quality::RandomState::default();
+        RecentIds::with_seeds(random.hash_one(1u8), random.hash_one(2u8))
+    }
+}
+
 impl RecentIds {
-    fn fingerprint(&self, device_id: &str, message_id: &str) -> u128 {
+    /// Fingerprints from two seeds: the cluster's workers agree on them at start.
+    pub fn with_seeds(first: u64, second: u64) -> RecentIds {
+        RecentIds {
+            seeds: (
+                foldhash::quality::FixedState::with_seed(first),
+                foldhash::quality::FixedState::with_seed(second),
+            ),
+            ids: FastSet::default(),
+            by_time: BTreeMap::new(),
+        }
+    }
+
+    /// The fingerprint of an id.
+    pub fn fingerprint(&self, device_id: &str, message_id: &str) -> u128 {
         let key = (device_id, message_id);
         (u128::from(self.seeds.0.hash_one(key)) << 64) | u128::from(self.seeds.1.hash_one(key))
     }
 
     /// Records an id; `false` when it was already there (a duplicate).
     pub fn insert(&mut self, device_id: &str, message_id: &str, event_ms: u64) -> bool {
-        let key = self.fingerprint(device_id, message_id);
+        self.insert_fingerprint(self.fingerprint(device_id, message_id), event_ms)
+    }
+
+    /// Records an id by its [`fingerprint`](Self::fingerprint); `false` for a duplicate.
+    pub fn insert_fingerprint(&mut self, key: u128, event_ms: u64) -> bool {
         if !self.ids.insert(key) {
             return false;
         }

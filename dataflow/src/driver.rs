@@ -1,20 +1,25 @@
 //! Runs the timely workers and feeds them from ingest.
 //!
-//! Worker 0 is the single input: it takes records from the bounded ingest queue, drops repeats
-//! of a message id, sorts on-time readings from late ones against the watermark, hands the raw
-//! records to [`Outputs`] (where they are stored, and their source acknowledged once durable),
-//! and sends on-time readings into the dataflow at their event-time epoch, with registry
-//! changes beside them. The dataflow exchanges readings by device, so every worker owns the
-//! registry entries, windows and per-device KPIs of its devices:
+//! Every worker is a feeder of its own share of the sources ([`crate::input`]): it takes
+//! records from its queue, drops repeats of a message id, sorts on-time readings from late
+//! ones against its own watermark, hands the raw records to [`Outputs`] (where they are stored,
+//! and their source acknowledged once durable), and sends on-time readings into the dataflow
+//! at their event-time epoch. Its input capability follows its watermark, so the frontier is
+//! the least watermark of the cluster, and windows close on it. The dataflow exchanges
+//! readings by device, so every worker owns the registry entries, windows and per-device KPIs
+//! of its devices; the registry's changes enter at the cluster's first worker. Window, KPI and
+//! reading results go to the first process's workers for its sinks:
 //!
 //! ```text
-//! readings ─> JoinRegistry ─> EventTimeWindows ─> WindowSink
-//! registry ─> RegistryByDevice ─┘      │    └──────────┐
-//!                      └──> DeviceKpis <─ (activity) ──┴─> CityKpis ─> KpiSink
+//! readings ─> JoinRegistry ─> SplitReadings ─> EventTimeWindows ─> WindowSink
+//! registry ─> RegistryByDevice ─┘   │    └──> DeviceKpis <─(finals)─┴─> CityKpis ─> KpiSink
+//!                                   └─> ReadingSink (rules on readings, unknown devices)
 //! ```
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,15 +32,17 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Broadcast, Input as _};
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::operators::Exchange as _;
-use timely::dataflow::operators::{ActivateCapability, Concat};
-use timely::dataflow::Stream;
+use timely::dataflow::operators::{ActivateCapability, Concat, Inspect};
+use timely::dataflow::{ProbeHandle, Stream};
 use tokio::sync::mpsc;
 
 use crate::clock::Clock;
-use crate::config::DataflowConfig;
+use crate::config::{ClusterConfig, DataflowConfig};
 use crate::dedupe::RecentIds;
+use crate::input::Topology;
 use crate::kpi::city::CityInput;
 use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
@@ -45,6 +52,7 @@ use crate::registry::{
 };
 use crate::watermark::Watermarks;
 use crate::window::{event_time_windows, Sample, SeriesKey};
+use crate::wire::ExchangedKpi;
 use crate::{DataflowError, FastMap};
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
@@ -64,6 +72,9 @@ pub trait Outputs: Clone + Send + Sync + 'static {
     /// A reading from a device the registry does not know (it is stored and windowed all the
     /// same, under its topic's district).
     fn unknown_device(&self, device_id: &str, kind: Kind, district: District, event_ms: u64);
+    /// An on-time reading taken once (replays left out), for rules on single readings; only
+    /// when [`RunOptions::reading_rules`] is on.
+    fn reading(&self, observation: &Observation);
 }
 
 /// The running dataflow.
@@ -95,11 +106,17 @@ pub struct RunOptions {
     /// the KPI state with long horizons — the NowCast's 12 hours, the 24-hour rain, the day's
     /// AQI — without emitting KPI rows for them again.
     pub kpi_history: Vec<WindowResult>,
+    /// Put every on-time reading out through [`Outputs::reading`] (for rules on readings).
+    pub reading_rules: bool,
+    /// The processes running this dataflow together; one by default.
+    pub cluster: ClusterConfig,
 }
 
 /// Starts the workers. They run until every sender of `input` is dropped; then open windows are
 /// discarded (they are incomplete) unless `options` says to finish them, and the workers stop.
-/// Readings are joined with `registry`, which changes as its change channel says.
+/// Readings are joined with `registry`, which changes as its change channel says. In a cluster
+/// (`options.cluster`), this returns once the workers run; they start when every process has
+/// connected, and only the first process's registry and KPI history are used.
 pub fn spawn<O: Outputs>(
     config: DataflowConfig,
     options: RunOptions,
@@ -110,24 +127,64 @@ pub fn spawn<O: Outputs>(
     clock: Arc<dyn Clock>,
 ) -> Result<DataflowHandle, DataflowError> {
     config.validate()?;
+    options.cluster.validate()?;
     let mut options = options;
+    let topology = Topology {
+        processes: options.cluster.processes(),
+        process: options.cluster.process,
+        workers: config.workers,
+    };
+    let communication = if options.cluster.is_cluster() {
+        timely::CommunicationConfig::Cluster {
+            threads: config.workers,
+            process: options.cluster.process,
+            addresses: options.cluster.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        }
+    } else {
+        timely::CommunicationConfig::Process(config.workers)
+    };
+    let timely_config = timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    };
+    let queues = crate::input::spread(topology, input, config.input_batch, config.input_capacity)?;
+    let queues: Arc<Mutex<Vec<Option<_>>>> =
+        Arc::new(Mutex::new(queues.into_iter().map(Some).collect()));
     let history = std::mem::take(&mut options.kpi_history);
-    let input = Arc::new(Mutex::new(Some((input, registry, history))));
-    let discard_open = Arc::new(AtomicBool::new(false));
+    let first = Arc::new(Mutex::new(Some((registry, history))));
+    let shared = Arc::new(ProcessShared {
+        discard_open: Arc::new(AtomicBool::new(false)),
+        watermarks: (0..config.workers).map(|_| AtomicU64::new(0)).collect(),
+        pending_sources: AtomicI64::new(0),
+        drained: AtomicUsize::new(0),
+        advanced: AtomicUsize::new(0),
+        stopped: AtomicUsize::new(0),
+    });
     let thread = std::thread::Builder::new()
         .name("ioc-dataflow".into())
         .spawn(move || {
-            let guards = timely::execute(timely::Config::process(config.workers), move |worker| {
-                let taken = input.lock().ok().and_then(|mut slot| slot.take());
+            let guards = timely::execute(timely_config, move |worker| {
+                let local = worker.index() % config.workers;
+                let queue = queues.lock().ok().and_then(|mut q| q[local].take());
+                // The registry and the KPI history enter once, at the cluster's first worker.
+                let first = (worker.index() == 0)
+                    .then(|| first.lock().ok().and_then(|mut slot| slot.take()))
+                    .flatten();
                 run_worker(
                     worker,
-                    &config,
-                    options.clone(),
-                    taken,
-                    outputs.clone(),
-                    metrics.clone(),
-                    Arc::clone(&clock),
-                    Arc::clone(&discard_open),
+                    Environment {
+                        config: &config,
+                        options: options.clone(),
+                        local,
+                        queue,
+                        first,
+                        outputs: outputs.clone(),
+                        metrics: metrics.clone(),
+                        clock: Arc::clone(&clock),
+                        shared: Arc::clone(&shared),
+                    },
                 )
             })
             .map_err(DataflowError::Worker)?;
@@ -140,44 +197,169 @@ pub fn spawn<O: Outputs>(
     Ok(DataflowHandle { thread })
 }
 
-/// Splits joined readings, each taken once (the stream is not copied): their samples go to
-/// the windows, and their activity to the KPIs (every reading counts for health), after a
-/// reading of an unknown device is reported.
-fn split_readings<'scope, O: Outputs>(
-    enriched: Stream<'scope, u64, Vec<Enriched>>,
+/// What the workers of one process share.
+#[derive(Debug)]
+struct ProcessShared {
+    /// Set at shutdown: whether the windows still open are discarded or finished.
+    discard_open: Arc<AtomicBool>,
+    /// Each local worker's watermark: a worker without sources takes the highest; the gauge
+    /// shows the lowest.
+    watermarks: Vec<AtomicU64>,
+    /// The sources holding time until they deliver, summed over the local workers.
+    pending_sources: AtomicI64,
+    /// Local workers whose input has ended (the three steps of a stop, in order).
+    drained: AtomicUsize,
+    /// ... and whose watermark has moved for the last time.
+    advanced: AtomicUsize,
+    /// ... and whose closed windows are out.
+    stopped: AtomicUsize,
+}
+
+impl ProcessShared {
+    /// Counts this worker in `step` and works the dataflow, calling `each`, until every local
+    /// worker has come to it.
+    fn wait_for_all(
+        &self,
+        step: &AtomicUsize,
+        worker: &mut timely::worker::Worker,
+        mut each: impl FnMut(),
+    ) {
+        step.fetch_add(1, Ordering::SeqCst);
+        while step.load(Ordering::SeqCst) < self.watermarks.len() {
+            each();
+            worker.step_or_park(Some(Duration::from_millis(1)));
+        }
+    }
+}
+
+/// One worker's environment, passed once.
+struct Environment<'c, O> {
+    config: &'c DataflowConfig,
+    options: RunOptions,
+    /// This worker's index among its process's workers.
+    local: usize,
+    /// Its share of the sources' records.
+    queue: Option<mpsc::Receiver<Vec<Ingested>>>,
+    /// The registry and the KPI history, at the cluster's first worker.
+    first: Option<(RegistryFeed, Vec<WindowResult>)>,
     outputs: O,
     metrics: DataflowMetrics,
+    clock: Arc<dyn Clock>,
+    shared: Arc<ProcessShared>,
+}
+
+/// What every worker of the cluster agrees on before the dataflow starts.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct Agreement {
+    /// The message-id fingerprint seeds (the first worker's).
+    seeds: (u64, u64),
+    /// Windows starting before this are not emitted (the latest any process asks).
+    emit_windows_from_ms: u64,
+}
+
+/// Exchanges every worker's proposal and returns the agreed one.
+fn agree(worker: &mut timely::worker::Worker, mine: Agreement) -> Agreement {
+    let proposals = Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = Rc::clone(&proposals);
+    let index = worker.index();
+    let (mut input, probe) = worker.dataflow::<u64, _, _>(move |scope| {
+        let (input, stream) = scope.new_input();
+        let probe = stream
+            .broadcast()
+            .inspect(move |p: &(usize, Agreement)| seen.borrow_mut().push(*p))
+            .probe()
+            .0;
+        (input, probe)
+    });
+    input.send((index, mine));
+    input.close();
+    while !probe.done() {
+        worker.step();
+    }
+    let proposals = proposals.borrow();
+    Agreement {
+        seeds: proposals
+            .iter()
+            .find(|(i, _)| *i == 0)
+            .map_or(mine.seeds, |(_, p)| p.seeds),
+        emit_windows_from_ms: proposals
+            .iter()
+            .map(|(_, p)| p.emit_windows_from_ms)
+            .max()
+            .unwrap_or(mine.emit_windows_from_ms),
+    }
+}
+
+/// Routes a result of a device to the first process's worker that windows the device when it
+/// is local (in one process: the worker it is on).
+fn to_first_process(device_id: &str, workers: usize) -> u64 {
+    device_route(device_id) % workers as u64
+}
+
+/// A sink on the first process: hands every record of `stream` to `each` and adds itself to
+/// `probe`.
+fn sink<'scope, D: timely::ExchangeData>(
+    stream: Stream<'scope, u64, Vec<D>>,
+    name: &str,
+    probe: &ProbeHandle<u64>,
+    mut each: impl FnMut(D) + 'static,
+) {
+    stream
+        .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            name,
+            move |_cap, _info| {
+                move |input, _output| {
+                    input.for_each_stamp(|_cap, batches| {
+                        for batch in batches {
+                            for record in batch.drain(..) {
+                                each(record);
+                            }
+                        }
+                    });
+                }
+            },
+        )
+        .probe_with(probe);
+}
+
+/// Splits joined readings, each taken once (the stream is not copied): their samples go to
+/// the windows, their activity to the KPIs (every reading counts for health), and, for the
+/// first process's reading sink, readings of unknown devices and, when `reading_rules` is on,
+/// every reading not replayed.
+#[allow(clippy::type_complexity)] // the three outputs
+fn split_readings(
+    enriched: Stream<'_, u64, Vec<Enriched>>,
+    reading_rules: bool,
 ) -> (
-    Stream<'scope, u64, Vec<Sample>>,
-    Stream<'scope, u64, Vec<KpiInput>>,
+    Stream<'_, u64, Vec<Sample>>,
+    Stream<'_, u64, Vec<KpiInput>>,
+    Stream<'_, u64, Vec<Enriched>>,
 ) {
     let mut builder = OperatorBuilder::new("SplitReadings".to_owned(), enriched.scope());
     let mut input = builder.new_input(enriched, Pipeline);
     let (mut samples_out, samples) = builder.new_output::<Vec<Sample>>();
     let (mut activity_out, activity) = builder.new_output::<Vec<KpiInput>>();
+    let (mut readings_out, readings) = builder.new_output::<Vec<Enriched>>();
     builder.build(move |_capabilities| {
         move |_frontiers| {
             let mut samples_out = samples_out.activate();
             let mut activity_out = activity_out.activate();
+            let mut readings_out = readings_out.activate();
             input.for_each_stamp(|cap, batches| {
-                let (mut samples, mut activity) = (Vec::new(), Vec::new());
+                let (mut samples, mut activity, mut readings) =
+                    (Vec::new(), Vec::new(), Vec::new());
                 for batch in batches {
                     for e in batch.drain(..) {
                         let district = e.district();
                         let registered = e.device.is_some();
-                        let o = e.observation;
-                        if !registered {
-                            metrics
-                                .unknown_device_readings
-                                .with_label_values(&[o.kind.as_str()])
-                                .inc();
-                            outputs.unknown_device(
-                                &o.device_id,
-                                o.kind,
-                                o.topic_district,
-                                o.event_ms,
-                            );
+                        if !registered || (reading_rules && !e.observation.replayed) {
+                            readings.push(Enriched {
+                                observation: e.observation.clone(),
+                                device: None,
+                            });
                         }
+                        let o = e.observation;
                         for (metric, value) in o.samples {
                             samples.push(Sample {
                                 series: SeriesKey {
@@ -204,71 +386,115 @@ fn split_readings<'scope, O: Outputs>(
                 if !activity.is_empty() {
                     activity_out.give(&cap, &mut activity);
                 }
+                if !readings.is_empty() {
+                    readings_out.give(&cap, &mut readings);
+                }
             });
         }
     });
-    (samples, activity)
+    (samples, activity, readings)
 }
 
-#[allow(clippy::too_many_arguments)] // the worker's whole environment, passed once
 fn run_worker<O: Outputs>(
     worker: &mut timely::worker::Worker,
-    config: &DataflowConfig,
-    options: RunOptions,
-    input: Option<(mpsc::Receiver<Ingested>, RegistryFeed, Vec<WindowResult>)>,
-    outputs: O,
-    metrics: DataflowMetrics,
-    clock: Arc<dyn Clock>,
-    discard_open: Arc<AtomicBool>,
+    env: Environment<'_, O>,
 ) -> Result<(), DataflowError> {
+    let Environment {
+        config,
+        options,
+        local,
+        queue,
+        first,
+        outputs,
+        metrics,
+        clock,
+        shared,
+    } = env;
+    let random = foldhash::quality::RandomState::default();
+    let agreed = agree(
+        worker,
+        Agreement {
+            seeds: (
+                std::hash::BuildHasher::hash_one(&random, 1u8),
+                std::hash::BuildHasher::hash_one(&random, 2u8),
+            ),
+            emit_windows_from_ms: options.emit_windows_from_ms,
+        },
+    );
     let windows = config.effective_windows();
     let lateness_ms = config.allowed_lateness_ms;
-    let sink_outputs = outputs.clone();
-    let sink_metrics = metrics.clone();
-    let sink_clock = Arc::clone(&clock);
+    let workers = config.workers;
+    let emit_from = agreed.emit_windows_from_ms;
+    let cluster_newest = Rc::new(Cell::new(0u64));
+    let newest_seen = Rc::clone(&cluster_newest);
     let window_clock = Arc::clone(&clock);
-    let window_discard = Arc::clone(&discard_open);
-    let miss_outputs = outputs.clone();
-    let miss_metrics = metrics.clone();
-    let kpi_outputs = outputs.clone();
-    let kpi_metrics = metrics.clone();
-    let emit_from = options.emit_windows_from_ms;
-    let ((mut handle, cap), mut registry_input, (mut history_input, history_cap), probe) =
-        worker.dataflow::<u64, _, _>(move |scope| {
+    let window_discard = Arc::clone(&shared);
+    let (window_outputs, window_metrics, sink_clock) =
+        (outputs.clone(), metrics.clone(), Arc::clone(&clock));
+    let (kpi_outputs, kpi_metrics) = (outputs.clone(), metrics.clone());
+    let (reading_outputs, reading_metrics) = (outputs.clone(), metrics.clone());
+    let repeats = metrics.duplicates.clone();
+    let reading_rules = options.reading_rules;
+    let (inputs, mut registry_input, (mut history_input, history_cap), probe) = worker
+        .dataflow::<u64, _, _>(move |scope| {
             let (input, observations) = scope.new_unordered_input();
+            // Each feeder's newest epoch, for the first worker to keep the registry's time
+            // just past the newest reading anywhere.
+            let (newest_input, newest) = scope
+                .new_unordered_input::<timely::container::CapacityContainerBuilder<Vec<u64>>>();
+            newest
+                .exchange(|_| 0)
+                .inspect(move |epoch| newest_seen.set(newest_seen.get().max(*epoch)));
             let (history_input, history) = scope.new_unordered_input();
             let (registry_input, registry) = scope.new_collection();
             let changes = registry_changes(registry);
-            let enriched = join_registry(observations, changes.clone());
-            let (samples, activity) = split_readings(enriched, miss_outputs, miss_metrics);
+            let enriched = join_registry(observations, changes.clone(), repeats);
+            let (samples, activity, readings) = split_readings(enriched, reading_rules);
             let results = event_time_windows(
                 samples,
                 windows,
                 lateness_ms,
                 emit_from,
-                window_discard,
+                Arc::clone(&window_discard.discard_open),
                 window_clock,
             );
-            let (probe, _done) = results
-                .clone()
-                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                    Pipeline,
-                    "WindowSink",
-                    move |_cap, _info| {
-                        move |input, _output| {
-                            input.for_each_stamp(|_cap, batches| {
-                                let now = sink_clock.now_ms();
-                                for batch in batches {
-                                    for result in batch.drain(..) {
-                                        sink_metrics.observe_window(&result, now);
-                                        sink_outputs.window(result);
-                                    }
-                                }
-                            });
-                        }
-                    },
-                )
-                .probe();
+            let probe = ProbeHandle::new();
+            sink(
+                results
+                    .clone()
+                    .exchange(move |w: &WindowResult| to_first_process(&w.device_id, workers)),
+                "WindowSink",
+                &probe,
+                move |result| {
+                    window_metrics.observe_window(&result, sink_clock.now_ms());
+                    window_outputs.window(result);
+                },
+            );
+            sink(
+                readings.exchange(move |e: &Enriched| {
+                    to_first_process(&e.observation.device_id, workers)
+                }),
+                "ReadingSink",
+                &probe,
+                move |e| {
+                    let o = &e.observation;
+                    if e.device.is_none() {
+                        reading_metrics
+                            .unknown_device_readings
+                            .with_label_values(&[o.kind.as_str()])
+                            .inc();
+                        reading_outputs.unknown_device(
+                            &o.device_id,
+                            o.kind,
+                            o.topic_district,
+                            o.event_ms,
+                        );
+                    }
+                    if reading_rules && !o.replayed {
+                        reading_outputs.reading(o);
+                    }
+                },
+            );
             let finals = results.filter(is_base_final);
             let device_inputs = activity
                 .concat(finals.clone().map(KpiInput::Window))
@@ -285,83 +511,87 @@ fn run_worker<O: Outputs>(
                     .filter(|w: &WindowResult| w.kind == Kind::CameraEvent)
                     .map(CityInput::Camera),
             );
-            city_kpis(city_inputs)
-                .concat(per_device)
-                .unary::<timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _>(
-                    Pipeline,
-                    "KpiSink",
-                    move |_cap, _info| {
-                        move |input, _output| {
-                            input.for_each_stamp(|_cap, batches| {
-                                for batch in batches {
-                                    for kpi in batch.drain(..) {
-                                        kpi_metrics
-                                            .kpis
-                                            .with_label_values(&[kpi.family().as_str()])
-                                            .inc();
-                                        kpi_outputs.kpi(kpi);
-                                    }
-                                }
-                            });
-                        }
-                    },
-                )
-                .probe_with(&probe);
-            (input, registry_input, history_input, probe)
+            sink(
+                city_kpis(city_inputs)
+                    .concat(per_device)
+                    .map(ExchangedKpi)
+                    .exchange(|_: &ExchangedKpi| 0),
+                "KpiSink",
+                &probe,
+                move |ExchangedKpi(kpi)| {
+                    kpi_metrics
+                        .kpis
+                        .with_label_values(&[kpi.family().as_str()])
+                        .inc();
+                    kpi_outputs.kpi(kpi);
+                },
+            );
+            ((input, newest_input), registry_input, history_input, probe)
         });
+    let ((mut handle, cap), (newest_handle, newest_cap)) = inputs;
 
-    let Some((mut rx, registry, history)) = input else {
-        // Only worker 0 feeds the dataflow; the others give up their input capabilities.
-        drop(cap);
-        drop(history_cap);
-        registry_input.close();
-        while worker.step_or_park(None) {}
-        return Ok(());
+    // The registry and the KPI history enter at the first worker; the others close theirs.
+    let registry = match first {
+        Some((registry, history)) => {
+            let mut current = FastMap::default();
+            for device in &registry.devices {
+                let meta = DeviceMeta::of(device);
+                registry_input.insert((device.id.clone(), meta.clone()));
+                current.insert(device.id.clone(), meta);
+            }
+            registry_input.flush();
+            // The KPI history goes in first, at each window's end, and its input closes.
+            for window in history {
+                let end = window.window_start_ms + window.window_size_ms;
+                history_input
+                    .activate()
+                    .session(&history_cap.delayed(&end))
+                    .give(KpiInput::Window(window));
+            }
+            Some(RegistryState {
+                input: registry_input,
+                changes: registry.changes,
+                current,
+                cluster_newest,
+            })
+        }
+        None => {
+            registry_input.close();
+            None
+        }
     };
-    let mut current = FastMap::default();
-    for device in &registry.devices {
-        let meta = DeviceMeta::of(device);
-        registry_input.insert((device.id.clone(), meta.clone()));
-        current.insert(device.id.clone(), meta);
-    }
-    registry_input.flush();
-    // The KPI history goes in first, at each window's end, and its input closes.
-    for window in history {
-        let end = window.window_start_ms + window.window_size_ms;
-        history_input
-            .activate()
-            .session(&history_cap.delayed(&end))
-            .give(KpiInput::Window(window));
-    }
     drop(history_cap);
 
     let mut feeder = Feeder {
         config,
+        local,
         cap: Some(cap),
+        newest: Some((newest_handle, newest_cap)),
+        newest_epoch: 0,
         watermarks: Watermarks::new(config.allowed_lateness_ms, config.idle_timeout_ms),
-        recent: RecentIds::default(),
+        recent: RecentIds::with_seeds(agreed.seeds.0, agreed.seeds.1),
         by_epoch: BTreeMap::new(),
-        registry: RegistryState {
-            input: registry_input,
-            changes: registry.changes,
-            current,
-        },
+        registry,
+        pending_reported: 0,
+        shared: Arc::clone(&shared),
         outputs,
         metrics,
         clock,
     };
-    let mut closed = false;
-    while !closed {
+    let mut queue = queue;
+    while let Some(rx) = queue.as_mut() {
         let mut taken = 0;
         while taken < config.input_batch {
             match rx.try_recv() {
-                Ok(record) => {
-                    feeder.take(record);
-                    taken += 1;
+                Ok(batch) => {
+                    taken += batch.len();
+                    for record in batch {
+                        feeder.take(record);
+                    }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    closed = true;
+                    queue = None;
                     break;
                 }
             }
@@ -377,16 +607,26 @@ fn run_worker<O: Outputs>(
         };
         worker.step_or_park(park);
     }
-    // Emit every window the final watermark has closed before discarding the open ones.
-    if let Some(cap) = feeder.cap.as_ref() {
-        let closed_until = *cap.time();
-        while probe.less_than(&closed_until) {
-            worker.step_or_park(Some(Duration::from_millis(1)));
-        }
+    // Every local worker's input has ended; those following the others follow them once more
+    // (their last reading may have moved time).
+    shared.wait_for_all(&shared.drained, worker, || feeder.advance());
+    feeder.advance();
+    shared.wait_for_all(&shared.advanced, worker, || {});
+    // Emit every window the final watermark has closed before discarding the open ones, once
+    // every local worker has: the first to close its input would otherwise move time on.
+    let least = shared.watermarks.iter().map(|w| w.load(Ordering::Relaxed));
+    let least = least.min().unwrap_or(0);
+    let closed_until = least - least % config.epoch_ms;
+    while probe.less_than(&closed_until) {
+        worker.step_or_park(Some(Duration::from_millis(1)));
     }
-    discard_open.store(!options.finish_open_windows, Ordering::SeqCst);
+    shared.wait_for_all(&shared.stopped, worker, || {});
+    shared
+        .discard_open
+        .store(!options.finish_open_windows, Ordering::SeqCst);
     feeder.cap = None;
-    drop(feeder.registry);
+    feeder.newest = None;
+    feeder.registry = None;
     drop(handle);
     while worker.step_or_park(None) {}
     Ok(())
@@ -414,18 +654,31 @@ type InputHandle = timely::dataflow::operators::core::unordered_input::Unordered
     timely::container::CapacityContainerBuilder<Vec<Observation>>,
 >;
 
-/// Worker 0's side of the registry: the differential input, where changes come from, and the
-/// entries in force (to retract the old entry when one is replaced).
+type NewestHandle = timely::dataflow::operators::core::unordered_input::UnorderedHandle<
+    u64,
+    timely::container::CapacityContainerBuilder<Vec<u64>>,
+>;
+
+/// The first worker's side of the registry: the differential input, where changes come from,
+/// the entries in force (to retract the old entry when one is replaced), and the newest epoch
+/// any feeder has reported.
 struct RegistryState {
     input: InputSession<u64, (String, DeviceMeta), isize>,
     changes: Option<mpsc::Receiver<DeviceChange>>,
     current: FastMap<String, DeviceMeta>,
+    cluster_newest: Rc<Cell<u64>>,
 }
 
-/// Worker 0's input side: dedupe, lateness, watermark.
+/// A worker's input side: dedupe, lateness, watermark.
 struct Feeder<'c, O: Outputs> {
     config: &'c DataflowConfig,
+    /// This worker's index in its process.
+    local: usize,
     cap: Option<ActivateCapability<u64>>,
+    /// Where this feeder reports its newest epoch to the first worker, and the capability to.
+    newest: Option<(NewestHandle, ActivateCapability<u64>)>,
+    /// The newest epoch reported.
+    newest_epoch: u64,
     watermarks: Watermarks,
     /// Ids of the readings seen (replayed ones too) until the watermark passes them by the
     /// allowed lateness. A replay does not move the watermark, so a redelivery after a restart
@@ -433,7 +686,11 @@ struct Feeder<'c, O: Outputs> {
     recent: RecentIds,
     /// On-time readings of this step, by epoch.
     by_epoch: BTreeMap<u64, Vec<Observation>>,
-    registry: RegistryState,
+    /// At the cluster's first worker.
+    registry: Option<RegistryState>,
+    /// This worker's share of `ioc_dataflow_pending_sources`, as last added.
+    pending_reported: i64,
+    shared: Arc<ProcessShared>,
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
@@ -461,12 +718,10 @@ impl<O: Outputs> Feeder<'_, O> {
         };
         let event_ms = reading.reading.event_time.0;
         let kind = reading.reading.kind();
-        let first = self.recent.insert(
-            &reading.reading.device_id,
-            &reading.reading.message_id,
-            event_ms,
-        );
-        if !first {
+        let id = self
+            .recent
+            .fingerprint(&reading.reading.device_id, &reading.reading.message_id);
+        if !self.recent.insert_fingerprint(id, event_ms) {
             if !replayed {
                 // A redelivery after a restart moves time as its first delivery did in the run
                 // before, so the rest of its partition is judged as an unbroken run judges it.
@@ -504,6 +759,8 @@ impl<O: Outputs> Feeder<'_, O> {
             medium,
             event_ms,
             samples: r.samples(),
+            id,
+            replayed,
         });
         if !replayed {
             self.outputs.raw_reading(reading, None, ack);
@@ -522,7 +779,10 @@ impl<O: Outputs> Feeder<'_, O> {
     /// Applies the registry changes waiting: each takes effect for readings after the newest
     /// event epoch seen.
     fn apply_registry_changes(&mut self) {
-        let Some(changes) = self.registry.changes.as_mut() else {
+        let Some(registry) = self.registry.as_mut() else {
+            return;
+        };
+        let Some(changes) = registry.changes.as_mut() else {
             return;
         };
         loop {
@@ -530,19 +790,19 @@ impl<O: Outputs> Feeder<'_, O> {
                 Ok(change) => change,
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.registry.changes = None;
+                    registry.changes = None;
                     break;
                 }
             };
             let id = change.device_id().to_owned();
-            if let Some(old) = self.registry.current.remove(&id) {
-                self.registry.input.remove((id.clone(), old));
+            if let Some(old) = registry.current.remove(&id) {
+                registry.input.remove((id.clone(), old));
             }
             let op = match change {
                 DeviceChange::Upsert(device) => {
                     let meta = DeviceMeta::of(&device);
-                    self.registry.input.insert((id.clone(), meta.clone()));
-                    self.registry.current.insert(id, meta);
+                    registry.input.insert((id.clone(), meta.clone()));
+                    registry.current.insert(id, meta);
                     "upsert"
                 }
                 DeviceChange::Remove { .. } => "remove",
@@ -551,20 +811,32 @@ impl<O: Outputs> Feeder<'_, O> {
         }
     }
 
-    /// Keeps the registry's time just past `epoch`, so readings up to it can be joined.
+    /// At the first worker, keeps the registry's time just past `epoch` and the newest epoch
+    /// any feeder has reported, so readings up to them can be joined.
     fn registry_past(&mut self, epoch: u64) {
-        let next = epoch.saturating_add(self.config.epoch_ms);
-        if *self.registry.input.time() < next {
-            self.registry.input.advance_to(next);
+        let Some(registry) = self.registry.as_mut() else {
+            return;
+        };
+        let next = epoch
+            .max(registry.cluster_newest.get())
+            .saturating_add(self.config.epoch_ms);
+        if *registry.input.time() < next {
+            registry.input.advance_to(next);
         }
+        registry.input.flush();
     }
 
-    /// Sends this step's readings at their epochs.
+    /// Sends this step's readings at their epochs, and reports a newer epoch to the first
+    /// worker.
     fn flush(&mut self, handle: &mut InputHandle) {
-        if let Some(newest) = self.by_epoch.keys().next_back().copied() {
-            self.registry_past(newest);
+        let newest = self.by_epoch.keys().next_back().copied().unwrap_or(0);
+        if newest > self.newest_epoch {
+            self.newest_epoch = newest;
+            if let Some((newest_handle, cap)) = self.newest.as_mut() {
+                newest_handle.activate().session(&*cap).give(newest);
+            }
         }
-        self.registry.input.flush();
+        self.registry_past(newest);
         let Some(cap) = self.cap.as_ref() else {
             return;
         };
@@ -577,9 +849,20 @@ impl<O: Outputs> Feeder<'_, O> {
 
     /// Moves the input frontier to the watermark's epoch.
     fn advance(&mut self) {
-        self.watermarks.tick(self.clock.now_ms());
+        let now = self.clock.now_ms();
+        self.watermarks.tick(now);
+        let locals = &self.shared.watermarks;
+        if !self.watermarks.holds_time(now) {
+            // Nothing here holds time back: follow this process's furthest worker.
+            let furthest = locals.iter().map(|w| w.load(Ordering::Relaxed)).max();
+            self.watermarks.follow(furthest.unwrap_or(0));
+        }
         let watermark = self.watermarks.watermark();
-        self.metrics.watermark_ms.set(watermark as i64);
+        locals[self.local].store(watermark, Ordering::Relaxed);
+        let least = locals.iter().map(|w| w.load(Ordering::Relaxed)).min();
+        self.metrics
+            .watermark_ms
+            .set(least.unwrap_or(watermark) as i64);
         for (source, w) in self.watermarks.per_source() {
             if let Some(w) = w {
                 self.metrics
@@ -588,17 +871,27 @@ impl<O: Outputs> Feeder<'_, O> {
                     .set(w as i64);
             }
         }
-        self.metrics
+        let pending = self.watermarks.pending() as i64;
+        let total = self
+            .shared
             .pending_sources
-            .set(self.watermarks.pending() as i64);
+            .fetch_add(pending - self.pending_reported, Ordering::Relaxed)
+            + pending
+            - self.pending_reported;
+        self.pending_reported = pending;
+        self.metrics.pending_sources.set(total);
         let epoch = watermark - watermark % self.config.epoch_ms;
         if let Some(cap) = self.cap.as_mut() {
             if *cap.time() < epoch {
                 cap.downgrade(&epoch);
             }
         }
+        if let Some((_, cap)) = self.newest.as_mut() {
+            if *cap.time() < epoch {
+                cap.downgrade(&epoch);
+            }
+        }
         self.registry_past(epoch);
-        self.registry.input.flush();
         // A repeat of an id older than this would be late anyway.
         self.recent
             .forget_before(watermark.saturating_sub(self.config.allowed_lateness_ms));

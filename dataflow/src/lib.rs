@@ -12,16 +12,19 @@ mod clock;
 mod config;
 mod dedupe;
 mod driver;
+mod input;
 pub mod kpi;
 mod metrics;
 mod registry;
 mod watermark;
 mod window;
+mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::DataflowConfig;
+pub use config::{ClusterConfig, DataflowConfig};
 pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
+pub use input::Topology;
 pub use metrics::DataflowMetrics;
 pub use registry::{
     device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation,

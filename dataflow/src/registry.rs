@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::{FastMap, FastSet};
+use crate::{FastMap, FastSet, RecentIds};
 
 /// What the dataflow needs of a registered device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -68,6 +68,11 @@ pub struct Observation {
     pub event_ms: u64,
     /// Its values by metric (see `Reading::samples`).
     pub samples: Vec<(String, f64)>,
+    /// The fingerprint of `(device_id, message_id)` (see [`crate::RecentIds`]): a repeat fed
+    /// by another worker is dropped where the device's readings meet.
+    pub id: u128,
+    /// Read back from storage at start-up (counted in windows; rules have seen it already).
+    pub replayed: bool,
 }
 
 /// An observation with the registry entry of its device as of its event time; `None` for a
@@ -200,11 +205,15 @@ pub fn registry_changes<'scope>(
 
 /// Joins each observation with its device's registry entry as of the observation's time.
 ///
-/// The registry's consolidated changes (see [`registry_changes`]) feed a per-device history on the worker that owns the device, and observations, exchanged to the
-/// same worker, wait only until the registry's frontier has passed their time.
+/// The registry's consolidated changes (see [`registry_changes`]) feed a per-device history on
+/// the worker that owns the device, and observations, exchanged to the same worker, wait only
+/// until the registry's frontier has passed their time. A repeat of an id taken there (fed by
+/// another worker: another process, or another transport) is dropped and counted in
+/// `repeats`, labelled by kind.
 pub fn join_registry<'scope>(
     observations: Stream<'scope, u64, Vec<Observation>>,
     changes: RegistryChanges<'scope>,
+    repeats: prometheus::IntCounterVec,
 ) -> Stream<'scope, u64, Vec<Enriched>> {
     observations.binary_frontier(
         changes,
@@ -216,6 +225,9 @@ pub fn join_registry<'scope>(
             // Devices with changes not yet folded in: only these need compacting.
             let mut changed: FastSet<String> = FastSet::default();
             let mut waiting: Vec<(Capability<u64>, Vec<Observation>)> = Vec::new();
+            // Ids taken here; every observation still to come has an event time at or after
+            // the input frontier (feeders send on-time readings at their epoch).
+            let mut taken = RecentIds::default();
             move |(observed, observed_frontier), (changes, changes_frontier), output| {
                 changes.for_each_stamp(|_cap, batches| {
                     for batch in batches {
@@ -234,6 +246,13 @@ pub fn join_registry<'scope>(
                         return; // sent under no capability: nothing to join at
                     };
                     for batch in batches {
+                        batch.retain(|o| {
+                            let first = taken.insert_fingerprint(o.id, o.event_ms);
+                            if !first {
+                                repeats.with_label_values(&[o.kind.as_str()]).inc();
+                            }
+                            first
+                        });
                         waiting.push((cap.clone(), std::mem::take(batch)));
                     }
                 });
@@ -264,6 +283,9 @@ pub fn join_registry<'scope>(
                     .copied()
                     .chain(waiting.iter().map(|(cap, _)| *cap.time()))
                     .min();
+                if let Some(frontier) = observed_frontier.frontier().iter().min() {
+                    taken.forget_before(*frontier);
+                }
                 if let Some(frontier) = frontier {
                     changed.retain(|device| {
                         let Some(history) = histories.get_mut(device) else {

@@ -153,6 +153,20 @@ impl Watermarks {
         self.global_ms = self.global_ms.max(clock.saturating_sub(self.lateness_ms));
     }
 
+    /// Whether a source holds time back at wall time `now_ms`: one that has delivered nothing
+    /// yet, is behind its end, or has not been idle for the idle timeout.
+    pub fn holds_time(&self, now_ms: u64) -> bool {
+        self.sources
+            .values()
+            .any(|s| s.behind || now_ms.saturating_sub(s.arrived_at_ms) < self.idle_timeout_ms)
+    }
+
+    /// Moves the watermark up to `watermark_ms`, for a worker whose sources hold nothing back
+    /// and that follows the others.
+    pub fn follow(&mut self, watermark_ms: u64) {
+        self.global_ms = self.global_ms.max(watermark_ms);
+    }
+
     /// Each source's own watermark (none while it has delivered nothing), for metrics.
     pub fn per_source(&self) -> impl Iterator<Item = (&str, Option<u64>)> {
         self.sources.iter().map(|(name, s)| {

@@ -525,6 +525,8 @@ type Out = Vec<(u64, WindowResult)>;
 ///
 /// When the input ends (an empty frontier) open windows are emitted as final, unless
 /// `discard_open` is set: a process shutting down must not store half-filled windows as final.
+/// It is set once every window the watermark closed is out, before the inputs close one by
+/// one, so nothing the closing inputs move time past is emitted either.
 pub fn event_time_windows<'scope>(
     samples: Stream<'scope, u64, Vec<Sample>>,
     windows: Vec<WindowSpec>,
@@ -558,8 +560,7 @@ pub fn event_time_windows<'scope>(
                 });
 
                 let frontier = frontier.frontier();
-                let input_done = frontier.is_empty();
-                if input_done && discard_open.load(Ordering::SeqCst) {
+                if discard_open.load(Ordering::SeqCst) {
                     open.clear();
                 }
                 // The watermark, and the event clock it implies.

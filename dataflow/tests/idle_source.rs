@@ -18,6 +18,7 @@ const MINUTE: u64 = 60_000;
 struct Windows(Arc<Mutex<Vec<WindowResult>>>);
 
 impl Outputs for Windows {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}

@@ -22,6 +22,7 @@ const FIVE_MINUTES: u64 = 300_000;
 struct Kpis(Arc<Mutex<Vec<Kpi>>>);
 
 impl Outputs for Kpis {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
@@ -88,6 +89,7 @@ fn stored_windows_restore_the_nowcast_after_a_restart() {
             emit_windows_from_ms: restart,
             finish_open_windows: true,
             kpi_history: history,
+            ..RunOptions::default()
         },
         rx,
         RegistryFeed::fixed(Vec::new()),

@@ -25,6 +25,7 @@ struct Collected {
 }
 
 impl Outputs for Collected {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}

@@ -21,6 +21,7 @@ struct Seen {
 }
 
 impl Outputs for Seen {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, reading: IngestedReading, late: Option<u64>, _: Option<Ack>) {
         if late.is_some() {
             self.late.lock().unwrap().push(reading.reading.message_id);

@@ -24,6 +24,7 @@ struct Collected {
 }
 
 impl Outputs for Collected {
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
     fn raw_reading(&self, reading: IngestedReading, late: Option<u64>, ack: Option<Ack>) {
         if let Some(watermark) = late {
             assert!(reading.reading.event_time.0 < watermark);

@@ -232,11 +232,68 @@ impl ConsumerContext for IngestContext {
 
 type IngestConsumer = StreamConsumer<IngestContext>;
 
+/// How partitions come to this consumer.
+#[derive(Clone)]
+pub enum KafkaAssignment {
+    /// The group shares them out among its members, and again when one comes or goes.
+    Group,
+    /// Fixed: every partition the predicate accepts, of every topic (a timely cluster's share,
+    /// by worker index). Offsets are still committed in the group.
+    Static(Arc<dyn Fn(i32) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for KafkaAssignment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KafkaAssignment::Group => "Group",
+            KafkaAssignment::Static(_) => "Static",
+        })
+    }
+}
+
+/// The partitions `owns` accepts, of every topic. Topics that do not exist yet are waited for
+/// up to `assignment_wait_ms`; an empty share is an error, since this process would then hold
+/// event time for the whole cluster without reading anything.
+async fn static_partitions(
+    config: &KafkaConfig,
+    owns: &(dyn Fn(i32) -> bool + Send + Sync),
+) -> Result<TopicPartitionList, IngestError> {
+    let due = Instant::now() + Duration::from_millis(config.assignment_wait_ms);
+    let counts = loop {
+        let described = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || describe_topics(&config))
+                .await
+                .map_err(|e| IngestError::Kafka(format!("metadata task failed: {e}")))?
+        };
+        match described {
+            Ok(counts) if counts.values().all(|n| *n > 0) => break counts,
+            Ok(counts) if Instant::now() >= due => break counts,
+            Err(e) if Instant::now() >= due => return Err(e),
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    let mut list = TopicPartitionList::new();
+    for (topic, count) in &counts {
+        for partition in (0..*count as i32).filter(|p| owns(*p)) {
+            list.add_partition(topic, partition);
+        }
+    }
+    if list.count() == 0 {
+        return Err(IngestError::Kafka(format!(
+            "no partition of {counts:?} falls to this process: give the topics at least as many \
+             partitions as the cluster has workers"
+        )));
+    }
+    Ok(list)
+}
+
 /// Consumes the configured topics and forwards decoded records to `out` until `stop`
 /// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
 /// stored offsets before leaving the group. While `out` is full consumption pauses.
 pub async fn run_kafka(
     config: KafkaConfig,
+    assignment: KafkaAssignment,
     out: mpsc::Sender<Ingested>,
     metrics: IngestMetrics,
     stop: impl Future<Output = ()>,
@@ -256,9 +313,26 @@ pub async fn run_kafka(
             .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?,
     );
     let topics: Vec<&str> = Kind::ALL.iter().map(|k| config.topics.topic(*k)).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| IngestError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?;
+    match &assignment {
+        KafkaAssignment::Group => consumer
+            .subscribe(&topics)
+            .map_err(|e| IngestError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?,
+        KafkaAssignment::Static(owns) => {
+            let list = static_partitions(&config, owns.as_ref()).await?;
+            consumer
+                .assign(&list)
+                .map_err(|e| IngestError::Kafka(format!("cannot assign {list:?}: {e}")))?;
+            for e in list.elements() {
+                partitions.assigned(e.topic(), e.partition());
+            }
+            partitions.joined();
+            metrics.kafka_assigned.add(list.count() as i64);
+            tracing::info!(
+                partitions = list.count(),
+                "kafka partitions assigned by the cluster"
+            );
+        }
+    }
     let dead_letter_producer = match &config.dead_letter_topic {
         Some(_) => Some(
             ClientConfig::new()
@@ -383,7 +457,12 @@ pub async fn run_kafka(
         // from the last commit, and replays are stored once.
         tracing::debug!(error = %e, "final kafka commit");
     }
-    consumer.unsubscribe();
+    match assignment {
+        KafkaAssignment::Group => consumer.unsubscribe(),
+        KafkaAssignment::Static(_) => {
+            let _ = consumer.unassign();
+        }
+    }
     metrics.kafka_connected.set(0);
     Ok(())
 }

@@ -17,7 +17,7 @@ mod record;
 
 pub use decode::{decode_kafka, decode_mqtt, decode_reading, DecodeLimits, KafkaParts};
 #[cfg(feature = "kafka")]
-pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics};
+pub use kafka::{describe_topics, run_kafka, KafkaAssignment, KafkaConfig, KafkaTopics};
 pub use metrics::IngestMetrics;
 pub use mqtt::{run_mqtt, MqttConfig};
 pub use offsets::OffsetTracker;

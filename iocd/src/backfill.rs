@@ -39,6 +39,7 @@ impl Outputs for BackfillOutputs {
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
+    fn reading(&self, _: &ioc_dataflow::Observation) {}
 
     fn window(&self, result: WindowResult) {
         // A window reaching past the range has readings outside it: leave it alone.

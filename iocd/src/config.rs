@@ -42,6 +42,9 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// Alert rules, the alert lifecycle and department webhooks.
     pub alerts: ioc_alerts::AlertsConfig,
+    /// The processes of a multi-process timely cluster (README, "Scaling out"); none by
+    /// default.
+    pub cluster: ioc_dataflow::ClusterConfig,
 }
 
 /// How windows open at the last stop are rebuilt.
@@ -124,7 +127,31 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, Box<figme
         .merge(Env::prefixed("IOC__").split("__"))
         .merge(overrides)
         .extract()
+        .map(Config::for_this_process)
         .map_err(Box::new)
+}
+
+impl Config {
+    /// In a cluster, what must differ between processes that share one file: each has its own
+    /// state folder (`process-N` inside the configured one; with it its own spool, MQTT session
+    /// and Kafka instance id), and the MQTT subscriptions are shared among the processes
+    /// (`$share/<kafka.group_id>/...`), so each message goes to one of them.
+    fn for_this_process(mut self) -> Config {
+        if !self.cluster.is_cluster() {
+            return self;
+        }
+        let own = format!("process-{}", self.cluster.process);
+        self.alerts.state_dir = self.alerts.state_dir.join(&own);
+        if !self.spool.dir.as_os_str().is_empty() {
+            self.spool.dir = self.spool.dir.join(&own);
+        }
+        for topic in &mut self.mqtt.topics {
+            if !topic.starts_with("$share/") {
+                *topic = format!("$share/{}/{topic}", self.kafka.group_id);
+            }
+        }
+        self
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +176,22 @@ mod tests {
             assert_eq!(c.dataflow.allowed_lateness_ms, 1234);
             assert_eq!(c.dataflow.workers, 4);
             assert!(c.clickhouse.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cluster_processes_get_their_own_state_and_share_mqtt() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "iocd.toml",
+                "[cluster]\naddresses = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n",
+            )?;
+            jail.set_env("IOC__CLUSTER__PROCESS", "1");
+            let c = load(Some(Path::new("iocd.toml")), Figment::new()).expect("loads");
+            assert_eq!(c.cluster.process, 1);
+            assert!(c.alerts.state_dir.ends_with("process-1"));
+            assert_eq!(c.mqtt.topics, vec!["$share/iocd/ioc/v1/#".to_owned()]);
             Ok(())
         });
     }

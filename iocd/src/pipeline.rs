@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ioc_dashboard_api::{ApiState, LiveFeed, UnknownDevices};
 use ioc_dataflow::DataflowConfig;
-use ioc_dataflow::{DataflowMetrics, Outputs, SystemClock};
+use ioc_dataflow::{DataflowMetrics, Observation, Outputs, SystemClock};
 use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{
@@ -56,10 +56,6 @@ impl PipelineOutputs {
 
 impl Outputs for PipelineOutputs {
     fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>) {
-        // Rules on readings follow event time: a late reading is stored but not evaluated.
-        if let (Some(alerts), None) = (&self.alerts, late_behind) {
-            alerts.observe_reading(&reading.reading, reading.district);
-        }
         let Some(spool) = &self.spool else {
             return self.unstored("reading", ack);
         };
@@ -115,6 +111,19 @@ impl Outputs for PipelineOutputs {
     fn unknown_device(&self, device_id: &str, kind: Kind, district: District, event_ms: u64) {
         self.unknown.record(device_id, kind, district, event_ms);
     }
+
+    fn reading(&self, o: &Observation) {
+        // Rules on readings follow event time: only on-time readings come here.
+        if let Some(alerts) = &self.alerts {
+            alerts.observe_samples(&ioc_alerts::ReadingSamples {
+                device_id: &o.device_id,
+                kind: o.kind,
+                district: o.topic_district,
+                event_ms: o.event_ms,
+                samples: &o.samples,
+            });
+        }
+    }
 }
 
 /// Runs the pipeline until `shutdown` resolves, then drains it: ingest stops reading, the
@@ -166,8 +175,11 @@ pub async fn run(
         tracing::info!("shutting down: draining the pipeline");
         let _ = stop_tx.send(true);
     });
+    // In a cluster the first process puts out windows, KPIs and alerts, and takes registry
+    // changes; the others read their share of the sources and store its rows.
+    let first = config.cluster.is_first();
     // The alert manager starts first: its REST API is served with the rest.
-    let alerting = if config.alerts.enabled {
+    let alerting = if config.alerts.enabled && first {
         Some(crate::alerting::Alerting::start(&config.alerts, &state, &registry).await?)
     } else {
         None
@@ -306,7 +318,9 @@ pub async fn run(
     state.devices().replace_all(devices.values().cloned());
     let (to_dataflow, registry_changes) = mpsc::channel(config.registry.change_capacity);
     let (api_changes, change_requests) = mpsc::channel(16);
-    state.set_registry_sender(api_changes);
+    if first {
+        state.set_registry_sender(api_changes);
+    }
     let change_store = match &config.clickhouse {
         Some(_) => ChangeStore::ClickHouse(store_rx.clone()),
         None => ChangeStore::Unstored,
@@ -332,7 +346,9 @@ pub async fn run(
         unstored,
     };
     // Where a rebuild of the windows open at the last stop starts, if there is one to do.
-    let rebuild = match (&store, config.restart.rebuild_windows) {
+    // The first process reads every process's stored readings back; the dataflow takes each
+    // to its device's worker.
+    let rebuild = match (&store, config.restart.rebuild_windows && first) {
         (Some(store), true) => store
             .newest_on_time_event_ms()
             .await?
@@ -369,7 +385,7 @@ pub async fn run(
         Some(spool) => crate::storage::plan_window_gap(spool, store.is_some(), &config).await?,
         None => (None, None),
     };
-    let gap_task = match (gap, &spool) {
+    let gap_task = match (gap.filter(|_| first), &spool) {
         (Some(gap), Some(spool)) => Some(tokio::spawn(crate::storage::fill_window_gap(GapFill {
             gap,
             store: store_rx.clone(),
@@ -387,6 +403,8 @@ pub async fn run(
             emit_windows_from_ms: rebuild.or(spool_rebuild.map(|r| r.live_from)).unwrap_or(0),
             finish_open_windows: false,
             kpi_history,
+            reading_rules: config.alerts.enabled,
+            cluster: config.cluster.clone(),
         },
         input_rx,
         ioc_dataflow::RegistryFeed::live(devices.into_values().collect(), registry_changes),
@@ -394,11 +412,16 @@ pub async fn run(
         dataflow_metrics,
         Arc::new(SystemClock),
     )?;
-    state.health().set_component(
-        "dataflow",
-        true,
-        format!("{} workers", config.dataflow.workers),
-    );
+    let shape = match config.cluster.is_cluster() {
+        true => format!(
+            "{} workers; process {} of a cluster of {}",
+            config.dataflow.workers,
+            config.cluster.process,
+            config.cluster.processes()
+        ),
+        false => format!("{} workers", config.dataflow.workers),
+    };
+    state.health().set_component("dataflow", true, shape);
 
     if let (Some(store), Some(from)) = (&store, rebuild) {
         rebuild_open_windows(store, from, &input_tx, &registry).await?;
@@ -449,6 +472,7 @@ pub async fn run(
             "kafka",
             tokio::spawn(ioc_ingest::run_kafka(
                 config.kafka.clone(),
+                kafka_assignment(&config),
                 input_tx.clone(),
                 ingest_metrics.clone(),
                 until(&stop_rx),
@@ -517,6 +541,20 @@ pub async fn run(
     }
     dataflow_result.context("dataflow task")??;
     api_result
+}
+
+/// How this process gets its Kafka partitions: in a cluster, the share of its workers (each
+/// partition belongs to one worker of the cluster); otherwise from the group.
+fn kafka_assignment(config: &Config) -> ioc_ingest::KafkaAssignment {
+    if !config.cluster.is_cluster() {
+        return ioc_ingest::KafkaAssignment::Group;
+    }
+    let topology = ioc_dataflow::Topology {
+        processes: config.cluster.processes(),
+        process: config.cluster.process,
+        workers: config.dataflow.workers,
+    };
+    ioc_ingest::KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
 }
 
 /// Feeds stored readings into the dataflow as replays (counted in windows, not stored again),

@@ -23,7 +23,7 @@ pub const CITY_ID: &str = "da_nang";
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum CityInput {
     /// A per-device KPI (junction traffic and device health are summed here).
-    Device(Kpi),
+    Device(#[serde(with = "crate::wire::kpi")] Kpi),
     /// A camera's final base-window result.
     Camera(WindowResult),
 }

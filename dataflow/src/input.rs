@@ -1,0 +1,147 @@
+//! Spreads the ingest queue over this process's workers, each the feeder of its own share of
+//! the sources: it dedupes, judges lateness against its own watermark, and holds its input
+//! capability there.
+//!
+//! - A Kafka partition's readings, dead letters and marks go to the worker that owns the
+//!   partition: partition `p` belongs to the cluster's worker `p mod peers` (the static
+//!   assignment of a cluster), else to this process's worker `p mod workers`.
+//! - The MQTT connection is one source, whose watermark is the newest reading it delivered:
+//!   its records go to the first local worker.
+//! - Marks of a source every worker shares (the Kafka group before its first assignment)
+//!   go to every worker.
+
+use ioc_schemas::{Ingested, Transport};
+use tokio::sync::mpsc;
+
+use crate::DataflowError;
+
+/// The shape of the cluster, as seen from one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// How many processes run the dataflow.
+    pub processes: usize,
+    /// This process's id.
+    pub process: usize,
+    /// Workers per process.
+    pub workers: usize,
+}
+
+impl Topology {
+    /// A single process with `workers` workers.
+    pub fn single(workers: usize) -> Topology {
+        Topology {
+            processes: 1,
+            process: 0,
+            workers,
+        }
+    }
+
+    /// Workers in the whole cluster.
+    pub fn peers(&self) -> usize {
+        self.processes * self.workers
+    }
+
+    /// Whether this process's workers read Kafka partition `partition` under the cluster's
+    /// static assignment.
+    pub fn owns_partition(&self, partition: i32) -> bool {
+        (partition.unsigned_abs() as usize % self.peers()) / self.workers == self.process
+    }
+
+    /// The local worker that feeds `record` into the dataflow; `None` for every worker.
+    pub(crate) fn feeder_of(&self, record: &Ingested) -> Option<usize> {
+        let by_partition =
+            |source: &str| kafka_partition(source).map(|p| (p % self.peers()) % self.workers);
+        match record {
+            Ingested::Reading(r, _) | Ingested::Replayed(r) => Some(match r.transport {
+                Transport::Kafka => by_partition(&r.source).unwrap_or(0),
+                Transport::Mqtt => 0,
+            }),
+            Ingested::DeadLetter(d, _) => Some(match d.transport {
+                Transport::Kafka => by_partition(&d.source).unwrap_or(0),
+                Transport::Mqtt => 0,
+            }),
+            Ingested::Source(mark) => by_partition(&mark.source),
+        }
+    }
+}
+
+/// The partition of a Kafka source, `topic/partition` or `topic/partition@offset`.
+fn kafka_partition(source: &str) -> Option<usize> {
+    let name = source.split('@').next()?;
+    name.rsplit_once('/')?.1.parse().ok()
+}
+
+/// Starts the thread that spreads `input` over one queue per local worker, in batches of up
+/// to `batch` records; `capacity` records may wait in each queue. The thread ends when
+/// `input` closes (then the queues close) or a worker has gone.
+pub(crate) fn spread(
+    topology: Topology,
+    mut input: mpsc::Receiver<Ingested>,
+    batch: usize,
+    capacity: usize,
+) -> Result<Vec<mpsc::Receiver<Vec<Ingested>>>, DataflowError> {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..topology.workers)
+        .map(|_| mpsc::channel::<Vec<Ingested>>((capacity / batch).max(2)))
+        .unzip();
+    std::thread::Builder::new()
+        .name("ioc-dataflow-input".into())
+        .spawn(move || {
+            let mut batches: Vec<Vec<Ingested>> =
+                (0..topology.workers).map(|_| Vec::new()).collect();
+            while let Some(first) = input.blocking_recv() {
+                let mut record = Some(first);
+                let mut taken = 0;
+                while let Some(r) = record.take() {
+                    match topology.feeder_of(&r) {
+                        Some(worker) => batches[worker].push(r),
+                        None => {
+                            if let Ingested::Source(mark) = &r {
+                                for b in &mut batches {
+                                    b.push(Ingested::Source(mark.clone()));
+                                }
+                            }
+                        }
+                    }
+                    taken += 1;
+                    if taken < batch {
+                        record = input.try_recv().ok();
+                    }
+                }
+                for (queue, b) in senders.iter().zip(&mut batches) {
+                    if !b.is_empty() && queue.blocking_send(std::mem::take(b)).is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(|e| DataflowError::Worker(format!("cannot start the input thread: {e}")))?;
+    Ok(receivers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_belong_to_one_worker_of_the_cluster() {
+        let two = |process| Topology {
+            processes: 2,
+            process,
+            workers: 1,
+        };
+        assert!(two(0).owns_partition(0) && two(0).owns_partition(2));
+        assert!(two(1).owns_partition(1) && two(1).owns_partition(3));
+        assert!(!two(1).owns_partition(2));
+        assert_eq!(kafka_partition("ioc.sensor/3@17"), Some(3));
+        assert_eq!(kafka_partition("ioc.sensor/3"), Some(3));
+        assert_eq!(kafka_partition("kafka-group"), None);
+        let local = Topology {
+            processes: 2,
+            process: 1,
+            workers: 2,
+        };
+        // Partition 6 is worker 6 mod 4 = 2 of the cluster: process 1's first worker.
+        assert!(local.owns_partition(6));
+        assert_eq!(kafka_partition("t/6").map(|p| (p % 4) % 2), Some(0));
+    }
+}
