@@ -356,7 +356,7 @@ fn split_readings(
                         if !registered || (reading_rules && !e.observation.replayed) {
                             readings.push(Enriched {
                                 observation: e.observation.clone(),
-                                device: None,
+                                device: e.device.clone(),
                             });
                         }
                         let o = e.observation;

@@ -22,10 +22,17 @@ struct Collected {
     windows: Arc<Mutex<Vec<WindowResult>>>,
     kpis: Arc<Mutex<Vec<Kpi>>>,
     unknown: Arc<Mutex<Vec<(String, District)>>>,
+    /// Devices of the readings put out for rules, in order.
+    for_rules: Arc<Mutex<Vec<String>>>,
 }
 
 impl Outputs for Collected {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
+    fn reading(&self, observation: &ioc_dataflow::Observation) {
+        self.for_rules
+            .lock()
+            .unwrap()
+            .push(observation.device_id.clone());
+    }
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
     fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
@@ -108,6 +115,7 @@ fn registry_changes_apply_to_the_readings_that_follow() {
         config,
         RunOptions {
             finish_open_windows: true,
+            reading_rules: true,
             ..RunOptions::default()
         },
         rx,
@@ -176,6 +184,10 @@ fn registry_changes_apply_to_the_readings_that_follow() {
         *out.unknown.lock().unwrap(),
         vec![("stranger".to_owned(), District::HoaVang)]
     );
+    // Every reading goes out once for the rules on readings, registered or not.
+    let mut for_rules = out.for_rules.lock().unwrap().clone();
+    for_rules.sort();
+    assert_eq!(for_rules, ["rg-1", "rg-1", "rg-1", "stranger", "stranger"]);
     assert_eq!(
         metrics
             .unknown_device_readings

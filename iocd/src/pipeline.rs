@@ -170,11 +170,15 @@ pub async fn run(
     }
 
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining the pipeline");
-        let _ = stop_tx.send(true);
-    });
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = Arc::clone(&stop_tx);
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining the pipeline");
+            stop_tx.send_replace(true);
+        });
+    }
     // In a cluster the first process puts out windows, KPIs and alerts, and takes registry
     // changes; the others read their share of the sources and store its rows.
     let first = config.cluster.is_first();
@@ -412,6 +416,26 @@ pub async fn run(
         dataflow_metrics,
         Arc::new(SystemClock),
     )?;
+    // The dataflow ends once ingest has stopped and its queue is drained. Ending before that
+    // (a worker failed; in a cluster, another process is gone) stops iocd with its error.
+    let dataflow = {
+        let (stop, health) = (Arc::clone(&stop_tx), state.clone());
+        tokio::task::spawn_blocking(move || {
+            let result = dataflow.join();
+            if !*stop.borrow() {
+                let why = match &result {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "it ended".to_owned(),
+                };
+                tracing::error!(error = %why, "the dataflow stopped while running; stopping iocd");
+                health
+                    .health()
+                    .set_component("dataflow", false, format!("stopped: {why}"));
+                stop.send_replace(true);
+            }
+            result
+        })
+    };
     let shape = match config.cluster.is_cluster() {
         true => format!(
             "{} workers; process {} of a cluster of {}",
@@ -485,8 +509,7 @@ pub async fn run(
     }
     // The sources hold the only senders: the dataflow ends when they stop.
     drop(input_tx);
-    // The dataflow ends once ingest has stopped and its queue is drained.
-    let dataflow_result = tokio::task::spawn_blocking(move || dataflow.join()).await;
+    let dataflow_result = dataflow.await;
     health_task.abort();
     state.clear_registry_sender();
     registry_service.abort();
@@ -536,8 +559,16 @@ pub async fn run(
             tracing::warn!(path = %spool.path().display(), "the spool did not close in 10 s");
         }
     }
+    // What the sources took is stored or stays with the broker; one that does not come to a
+    // stop (its records stuck in a dataflow that failed) is left behind.
     for (name, source) in sources {
-        source.await.with_context(|| format!("{name} task"))??;
+        match tokio::time::timeout(Duration::from_secs(10), source).await {
+            Ok(ended) => ended.with_context(|| format!("{name} task"))??,
+            Err(_) => tracing::warn!(
+                source = name,
+                "the source did not stop in 10 s; left behind"
+            ),
+        }
     }
     dataflow_result.context("dataflow task")??;
     api_result

@@ -309,38 +309,6 @@ fn same<T: std::fmt::Debug>(
     );
 }
 
-/// SIGINT to every process of the cluster at once (it stops as a whole), then waits for each
-/// to exit cleanly.
-fn stop_together(processes: [Iocd; 2]) {
-    for p in &processes {
-        let pid = p.pid().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
-    for mut p in processes {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "exited with {status}; see {}",
-                    p.log.display()
-                );
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not stop; see {}",
-                p.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 /// What a deployment stored, with its tag taken out of device and message ids.
 #[derive(Debug, PartialEq)]
 struct Stored {
@@ -680,7 +648,11 @@ async fn a_two_process_cluster_stores_what_one_process_stores() {
         .count();
     assert!(on_second > 0, "some devices are windowed on process 1");
 
-    stop_together([first, second]);
+    // A cluster stops as a whole: both are told at once.
+    first.interrupt();
+    second.interrupt();
+    first.wait_for_clean_exit();
+    second.wait_for_clean_exit();
     single_iocd.stop();
     for tag in ["c", "s"] {
         drop_database(&format!("ioc_test_{run}_{tag}")).await;

@@ -99,6 +99,8 @@ where
         let mut next_tick: Option<u64> = None;
         // The earliest time data came at (the registry's initial load at 0 aside).
         let mut earliest_data: Option<u64> = None;
+        // The first frontier past 0.
+        let mut first_frontier: Option<u64> = None;
         move |(input, frontier), output| {
             input.for_each_stamp(|cap, batches| {
                 if let Some(&t) = cap.least().filter(|t| **t > 0) {
@@ -118,8 +120,16 @@ where
             let limit = complete_before.unwrap_or(u64::MAX);
             if let (Some(from), Some(f)) = (ticks_from, complete_before) {
                 if next_tick.is_none() && f > 0 {
-                    let first = earliest_data.unwrap_or(f);
-                    next_tick = Some((first - first % BASE_WINDOW_MS + BASE_WINDOW_MS).max(from));
+                    // Ticks start after the earliest data. The frontier may pass below data
+                    // still in flight from another worker, so without data they wait one
+                    // window before starting from the frontier (a worker none comes to).
+                    let first_frontier = *first_frontier.get_or_insert(f);
+                    let first = match earliest_data {
+                        Some(first) => Some(first),
+                        None => (f >= first_frontier + BASE_WINDOW_MS).then_some(first_frontier),
+                    };
+                    next_tick = first
+                        .map(|first| (first - first % BASE_WINDOW_MS + BASE_WINDOW_MS).max(from));
                 }
             }
             let mut out = Vec::new();

@@ -161,12 +161,22 @@ impl Iocd {
     }
 
     /// SIGINT, then waits for a clean exit.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        self.interrupt();
+        self.wait_for_clean_exit();
+    }
+
+    /// SIGINT, as Ctrl-C.
+    pub fn interrupt(&self) {
         let status = Command::new("kill")
             .args(["-INT", &self.pid().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Waits up to 60 s for the process to exit, and checks it exited cleanly.
+    pub fn wait_for_clean_exit(mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
