@@ -33,6 +33,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
+/// mimalloc: the hot path allocates and frees a reading's strings (README, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Longest wait for any one phase.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -93,9 +97,13 @@ struct Args {
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
-    /// Timely workers.
+    /// Timely workers (per process).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// `kafka`: run iocd as a timely cluster of this many processes on loopback (in this one
+    /// OS process, each with its own state folder and timely port).
+    #[arg(long, default_value_t = 1)]
+    cluster_processes: usize,
     /// `outage`: readings a second while ClickHouse is away.
     #[arg(long, default_value_t = 5_000)]
     rate: u64,
@@ -166,8 +174,9 @@ impl Pipeline {
         };
         tune(&mut clickhouse);
         config.clickhouse = Some(clickhouse);
-        // Its own state folder (and so spool) per run.
-        config.alerts.state_dir = std::env::temp_dir().join(format!("ioc-load-{database}"));
+        // Its own state folder (and so spool) per run and process.
+        config.alerts.state_dir =
+            std::env::temp_dir().join(format!("ioc-load-{database}-{}", config.cluster.process));
         let _ = std::fs::remove_dir_all(&config.alerts.state_dir);
         let listener = ioc_dashboard_api::bind(&config.http).await?;
         let addr = listener.local_addr()?;
@@ -246,6 +255,12 @@ impl Pipeline {
     }
 
     /// Stops the pipeline and drops its database.
+    /// Tells the pipeline to stop, without waiting for it.
+    fn signal_stop(&mut self) {
+        let (unused, _) = tokio::sync::oneshot::channel();
+        let _ = std::mem::replace(&mut self.stop, unused).send(());
+    }
+
     async fn finish(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.running.await??;
@@ -581,7 +596,28 @@ async fn kafka_pipeline(
         ..KafkaConfig::default()
     };
     let started = Instant::now();
-    let pipeline = Pipeline::start(args, config, format!("ioc_load_{run}_kafka")).await?;
+    let database = format!("ioc_load_{run}_kafka");
+    let mut others = Vec::new();
+    if args.cluster_processes > 1 {
+        config.cluster.addresses = (0..args.cluster_processes)
+            .map(|_| {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                Ok(format!("127.0.0.1:{port}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+    }
+    let pipeline = Pipeline::start(args, config.clone(), database.clone()).await?;
+    for process in 1..args.cluster_processes {
+        // After the first has made the schema, so they do not race on it.
+        while pipeline.gauge("ioc_ingest_kafka_connected").await < 1.0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut config = config.clone();
+        config.cluster.process = process;
+        others.push(Pipeline::start(args, config, database.clone()).await?);
+    }
     let first_rows = pipeline.wait_for(count, started).await?;
     let elapsed = started.elapsed();
     let rate = count as f64 / elapsed.as_secs_f64();
@@ -597,7 +633,14 @@ async fn kafka_pipeline(
             pipeline.peak_rss_kib.load(std::sync::atomic::Ordering::Relaxed) / 1024
         );
     }
+    // A cluster stops as a whole: every process is told before any is awaited.
+    for other in &mut others {
+        other.signal_stop();
+    }
     pipeline.finish().await?;
+    for other in others {
+        other.running.await??;
+    }
     Ok((rate, first_rows, elapsed))
 }
 
@@ -619,8 +662,9 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
         // for a static member, which iocd is) and the schema set-up are left out.
         let steady = count as f64 / (elapsed - first_rows).as_secs_f64();
         println!(
-            "transport: kafka, readings: {count}, topics: 4 x {} partitions (load.{run}.<kind>)",
-            args.kafka_partitions
+            "transport: kafka, readings: {count}, topics: 4 x {} partitions (load.{run}.<kind>), \
+             iocd: {} process(es) x {} worker(s)",
+            args.kafka_partitions, args.cluster_processes, args.workers
         );
         println!(
             "1-min load before each: produce {load_produce}, bare consumer {load_bare}, \
