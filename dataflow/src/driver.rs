@@ -129,11 +129,7 @@ pub fn spawn<O: Outputs>(
     config.validate()?;
     options.cluster.validate()?;
     let mut options = options;
-    let topology = Topology {
-        processes: options.cluster.processes(),
-        process: options.cluster.process,
-        workers: config.workers,
-    };
+    let topology = Topology::new(&options.cluster, config.workers);
     let communication = if options.cluster.is_cluster() {
         timely::CommunicationConfig::Cluster {
             threads: config.workers,

@@ -580,11 +580,7 @@ fn kafka_assignment(config: &Config) -> ioc_ingest::KafkaAssignment {
     if !config.cluster.is_cluster() {
         return ioc_ingest::KafkaAssignment::Group;
     }
-    let topology = ioc_dataflow::Topology {
-        processes: config.cluster.processes(),
-        process: config.cluster.process,
-        workers: config.dataflow.workers,
-    };
+    let topology = ioc_dataflow::Topology::new(&config.cluster, config.dataflow.workers);
     ioc_ingest::KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
 }
 
