@@ -145,7 +145,14 @@ pub fn spawn<O: Outputs>(
         communication,
         worker: timely::WorkerConfig::default(),
     };
-    let queues = crate::input::spread(topology, input, config.input_batch, config.input_capacity)?;
+    let feeders = Arc::new(crate::input::Feeders::default());
+    let queues = crate::input::spread(
+        topology,
+        input,
+        config.input_batch,
+        config.input_capacity,
+        Arc::clone(&feeders),
+    )?;
     let queues: Arc<Mutex<Vec<Option<_>>>> =
         Arc::new(Mutex::new(queues.into_iter().map(Some).collect()));
     let history = std::mem::take(&mut options.kpi_history);
@@ -163,6 +170,7 @@ pub fn spawn<O: Outputs>(
         .spawn(move || {
             let guards = timely::execute(timely_config, move |worker| {
                 let local = worker.index() % config.workers;
+                feeders.register(local);
                 let queue = queues.lock().ok().and_then(|mut q| q[local].take());
                 // The registry and the KPI history enter once, at the cluster's first worker.
                 let first = (worker.index() == 0)

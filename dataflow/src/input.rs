@@ -71,14 +71,42 @@ fn kafka_partition(source: &str) -> Option<usize> {
     name.rsplit_once('/')?.1.parse().ok()
 }
 
+/// The local workers' threads, so the input thread can wake a worker parked on an empty
+/// queue (a parked worker waits up to 5 ms, and while it does only a few batches fit in its
+/// queue: MQTT, whose records trickle in as small batches, ran at half speed).
+#[derive(Debug, Default)]
+pub(crate) struct Feeders {
+    threads: std::sync::Mutex<Vec<Option<std::thread::Thread>>>,
+}
+
+impl Feeders {
+    /// Records the calling thread as local worker `local`.
+    pub(crate) fn register(&self, local: usize) {
+        if let Ok(mut threads) = self.threads.lock() {
+            if threads.len() <= local {
+                threads.resize(local + 1, None);
+            }
+            threads[local] = Some(std::thread::current());
+        }
+    }
+
+    fn wake(&self, local: usize) {
+        if let Some(Some(thread)) = self.threads.lock().ok().and_then(|t| t.get(local).cloned()) {
+            thread.unpark();
+        }
+    }
+}
+
 /// Starts the thread that spreads `input` over one queue per local worker, in batches of up
 /// to `batch` records; `capacity` records may wait in each queue. The thread ends when
-/// `input` closes (then the queues close) or a worker has gone.
+/// `input` closes (then the queues close) or a worker has gone. Each worker registers its
+/// thread in `feeders` to be woken when its queue gets a batch.
 pub(crate) fn spread(
     topology: Topology,
     mut input: mpsc::Receiver<Ingested>,
     batch: usize,
     capacity: usize,
+    feeders: std::sync::Arc<Feeders>,
 ) -> Result<Vec<mpsc::Receiver<Vec<Ingested>>>, DataflowError> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..topology.workers)
         .map(|_| mpsc::channel::<Vec<Ingested>>((capacity / batch).max(2)))
@@ -111,10 +139,14 @@ pub(crate) fn spread(
                         (None, _) => {}
                     }
                 }
-                for (queue, b) in senders.iter().zip(&mut batches) {
-                    if !b.is_empty() && queue.blocking_send(std::mem::take(b)).is_err() {
+                for (local, (queue, b)) in senders.iter().zip(&mut batches).enumerate() {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    if queue.blocking_send(std::mem::take(b)).is_err() {
                         return;
                     }
+                    feeders.wake(local);
                 }
                 if taken == 0 && !closed {
                     // Polled, as the workers poll their queues: waking this thread for each
