@@ -14,7 +14,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -269,20 +268,14 @@ fn config(tag: &str, run: &str, c: &Crafted, http_port: u16, cluster: &str) -> S
 
 /// Starts `iocd run --config <file>` with `IOC__CLUSTER__PROCESS` and `--listen` set.
 fn start(dir: &Path, name: &str, config: &Path, process: usize, listen: SocketAddr) -> Iocd {
-    let log = dir.join(format!("{name}.log"));
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_iocd"))
-        .args(["run", "--config"])
-        .arg(config)
-        .args(["--listen", &listen.to_string()])
-        .env("IOC__CLUSTER__PROCESS", process.to_string())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    Iocd { child, log }
+    let (process, listen) = (process.to_string(), listen.to_string());
+    Iocd::start_with(
+        dir,
+        name,
+        config,
+        &["--listen", &listen],
+        &[("IOC__CLUSTER__PROCESS", &process)],
+    )
 }
 
 /// The `type` of a WebSocket message.

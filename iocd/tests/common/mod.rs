@@ -132,6 +132,18 @@ impl Iocd {
     pub fn start(dir: &Path, name: &str, config: &str) -> Iocd {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
+        Iocd::start_with(dir, name, &config_path, &[], &[])
+    }
+
+    /// Starts `iocd run --config <config_path>` with more `args` and environment `env`,
+    /// logging to `<dir>/<name>.log`.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        config_path: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Iocd {
         let log = dir.join(format!("{name}.log"));
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -140,7 +152,9 @@ impl Iocd {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_iocd"))
             .args(["run", "--config"])
-            .arg(&config_path)
+            .arg(config_path)
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
