@@ -141,8 +141,10 @@ async function main() {
       20_000,
     );
     check(markers === fleetSize, `the map shows ${markers} markers for ${fleetSize} devices`);
-    const tiles = await page.$$eval('[data-testid=district-tile]', (els) =>
-      els.map((e) => [e.dataset.district, e.querySelector('h3').textContent.trim()]),
+    // Queried inside one evaluate: `$$eval` takes two round trips, and a row the page
+    // re-renders in between is detached (it then has no computed style).
+    const tiles = await page.evaluate(() =>
+      [...document.querySelectorAll('[data-testid=district-tile]')].map((e) => [e.dataset.district, e.querySelector('h3').textContent.trim()]),
     );
     check(tiles.length === 7, `${tiles.length} district tiles, not 7`);
     for (const [slug, name] of Object.entries(DISTRICTS)) {
@@ -201,8 +203,8 @@ async function main() {
 
     // --- AQI per station in its band colour -----------------------------------------------
     await waitFor('an hourly AQI with a value and band', () => count(page, '[data-testid=aqi-row][data-band]:not([data-band=""])'), 150_000);
-    const aqi = await page.$$eval('[data-testid=aqi-row]', (rows) =>
-      rows.map((r) => {
+    const aqi = await page.evaluate(() =>
+      [...document.querySelectorAll('[data-testid=aqi-row]')].map((r) => {
         const chip = r.querySelector('.aqi-chip');
         return { station: r.dataset.station, band: r.dataset.band, value: chip.textContent.trim(), bg: getComputedStyle(chip).backgroundColor };
       }),
@@ -217,7 +219,7 @@ async function main() {
     const id = await waitFor(
       'an active alert in the feed',
       async () => {
-        const ids = await page.$$eval('[data-testid=alert-row][data-state=active]', (rows) => rows.map((r) => r.dataset.alertId));
+        const ids = await page.evaluate(() => [...document.querySelectorAll('[data-testid=alert-row][data-state=active]')].map((r) => r.dataset.alertId));
         // A jammed junction stays jammed: its alert is not resolved by the engine meanwhile.
         return ids.find((i) => i.startsWith('congestion_e_f:')) ?? (Date.now() - since > 45_000 ? ids[0] : null);
       },
