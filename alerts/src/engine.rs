@@ -301,6 +301,7 @@ pub fn observations_of_reading_where(
     keep: impl Fn(&str) -> bool,
 ) -> Vec<Observation> {
     let samples = reading.samples();
+    let samples: Vec<(&str, f64)> = samples.iter().map(|(m, v)| (m.as_str(), *v)).collect();
     let sampled = ReadingSamples {
         device_id: &reading.device_id,
         kind: reading.kind(),
@@ -323,7 +324,7 @@ pub struct ReadingSamples<'a> {
     /// Event time, epoch ms.
     pub event_ms: u64,
     /// Its values by metric ([`Reading::samples`]).
-    pub samples: &'a [(String, f64)],
+    pub samples: &'a [(&'a str, f64)],
 }
 
 /// The observations of a reading's samples that `keep` accepts.
@@ -338,7 +339,7 @@ pub fn observations_of_samples_where(
         .filter(|(metric, _)| keep(metric))
         .map(|(metric, value)| Observation {
             source: Source::Reading {
-                metric: metric.clone(),
+                metric: (*metric).to_owned(),
                 kind: reading.kind,
             },
             entity_id: reading.device_id.to_owned(),

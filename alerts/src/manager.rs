@@ -343,6 +343,7 @@ impl Alerts {
     /// manager's queue is full).
     pub fn observe_reading(&self, reading: &Reading, district: District) {
         let samples = reading.samples();
+        let samples: Vec<(&str, f64)> = samples.iter().map(|(m, v)| (m.as_str(), *v)).collect();
         self.observe_samples(&ReadingSamples {
             device_id: &reading.device_id,
             kind: reading.kind(),

@@ -53,7 +53,7 @@ use crate::registry::{
 use crate::watermark::Watermarks;
 use crate::window::{event_time_windows, Sample, SeriesKey};
 use crate::wire::ExchangedKpi;
-use crate::{DataflowError, FastMap};
+use crate::{DataflowError, FastMap, Name};
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
 /// may block, which is how a slow store pushes back on ingest.
@@ -294,10 +294,10 @@ fn agree(worker: &mut timely::worker::Worker, mine: Agreement) -> Agreement {
     }
 }
 
-/// Routes a result of a device to the first process's worker that windows the device when it
-/// is local (in one process: the worker it is on).
-fn to_first_process(device_id: &str, workers: usize) -> u64 {
-    device_route(device_id) % workers as u64
+/// Routes a result of a device (by its [`device_route`]) to the first process's worker that
+/// windows the device when it is local (in one process: the worker it is on).
+fn to_first_process(route: u64, workers: usize) -> u64 {
+    route % workers as u64
 }
 
 /// A sink on the first process: hands every record of `stream` to `each` and adds itself to
@@ -369,7 +369,7 @@ fn split_readings(
                                 series: SeriesKey {
                                     kind: o.kind,
                                     district,
-                                    device_id: o.device_id.clone(),
+                                    device_id: o.device_id,
                                     metric,
                                 },
                                 event_ms: o.event_ms,
@@ -464,9 +464,9 @@ fn run_worker<O: Outputs>(
             );
             let probe = ProbeHandle::new();
             sink(
-                results
-                    .clone()
-                    .exchange(move |w: &WindowResult| to_first_process(&w.device_id, workers)),
+                results.clone().exchange(move |w: &WindowResult| {
+                    to_first_process(device_route(&w.device_id), workers)
+                }),
                 "WindowSink",
                 &probe,
                 move |result| {
@@ -476,7 +476,7 @@ fn run_worker<O: Outputs>(
             );
             sink(
                 readings.exchange(move |e: &Enriched| {
-                    to_first_process(&e.observation.device_id, workers)
+                    to_first_process(e.observation.device_id.route(), workers)
                 }),
                 "ReadingSink",
                 &probe,
@@ -488,7 +488,7 @@ fn run_worker<O: Outputs>(
                             .with_label_values(&[o.kind.as_str()])
                             .inc();
                         reading_outputs.unknown_device(
-                            &o.device_id,
+                            o.device_id.as_str(),
                             o.kind,
                             o.topic_district,
                             o.event_ms,
@@ -700,6 +700,31 @@ struct Feeder<'c, O: Outputs> {
     clock: Arc<dyn Clock>,
 }
 
+/// An on-time reading as the dataflow carries it, its ids interned; `None` when one of them is
+/// new and the name table is full.
+fn observation_of(reading: &IngestedReading, id: u128, replayed: bool) -> Option<Observation> {
+    let r = &reading.reading;
+    let mut samples = Vec::new();
+    let mut named = true;
+    r.for_each_sample(|metric, value| match Name::admit(metric) {
+        Some(metric) => samples.push((metric, value)),
+        None => named = false,
+    });
+    Some(Observation {
+        device_id: Name::admit(&r.device_id).filter(|_| named)?,
+        kind: r.kind(),
+        topic_district: reading.district,
+        medium: match &r.body {
+            ioc_schemas::Body::Environment(b) => Some(b.medium),
+            _ => None,
+        },
+        event_ms: r.event_time.0,
+        samples,
+        id,
+        replayed,
+    })
+}
+
 impl<O: Outputs> Feeder<'_, O> {
     fn take(&mut self, record: Ingested) {
         let (reading, ack, replayed) = match record {
@@ -750,22 +775,19 @@ impl<O: Outputs> Feeder<'_, O> {
         if !replayed {
             self.observe(&reading, event_ms);
         }
-        let epoch = event_ms - event_ms % self.config.epoch_ms;
-        let r = &reading.reading;
-        let medium = match &r.body {
-            ioc_schemas::Body::Environment(b) => Some(b.medium),
-            _ => None,
+        let Some(observation) = observation_of(&reading, id, replayed) else {
+            // Its device or a metric is new and the name table is full (see `NAME_LIMIT`).
+            self.metrics
+                .unnamed_readings
+                .with_label_values(&[kind.as_str()])
+                .inc();
+            if !replayed {
+                self.outputs.raw_reading(reading, None, ack);
+            }
+            return;
         };
-        self.by_epoch.entry(epoch).or_default().push(Observation {
-            device_id: r.device_id.clone(),
-            kind,
-            topic_district: reading.district,
-            medium,
-            event_ms,
-            samples: r.samples(),
-            id,
-            replayed,
-        });
+        let epoch = event_ms - event_ms % self.config.epoch_ms;
+        self.by_epoch.entry(epoch).or_default().push(observation);
         if !replayed {
             self.outputs.raw_reading(reading, None, ack);
         }

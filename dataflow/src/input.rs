@@ -143,7 +143,10 @@ pub(crate) fn spread(
                     if b.is_empty() {
                         continue;
                     }
-                    if queue.blocking_send(std::mem::take(b)).is_err() {
+                    // The next batch is likely as large: one allocation, not a doubling series
+                    // of copies of 232-byte records.
+                    let next = Vec::with_capacity(b.len());
+                    if queue.blocking_send(std::mem::replace(b, next)).is_err() {
                         return;
                     }
                     feeders.wake(local);

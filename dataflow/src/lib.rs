@@ -15,6 +15,7 @@ mod driver;
 mod input;
 pub mod kpi;
 mod metrics;
+mod name;
 mod registry;
 mod watermark;
 mod window;
@@ -26,6 +27,7 @@ pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
 pub use input::Topology;
 pub use metrics::DataflowMetrics;
+pub use name::{Name, NAME_LIMIT};
 pub use registry::{
     device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation,
     RegistryChanges, RegistryFeed,

@@ -28,6 +28,10 @@ pub struct DataflowMetrics {
     /// `ioc_dataflow_unknown_device_readings_total{kind}`: readings from devices the registry
     /// does not know (stored and windowed under their topic's district).
     pub unknown_device_readings: IntCounterVec,
+    /// `ioc_dataflow_unnamed_readings_total{kind}`: on-time readings left out of windows
+    /// because their device or a metric was new and the name table was full
+    /// ([`crate::NAME_LIMIT`]); they are stored raw.
+    pub unnamed_readings: IntCounterVec,
     /// `ioc_dataflow_kpis_total{family}`: KPI rows emitted.
     pub kpis: IntCounterVec,
     /// `ioc_dataflow_registry_changes_total{op}`: registry changes applied (`upsert`, `remove`).
@@ -94,6 +98,13 @@ impl DataflowMetrics {
             ),
             &["kind"],
         )?;
+        let unnamed_readings = IntCounterVec::new(
+            Opts::new(
+                "ioc_dataflow_unnamed_readings_total",
+                "On-time readings not windowed because the table of device and metric ids was full; stored raw.",
+            ),
+            &["kind"],
+        )?;
         let kpis = IntCounterVec::new(
             Opts::new("ioc_dataflow_kpis_total", "KPI rows emitted."),
             &["family"],
@@ -106,10 +117,12 @@ impl DataflowMetrics {
             &["op"],
         )?;
         registry.register(Box::new(unknown_device_readings.clone()))?;
+        registry.register(Box::new(unnamed_readings.clone()))?;
         registry.register(Box::new(kpis.clone()))?;
         registry.register(Box::new(registry_changes.clone()))?;
         Ok(DataflowMetrics {
             unknown_device_readings,
+            unnamed_readings,
             kpis,
             registry_changes,
             late,

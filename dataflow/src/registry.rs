@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use crate::{FastMap, FastSet, RecentIds};
+use crate::{FastMap, FastSet, Name, RecentIds};
 
 /// What the dataflow needs of a registered device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ impl DeviceMeta {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
     /// The device.
-    pub device_id: String,
+    pub device_id: Name,
     /// The reading kind.
     pub kind: Kind,
     /// The district its topic or header named.
@@ -67,7 +67,7 @@ pub struct Observation {
     /// Event time, epoch ms.
     pub event_ms: u64,
     /// Its values by metric (see `Reading::samples`).
-    pub samples: Vec<(String, f64)>,
+    pub samples: Vec<(Name, f64)>,
     /// The fingerprint of `(device_id, message_id)` (see [`crate::RecentIds`]): a repeat fed
     /// by another worker is dropped where the device's readings meet.
     pub id: u128,
@@ -219,13 +219,13 @@ pub fn join_registry<'scope>(
     let one_feeder = observations.scope().peers() == 1;
     observations.binary_frontier(
         changes,
-        Exchange::new(|o: &Observation| device_route(&o.device_id)),
+        Exchange::new(|o: &Observation| o.device_id.route()),
         Pipeline,
         "JoinRegistry",
         |_cap, _info| {
-            let mut histories: FastMap<String, History> = FastMap::default();
+            let mut histories: FastMap<Name, History> = FastMap::default();
             // Devices with changes not yet folded in: only these need compacting.
-            let mut changed: FastSet<String> = FastSet::default();
+            let mut changed: FastSet<Name> = FastSet::default();
             let mut waiting: Vec<(Capability<u64>, Vec<Observation>)> = Vec::new();
             // Ids taken here; every observation still to come has an event time at or after
             // the input frontier (feeders send on-time readings at their epoch).
@@ -234,7 +234,8 @@ pub fn join_registry<'scope>(
                 changes.for_each_stamp(|_cap, batches| {
                     for batch in batches {
                         for ((device, meta), time, diff) in batch.drain(..) {
-                            changed.insert(device.clone());
+                            let device = Name::of(&device);
+                            changed.insert(device);
                             histories
                                 .entry(device)
                                 .or_default()

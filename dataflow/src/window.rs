@@ -13,20 +13,19 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::clock::Clock;
-use crate::registry::device_route;
-use crate::FastMap;
+use crate::{FastMap, Name};
 
 /// One measured series: a metric of a device.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SeriesKey {
     /// The reading kind.
     pub kind: Kind,
     /// The device's district.
     pub district: District,
     /// The device.
-    pub device_id: String,
+    pub device_id: Name,
     /// The metric.
-    pub metric: String,
+    pub metric: Name,
 }
 
 /// One value of a series at an event time.
@@ -83,8 +82,8 @@ impl Agg {
         WindowResult {
             kind: series.kind,
             district: series.district,
-            device_id: series.device_id.clone(),
-            metric: series.metric.clone(),
+            device_id: series.device_id.as_str().to_owned(),
+            metric: series.metric.as_str().to_owned(),
             window_start_ms,
             window_size_ms,
             count: self.count,
@@ -224,15 +223,12 @@ struct SlicedWindows {
     groups: Vec<SliceGroup>,
     series: Vec<Option<SeriesEntry>>,
     free: Vec<u32>,
-    /// Device, then metric, then kind: the series number.
-    index: FastMap<String, FastMap<String, [Option<u32>; Kind::ALL.len()]>>,
+    /// The series number of each key (its district left out: a window is reported under the
+    /// district of its newest sample).
+    index: FastMap<SeriesKey, u32>,
     arrivals: u64,
     /// `(end, group, spec, series)` of windows changed after their provisional result.
     changed: Vec<(u64, u8, u16, u32)>,
-}
-
-fn kind_slot(kind: Kind) -> usize {
-    Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0)
 }
 
 impl SlicedWindows {
@@ -258,16 +254,14 @@ impl SlicedWindows {
         *self = SlicedWindows::new(&specs, emit_from_ms);
     }
 
-    /// The series number of `series`, taking its strings when it is new.
+    /// The series number of `series`, numbering it when it is new.
     fn intern(&mut self, series: SeriesKey) -> u32 {
-        let slot = kind_slot(series.kind);
-        if let Some(n) = self
-            .index
-            .get(series.device_id.as_str())
-            .and_then(|m| m.get(series.metric.as_str()))
-            .and_then(|kinds| kinds[slot])
-        {
-            return n;
+        let key = SeriesKey {
+            district: District::ALL[0],
+            ..series
+        };
+        if let Some(n) = self.index.get(&key) {
+            return *n;
         }
         let entry = SeriesEntry {
             groups: self
@@ -276,10 +270,7 @@ impl SlicedWindows {
                 .map(|_| SeriesSlices::default())
                 .collect(),
             slices: 0,
-            key: SeriesKey {
-                district: District::ALL[0],
-                ..series
-            },
+            key,
         };
         let n = match self.free.pop() {
             Some(n) => {
@@ -291,35 +282,16 @@ impl SlicedWindows {
                 u32::try_from(self.series.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        let key = &self.series[n as usize].as_ref().map(|e| &e.key);
-        if let Some(key) = key {
-            self.index
-                .entry(key.device_id.clone())
-                .or_default()
-                .entry(key.metric.clone())
-                .or_default()[slot] = Some(n);
-        }
+        self.index.insert(key, n);
         n
     }
 
     /// Frees series `n`, which holds no slice any more.
     fn release(&mut self, n: u32) {
-        let Some(entry) = self.series[n as usize].take() else {
-            return;
-        };
-        let key = entry.key;
-        if let Some(metrics) = self.index.get_mut(key.device_id.as_str()) {
-            if let Some(kinds) = metrics.get_mut(key.metric.as_str()) {
-                kinds[kind_slot(key.kind)] = None;
-                if kinds.iter().all(Option::is_none) {
-                    metrics.remove(key.metric.as_str());
-                }
-            }
-            if metrics.is_empty() {
-                self.index.remove(key.device_id.as_str());
-            }
+        if let Some(entry) = self.series[n as usize].take() {
+            self.index.remove(&entry.key);
+            self.free.push(n);
         }
-        self.free.push(n);
     }
 
     /// Adds a sample. Windows whose provisional result has gone out (ending by
@@ -536,7 +508,7 @@ pub fn event_time_windows<'scope>(
     clock: Arc<dyn Clock>,
 ) -> Stream<'scope, u64, Vec<WindowResult>> {
     samples.unary_frontier(
-        Exchange::new(|s: &Sample| device_route(&s.series.device_id)),
+        Exchange::new(|s: &Sample| s.series.device_id.route()),
         "EventTimeWindows",
         move |_default_cap, _info| {
             let mut open = SlicedWindows::new(&windows, emit_from_ms);

@@ -31,7 +31,7 @@ impl Outputs for Collected {
         self.for_rules
             .lock()
             .unwrap()
-            .push(observation.device_id.clone());
+            .push(observation.device_id.to_string());
     }
     fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
     fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}

@@ -115,12 +115,14 @@ impl Outputs for PipelineOutputs {
     fn reading(&self, o: &Observation) {
         // Rules on readings follow event time: only on-time readings come here.
         if let Some(alerts) = &self.alerts {
+            let samples: Vec<(&str, f64)> =
+                o.samples.iter().map(|(m, v)| (m.as_str(), *v)).collect();
             alerts.observe_samples(&ioc_alerts::ReadingSamples {
-                device_id: &o.device_id,
+                device_id: o.device_id.as_str(),
                 kind: o.kind,
                 district: o.topic_district,
                 event_ms: o.event_ms,
-                samples: &o.samples,
+                samples: &samples,
             });
         }
     }

@@ -484,43 +484,44 @@ impl Reading {
     /// after the event type whose value is the event's count (1 when absent). Sensor and
     /// environment: their metrics as they are.
     pub fn samples(&self) -> Vec<(String, f64)> {
+        let mut samples = Vec::new();
+        self.for_each_sample(|metric, value| samples.push((metric.to_owned(), value)));
+        samples
+    }
+
+    /// Calls `each` with every sample of [`Reading::samples`], in the same order, without
+    /// allocating their names.
+    pub fn for_each_sample(&self, mut each: impl FnMut(&str, f64)) {
         match &self.body {
-            Body::Sensor(b) => vec![(b.metric.clone(), b.value)],
+            Body::Sensor(b) => each(&b.metric, b.value),
             Body::TrafficSignal(b) => {
                 // 1 while the controller runs a plan: not faulted, flashing or dark. Its window
                 // mean is the signal availability.
                 let running = b.fault_code.is_none()
                     && !matches!(b.state, SignalState::Flashing | SignalState::Off);
-                let available = ("signal_available".to_owned(), f64::from(u8::from(running)));
-                if b.approaches.is_empty() {
-                    return vec![available];
+                if !b.approaches.is_empty() {
+                    let n = b.approaches.len() as f64;
+                    let vehicles: f64 = b.approaches.iter().map(|a| f64::from(a.vehicles)).sum();
+                    let occupancy = b.approaches.iter().map(|a| a.occupancy_pct).sum::<f64>() / n;
+                    let speed = b.approaches.iter().map(|a| a.mean_speed_kmh).sum::<f64>() / n;
+                    let queue = b
+                        .approaches
+                        .iter()
+                        .map(|a| a.queue_length_m)
+                        .fold(0.0, f64::max);
+                    each("vehicles", vehicles);
+                    each("occupancy_pct", occupancy);
+                    each("mean_speed_kmh", speed);
+                    each("queue_length_m", queue);
                 }
-                let n = b.approaches.len() as f64;
-                let vehicles: f64 = b.approaches.iter().map(|a| f64::from(a.vehicles)).sum();
-                let occupancy = b.approaches.iter().map(|a| a.occupancy_pct).sum::<f64>() / n;
-                let speed = b.approaches.iter().map(|a| a.mean_speed_kmh).sum::<f64>() / n;
-                let queue = b
-                    .approaches
-                    .iter()
-                    .map(|a| a.queue_length_m)
-                    .fold(0.0, f64::max);
-                vec![
-                    ("vehicles".to_owned(), vehicles),
-                    ("occupancy_pct".to_owned(), occupancy),
-                    ("mean_speed_kmh".to_owned(), speed),
-                    ("queue_length_m".to_owned(), queue),
-                    available,
-                ]
+                each("signal_available", f64::from(u8::from(running)));
             }
-            Body::CameraEvent(b) => vec![(
-                b.event_type.as_str().to_owned(),
-                f64::from(b.count.unwrap_or(1)),
-            )],
-            Body::Environment(b) => b
-                .measurements
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
+            Body::CameraEvent(b) => each(b.event_type.as_str(), f64::from(b.count.unwrap_or(1))),
+            Body::Environment(b) => {
+                for (k, v) in &b.measurements {
+                    each(k, *v);
+                }
+            }
         }
     }
 }

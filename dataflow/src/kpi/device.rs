@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::FastMap;
+use crate::{FastMap, Name};
 
 use ioc_schemas::{
     AqiKpi, AqiPeriod, BridgeKpi, DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi,
@@ -47,7 +47,7 @@ const RISE_SPAN_MS: u64 = 15 * 60_000;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Activity {
     /// The device.
-    pub device_id: String,
+    pub device_id: Name,
     /// For environment readings, the medium sampled.
     pub medium: Option<Medium>,
     /// Event time, epoch ms.
@@ -107,7 +107,7 @@ struct AirState {
 #[derive(Debug, Default)]
 pub struct DeviceKpis {
     registry: FastMap<String, History>,
-    seen: FastMap<String, Seen>,
+    seen: FastMap<Name, Seen>,
     finals: BTreeMap<u64, Vec<WindowResult>>,
     air: FastMap<String, AirState>,
     rain: FastMap<String, VecDeque<(u64, f64)>>,
@@ -216,7 +216,7 @@ impl DeviceKpis {
                 }
             }
             Kind::Environment => {
-                let medium = self.seen.get(device).and_then(|s| s.medium);
+                let medium = self.seen.get(&Name::of(device)).and_then(|s| s.medium);
                 let is_air = aqi::Pollutant::ALL
                     .iter()
                     .any(|p| get(p.measurement()).is_some());
@@ -288,9 +288,11 @@ impl DeviceKpis {
     fn forget_strangers(&mut self, end: u64) {
         let horizon = end.saturating_sub(DAY_MS);
         let registry = &self.registry;
-        let stranger = |id: &String| !registry.contains_key(id);
+        let stranger = |id: &str| !registry.contains_key(id);
         self.seen.retain(|id, s| {
-            !stranger(id) || !s.open.is_empty() || s.last_seen_ms.is_some_and(|t| t >= horizon)
+            !stranger(id.as_str())
+                || !s.open.is_empty()
+                || s.last_seen_ms.is_some_and(|t| t >= horizon)
         });
         self.rain
             .retain(|id, h| !stranger(id) || h.back().is_some_and(|(e, _)| *e >= horizon));
@@ -449,7 +451,7 @@ impl DeviceKpis {
     /// Health of every registered device at `end`.
     fn health(&mut self, end: u64, out: &mut Vec<Kpi>) {
         // Fold the readings of closed windows into each device's last-seen time.
-        let mut readings: FastMap<String, u64> = FastMap::default();
+        let mut readings: FastMap<Name, u64> = FastMap::default();
         for (device, seen) in &mut self.seen {
             let mut n = 0;
             while let Some(entry) = seen.open.first_entry() {
@@ -464,15 +466,16 @@ impl DeviceKpis {
                 seen.last_seen_ms = Some(seen.last_seen_ms.map_or(newest, |l| l.max(newest)));
             }
             if n > 0 {
-                readings.insert(device.clone(), n);
+                readings.insert(*device, n);
             }
         }
         for (device, history) in &self.registry {
             let Some(meta) = history.as_of(end) else {
                 continue;
             };
-            let last_seen = self.seen.get(device).and_then(|s| s.last_seen_ms);
-            let n = readings.get(device).copied().unwrap_or(0);
+            let name = Name::of(device);
+            let last_seen = self.seen.get(&name).and_then(|s| s.last_seen_ms);
+            let n = readings.get(&name).copied().unwrap_or(0);
             out.push(Kpi::Health(device_health(device, &meta, end, n, last_seen)));
         }
         self.seen
@@ -950,10 +953,10 @@ mod tests {
         }
         close(&mut k, T0 + BASE_WINDOW_MS);
         close(&mut k, T0 + HOUR_MS);
-        assert!(k.rain.contains_key("stranger") && k.seen.contains_key("stranger"));
+        assert!(k.rain.contains_key("stranger") && k.seen.contains_key(&Name::of("stranger")));
         close(&mut k, T0 + DAY_MS + HOUR_MS);
-        assert!(!k.rain.contains_key("stranger") && !k.seen.contains_key("stranger"));
-        assert!(k.rain.contains_key("known") && k.seen.contains_key("known"));
+        assert!(!k.rain.contains_key("stranger") && !k.seen.contains_key(&Name::of("stranger")));
+        assert!(k.rain.contains_key("known") && k.seen.contains_key(&Name::of("known")));
     }
 
     #[test]
