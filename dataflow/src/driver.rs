@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use differential_dataflow::input::{Input, InputSession};
 use ioc_schemas::{
-    Ack, DeadLetter, DeviceChange, District, Ingested, IngestedReading, Kind, Kpi, Transport,
-    WindowResult,
+    Ack, DeadLetter, DeviceChange, District, Ingested, IngestedReading, KafkaSource, Kind, Kpi,
+    Transport, WindowResult,
 };
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::core::{Probe, UnorderedInput};
@@ -636,20 +636,13 @@ fn run_worker<O: Outputs>(
     Ok(())
 }
 
-/// The input source a reading's watermark is tracked under: its Kafka partition, or the MQTT
-/// connection.
-fn source_of(reading: &IngestedReading) -> &str {
+/// The input source a reading's watermark is tracked under (its Kafka partition, or the MQTT
+/// connection), and its Kafka offset.
+fn source_of(reading: &IngestedReading) -> (&str, Option<i64>) {
     match reading.transport {
-        Transport::Kafka => reading.source.split('@').next().unwrap_or("kafka"),
-        Transport::Mqtt => "mqtt",
-    }
-}
-
-/// A Kafka reading's offset (its source is `topic/partition@offset`).
-fn offset_of(reading: &IngestedReading) -> Option<i64> {
-    match reading.transport {
-        Transport::Kafka => reading.source.rsplit_once('@')?.1.parse().ok(),
-        Transport::Mqtt => None,
+        Transport::Kafka => KafkaSource::parse(&reading.source)
+            .map_or(("kafka", None), |k| (k.partition_name, k.offset)),
+        Transport::Mqtt => ("mqtt", None),
     }
 }
 
@@ -794,12 +787,9 @@ impl<O: Outputs> Feeder<'_, O> {
     }
 
     fn observe(&mut self, reading: &IngestedReading, event_ms: u64) {
-        self.watermarks.observe(
-            source_of(reading),
-            offset_of(reading),
-            event_ms,
-            self.clock.now_ms(),
-        );
+        let (source, offset) = source_of(reading);
+        self.watermarks
+            .observe(source, offset, event_ms, self.clock.now_ms());
     }
 
     /// Applies the registry changes waiting: each takes effect for readings after the newest
@@ -907,12 +897,8 @@ impl<O: Outputs> Feeder<'_, O> {
         self.pending_reported = pending;
         self.metrics.pending_sources.set(total);
         let epoch = watermark - watermark % self.config.epoch_ms;
-        if let Some(cap) = self.cap.as_mut() {
-            if *cap.time() < epoch {
-                cap.downgrade(&epoch);
-            }
-        }
-        if let Some((_, cap)) = self.newest.as_mut() {
+        let caps = [self.cap.as_mut(), self.newest.as_mut().map(|(_, cap)| cap)];
+        for cap in caps.into_iter().flatten() {
             if *cap.time() < epoch {
                 cap.downgrade(&epoch);
             }

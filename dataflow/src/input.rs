@@ -10,7 +10,7 @@
 //! - Marks of a source every worker shares (the Kafka group before its first assignment)
 //!   go to every worker.
 
-use ioc_schemas::{Ingested, Transport};
+use ioc_schemas::{Ingested, KafkaSource, Transport};
 use tokio::sync::mpsc;
 
 use crate::DataflowError;
@@ -49,8 +49,9 @@ impl Topology {
 
     /// The local worker that feeds `record` into the dataflow; `None` for every worker.
     pub(crate) fn feeder_of(&self, record: &Ingested) -> Option<usize> {
-        let by_partition =
-            |source: &str| kafka_partition(source).map(|p| (p % self.peers()) % self.workers);
+        let by_partition = |source: &str| {
+            KafkaSource::parse(source).map(|k| (k.partition as usize % self.peers()) % self.workers)
+        };
         match record {
             Ingested::Reading(r, _) | Ingested::Replayed(r) => Some(match r.transport {
                 Transport::Kafka => by_partition(&r.source).unwrap_or(0),
@@ -63,12 +64,6 @@ impl Topology {
             Ingested::Source(mark) => by_partition(&mark.source),
         }
     }
-}
-
-/// The partition of a Kafka source, `topic/partition` or `topic/partition@offset`.
-fn kafka_partition(source: &str) -> Option<usize> {
-    let name = source.split('@').next()?;
-    name.rsplit_once('/')?.1.parse().ok()
 }
 
 /// The local workers' threads, so the input thread can wake a worker parked on an empty
@@ -176,9 +171,6 @@ mod tests {
         assert!(two(0).owns_partition(0) && two(0).owns_partition(2));
         assert!(two(1).owns_partition(1) && two(1).owns_partition(3));
         assert!(!two(1).owns_partition(2));
-        assert_eq!(kafka_partition("ioc.sensor/3@17"), Some(3));
-        assert_eq!(kafka_partition("ioc.sensor/3"), Some(3));
-        assert_eq!(kafka_partition("kafka-group"), None);
         let local = Topology {
             processes: 2,
             process: 1,
@@ -186,6 +178,21 @@ mod tests {
         };
         // Partition 6 is worker 6 mod 4 = 2 of the cluster: process 1's first worker.
         assert!(local.owns_partition(6));
-        assert_eq!(kafka_partition("t/6").map(|p| (p % 4) % 2), Some(0));
+        let record = |p| {
+            let source = KafkaSource::partition_name("t", p);
+            local.feeder_of(&Ingested::Source(ioc_schemas::SourceMark {
+                source,
+                state: ioc_schemas::SourceState::Assigned,
+            }))
+        };
+        assert_eq!(record(6), Some(0));
+        assert_eq!(record(7), Some(1));
+        assert_eq!(
+            local.feeder_of(&Ingested::Source(ioc_schemas::SourceMark::kafka_group(
+                ioc_schemas::SourceState::Assigned
+            ))),
+            None,
+            "the group's mark goes to every worker"
+        );
     }
 }

@@ -70,7 +70,11 @@ fn a_full_name_table_stores_new_ids_raw_and_counts_them() {
         i += 1;
     }
     assert!(i < NAME_LIMIT && Name::admit("gauge-new").is_none());
-    assert_eq!(Name::admit("gauge-known"), Some(known), "known names still resolve");
+    assert_eq!(
+        Name::admit("gauge-known"),
+        Some(known),
+        "known names still resolve"
+    );
 
     let registry = prometheus::Registry::new();
     let metrics = DataflowMetrics::new(&registry).unwrap();
@@ -110,8 +114,16 @@ fn a_full_name_table_stores_new_ids_raw_and_counts_them() {
 
     let mut raw = out.raw.lock().unwrap().clone();
     raw.sort();
-    assert_eq!(raw, ["gauge-known", "gauge-known", "gauge-new"], "all stored raw");
-    assert_eq!(*out.windowed.lock().unwrap(), ["gauge-known"], "one series windowed");
+    assert_eq!(
+        raw,
+        ["gauge-known", "gauge-known", "gauge-new"],
+        "all stored raw"
+    );
+    assert_eq!(
+        *out.windowed.lock().unwrap(),
+        ["gauge-known"],
+        "one series windowed"
+    );
     assert_eq!(
         metrics
             .unnamed_readings

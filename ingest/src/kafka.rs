@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{Ack, Ingested, Kind, Rejection, Transport, ValidationLimits};
+use ioc_schemas::{Ack, Ingested, KafkaSource, Kind, Rejection, Transport, ValidationLimits};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -763,7 +763,7 @@ fn to_record(
     let decoded = decode_kafka(parts, &limits);
     let arrival = Arrival {
         transport: Transport::Kafka,
-        source: format!("{topic}/{partition}@{offset}"),
+        source: KafkaSource::of_record(topic, partition, offset),
         payload,
         received_at_ms,
         kind_label: kind.map_or("unknown", Kind::as_str),

@@ -205,9 +205,47 @@ impl SourceMark {
     /// The mark of `topic`/`partition`.
     pub fn new(topic: &str, partition: i32, state: SourceState) -> SourceMark {
         SourceMark {
-            source: format!("{topic}/{partition}"),
+            source: KafkaSource::partition_name(topic, partition),
             state,
         }
+    }
+}
+
+/// A Kafka record's `source`: `topic/partition@offset`; up to the `@` it names the partition,
+/// as a [`SourceMark`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaSource<'a> {
+    /// `topic/partition`.
+    pub partition_name: &'a str,
+    /// The partition.
+    pub partition: u32,
+    /// The record's offset; `None` in a partition's name.
+    pub offset: Option<i64>,
+}
+
+impl<'a> KafkaSource<'a> {
+    /// `topic/partition`.
+    pub fn partition_name(topic: &str, partition: i32) -> String {
+        format!("{topic}/{partition}")
+    }
+
+    /// `topic/partition@offset`.
+    pub fn of_record(topic: &str, partition: i32, offset: i64) -> String {
+        format!("{topic}/{partition}@{offset}")
+    }
+
+    /// Reads `topic/partition@offset` or `topic/partition`; `None` for any other string.
+    pub fn parse(source: &'a str) -> Option<KafkaSource<'a>> {
+        let (partition_name, offset) = match source.rsplit_once('@') {
+            Some((name, offset)) => (name, Some(offset.parse().ok()?)),
+            None => (source, None),
+        };
+        let partition = partition_name.rsplit_once('/')?.1.parse().ok()?;
+        Some(KafkaSource {
+            partition_name,
+            partition,
+            offset,
+        })
     }
 }
 
@@ -217,6 +255,29 @@ mod tests {
     use std::sync::Arc;
 
     use super::Ack;
+
+    #[test]
+    fn kafka_sources_read_back_as_written() {
+        use super::KafkaSource;
+        let record = KafkaSource::of_record("ioc.v1.sensor", 3, 17);
+        let parsed = KafkaSource::parse(&record).unwrap();
+        assert_eq!(
+            parsed,
+            KafkaSource {
+                partition_name: "ioc.v1.sensor/3",
+                partition: 3,
+                offset: Some(17)
+            }
+        );
+        assert_eq!(
+            parsed.partition_name,
+            KafkaSource::partition_name("ioc.v1.sensor", 3)
+        );
+        let name = KafkaSource::parse("a/b/12").unwrap();
+        assert_eq!((name.partition, name.offset), (12, None));
+        assert_eq!(KafkaSource::parse("kafka-group"), None);
+        assert_eq!(KafkaSource::parse("t/1@x"), None);
+    }
 
     #[test]
     fn a_split_ack_fires_once_when_every_part_is_done() {

@@ -21,7 +21,7 @@ pub use auth::{Principal, Role};
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, now_ms, EpochMs, EventTime};
 pub use ingested::{
-    Ack, DeadLetter, Ingested, IngestedReading, SourceMark, SourceState, Transport,
+    Ack, DeadLetter, Ingested, IngestedReading, KafkaSource, SourceMark, SourceState, Transport,
 };
 pub use kpi::{
     AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus, HealthKpi,
