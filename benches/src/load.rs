@@ -94,6 +94,13 @@ struct Args {
     /// The pipeline's `kafka.alignment_max_drift_ms` (0: no watermark alignment).
     #[arg(long, default_value_t = 60_000)]
     alignment_max_drift_ms: u64,
+    /// The pipeline's `clickhouse.batch_max_wait_ms` (ClickHouse 18.16 writes a part per
+    /// insert; fewer, larger inserts cost it less).
+    #[arg(long)]
+    batch_max_wait_ms: Option<u64>,
+    /// The pipeline's `clickhouse.batch_max_rows`.
+    #[arg(long)]
+    batch_max_rows: Option<usize>,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -172,6 +179,12 @@ impl Pipeline {
             database: database.clone(),
             ..Default::default()
         };
+        if let Some(wait) = args.batch_max_wait_ms {
+            clickhouse.batch_max_wait_ms = wait;
+        }
+        if let Some(rows) = args.batch_max_rows {
+            clickhouse.batch_max_rows = rows;
+        }
         tune(&mut clickhouse);
         config.clickhouse = Some(clickhouse);
         // Its own state folder (and so spool) per run and process.
