@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `traffic` (`device`, `district`) | junction id / district slug | `level` (A = 1 … F = 6), `volume_veh_h`, `occupancy_pct`, `mean_speed_kmh`, `queue_m`, `availability_pct`, `junctions` |
 //! | `camera` (`district`) | district slug | `events.<type>`, `per_hour.<type>`, `cameras.<type>` for each camera event type (`crowd_gathering`, `accident`, …) and `violations`; `violations_per_100_vehicles` |
-//! | `air` (`device`) | station id | hourly (NowCast PM): `aqi` (only when the AQI exists), `pm25`, `pm10`, `o3`, `no2`, `so2`, `co` (µg/m³), `aqi_pm25`, `aqi_pm10`, `aqi_o3`, `aqi_no2`, `aqi_so2`, `aqi_co`; daily: the same names ending in `_day` (`aqi_day`, `pm25_day`, …) |
+//! | `air` (`device`) | station id | hourly (NowCast PM): `aqi` (only when the AQI exists), `pm25`, `pm10`, `o3`, `no2`, `so2`, `co` (µg/m³), `aqi_pm25`, `aqi_pm10`, `aqi_o3`, `aqi_no2`, `aqi_so2`, `aqi_co`; daily: the same names ending in `_day` (`aqi_day`, `pm25_day`, …), and `o3_8h_day` |
 //! | `water` (`device`) | station id; `<station>.<parameter>` for `exceeded` | `<parameter>` (its window mean: `ph`, `do`, `cod`, …), `exceeded` (1 outside the national limits, else 0) |
 //! | `hydrology` (`device`) | gauge id | `rain_mm`, `rain_1h_mm`, `rain_3h_mm`, `rain_24h_mm` (rain gauges), `water_level_m`, `rise_rate_m_per_h` (flood gauges) |
 //! | `bridge` (`device`) | bridge monitor id | `wind_mean_ms`, `wind_max_ms`, `strain_mean_ue`, `strain_min_ue`, `strain_max_ue`, `temperature_c`, `humidity_pct` |
@@ -152,9 +152,9 @@ const TRAFFIC_FIELDS: [&str; 7] = [
     "availability_pct",
     "junctions",
 ];
-const AIR_FIELDS: [&str; 13] = [
-    "aqi", "pm25", "pm10", "o3", "no2", "so2", "co", "aqi_pm25", "aqi_pm10", "aqi_o3", "aqi_no2",
-    "aqi_so2", "aqi_co",
+const AIR_FIELDS: [&str; 14] = [
+    "aqi", "pm25", "pm10", "o3", "no2", "so2", "co", "o3_8h", "aqi_pm25", "aqi_pm10", "aqi_o3",
+    "aqi_no2", "aqi_so2", "aqi_co",
 ];
 const HYDROLOGY_FIELDS: [&str; 6] = [
     "rain_mm",
@@ -464,6 +464,7 @@ pub fn observations_of_kpi(kpi: &Kpi) -> Vec<Observation> {
                 ("no2", k.no2),
                 ("so2", k.so2),
                 ("co", k.co),
+                ("o3_8h", k.o3_8h),
                 ("aqi_pm25", index(k.aqi_pm25)),
                 ("aqi_pm10", index(k.aqi_pm10)),
                 ("aqi_o3", index(k.aqi_o3)),

@@ -421,11 +421,15 @@ function renderAqi() {
           const d = state.devices.get(a.station_id);
           const colour = /^#[0-9a-f]{6}$/i.test(a.colour ?? '') ? a.colour : '#475569';
           const pm = a.pm25 != null ? ` · PM2.5 ${number(a.pm25, 1)}` : '';
+          // The decision's words in Vietnamese (the row carries them), a translation otherwise.
+          const advice = a.band ? (getLang() === 'vi' ? (a.advice?.general ?? '') : t(`aqi.advice.${a.band}`)) : '';
+          const sensitive = getLang() === 'vi' && a.advice ? `Người nhạy cảm: ${a.advice.sensitive}` : '';
           return `<li data-testid="aqi-row" data-station="${escapeHtml(a.station_id)}" data-band="${escapeHtml(a.band ?? '')}">
             <span class="aqi-chip big" style="background:${colour};color:${textOn(colour)}">${escapeHtml(a.aqi ?? '—')}</span>
             <div class="aqi-text"><div class="name">${escapeHtml(d?.name ?? a.station_id)}</div>
             <div class="meta">${escapeHtml(districtName(a.district))} · ${escapeHtml(a.band ? t(`aqi.${a.band}`) : '—')}${escapeHtml(pm)}
-            · ${escapeHtml(cityTime(a.window_start_ms + a.window_size_ms).slice(0, 5))}</div></div></li>`;
+            · ${escapeHtml(cityTime(a.window_start_ms + a.window_size_ms).slice(0, 5))}</div>
+            ${advice ? `<div class="advice" data-testid="aqi-advice" title="${escapeHtml(sensitive)}">${escapeHtml(advice)}</div>` : ''}</div></li>`;
         })
         .join('')
     : `<li class="empty">${escapeHtml(t('aqi.empty'))}</li>`;

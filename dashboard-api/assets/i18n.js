@@ -107,6 +107,13 @@ const LABELS = {
     'aqi.bad': 'Bad',
     'aqi.very_bad': 'Very bad',
     'aqi.hazardous': 'Hazardous',
+    // The decision's advice (Quyết định 1459/QĐ-TCMT) in English; Vietnamese uses the KPI row's own text.
+    'aqi.advice.good': 'Everyone: enjoy outdoor activities.',
+    'aqi.advice.moderate': 'Sensitive groups: watch for coughing or shortness of breath; outdoor activity is still fine.',
+    'aqi.advice.poor': 'Anyone with sore eyes, a cough or a sore throat should consider less time outdoors; sensitive groups should cut strenuous activity and time outdoors.',
+    'aqi.advice.bad': 'Everyone: cut strenuous activity outdoors and avoid long exercise; sensitive groups should stay indoors.',
+    'aqi.advice.very_bad': 'Everyone: keep outdoor activity to a minimum and move it indoors; wear a certified mask outside.',
+    'aqi.advice.hazardous': 'Everyone: stay indoors with doors and windows closed; wear a certified mask if you must go out.',
     'alerts.title': 'Live alerts',
     'alerts.empty': 'No alerts.',
     'alerts.ack': 'Acknowledge',

@@ -573,6 +573,7 @@ mod tests {
             no2: None,
             so2: None,
             co: None,
+            o3_8h: None,
             aqi_pm25: Some(60),
             aqi_pm10: None,
             aqi_o3: None,
@@ -583,6 +584,7 @@ mod tests {
             dominant: Some("pm25".into()),
             band: Some(ioc_schemas::AqiBand::Moderate),
             colour: Some("#ffff00".into()),
+            advice: None,
             coverage: 12,
         })
     }

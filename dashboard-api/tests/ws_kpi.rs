@@ -31,6 +31,7 @@ fn air(station: &str, district: District, aqi: u32) -> Kpi {
         no2: None,
         so2: None,
         co: None,
+        o3_8h: None,
         aqi_pm25: Some(aqi),
         aqi_pm10: Some(40),
         aqi_o3: None,
@@ -41,6 +42,7 @@ fn air(station: &str, district: District, aqi: u32) -> Kpi {
         dominant: Some("pm25".to_owned()),
         band: Some(AqiBand::of(aqi)),
         colour: Some(AqiBand::of(aqi).colour().to_owned()),
+        advice: None,
         coverage: 12,
     })
 }

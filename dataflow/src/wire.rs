@@ -107,6 +107,7 @@ mod tests {
                 no2: None,
                 so2: None,
                 co: None,
+                o3_8h: Some(80.0),
                 aqi_pm25: Some(108),
                 aqi_pm10: None,
                 aqi_o3: Some(45),
@@ -117,6 +118,7 @@ mod tests {
                 dominant: Some("pm25".into()),
                 band: Some(AqiBand::Moderate),
                 colour: Some("#ffff00".into()),
+                advice: Some(AqiBand::Moderate.advice()),
                 coverage: 3,
             }),
             Kpi::Water(WaterKpi {

@@ -203,6 +203,42 @@ impl AqiBand {
         }
     }
 
+    /// What the decision advises in this band (Quyết định 1459/QĐ-TCMT, Bảng 4, "khuyến
+    /// nghị"), in its words: for everyone, and for sensitive groups (children, the elderly,
+    /// people with heart or lung disease).
+    pub fn advice(self) -> AqiAdvice {
+        let (general, sensitive) = match self {
+            AqiBand::Good => (
+                "Tự do thực hiện các hoạt động ngoài trời",
+                "Tự do thực hiện các hoạt động ngoài trời",
+            ),
+            AqiBand::Moderate => (
+                "Tự do thực hiện các hoạt động ngoài trời",
+                "Nên theo dõi các triệu chứng như ho hoặc khó thở, nhưng vẫn có thể hoạt động bên ngoài",
+            ),
+            AqiBand::Poor => (
+                "Những người thấy có triệu chứng đau mắt, ho hoặc đau họng… nên cân nhắc giảm các hoạt động ngoài trời",
+                "Nên giảm các hoạt động mạnh và giảm thời gian hoạt động ngoài trời. Những người mắc bệnh hen suyễn có thể cần sử dụng thuốc thường xuyên hơn",
+            ),
+            AqiBand::Bad => (
+                "Mọi người nên giảm các hoạt động mạnh khi ở ngoài trời, tránh tập thể dục kéo dài và nghỉ ngơi nhiều hơn trong nhà",
+                "Nên ở trong nhà và giảm hoạt động mạnh. Nếu cần thiết phải ra ngoài, hãy đeo khẩu trang đạt tiêu chuẩn",
+            ),
+            AqiBand::VeryBad => (
+                "Mọi người hạn chế tối đa các hoạt động ngoài trời và chuyển tất cả các hoạt động vào trong nhà. Nếu cần thiết phải ra ngoài, hãy đeo khẩu trang đạt tiêu chuẩn",
+                "Nên ở trong nhà và giảm hoạt động mạnh",
+            ),
+            AqiBand::Hazardous => (
+                "Mọi người nên ở trong nhà, đóng cửa ra vào và cửa sổ. Nếu cần thiết phải ra ngoài, hãy đeo khẩu trang đạt tiêu chuẩn",
+                "Mọi người nên ở trong nhà, đóng cửa ra vào và cửa sổ. Nếu cần thiết phải ra ngoài, hãy đeo khẩu trang đạt tiêu chuẩn",
+            ),
+        };
+        AqiAdvice {
+            general: general.to_owned(),
+            sensitive: sensitive.to_owned(),
+        }
+    }
+
     /// The colour the decision gives (RGB 0,228,0 … 126,0,35), as `#rrggbb`.
     pub fn colour(self) -> &'static str {
         match self {
@@ -214,6 +250,15 @@ impl AqiBand {
             AqiBand::Hazardous => "#7e0023",
         }
     }
+}
+
+/// The health advice of a VN_AQI band, in the decision's Vietnamese (see [`AqiBand::advice`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AqiAdvice {
+    /// For everyone ("người bình thường").
+    pub general: String,
+    /// For sensitive groups ("người nhạy cảm").
+    pub sensitive: String,
 }
 
 /// Traffic over a window at a junction (scope `device`) or a district (scope `district`).
@@ -281,7 +326,8 @@ pub struct AqiKpi {
     /// Period length, ms.
     pub window_size_ms: u64,
     /// Concentrations used, µg/m³: for an hour, the NowCast of PM and the hourly means of the
-    /// gases; for a day, the 24-hour mean of PM and the largest hourly mean of the gases.
+    /// gases; for a day, the mean of the day's hourly PM means (none when fewer than 18 of
+    /// the 24 hours have one) and the largest hourly mean of the gases.
     pub pm25: Option<f64>,
     /// See `pm25`.
     pub pm10: Option<f64>,
@@ -293,6 +339,10 @@ pub struct AqiKpi {
     pub so2: Option<f64>,
     /// See `pm25`.
     pub co: Option<f64>,
+    /// For a day: the largest 8-hour mean of O3 of the 8-hour periods ending in the day (each
+    /// from at least 6 hourly means), µg/m³. `aqi_o3` is then the larger of the sub-indices of
+    /// `o3` (1-hour) and of this (8-hour; not used above 400 µg/m³). None for an hour.
+    pub o3_8h: Option<f64>,
     /// Sub-index of each pollutant measured.
     pub aqi_pm25: Option<u32>,
     /// See `aqi_pm25`.
@@ -313,6 +363,9 @@ pub struct AqiKpi {
     pub band: Option<AqiBand>,
     /// The band's colour, `#rrggbb`.
     pub colour: Option<String>,
+    /// What the decision advises in the band. Not stored: derived from `band`.
+    #[serde(default)]
+    pub advice: Option<AqiAdvice>,
     /// Base windows (5 min) behind the figures: a rebuilt partial period never replaces a
     /// complete one.
     pub coverage: u32,

@@ -24,8 +24,8 @@ pub use ingested::{
     Ack, DeadLetter, Ingested, IngestedReading, KafkaSource, SourceMark, SourceState, Transport,
 };
 pub use kpi::{
-    AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus, HealthKpi,
-    HydrologyKpi, Kpi, KpiFamily, Scope, TrafficKpi, WaterKpi,
+    AqiAdvice, AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, DeviceStatus,
+    HealthKpi, HydrologyKpi, Kpi, KpiFamily, Scope, TrafficKpi, WaterKpi,
 };
 pub use reading::{
     Approach, Body, CameraEventBody, CameraEventType, ControlMode, EnvironmentBody, Kind, Medium,

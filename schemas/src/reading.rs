@@ -204,6 +204,11 @@ pub enum CameraEventType {
     BoatIn,
     /// A boat left the harbour.
     BoatOut,
+    /// No detection: the camera is alive. A camera sends one when it has sent nothing for
+    /// twice its registered `expected_interval_s`, so a healthy camera is never silent for
+    /// the three intervals that make a device offline. It counts for health only: it has no
+    /// sample, window or camera KPI.
+    Heartbeat,
 }
 
 impl CameraEventType {
@@ -221,6 +226,7 @@ impl CameraEventType {
             CameraEventType::VehicleCount => "vehicle_count",
             CameraEventType::BoatIn => "boat_in",
             CameraEventType::BoatOut => "boat_out",
+            CameraEventType::Heartbeat => "heartbeat",
         }
     }
 }
@@ -481,7 +487,8 @@ impl Reading {
     ///
     /// Traffic: `vehicles` is the sum over approaches, `occupancy_pct` and `mean_speed_kmh`
     /// the mean over approaches, `queue_length_m` the longest queue. Camera: one sample named
-    /// after the event type whose value is the event's count (1 when absent). Sensor and
+    /// after the event type whose value is the event's count (1 when absent); none for a
+    /// heartbeat. Sensor and
     /// environment: their metrics as they are.
     pub fn samples(&self) -> Vec<(String, f64)> {
         let mut samples = Vec::new();
@@ -516,6 +523,8 @@ impl Reading {
                 }
                 each("signal_available", f64::from(u8::from(running)));
             }
+            // A heartbeat only says the camera is alive: health counts the reading itself.
+            Body::CameraEvent(b) if b.event_type == CameraEventType::Heartbeat => {}
             Body::CameraEvent(b) => each(b.event_type.as_str(), f64::from(b.count.unwrap_or(1))),
             Body::Environment(b) => {
                 for (k, v) in &b.measurements {

@@ -700,11 +700,22 @@ impl Fleet {
         Fleet { devices }
     }
 
-    /// Messages per second the fleet sends at its natural intervals.
+    /// Messages per second the fleet sends at its natural intervals. A camera's messages
+    /// come at the least of an exponential gap of mean `m` and the heartbeat's `k m`
+    /// ([`crate::generator::HEARTBEAT_AFTER_GAPS`]), whose mean is `m (1 − e^−k)`.
     pub fn natural_rate_per_s(&self) -> f64 {
+        let k = crate::generator::HEARTBEAT_AFTER_GAPS as f64;
         self.devices
             .iter()
-            .map(|d| f64::from(d.role.messages_per_interval()) / f64::from(d.interval_s.max(1)))
+            .map(|d| {
+                let rate =
+                    f64::from(d.role.messages_per_interval()) / f64::from(d.interval_s.max(1));
+                if d.role.is_event_driven() {
+                    rate / (1.0 - (-k).exp())
+                } else {
+                    rate
+                }
+            })
             .sum()
     }
 

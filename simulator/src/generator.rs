@@ -133,8 +133,11 @@ pub struct Generator {
     clock_us: u64,
     /// Mean gap between one device's messages, µs.
     gap_us: Vec<u64>,
-    /// When each device's previous message was made, µs.
+    /// When each device's previous message was made, µs (a heartbeat does not count: the
+    /// next event covers the time since the last one).
     last_us: Vec<u64>,
+    /// Whether each device's next message is a camera's heartbeat.
+    heartbeat: Vec<bool>,
     seq: Vec<u64>,
     state: Vec<DeviceState>,
     /// Next message per device: (due µs, device index).
@@ -196,6 +199,7 @@ impl Generator {
         let n = fleet.devices.len();
         let mut gap_us = Vec::with_capacity(n);
         let mut last_us = vec![start_us; n];
+        let mut heartbeat = vec![false; n];
         let mut state = Vec::with_capacity(n);
         let mut schedule = BinaryHeap::with_capacity(n);
         for (i, d) in fleet.devices.iter().enumerate() {
@@ -206,7 +210,9 @@ impl Generator {
             state.push(DeviceState::new(&mut rng, d));
             // Spread first reports over one interval so the fleet does not report in step.
             let first = if d.role.is_event_driven() {
-                rng.exp(gap as f64) as u64
+                let (first, beat) = next_camera_message(&mut rng, gap);
+                heartbeat[i] = beat;
+                first
             } else {
                 rng.below(gap)
             };
@@ -239,6 +245,7 @@ impl Generator {
             start_us,
             clock_us: start_us,
             last_us,
+            heartbeat,
             seq: vec![0; n],
             gap_us,
             state,
@@ -337,8 +344,11 @@ impl Generator {
         self.clock_us = self.clock_us.max(due);
         let gap = self.gap_us[i];
         let event_driven = self.fleet.devices[i].role.is_event_driven();
+        let is_heartbeat = std::mem::take(&mut self.heartbeat[i]);
         let next = if event_driven {
-            due + (self.rng.exp(gap as f64) as u64).max(1)
+            let (after, beat) = next_camera_message(&mut self.rng, gap);
+            self.heartbeat[i] = beat;
+            due + after
         } else {
             due + gap
         };
@@ -353,25 +363,37 @@ impl Generator {
             dt_s
         };
         // After a silence the next report covers one gap, not the silence.
-        self.last_us[i] = if resume == next {
-            due
-        } else {
-            resume.saturating_sub(gap)
-        };
+        if resume != next {
+            self.last_us[i] = resume.saturating_sub(gap);
+        } else if !is_heartbeat {
+            self.last_us[i] = due;
+        }
         self.seq[i] += 1;
         let device = &self.fleet.devices[i];
         let message_id = format!("{}-{:08x}-{}", device.id, self.run_id, self.seq[i]);
         let t_ms = due / 1000;
         let effect = self.episodes.effect(i, t_ms);
-        let body = make_body(
-            &mut self.rng,
-            device,
-            &mut self.state[i],
-            t_ms,
-            dt_s,
-            &message_id,
-            &effect,
-        );
+        let body = if is_heartbeat {
+            Body::CameraEvent(ioc_schemas::CameraEventBody {
+                camera_id: device.id.clone(),
+                event_type: ioc_schemas::CameraEventType::Heartbeat,
+                confidence: 1.0,
+                plate: None,
+                lane: None,
+                count: None,
+                media_url: None,
+            })
+        } else {
+            make_body(
+                &mut self.rng,
+                device,
+                &mut self.state[i],
+                t_ms,
+                dt_s,
+                &message_id,
+                &effect,
+            )
+        };
         let reading = Reading {
             message_id,
             device_id: device.id.clone(),
@@ -585,6 +607,24 @@ fn break_range(body: &mut Body) {
             }
         }
         Body::Sensor(b) => b.value = 5e12,
+    }
+}
+
+/// A camera that has sent nothing for this many mean gaps sends a heartbeat (as ONVIF and
+/// camera platforms keep their link alive), so a healthy camera is never silent for the
+/// three intervals that make a device offline.
+pub const HEARTBEAT_AFTER_GAPS: u64 = 2;
+
+/// The time to a camera's next message, µs, and whether it is a heartbeat: its events are a
+/// Poisson process of mean gap `gap`, and a heartbeat comes when none has come for
+/// [`HEARTBEAT_AFTER_GAPS`] gaps (the events stay Poisson after it: they are memoryless).
+fn next_camera_message(rng: &mut Rng, gap: u64) -> (u64, bool) {
+    let event = (rng.exp(gap as f64) as u64).max(1);
+    let quiet = gap.saturating_mul(HEARTBEAT_AFTER_GAPS);
+    if event > quiet {
+        (quiet, true)
+    } else {
+        (event, false)
     }
 }
 

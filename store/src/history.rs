@@ -143,7 +143,12 @@ fn kpi_of_row(family: KpiFamily, mut row: Map<String, Value>) -> Result<Kpi, Str
         *flag = Value::Bool(flag.as_u64().is_some_and(|v| v != 0));
     }
     row.insert("family".into(), Value::from(family.as_str()));
-    serde_json::from_value(Value::Object(row)).map_err(|e| e.to_string())
+    let mut kpi = serde_json::from_value(Value::Object(row)).map_err(|e| e.to_string())?;
+    // Not stored: the advice follows from the band.
+    if let Kpi::Air(air) = &mut kpi {
+        air.advice = air.band.map(|b| b.advice());
+    }
+    Ok(kpi)
 }
 
 #[cfg(test)]

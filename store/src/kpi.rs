@@ -239,6 +239,9 @@ pub struct AqiKpiRow {
     pub colour: Option<String>,
     /// Base windows behind the figures; the replacing version.
     pub coverage: u32,
+    /// A day's largest 8-hour O3 mean, µg/m³ (migration 6). Last, so spool records written
+    /// before it read back (see `spool.rs`).
+    pub o3_8h: Option<f64>,
 }
 
 impl From<&AqiKpi> for AqiKpiRow {
@@ -269,6 +272,7 @@ impl From<&AqiKpi> for AqiKpiRow {
             band: k.band.map(band_code),
             colour: k.colour.clone(),
             coverage: k.coverage,
+            o3_8h: k.o3_8h,
         }
     }
 }

@@ -197,6 +197,14 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 "ALTER TABLE {db}.dead_letters ADD COLUMN payload_bytes UInt64 DEFAULT length(payload)"
             )],
         },
+        Migration {
+            version: 6,
+            name: "kpi_aqi.o3_8h",
+            // The daily VN_AQI's 8-hour ozone (Quyết định 1459/QĐ-TCMT §2.2).
+            statements: vec![format!(
+                "ALTER TABLE {db}.kpi_aqi ADD COLUMN o3_8h Nullable(Float64)"
+            )],
+        },
     ])
 }
 

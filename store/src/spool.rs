@@ -50,8 +50,11 @@ const NEWEST_DELETED: &str = "newest_deleted_event_ms";
 const GAP_FROM: &str = "gap_from_ms";
 const GAP_UNTIL: &str = "gap_until_ms";
 const GAP_TO: &str = "gap_to_ms";
-/// The record format; bumped when [`SpoolRow`] changes shape.
-const FORMAT: u8 = 1;
+/// The record format; bumped when [`SpoolRow`] changes shape. Format 1 lacked
+/// `AqiKpiRow::o3_8h`, its last field: such a record reads back with it absent.
+const FORMAT: u8 = 2;
+/// [`SpoolRow::AqiKpi`]'s variant tag in bincode (a little-endian `u32`).
+const AQI_KPI_TAG: [u8; 4] = 6u32.to_le_bytes();
 const HEADER: usize = 9;
 /// redb's page cache for the spool file.
 const SPOOL_CACHE_BYTES: usize = 16 << 20;
@@ -136,15 +139,22 @@ impl SpoolRow {
     }
 
     fn decode(bytes: &[u8]) -> Result<(u64, SpoolRow), String> {
-        if bytes.len() < HEADER || bytes[0] != FORMAT {
-            return Err(format!(
-                "record format {} is not {FORMAT}",
-                bytes.first().copied().unwrap_or(0)
-            ));
+        let format = bytes.first().copied().unwrap_or(0);
+        if bytes.len() < HEADER || !(1..=FORMAT).contains(&format) {
+            return Err(format!("record format {format} is not 1 to {FORMAT}"));
         }
         let mut at = [0u8; 8];
         at.copy_from_slice(&bytes[1..HEADER]);
-        let row = bincode::deserialize(&bytes[HEADER..]).map_err(|e| e.to_string())?;
+        let body = &bytes[HEADER..];
+        let row = if format == 1 && body.starts_with(&AQI_KPI_TAG) {
+            // An absent trailing `Option` is bincode's `None`, one 0 byte.
+            let mut body = body.to_vec();
+            body.push(0);
+            bincode::deserialize(&body)
+        } else {
+            bincode::deserialize(body)
+        }
+        .map_err(|e| e.to_string())?;
         Ok((u64::from_le_bytes(at), row))
     }
 
@@ -998,6 +1008,45 @@ mod tests {
         let mut other = dead_letter(7).encode(1);
         other[0] = FORMAT + 1;
         assert!(SpoolRow::decode(&other).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn records_of_format_1_read_back() {
+        let aqi = SpoolRow::AqiKpi(AqiKpiRow {
+            station_id: "aq-1".into(),
+            district: 1,
+            period: 2,
+            window_start: 1,
+            window_start_ms: 1_000,
+            window_end: 86_401,
+            window_size_ms: 86_400_000,
+            pm25: Some(30.0),
+            pm10: None,
+            o3: Some(150.0),
+            no2: None,
+            so2: None,
+            co: None,
+            aqi_pm25: Some(60),
+            aqi_pm10: None,
+            aqi_o3: Some(47),
+            aqi_no2: None,
+            aqi_so2: None,
+            aqi_co: None,
+            aqi: Some(60),
+            dominant: Some("pm25".into()),
+            band: Some(1),
+            colour: Some("#ffff00".into()),
+            coverage: 288,
+            o3_8h: None,
+        });
+        // Format 1 wrote the same bytes without the trailing `o3_8h` (a `None`: one 0 byte).
+        let mut old = aqi.encode(5);
+        assert_eq!(old.pop(), Some(0));
+        old[0] = 1;
+        assert_eq!(SpoolRow::decode(&old).unwrap(), (5, aqi));
+        let mut old = dead_letter(3).encode(6);
+        old[0] = 1;
+        assert_eq!(SpoolRow::decode(&old).unwrap(), (6, dead_letter(3)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

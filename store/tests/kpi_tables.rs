@@ -404,6 +404,7 @@ fn aqi(
         no2: Some(40.0),
         so2: None,
         co: None,
+        o3_8h: (period == AqiPeriod::Day).then_some(95.0),
         aqi_pm25: value,
         aqi_pm10: value.map(|v| v / 2),
         aqi_o3: None,
@@ -414,6 +415,7 @@ fn aqi(
         dominant: dominant.map(str::to_owned),
         band,
         colour: band.map(|b| b.colour().to_owned()),
+        advice: band.map(|b| b.advice()),
         coverage,
     })
 }

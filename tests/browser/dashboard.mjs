@@ -5,7 +5,7 @@
 // Checks: without a token the API refuses (401) and the page shows its login (a wrong token
 // is refused there too); with the token the map shows the fleet's markers and the seven
 // district tiles; live data arrives (message counter, KPI tiles, newest-data time, hourly
-// AQI in its VN_AQI colour); an alert appears and acknowledging / resolving it in the page
+// AQI in its VN_AQI colour, with the decision's health advice); an alert appears and acknowledging / resolving it in the page
 // changes it in the API; the language switch is remembered. Exits non-zero on failure.
 
 import { chromium } from 'playwright-core';
@@ -206,11 +206,14 @@ async function main() {
     const aqi = await page.evaluate(() =>
       [...document.querySelectorAll('[data-testid=aqi-row]')].map((r) => {
         const chip = r.querySelector('.aqi-chip');
-        return { station: r.dataset.station, band: r.dataset.band, value: chip.textContent.trim(), bg: getComputedStyle(chip).backgroundColor };
+        const advice = r.querySelector('[data-testid=aqi-advice]')?.textContent.trim() ?? '';
+        return { station: r.dataset.station, band: r.dataset.band, value: chip.textContent.trim(), bg: getComputedStyle(chip).backgroundColor, advice };
       }),
     );
     for (const row of aqi.filter((r) => r.band)) {
       check(row.bg === BAND_RGB[row.band], `AQI ${row.value} (${row.band}) at ${row.station} is drawn in ${row.bg}, not ${BAND_RGB[row.band]}`);
+      // The decision's advice for the band, in its Vietnamese (the page starts in Vietnamese).
+      check(row.advice.length > 10, `AQI ${row.value} (${row.band}) at ${row.station} shows no health advice`);
     }
     log(`${aqi.length} AQI rows, e.g. ${aqi.slice(0, 3).map((r) => `${r.station} ${r.value} ${r.band}`).join(', ')}`);
 

@@ -38,6 +38,8 @@ pub const HISTORY_METRICS: [&str; 8] = [
     "rainfall_mm",
     "water_level_m",
 ];
+/// O3's place in the per-pollutant arrays (the order of [`aqi::Pollutant::ALL`]).
+const O3_SLOT: usize = 2;
 /// A device silent for this many of its intervals is offline.
 pub const OFFLINE_AFTER_INTERVALS: u64 = 3;
 /// The water-level rise rate is measured over this span.
@@ -77,13 +79,11 @@ struct Seen {
     medium: Option<Medium>,
 }
 
-/// An hour (or day) of pollutant figures being summed.
+/// An hour of pollutant figures being summed.
 #[derive(Debug, Default, Clone)]
 struct PollutantSums {
     sum: [f64; 6],
     count: [u64; 6],
-    /// The largest hourly mean (for the daily gases).
-    max_hourly: [Option<f64>; 6],
     /// Base windows with any pollutant.
     windows: u32,
 }
@@ -94,10 +94,23 @@ impl PollutantSums {
     }
 }
 
+/// A city day of hourly pollutant means, for the daily AQI.
+#[derive(Debug, Default, Clone)]
+struct PollutantDay {
+    /// Each pollutant's hourly means (24-hour PM is their mean).
+    hourly: [Vec<f64>; 6],
+    /// The largest hourly mean (the daily 1-hour figure).
+    max_hourly: [Option<f64>; 6],
+    /// The largest 8-hour mean of O3 of the periods ending in the day.
+    max_o3_8h: Option<f64>,
+    /// Base windows with any pollutant.
+    windows: u32,
+}
+
 #[derive(Debug, Default)]
 struct AirState {
     hour: PollutantSums,
-    day: PollutantSums,
+    day: PollutantDay,
     /// Hourly means by hour start, the last 12 hours.
     hourly: BTreeMap<u64, [Option<f64>; 6]>,
     district: Option<District>,
@@ -370,14 +383,26 @@ impl DeviceKpis {
                 let means: [Option<f64>; 6] = std::array::from_fn(|i| hour.mean(i));
                 air.hourly.insert(hour_start, means);
                 for (i, mean) in means.iter().enumerate() {
-                    air.day.sum[i] += hour.sum[i];
-                    air.day.count[i] += hour.count[i];
                     if let Some(m) = mean {
+                        air.day.hourly[i].push(*m);
                         let max = air.day.max_hourly[i].get_or_insert(*m);
                         *max = max.max(*m);
                     }
                 }
                 air.day.windows += hour.windows;
+                // The 8-hour O3 mean of the period ending with this hour.
+                let o3 = O3_SLOT;
+                let eight: Vec<Option<f64>> = (0..8)
+                    .map(|k| {
+                        hour_start
+                            .checked_sub(k * HOUR_MS)
+                            .and_then(|s| air.hourly.get(&s))
+                            .and_then(|m| m[o3])
+                    })
+                    .collect();
+                if let Some(m) = aqi::mean_of_hours(&eight, aqi::MIN_HOURS_OF_8) {
+                    air.day.max_o3_8h = Some(air.day.max_o3_8h.map_or(m, |x| x.max(m)));
+                }
             }
             air.hourly
                 .retain(|start, _| start + 12 * HOUR_MS > hour_start);
@@ -409,9 +434,9 @@ impl DeviceKpis {
                 station,
                 air.district.unwrap_or(District::HaiChau),
                 AqiPeriod::Hour,
-                hour_start,
-                HOUR_MS,
+                (hour_start, HOUR_MS),
                 &concentrations,
+                None,
                 hour.windows,
             )));
         }
@@ -423,13 +448,16 @@ impl DeviceKpis {
             if day.windows == 0 {
                 continue;
             }
-            // Daily AQI: 24-hour means of PM, the largest hourly mean of the gases.
+            // Daily AQI: the mean of the hourly PM means (18 of 24 hours at least), the
+            // largest hourly mean of the gases, and O3's 8-hour maximum beside its 1-hour one.
             let concentrations: Vec<(aqi::Pollutant, f64)> = aqi::Pollutant::ALL
                 .iter()
                 .enumerate()
                 .filter_map(|(i, p)| {
                     let c = if p.is_particulate() {
-                        day.mean(i)
+                        let hours: Vec<Option<f64>> =
+                            day.hourly[i].iter().copied().map(Some).collect();
+                        aqi::mean_of_hours(&hours, aqi::MIN_HOURS_OF_24)
                     } else {
                         day.max_hourly[i]
                     };
@@ -440,9 +468,9 @@ impl DeviceKpis {
                 station,
                 air.district.unwrap_or(District::HaiChau),
                 AqiPeriod::Day,
-                end - DAY_MS,
-                DAY_MS,
+                (end - DAY_MS, DAY_MS),
                 &concentrations,
+                day.max_o3_8h,
                 day.windows,
             )));
         }
@@ -516,20 +544,28 @@ fn aqi_kpi(
     station: &str,
     district: District,
     period: AqiPeriod,
-    start: u64,
-    size: u64,
+    (start, size): (u64, u64),
     concentrations: &[(aqi::Pollutant, f64)],
+    o3_8h: Option<f64>,
     coverage: u32,
 ) -> AqiKpi {
+    use aqi::Pollutant::*;
     let value = |p: aqi::Pollutant| {
         concentrations
             .iter()
             .find(|(q, _)| *q == p)
             .map(|(_, c)| *c)
     };
-    let index = |p: aqi::Pollutant| value(p).and_then(|c| aqi::sub_index(p, c));
-    let result = aqi::aqi(concentrations);
-    use aqi::Pollutant::*;
+    let index = |p: aqi::Pollutant| match (p, period) {
+        (O3, AqiPeriod::Day) => aqi::daily_o3_sub_index(value(O3), o3_8h),
+        _ => value(p).and_then(|c| aqi::sub_index(p, c)),
+    };
+    let result = aqi::aqi_of(
+        aqi::Pollutant::ALL
+            .iter()
+            .filter_map(|p| index(*p).map(|i| (*p, i)))
+            .collect(),
+    );
     AqiKpi {
         station_id: station.to_owned(),
         district,
@@ -542,6 +578,7 @@ fn aqi_kpi(
         no2: value(No2),
         so2: value(So2),
         co: value(Co),
+        o3_8h,
         aqi_pm25: index(Pm25),
         aqi_pm10: index(Pm10),
         aqi_o3: index(O3),
@@ -552,6 +589,7 @@ fn aqi_kpi(
         dominant: result.as_ref().map(|a| a.dominant.measurement().to_owned()),
         band: result.as_ref().map(|a| a.band),
         colour: result.as_ref().map(|a| a.band.colour().to_owned()),
+        advice: result.as_ref().map(|a| a.band.advice()),
         coverage,
     }
 }
@@ -796,6 +834,93 @@ mod tests {
         assert_eq!(d.aqi, Some(85));
         assert_eq!(d.dominant.as_deref(), Some("pm10"));
         assert_eq!(d.coverage, 288);
+    }
+
+    /// Feeds a city day of 5-minute windows to `k`, `values(hour)` giving the metrics of each
+    /// local hour (0–23), and returns the daily AQI rows.
+    fn one_city_day(
+        k: &mut DeviceKpis,
+        station: &str,
+        values: impl Fn(u64) -> Vec<(&'static str, f64)>,
+    ) -> Vec<AqiKpi> {
+        let day_end = T0 + 17 * HOUR_MS; // 00:00 in Da Nang
+        let day_start = day_end - DAY_MS;
+        let mut daily = Vec::new();
+        let mut end = day_start;
+        while end < day_end {
+            end += BASE_WINDOW_MS;
+            let hour = (end - BASE_WINDOW_MS - day_start) / HOUR_MS;
+            for (metric, value) in values(hour) {
+                let w = window(station, Kind::Environment, metric, end, &[value]);
+                k.take(KpiInput::Window(w));
+            }
+            daily.extend(close(k, end).into_iter().filter_map(|kpi| match kpi {
+                Kpi::Air(a) if a.period == AqiPeriod::Day => Some(a),
+                _ => None,
+            }));
+        }
+        daily
+    }
+
+    #[test]
+    fn a_sunny_day_is_set_by_the_8_hour_ozone() {
+        assert_eq!(aqi::Pollutant::ALL[O3_SLOT], aqi::Pollutant::O3);
+        // Quyết định 1459 §2.2: O3's daily index is the larger of its 1-hour maximum's and its
+        // 8-hour maximum's. Night and morning at 60 µg/m³; from 10:00 to 17:00 the hourly
+        // means 120, 130, 140, 150, 130, 130, 120, 120 (8-hour mean 130, index 110 Kém);
+        // the 1-hour peak 150 alone gives 47 (Tốt). PM10 at 40 µg/m³ (index 40).
+        let sunny = [120.0, 130.0, 140.0, 150.0, 130.0, 130.0, 120.0, 120.0];
+        let mut k = DeviceKpis::default();
+        let daily = one_city_day(&mut k, "air-sunny", |hour| {
+            let o3 = match hour {
+                10..=17 => sunny[(hour - 10) as usize],
+                _ => 60.0,
+            };
+            vec![("pm10", 40.0), ("o3", o3)]
+        });
+        assert_eq!(daily.len(), 1);
+        let d = &daily[0];
+        assert_eq!((d.o3, d.o3_8h), (Some(150.0), Some(130.0)));
+        assert_eq!(d.aqi_o3, Some(110));
+        assert_eq!(d.aqi_pm10, Some(40));
+        assert_eq!(d.aqi, Some(110));
+        assert_eq!(d.dominant.as_deref(), Some("o3"));
+        assert_eq!(d.band, Some(ioc_schemas::AqiBand::Poor));
+        let advice = d.advice.as_ref().expect("advice with a band");
+        assert!(advice.sensitive.starts_with("Nên giảm các hoạt động mạnh"));
+    }
+
+    #[test]
+    fn a_day_short_of_pm_hours_has_no_daily_pm() {
+        // PM2.5 in 17 of the 24 hours: no 24-hour mean, so no AQI (it needs PM); O3 is still
+        // reported.
+        let mut k = DeviceKpis::default();
+        let daily = one_city_day(&mut k, "air-short", |hour| {
+            let mut v = vec![("o3", 80.0)];
+            if hour < 17 {
+                v.push(("pm25", 30.0));
+            }
+            v
+        });
+        let d = &daily[0];
+        assert_eq!(
+            (d.pm25, d.aqi_pm25, d.aqi, d.band),
+            (None, None, None, None)
+        );
+        assert_eq!(d.o3, Some(80.0));
+        assert!(d.advice.is_none());
+        assert_eq!(d.coverage, 288);
+        // 18 hours are enough: the mean of the hourly means (10 for 9 hours, 40 for 9).
+        let mut k = DeviceKpis::default();
+        let daily = one_city_day(&mut k, "air-enough", |hour| match hour {
+            0..=8 => vec![("pm25", 10.0)],
+            9..=17 => vec![("pm25", 40.0)],
+            _ => vec![],
+        });
+        let d = &daily[0];
+        assert_eq!(d.pm25, Some(25.0));
+        assert_eq!(d.aqi_pm25, Some(50));
+        assert_eq!(d.coverage, 18 * 12);
     }
 
     #[test]
