@@ -1500,6 +1500,8 @@ mod tests {
         Body, Congestion, DeviceStatus, EventTime, HydrologyKpi, SensorBody, TrafficKpi,
     };
 
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::rules::RuleSource;
 
@@ -1693,6 +1695,66 @@ mod tests {
             level,
             availability_pct: 100.0,
         })
+    }
+
+    #[test]
+    fn bridge_wind_steps_by_beaufort_force_on_the_5_minute_mean() {
+        let mut e = Engine::new(RuleSet::da_nang().unwrap());
+        let bridge = |i: u64, mean: f64| {
+            Kpi::Bridge(ioc_schemas::BridgeKpi {
+                device_id: "bridge-thuan_phuoc".into(),
+                district: District::SonTra,
+                window_start_ms: T0 + i * 5 * MIN,
+                window_size_ms: 5 * MIN,
+                wind_mean_ms: Some(mean),
+                wind_max_ms: Some(mean * 1.4),
+                strain_mean_ue: None,
+                strain_min_ue: None,
+                strain_max_ue: None,
+                temperature_c: None,
+                humidity_pct: None,
+            })
+        };
+        let mut open = BTreeSet::new();
+        let mut steps = Vec::new();
+        // Each step at the force's lower bound (WMO): 10.7 is force 5, 10.8 force 6, 13.9
+        // force 7, 24.5 force 10; then back down, each clearing below its margin.
+        for (i, mean) in [10.7, 10.8, 13.8, 13.9, 24.4, 24.5, 22.9, 12.9, 9.9]
+            .into_iter()
+            .enumerate()
+        {
+            for o in observations_of_kpi(&bridge(i as u64, mean)) {
+                for v in e.observe(&o) {
+                    if v.rule_id.starts_with("bridge_wind_force") {
+                        if v.breached {
+                            open.insert(v.rule_id);
+                        } else {
+                            open.remove(&v.rule_id);
+                        }
+                    }
+                }
+            }
+            steps.push(
+                open.iter()
+                    .map(|r| r.trim_start_matches("bridge_wind_"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        assert_eq!(
+            steps,
+            [
+                "",
+                "force6",
+                "force6",
+                "force6,force7",
+                "force6,force7",
+                "force10,force6,force7",
+                "force6,force7",
+                "force6",
+                "",
+            ]
+        );
     }
 
     #[test]
