@@ -60,6 +60,7 @@ fn reading(t: u64, pm25: f64) -> Ingested {
             device_id: "aq-1".into(),
             event_time: EventTime(t),
             body: Body::Environment(EnvironmentBody {
+                units: Default::default(),
                 station_id: "aq-1".into(),
                 medium: Medium::Air,
                 measurements: [("pm25".to_owned(), pm25)].into(),

@@ -57,12 +57,14 @@ pub fn decode_reading(
         Kind::Environment => serde_json::from_str(raw).map(Body::Environment),
     }
     .map_err(|e| classify(&e, "body: "))?;
-    let reading = Reading {
+    let mut reading = Reading {
         message_id: envelope.message_id,
         device_id: envelope.device_id,
         event_time: envelope.event_time,
         body,
     };
+    // Ranges apply to values in their canonical units.
+    reading.convert_units()?;
     reading.validate(now_ms, limits)?;
     Ok(reading)
 }
@@ -260,6 +262,28 @@ mod tests {
         let r = decode(GOOD).unwrap();
         assert_eq!(r.event_time.0, NOW);
         assert_eq!(r.kind(), Kind::Sensor);
+    }
+
+    #[test]
+    fn co_in_mg_per_cubic_metre_is_received_in_micrograms() {
+        let payload = format!(
+            r#"{{"message_id":"m1","device_id":"aq-1","event_time":{NOW},"kind":"environment",
+            "body":{{"station_id":"aq-1","medium":"air","measurements":{{"co":4.2,"pm25":30}},
+            "units":{{"co":"mg/m3"}}}}}}"#
+        );
+        let r = decode(&payload).unwrap();
+        let Body::Environment(b) = &r.body else {
+            panic!("environment")
+        };
+        assert_eq!((b.measurements["co"], b.units.len()), (4200.0, 0));
+        let refused = payload.replace("mg/m3", "ppm");
+        let e = decode(&refused).unwrap_err();
+        assert_eq!(e.code, RejectCode::OutOfRange);
+        assert!(
+            e.detail.contains("unit `ppm` is not accepted for `co`"),
+            "{}",
+            e.detail
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn air(run: &str, id: &str, t: u64, pm25: f64) -> Reading {
         device_id: id.into(),
         event_time: EventTime(t),
         body: Body::Environment(EnvironmentBody {
+            units: Default::default(),
             station_id: id.into(),
             medium: Medium::Air,
             measurements: BTreeMap::from([("pm25".to_owned(), pm25), ("no2".to_owned(), 40.0)]),

@@ -96,6 +96,7 @@ fn message(run: &str, base: u64, device: usize, seq: usize) -> Message {
         _ => (
             "environment",
             Body::Environment(EnvironmentBody {
+                units: Default::default(),
                 station_id: id.clone(),
                 medium: Medium::Air,
                 measurements: BTreeMap::from([("pm25".to_owned(), f64::from(v))]),

@@ -286,6 +286,35 @@ pub struct EnvironmentBody {
     /// Water: `ph`, `do` (mg/L), `cod`, `bod5`, `tss`, `nh4` (mg/L), `turbidity` (NTU),
     /// `temperature` (°C). Other snake_case names are accepted. At least 1, at most 64.
     pub measurements: BTreeMap<String, f64>,
+    /// The unit of a measurement sent in another unit than the one above, by name: the air
+    /// pollutants in `µg/m³` or `mg/m³` (also written `ug/m3`, `mg/m3`), the water ones in
+    /// `mg/L` or `µg/L`. Values are converted when received and stored in the units above;
+    /// a unit that is not one of these, or a unit for a measurement the body does not carry
+    /// or whose unit is not known here, is refused (`out_of_range`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub units: BTreeMap<String, String>,
+}
+
+/// What a measurement's value is multiplied by to be in its canonical unit, given the unit it
+/// was sent in; `None` for a unit not accepted for it.
+fn unit_factor(measurement: &str, unit: &str) -> Option<f64> {
+    const AIR: [&str; 6] = ["pm25", "pm10", "o3", "no2", "so2", "co"];
+    const WATER_MG_L: [&str; 5] = ["do", "cod", "bod5", "tss", "nh4"];
+    if AIR.contains(&measurement) {
+        match unit {
+            "µg/m³" | "µg/m3" | "ug/m3" | "ug/m³" => Some(1.0),
+            "mg/m³" | "mg/m3" => Some(1000.0),
+            _ => None,
+        }
+    } else if WATER_MG_L.contains(&measurement) {
+        match unit {
+            "mg/L" | "mg/l" => Some(1.0),
+            "µg/L" | "µg/l" | "ug/L" | "ug/l" => Some(0.001),
+            _ => None,
+        }
+    } else {
+        None
+    }
 }
 
 /// Limits the validator applies; the defaults suit the city's fleet.
@@ -393,6 +422,30 @@ impl Reading {
     /// The kind of this reading.
     pub fn kind(&self) -> Kind {
         self.body.kind()
+    }
+
+    /// Brings environment measurements sent in another unit (`body.units`) to their canonical
+    /// unit, and empties `units`. Refuses a unit it does not know for the measurement.
+    pub fn convert_units(&mut self) -> Result<(), Rejection> {
+        let Body::Environment(b) = &mut self.body else {
+            return Ok(());
+        };
+        for (name, unit) in std::mem::take(&mut b.units) {
+            let Some(value) = b.measurements.get_mut(&name) else {
+                return Err(out_of_range(format!(
+                    "body.units.{name}: no measurement `{name}` in body.measurements"
+                )));
+            };
+            let Some(factor) = unit_factor(&name, &unit) else {
+                return Err(out_of_range(format!(
+                    "body.units.{name}: unit `{unit}` is not accepted for `{name}` (air \
+                     pollutants: µg/m³ or mg/m³; do, cod, bod5, tss, nh4: mg/L or µg/L; others: \
+                     send the unit in the measurement list's documentation and no units entry)"
+                )));
+            };
+            *value *= factor;
+        }
+        Ok(())
     }
 
     /// Checks every field against its range. `now_ms` is the receiver's clock.
@@ -572,6 +625,53 @@ mod tests {
     }
 
     #[test]
+    fn units_convert_to_the_canonical_ones_or_are_refused() {
+        let env = |measurements: &[(&str, f64)], units: &[(&str, &str)]| Reading {
+            message_id: "m".into(),
+            device_id: "aq-1".into(),
+            event_time: EventTime(NOW),
+            body: Body::Environment(EnvironmentBody {
+                station_id: "aq-1".into(),
+                medium: Medium::Air,
+                measurements: measurements
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), *v))
+                    .collect(),
+                units: units
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            }),
+        };
+        let measurements = |r: &Reading| match &r.body {
+            Body::Environment(b) => (b.measurements.clone(), b.units.len()),
+            _ => unreachable!(),
+        };
+        // CO in mg/m³ (5 mg/m³ = 5 000 µg/m³); PM left as sent.
+        let mut r = env(&[("co", 5.0), ("pm25", 30.0)], &[("co", "mg/m³")]);
+        r.convert_units().unwrap();
+        let (m, units) = measurements(&r);
+        assert_eq!((m["co"], m["pm25"], units), (5000.0, 30.0, 0));
+        assert!(r.validate(NOW, &ValidationLimits::default()).is_ok());
+        let mut r = env(&[("no2", 40.0)], &[("no2", "ug/m3")]);
+        r.convert_units().unwrap();
+        assert_eq!(measurements(&r).0["no2"], 40.0);
+        let mut r = env(&[("nh4", 450.0)], &[("nh4", "µg/L")]);
+        r.convert_units().unwrap();
+        assert!((measurements(&r).0["nh4"] - 0.45).abs() < 1e-12);
+        // Refused: a unit not accepted, a unit without its measurement, an unknown name's unit.
+        for (m, u) in [
+            (&[("co", 5.0)][..], &[("co", "ppm")][..]),
+            (&[("co", 5.0)][..], &[("so2", "mg/m³")][..]),
+            (&[("turbidity", 5.0)][..], &[("turbidity", "FTU")][..]),
+        ] {
+            let e = env(m, u).convert_units().unwrap_err();
+            assert_eq!(e.code, RejectCode::OutOfRange);
+            assert!(e.detail.starts_with("body.units."), "{}", e.detail);
+        }
+    }
+
+    #[test]
     fn envelope_serialises_kind_and_body_side_by_side() {
         let json = serde_json::to_value(traffic()).unwrap();
         assert_eq!(json["kind"], "traffic_signal");
@@ -692,6 +792,7 @@ mod tests {
             device_id: "env-1".into(),
             event_time: EventTime(NOW),
             body: Body::Environment(EnvironmentBody {
+                units: Default::default(),
                 station_id: "env-1".into(),
                 medium: Medium::RiverWater,
                 measurements: m,

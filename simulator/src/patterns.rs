@@ -392,6 +392,7 @@ fn air(
         ("co", co),
     ];
     EnvironmentBody {
+        units: Default::default(),
         station_id: device.id.clone(),
         medium: Medium::Air,
         measurements: m
@@ -475,6 +476,7 @@ fn water(
         }
     }
     EnvironmentBody {
+        units: Default::default(),
         station_id: device.id.clone(),
         medium,
         measurements: m,

@@ -169,6 +169,7 @@ fn one_of_each_kind() -> Vec<IngestedReading> {
             "aq-hoa_vang-1",
             District::HoaVang,
             Body::Environment(EnvironmentBody {
+                units: Default::default(),
                 station_id: "aq-hoa_vang-1".into(),
                 medium: Medium::Air,
                 measurements,
