@@ -1694,6 +1694,8 @@ mod tests {
             queue_m: 150.0,
             level,
             availability_pct: 100.0,
+            free_flow_kmh: None,
+            worst_level: None,
         })
     }
 

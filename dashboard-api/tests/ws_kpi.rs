@@ -61,6 +61,8 @@ fn traffic(district: District) -> Kpi {
         queue_m: 45.0,
         level: Congestion::C,
         availability_pct: 99.5,
+        free_flow_kmh: None,
+        worst_level: None,
     })
 }
 

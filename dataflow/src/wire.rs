@@ -84,6 +84,8 @@ mod tests {
                 queue_m: 65.0,
                 level: Congestion::D,
                 availability_pct: 99.0,
+                free_flow_kmh: None,
+                worst_level: None,
             }),
             Kpi::Camera(CameraKpi {
                 district: d,

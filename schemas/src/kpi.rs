@@ -280,14 +280,27 @@ pub struct TrafficKpi {
     pub volume_veh_h: f64,
     /// Mean detector occupancy, %.
     pub occupancy_pct: f64,
-    /// Mean speed, km/h.
+    /// Mean speed, km/h, weighted by the vehicles of each approach (of each junction, for a
+    /// district), so a quiet approach does not count as much as a busy one.
     pub mean_speed_kmh: f64,
     /// The longest queue, m.
     pub queue_m: f64,
-    /// The level of service.
+    /// The level of service: of the mean speed against the free-flow speed. For a district,
+    /// of the volume-weighted mean of each junction's speed as a share of its own free-flow
+    /// speed.
     pub level: Congestion,
     /// Signal availability: % of reports not in fault, flashing or off.
     pub availability_pct: f64,
+    /// The free-flow speed the level is judged against, km/h: the junction's from the
+    /// registry (`free_flow_kmh`, 50 when unset); for a district, the volume-weighted mean of
+    /// its junctions'. None in rows written before it existed.
+    #[serde(default)]
+    pub free_flow_kmh: Option<f64>,
+    /// The worst level beside it: of the junction's slowest (or most occupied) approach, or
+    /// of the district's worst junction, so one jammed approach shows. None in rows written
+    /// before it existed.
+    #[serde(default)]
+    pub worst_level: Option<Congestion>,
 }
 
 /// Camera events of one type in a district over a window. `event_type` `violations` sums

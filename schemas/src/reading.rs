@@ -538,8 +538,10 @@ impl Reading {
 
     /// The numeric samples a reading contributes to windows, as `(metric, value)`.
     ///
-    /// Traffic: `vehicles` is the sum over approaches, `occupancy_pct` and `mean_speed_kmh`
-    /// the mean over approaches, `queue_length_m` the longest queue. Camera: one sample named
+    /// Traffic: `vehicles` is the sum over approaches, `occupancy_pct` the mean over
+    /// approaches, `mean_speed_kmh` the mean weighted by each approach's vehicles,
+    /// `queue_length_m` the longest queue, `worst_speed_kmh` the slowest approach's speed and
+    /// `worst_occupancy_pct` the most occupied approach's occupancy. Camera: one sample named
     /// after the event type whose value is the event's count (1 when absent); none for a
     /// heartbeat. Sensor and
     /// environment: their metrics as they are.
@@ -560,19 +562,36 @@ impl Reading {
                 let running = b.fault_code.is_none()
                     && !matches!(b.state, SignalState::Flashing | SignalState::Off);
                 if !b.approaches.is_empty() {
-                    let n = b.approaches.len() as f64;
-                    let vehicles: f64 = b.approaches.iter().map(|a| f64::from(a.vehicles)).sum();
-                    let occupancy = b.approaches.iter().map(|a| a.occupancy_pct).sum::<f64>() / n;
-                    let speed = b.approaches.iter().map(|a| a.mean_speed_kmh).sum::<f64>() / n;
-                    let queue = b
-                        .approaches
-                        .iter()
-                        .map(|a| a.queue_length_m)
-                        .fold(0.0, f64::max);
+                    let approaches = &b.approaches;
+                    let n = approaches.len() as f64;
+                    let vehicles: f64 = approaches.iter().map(|a| f64::from(a.vehicles)).sum();
+                    let occupancy = approaches.iter().map(|a| a.occupancy_pct).sum::<f64>() / n;
+                    // Weighted by each approach's vehicles; the plain mean when none passed.
+                    let speed = if vehicles > 0.0 {
+                        approaches
+                            .iter()
+                            .map(|a| f64::from(a.vehicles) * a.mean_speed_kmh)
+                            .sum::<f64>()
+                            / vehicles
+                    } else {
+                        approaches.iter().map(|a| a.mean_speed_kmh).sum::<f64>() / n
+                    };
+                    let worst = |f: fn(&Approach) -> f64, pick: fn(f64, f64) -> f64, from| {
+                        approaches.iter().map(f).fold(from, pick)
+                    };
                     each("vehicles", vehicles);
                     each("occupancy_pct", occupancy);
                     each("mean_speed_kmh", speed);
-                    each("queue_length_m", queue);
+                    each("queue_length_m", worst(|a| a.queue_length_m, f64::max, 0.0));
+                    // The worst approach: the slowest, and the most occupied.
+                    each(
+                        "worst_speed_kmh",
+                        worst(|a| a.mean_speed_kmh, f64::min, f64::MAX),
+                    );
+                    each(
+                        "worst_occupancy_pct",
+                        worst(|a| a.occupancy_pct, f64::max, 0.0),
+                    );
                 }
                 each("signal_available", f64::from(u8::from(running)));
             }
@@ -689,8 +708,12 @@ mod tests {
             vec![
                 ("vehicles".to_owned(), 16.0),
                 ("occupancy_pct".to_owned(), 30.0),
-                ("mean_speed_kmh".to_owned(), 25.0),
+                // Weighted by vehicles: (10 × 30 + 6 × 20) / 16.
+                ("mean_speed_kmh".to_owned(), 26.25),
                 ("queue_length_m".to_owned(), 45.0),
+                // The slowest approach, and the most occupied.
+                ("worst_speed_kmh".to_owned(), 20.0),
+                ("worst_occupancy_pct".to_owned(), 40.0),
                 ("signal_available".to_owned(), 1.0),
             ]
         );

@@ -113,6 +113,11 @@ pub struct TrafficKpiRow {
     pub level: i8,
     /// Signal availability, %.
     pub availability_pct: f64,
+    /// The free-flow speed the level was judged against, km/h (migration 7). This and
+    /// `worst_level` come last, so spool records written before them read back.
+    pub free_flow_kmh: Option<f64>,
+    /// `Enum8` level of the worst approach or junction (migration 7).
+    pub worst_level: Option<i8>,
 }
 
 impl From<&TrafficKpi> for TrafficKpiRow {
@@ -133,6 +138,8 @@ impl From<&TrafficKpi> for TrafficKpiRow {
             queue_m: k.queue_m,
             level: congestion_code(k.level),
             availability_pct: k.availability_pct,
+            free_flow_kmh: k.free_flow_kmh,
+            worst_level: k.worst_level.map(congestion_code),
         }
     }
 }

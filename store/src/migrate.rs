@@ -205,6 +205,17 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 "ALTER TABLE {db}.kpi_aqi ADD COLUMN o3_8h Nullable(Float64)"
             )],
         },
+        Migration {
+            version: 7,
+            name: "kpi_traffic.free_flow_kmh, worst_level",
+            // The free-flow speed each level is judged against, and the worst approach's level.
+            statements: vec![
+                format!("ALTER TABLE {db}.kpi_traffic ADD COLUMN free_flow_kmh Nullable(Float64)"),
+                format!(
+                    "ALTER TABLE {db}.kpi_traffic ADD COLUMN worst_level Nullable({CONGESTION_ENUM})"
+                ),
+            ],
+        },
     ])
 }
 

@@ -50,11 +50,15 @@ const NEWEST_DELETED: &str = "newest_deleted_event_ms";
 const GAP_FROM: &str = "gap_from_ms";
 const GAP_UNTIL: &str = "gap_until_ms";
 const GAP_TO: &str = "gap_to_ms";
-/// The record format; bumped when [`SpoolRow`] changes shape. Format 1 lacked
-/// `AqiKpiRow::o3_8h`, its last field: such a record reads back with it absent.
-const FORMAT: u8 = 2;
-/// [`SpoolRow::AqiKpi`]'s variant tag in bincode (a little-endian `u32`).
-const AQI_KPI_TAG: [u8; 4] = 6u32.to_le_bytes();
+/// The record format; bumped when [`SpoolRow`] changes shape.
+const FORMAT: u8 = 3;
+/// Trailing `Option` fields added to a row since format 1, as `(the first format with them,
+/// the row's variant tag in bincode, how many)`: an older record of that row reads back with
+/// them absent (bincode writes `None` as one 0 byte).
+const ADDED_FIELDS: [(u8, u32, usize); 2] = [
+    (2, 6, 1), // AqiKpi: o3_8h
+    (3, 4, 2), // TrafficKpi: free_flow_kmh, worst_level
+];
 const HEADER: usize = 9;
 /// redb's page cache for the spool file.
 const SPOOL_CACHE_BYTES: usize = 16 << 20;
@@ -146,10 +150,14 @@ impl SpoolRow {
         let mut at = [0u8; 8];
         at.copy_from_slice(&bytes[1..HEADER]);
         let body = &bytes[HEADER..];
-        let row = if format == 1 && body.starts_with(&AQI_KPI_TAG) {
-            // An absent trailing `Option` is bincode's `None`, one 0 byte.
+        let absent: usize = ADDED_FIELDS
+            .iter()
+            .filter(|(since, tag, _)| format < *since && body.starts_with(&tag.to_le_bytes()))
+            .map(|(_, _, n)| n)
+            .sum();
+        let row = if absent > 0 {
             let mut body = body.to_vec();
-            body.push(0);
+            body.resize(body.len() + absent, 0);
             bincode::deserialize(&body)
         } else {
             bincode::deserialize(body)
@@ -1010,6 +1018,58 @@ mod tests {
         assert!(SpoolRow::decode(&other).unwrap_err().contains("format"));
     }
 
+    fn aqi_tag_and_traffic_tag_are_right() -> bool {
+        let tag = |row: &SpoolRow| {
+            u32::from_le_bytes(row.encode(0)[HEADER..HEADER + 4].try_into().unwrap())
+        };
+        let aqi = SpoolRow::AqiKpi(AqiKpiRow {
+            station_id: String::new(),
+            district: 1,
+            period: 1,
+            window_start: 0,
+            window_start_ms: 0,
+            window_end: 0,
+            window_size_ms: 0,
+            pm25: None,
+            pm10: None,
+            o3: None,
+            no2: None,
+            so2: None,
+            co: None,
+            aqi_pm25: None,
+            aqi_pm10: None,
+            aqi_o3: None,
+            aqi_no2: None,
+            aqi_so2: None,
+            aqi_co: None,
+            aqi: None,
+            dominant: None,
+            band: None,
+            colour: None,
+            coverage: 0,
+            o3_8h: None,
+        });
+        let traffic = SpoolRow::TrafficKpi(TrafficKpiRow {
+            scope: 1,
+            entity_id: String::new(),
+            district: 1,
+            window_start: 0,
+            window_start_ms: 0,
+            window_end: 0,
+            window_size_ms: 0,
+            junctions: 0,
+            volume_veh_h: 0.0,
+            occupancy_pct: 0.0,
+            mean_speed_kmh: 0.0,
+            queue_m: 0.0,
+            level: 1,
+            availability_pct: 0.0,
+            free_flow_kmh: None,
+            worst_level: None,
+        });
+        [tag(&aqi), tag(&traffic)] == [ADDED_FIELDS[0].1, ADDED_FIELDS[1].1]
+    }
+
     #[test]
     fn records_of_format_1_read_back() {
         let aqi = SpoolRow::AqiKpi(AqiKpiRow {
@@ -1047,6 +1107,33 @@ mod tests {
         let mut old = dead_letter(3).encode(6);
         old[0] = 1;
         assert_eq!(SpoolRow::decode(&old).unwrap(), (6, dead_letter(3)));
+        // Formats 1 and 2 wrote traffic rows without `free_flow_kmh` and `worst_level`.
+        let traffic = SpoolRow::TrafficKpi(TrafficKpiRow {
+            scope: 1,
+            entity_id: "tl-1".into(),
+            district: 1,
+            window_start: 1,
+            window_start_ms: 1_000,
+            window_end: 301,
+            window_size_ms: 300_000,
+            junctions: 1,
+            volume_veh_h: 900.0,
+            occupancy_pct: 30.0,
+            mean_speed_kmh: 25.0,
+            queue_m: 40.0,
+            level: 3,
+            availability_pct: 100.0,
+            free_flow_kmh: None,
+            worst_level: None,
+        });
+        for format in [1, 2] {
+            let mut old = traffic.encode(7);
+            old.truncate(old.len() - 2);
+            old[0] = format;
+            assert_eq!(SpoolRow::decode(&old).unwrap(), (7, traffic.clone()));
+        }
+        // The tags are the variants' places in `SpoolRow`.
+        assert!(aqi_tag_and_traffic_tag_are_right());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,6 +376,8 @@ fn traffic(
         queue_m: 40.0,
         level,
         availability_pct: 100.0,
+        free_flow_kmh: Some(45.0),
+        worst_level: Some(level.max(Congestion::D)),
     })
 }
 
@@ -1326,7 +1328,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4, 5]);
+    assert_eq!(report.applied, vec![3, 4, 5, 6, 7]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();

@@ -89,8 +89,29 @@ fn district_traffic(rows: &[TrafficKpi], start: u64, out: &mut Vec<Kpi>) {
     for (district, rows) in by_district {
         let n = rows.len() as f64;
         let mean = |f: fn(&TrafficKpi) -> f64| rows.iter().map(|r| f(r)).sum::<f64>() / n;
+        // Weighted by each junction's volume (equally when no vehicle passed anywhere).
+        let volume: f64 = rows.iter().map(|r| r.volume_veh_h).sum();
+        let weighted = |f: &dyn Fn(&TrafficKpi) -> f64| {
+            if volume > 0.0 {
+                rows.iter().map(|r| r.volume_veh_h * f(r)).sum::<f64>() / volume
+            } else {
+                rows.iter().map(|r| f(r)).sum::<f64>() / n
+            }
+        };
+        let free_flow = |r: &TrafficKpi| r.free_flow_kmh.unwrap_or(traffic::DEFAULT_FREE_FLOW_KMH);
         let occupancy = mean(|r| r.occupancy_pct);
-        let speed = mean(|r| r.mean_speed_kmh);
+        let speed = weighted(&|r| r.mean_speed_kmh);
+        // Each junction's speed against its own free-flow speed.
+        let share_pct = weighted(&|r| {
+            let ff = free_flow(r);
+            if ff > 0.0 {
+                r.mean_speed_kmh / ff * 100.0
+            } else {
+                0.0
+            }
+        });
+        let level = traffic::congestion_of_share(share_pct, occupancy);
+        let worst = rows.iter().map(|r| r.worst_level.unwrap_or(r.level)).max();
         out.push(Kpi::Traffic(TrafficKpi {
             scope: Scope::District,
             entity_id: district.slug().to_owned(),
@@ -102,8 +123,10 @@ fn district_traffic(rows: &[TrafficKpi], start: u64, out: &mut Vec<Kpi>) {
             occupancy_pct: occupancy,
             mean_speed_kmh: speed,
             queue_m: rows.iter().map(|r| r.queue_m).fold(0.0, f64::max),
-            level: traffic::congestion(speed, occupancy, traffic::DEFAULT_FREE_FLOW_KMH),
+            level,
             availability_pct: mean(|r| r.availability_pct),
+            free_flow_kmh: Some(weighted(&free_flow)),
+            worst_level: worst.map(|w| w.max(level)),
         }));
     }
 }
@@ -232,6 +255,8 @@ mod tests {
             queue_m: volume / 100.0,
             level: traffic::congestion(speed, 30.0, 50.0),
             availability_pct: 100.0,
+            free_flow_kmh: None,
+            worst_level: None,
         })
     }
 
@@ -314,10 +339,52 @@ mod tests {
             .unwrap();
         assert_eq!(hai_chau.junctions, 2);
         assert_eq!(hai_chau.volume_veh_h, 1800.0);
-        // Mean speed 20 km/h of 50 is 40 %: level E.
-        assert_eq!(hai_chau.mean_speed_kmh, 20.0);
-        assert_eq!(hai_chau.level, Congestion::E);
+        // Weighted by volume: (1200 × 30 + 600 × 10) / 1800 = 23.3 km/h, 46.7 % of the default
+        // 50 km/h: level D.
+        assert!((hai_chau.mean_speed_kmh - 23.333_333).abs() < 1e-5);
+        assert_eq!(hai_chau.level, Congestion::D);
         assert_eq!(hai_chau.queue_m, 12.0);
+    }
+
+    #[test]
+    fn the_district_grade_uses_each_junctions_own_free_flow_speed() {
+        let with = |id: &str, volume: f64, speed: f64, free_flow: f64, worst: Congestion| {
+            let mut k = junction(id, District::SonTra, volume, speed);
+            if let Kpi::Traffic(t) = &mut k {
+                t.free_flow_kmh = Some(free_flow);
+                t.worst_level = Some(worst);
+            }
+            k
+        };
+        let mut city = CityKpis::default();
+        // A boulevard at 36 of its 60 km/h (60 %) and a lane at 18 of its 30 (60 %): C. Judged
+        // against 50 km/h, the mean speed (27) would be 54 %, and the lane alone 36 % (E).
+        city.take(CityInput::Device(with(
+            "a",
+            900.0,
+            36.0,
+            60.0,
+            Congestion::C,
+        )));
+        city.take(CityInput::Device(with(
+            "b",
+            900.0,
+            18.0,
+            30.0,
+            Congestion::F,
+        )));
+        let out = close(&mut city);
+        let son_tra = out
+            .iter()
+            .find_map(|k| match k {
+                Kpi::Traffic(t) if t.entity_id == "son_tra" => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(son_tra.level, Congestion::C);
+        assert_eq!(son_tra.free_flow_kmh, Some(45.0));
+        // The lane's jammed approach shows as the district's worst.
+        assert_eq!(son_tra.worst_level, Some(Congestion::F));
     }
 
     #[test]

@@ -523,6 +523,12 @@ fn junction_traffic(
     let vehicles = get("vehicles")?;
     let occupancy = get("occupancy_pct")?.mean;
     let speed = get("mean_speed_kmh")?.mean;
+    let level = traffic::congestion(speed, occupancy, free_flow_kmh);
+    // The worst approach, over the window's reports: its typical speed and occupancy.
+    let worst_level = match (get("worst_speed_kmh"), get("worst_occupancy_pct")) {
+        (Some(s), Some(o)) => traffic::congestion(s.mean, o.mean, free_flow_kmh).max(level),
+        _ => level,
+    };
     Some(TrafficKpi {
         scope: Scope::Device,
         entity_id: device.to_owned(),
@@ -534,8 +540,10 @@ fn junction_traffic(
         occupancy_pct: occupancy,
         mean_speed_kmh: speed,
         queue_m: get("queue_length_m").map_or(0.0, |w| w.max),
-        level: traffic::congestion(speed, occupancy, free_flow_kmh),
+        level,
         availability_pct: get("signal_available").map_or(100.0, |w| w.mean * 100.0),
+        free_flow_kmh: Some(free_flow_kmh),
+        worst_level: Some(worst_level),
     })
 }
 
@@ -683,6 +691,41 @@ mod tests {
         let mut out = Vec::new();
         k.close(end, &mut out);
         out
+    }
+
+    #[test]
+    fn one_jammed_approach_shows_as_the_worst_level() {
+        let mut k = DeviceKpis::default();
+        let mut m = meta(Kind::TrafficSignal, 30);
+        m.free_flow_dkmh = 600; // its own 60 km/h
+        register(&mut k, "j2", m);
+        let end = T0 + BASE_WINDOW_MS;
+        for (metric, value) in [
+            ("vehicles", 300.0),
+            ("occupancy_pct", 35.0),
+            // 42 km/h of its 60: 70 %, B; but one approach crawls at 12 (20 %), F.
+            ("mean_speed_kmh", 42.0),
+            ("worst_speed_kmh", 12.0),
+            ("worst_occupancy_pct", 60.0),
+        ] {
+            k.take(KpiInput::Window(window(
+                "j2",
+                Kind::TrafficSignal,
+                metric,
+                end,
+                &[value],
+            )));
+        }
+        let t = close(&mut k, end)
+            .into_iter()
+            .find_map(|kpi| match kpi {
+                Kpi::Traffic(t) => Some(t),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(t.level, ioc_schemas::Congestion::B);
+        assert_eq!(t.worst_level, Some(ioc_schemas::Congestion::F));
+        assert_eq!(t.free_flow_kmh, Some(60.0));
     }
 
     #[test]

@@ -18,11 +18,18 @@ pub use ioc_schemas::Congestion;
 
 /// The congestion level from a window's mean speed and mean occupancy.
 pub fn congestion(mean_speed_kmh: f64, occupancy_pct: f64, free_flow_kmh: f64) -> Congestion {
-    if occupancy_pct >= JAM_OCCUPANCY_PCT || free_flow_kmh <= 0.0 {
+    if free_flow_kmh <= 0.0 {
         return Congestion::F;
     }
-    let share = mean_speed_kmh / free_flow_kmh * 100.0;
-    match share {
+    congestion_of_share(mean_speed_kmh / free_flow_kmh * 100.0, occupancy_pct)
+}
+
+/// The congestion level from speed as a % of free-flow speed, and occupancy.
+pub fn congestion_of_share(share_pct: f64, occupancy_pct: f64) -> Congestion {
+    if occupancy_pct >= JAM_OCCUPANCY_PCT {
+        return Congestion::F;
+    }
+    match share_pct {
         s if s > 85.0 => Congestion::A,
         s if s > 67.0 => Congestion::B,
         s if s > 50.0 => Congestion::C,
