@@ -116,6 +116,21 @@ struct AirState {
     district: Option<District>,
 }
 
+impl AirState {
+    /// Pollutant `slot`'s hourly means of the `n` hours up to the one starting at
+    /// `hour_start`, most recent first; `None` for an hour without one.
+    fn last_hours(&self, hour_start: u64, slot: usize, n: u64) -> Vec<Option<f64>> {
+        (0..n)
+            .map(|k| {
+                hour_start
+                    .checked_sub(k * HOUR_MS)
+                    .and_then(|s| self.hourly.get(&s))
+                    .and_then(|m| m[slot])
+            })
+            .collect()
+    }
+}
+
 /// Per-device KPI state of one worker.
 #[derive(Debug, Default)]
 pub struct DeviceKpis {
@@ -391,15 +406,7 @@ impl DeviceKpis {
                 }
                 air.day.windows += hour.windows;
                 // The 8-hour O3 mean of the period ending with this hour.
-                let o3 = O3_SLOT;
-                let eight: Vec<Option<f64>> = (0..8)
-                    .map(|k| {
-                        hour_start
-                            .checked_sub(k * HOUR_MS)
-                            .and_then(|s| air.hourly.get(&s))
-                            .and_then(|m| m[o3])
-                    })
-                    .collect();
+                let eight = air.last_hours(hour_start, O3_SLOT, 8);
                 if let Some(m) = aqi::mean_of_hours(&eight, aqi::MIN_HOURS_OF_8) {
                     air.day.max_o3_8h = Some(air.day.max_o3_8h.map_or(m, |x| x.max(m)));
                 }
@@ -415,15 +422,7 @@ impl DeviceKpis {
                 .enumerate()
                 .filter_map(|(i, p)| {
                     let c = if p.is_particulate() {
-                        let series: Vec<Option<f64>> = (0..12)
-                            .map(|k| {
-                                hour_start
-                                    .checked_sub(k * HOUR_MS)
-                                    .and_then(|s| air.hourly.get(&s))
-                                    .and_then(|m| m[i])
-                            })
-                            .collect();
-                        aqi::nowcast(&series)
+                        aqi::nowcast(&air.last_hours(hour_start, i, 12))
                     } else {
                         air.hourly.get(&hour_start).and_then(|m| m[i])
                     };
