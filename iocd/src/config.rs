@@ -134,8 +134,10 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, Box<figme
 impl Config {
     /// In a cluster, what must differ between processes that share one file: each has its own
     /// state folder (`process-N` inside the configured one; with it its own spool, MQTT session
-    /// and Kafka instance id), and the MQTT subscriptions are shared among the processes
-    /// (`$share/<kafka.group_id>/...`), so each message goes to one of them.
+    /// and Kafka instance id), an MQTT client id and Kafka instance id set in the file get
+    /// `-process-N` (two clients with one id knock each other off the broker), and the MQTT
+    /// subscriptions are shared among the processes (`$share/<kafka.group_id>/...`), so each
+    /// message goes to one of them.
     fn for_this_process(mut self) -> Config {
         if !self.cluster.is_cluster() {
             return self;
@@ -144,6 +146,12 @@ impl Config {
         self.alerts.state_dir = self.alerts.state_dir.join(&own);
         if !self.spool.dir.as_os_str().is_empty() {
             self.spool.dir = self.spool.dir.join(&own);
+        }
+        if !self.mqtt.client_id.is_empty() {
+            self.mqtt.client_id = format!("{}-{own}", self.mqtt.client_id);
+        }
+        if let Some(id) = &mut self.kafka.group_instance_id {
+            *id = format!("{id}-{own}");
         }
         for topic in &mut self.mqtt.topics {
             if !topic.starts_with("$share/") {
@@ -185,13 +193,20 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "iocd.toml",
-                "[cluster]\naddresses = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n",
+                "[cluster]\naddresses = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n\
+                 [mqtt]\nclient_id = \"ioc-main\"\n[kafka]\ngroup_instance_id = \"ioc-k\"\n",
             )?;
             jail.set_env("IOC__CLUSTER__PROCESS", "1");
             let c = load(Some(Path::new("iocd.toml")), Figment::new()).expect("loads");
             assert_eq!(c.cluster.process, 1);
             assert!(c.alerts.state_dir.ends_with("process-1"));
             assert_eq!(c.mqtt.topics, vec!["$share/iocd/ioc/v1/#".to_owned()]);
+            // Ids set in the shared file differ per process.
+            assert_eq!(c.mqtt.client_id, "ioc-main-process-1");
+            assert_eq!(
+                c.kafka.group_instance_id.as_deref(),
+                Some("ioc-k-process-1")
+            );
             Ok(())
         });
     }
