@@ -18,7 +18,7 @@
 //! | `camera` (`district`) | district slug | `events.<type>`, `per_hour.<type>`, `cameras.<type>` for each camera event type (`crowd_gathering`, `accident`, …) and `violations`; `violations_per_100_vehicles` |
 //! | `air` (`device`) | station id | hourly (NowCast PM): `aqi` (only when the AQI exists), `pm25`, `pm10`, `o3`, `no2`, `so2`, `co` (µg/m³), `aqi_pm25`, `aqi_pm10`, `aqi_o3`, `aqi_no2`, `aqi_so2`, `aqi_co`; daily: the same names ending in `_day` (`aqi_day`, `pm25_day`, …), and `o3_8h_day` |
 //! | `water` (`device`) | station id; `<station>.<parameter>` for `exceeded` | `<parameter>` (its window mean: `ph`, `do`, `cod`, …), `exceeded` (1 outside the national limits, else 0) |
-//! | `hydrology` (`device`) | gauge id | `rain_mm`, `rain_1h_mm`, `rain_3h_mm`, `rain_24h_mm` (rain gauges), `water_level_m`, `rise_rate_m_per_h` (flood gauges) |
+//! | `hydrology` (`device`) | gauge id | `rain_mm`, `rain_1h_mm`, `rain_3h_mm`, `rain_12h_mm`, `rain_24h_mm` (rain gauges), `water_level_m`, `rise_rate_m_per_h` (flood gauges) |
 //! | `bridge` (`device`) | bridge monitor id | `wind_mean_ms`, `wind_max_ms`, `strain_mean_ue`, `strain_min_ue`, `strain_max_ue`, `temperature_c`, `humidity_pct` |
 //! | `health` (`device`) | device id | `offline` (1 offline or never seen, else 0), `completeness_pct`, `readings`, `silent_s` (seconds from the last event seen to the window's end; `+∞` for a never-seen device: what `absence` rules read) |
 //! | `health` (`district`, `department`, `city`) | district / department slug, `da_nang` | `offline` (devices offline), `online`, `devices`, `offline_pct`, `completeness_pct`, `readings` |
@@ -156,10 +156,11 @@ const AIR_FIELDS: [&str; 14] = [
     "aqi", "pm25", "pm10", "o3", "no2", "so2", "co", "o3_8h", "aqi_pm25", "aqi_pm10", "aqi_o3",
     "aqi_no2", "aqi_so2", "aqi_co",
 ];
-const HYDROLOGY_FIELDS: [&str; 6] = [
+const HYDROLOGY_FIELDS: [&str; 7] = [
     "rain_mm",
     "rain_1h_mm",
     "rain_3h_mm",
+    "rain_12h_mm",
     "rain_24h_mm",
     "water_level_m",
     "rise_rate_m_per_h",
@@ -483,6 +484,7 @@ pub fn observations_of_kpi(kpi: &Kpi) -> Vec<Observation> {
             push("rain_mm", k.rain_mm);
             push("rain_1h_mm", k.rain_1h_mm);
             push("rain_3h_mm", k.rain_3h_mm);
+            push("rain_12h_mm", k.rain_12h_mm);
             push("rain_24h_mm", k.rain_24h_mm);
             push("water_level_m", k.water_level_m);
             push("rise_rate_m_per_h", k.rise_rate_m_per_h);
@@ -1957,6 +1959,7 @@ mod tests {
             rain_1h_mm: rain,
             rain_3h_mm: rain,
             rain_24h_mm: rain,
+            rain_12h_mm: None,
             water_level_m: rise.map(|_| 2.0),
             rise_rate_m_per_h: rise,
             coverage: 12,

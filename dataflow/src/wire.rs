@@ -145,6 +145,7 @@ mod tests {
                 rain_1h_mm: Some(11.0),
                 rain_3h_mm: None,
                 rain_24h_mm: Some(80.0),
+                rain_12h_mm: Some(40.0),
                 water_level_m: None,
                 rise_rate_m_per_h: None,
                 coverage: 1,

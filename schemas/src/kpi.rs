@@ -442,6 +442,10 @@ pub struct HydrologyKpi {
     pub rain_3h_mm: Option<f64>,
     /// Over 24 hours, mm.
     pub rain_24h_mm: Option<f64>,
+    /// Over 12 hours, mm: with the 24-hour total, the span the heavy-rain warnings and risk
+    /// levels of Quyết định 18/2021/QĐ-TTg are stated in. None in rows written before it.
+    #[serde(default)]
+    pub rain_12h_mm: Option<f64>,
     /// Mean water level in the window, m (flood gauges).
     pub water_level_m: Option<f64>,
     /// Rise of the mean level over the last 15 minutes, in m/h (negative when falling).

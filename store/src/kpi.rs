@@ -374,6 +374,9 @@ pub struct HydrologyKpiRow {
     pub rise_rate_m_per_h: Option<f64>,
     /// Base windows behind the longest figure; the replacing version.
     pub coverage: u32,
+    /// Rain over 12 hours, mm (migration 8). Last, so spool records written before it read
+    /// back.
+    pub rain_12h_mm: Option<f64>,
 }
 
 impl From<&HydrologyKpi> for HydrologyKpiRow {
@@ -393,6 +396,7 @@ impl From<&HydrologyKpi> for HydrologyKpiRow {
             water_level_m: k.water_level_m,
             rise_rate_m_per_h: k.rise_rate_m_per_h,
             coverage: k.coverage,
+            rain_12h_mm: k.rain_12h_mm,
         }
     }
 }

@@ -216,6 +216,13 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 ),
             ],
         },
+        Migration {
+            version: 8,
+            name: "kpi_hydrology.rain_12h_mm",
+            statements: vec![format!(
+                "ALTER TABLE {db}.kpi_hydrology ADD COLUMN rain_12h_mm Nullable(Float64)"
+            )],
+        },
     ])
 }
 

@@ -439,6 +439,7 @@ fn hydrology(
         rain_1h_mm: rain_24h.map(|_| 6.0),
         rain_3h_mm: rain_24h.map(|_| 15.0),
         rain_24h_mm: rain_24h,
+        rain_12h_mm: None,
         water_level_m: level_m,
         rise_rate_m_per_h: level_m.map(|_| 0.12),
         coverage,
@@ -1328,7 +1329,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4, 5, 6, 7]);
+    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();

@@ -356,6 +356,7 @@ impl DeviceKpis {
             rain_1h_mm: Some(over(HOUR_MS)),
             rain_3h_mm: Some(over(3 * HOUR_MS)),
             rain_24h_mm: Some(over(DAY_MS)),
+            rain_12h_mm: Some(over(12 * HOUR_MS)),
             water_level_m: None,
             rise_rate_m_per_h: None,
             coverage: history.len() as u32,
@@ -384,6 +385,7 @@ impl DeviceKpis {
             rain_1h_mm: None,
             rain_3h_mm: None,
             rain_24h_mm: None,
+            rain_12h_mm: None,
             water_level_m: Some(mean),
             rise_rate_m_per_h: rise,
             coverage: history.len() as u32,
@@ -963,6 +965,34 @@ mod tests {
         assert_eq!(d.pm25, Some(25.0));
         assert_eq!(d.aqi_pm25, Some(50));
         assert_eq!(d.coverage, 18 * 12);
+    }
+
+    #[test]
+    fn rain_totals_over_1_3_12_and_24_hours() {
+        let mut k = DeviceKpis::default();
+        let mut last = None;
+        // 14 hours: 1 mm a window for 2 hours, then 2 mm a window for 12 hours.
+        for i in 1..=168u64 {
+            let end = T0 + i * BASE_WINDOW_MS;
+            let mm = if i <= 24 { 1.0 } else { 2.0 };
+            k.take(KpiInput::Window(window(
+                "rg12",
+                Kind::Sensor,
+                "rainfall_mm",
+                end,
+                &[mm],
+            )));
+            for kpi in close(&mut k, end) {
+                if let Kpi::Hydrology(h) = kpi {
+                    last = Some(h);
+                }
+            }
+        }
+        let h = last.unwrap();
+        assert_eq!(
+            (h.rain_1h_mm, h.rain_3h_mm, h.rain_12h_mm, h.rain_24h_mm),
+            (Some(24.0), Some(72.0), Some(288.0), Some(312.0))
+        );
     }
 
     #[test]
