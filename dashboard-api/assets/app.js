@@ -286,8 +286,14 @@ function applyAlert(ev) {
   }
 }
 
+// Alerts the operator acted on stay in view this long, even when more open alerts than the
+// list holds come first (an acknowledged alert must not vanish from under the click).
+const ACTED_ON_VISIBLE_MS = 120_000;
+const actedOn = new Map(); // alert id -> when the operator acted on it (ms)
+
 async function act(id, action, button) {
   const row = button.closest('[data-alert-id]');
+  actedOn.set(id, Date.now());
   for (const b of row.querySelectorAll('button')) b.disabled = true;
   try {
     const body = state.config.auth ? {} : { actor: 'dashboard' };
@@ -450,7 +456,9 @@ function renderAlerts() {
       SEVERITY_RANK[x.severity] - SEVERITY_RANK[y.severity] ||
       y.updated_ms - x.updated_ms,
   );
-  const shown = all.slice(0, MAX_ALERT_ROWS);
+  const now = Date.now();
+  for (const [id, at] of actedOn) if (now - at > ACTED_ON_VISIBLE_MS) actedOn.delete(id);
+  const shown = all.filter((a, i) => i < MAX_ALERT_ROWS || actedOn.has(a.id));
   const open = all.filter((a) => a.state !== 'resolved').length;
   $('#alert-count').textContent = `${number(open)} ${t('alerts.open')}`;
   $('#alert-count').dataset.open = String(open);
