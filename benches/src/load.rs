@@ -33,10 +33,6 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
-/// mimalloc: the hot path allocates and frees a reading's strings (README, BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Longest wait for any one phase.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 

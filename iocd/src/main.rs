@@ -9,10 +9,6 @@ use figment::providers::Serialized;
 use figment::Figment;
 use iocd::config::{self, Config};
 
-/// mimalloc: the hot path allocates and frees a reading's strings (README, BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Da Nang IOC streaming backend.
 #[derive(Debug, Parser)]
 #[command(name = "iocd", version, about)]
