@@ -308,6 +308,16 @@ mod tests {
         out
     }
 
+    /// The district traffic row of `slug` among `out`.
+    fn district_row<'a>(out: &'a [Kpi], slug: &str) -> &'a TrafficKpi {
+        out.iter()
+            .find_map(|k| match k {
+                Kpi::Traffic(t) if t.entity_id == slug => Some(t),
+                _ => None,
+            })
+            .expect("a district traffic row")
+    }
+
     #[test]
     fn district_traffic_sums_volume_and_averages_speed() {
         let mut city = CityKpis::default();
@@ -330,13 +340,7 @@ mod tests {
             45.0,
         )));
         let out = close(&mut city);
-        let hai_chau = out
-            .iter()
-            .find_map(|k| match k {
-                Kpi::Traffic(t) if t.entity_id == "hai_chau" => Some(t),
-                _ => None,
-            })
-            .unwrap();
+        let hai_chau = district_row(&out, "hai_chau");
         assert_eq!(hai_chau.junctions, 2);
         assert_eq!(hai_chau.volume_veh_h, 1800.0);
         // Weighted by volume: (1200 × 30 + 600 × 10) / 1800 = 23.3 km/h, 46.7 % of the default
@@ -374,13 +378,7 @@ mod tests {
             Congestion::F,
         )));
         let out = close(&mut city);
-        let son_tra = out
-            .iter()
-            .find_map(|k| match k {
-                Kpi::Traffic(t) if t.entity_id == "son_tra" => Some(t),
-                _ => None,
-            })
-            .unwrap();
+        let son_tra = district_row(&out, "son_tra");
         assert_eq!(son_tra.level, Congestion::C);
         assert_eq!(son_tra.free_flow_kmh, Some(45.0));
         // The lane's jammed approach shows as the district's worst.
