@@ -18,7 +18,7 @@
 //! | `camera` (`district`) | district slug | `events.<type>`, `per_hour.<type>`, `cameras.<type>` for each camera event type (`crowd_gathering`, `accident`, …) and `violations`; `violations_per_100_vehicles` |
 //! | `air` (`device`) | station id | hourly (NowCast PM): `aqi` (only when the AQI exists), `pm25`, `pm10`, `o3`, `no2`, `so2`, `co` (µg/m³), `aqi_pm25`, `aqi_pm10`, `aqi_o3`, `aqi_no2`, `aqi_so2`, `aqi_co`; daily: the same names ending in `_day` (`aqi_day`, `pm25_day`, …), and `o3_8h_day` |
 //! | `water` (`device`) | station id; `<station>.<parameter>` for `exceeded` | `<parameter>` (its window mean: `ph`, `do`, `cod`, …), `exceeded` (1 outside the national limits, else 0) |
-//! | `hydrology` (`device`) | gauge id | `rain_mm`, `rain_1h_mm`, `rain_3h_mm`, `rain_12h_mm`, `rain_24h_mm` (rain gauges), `water_level_m`, `rise_rate_m_per_h` (flood gauges) |
+//! | `hydrology` (`device`) | gauge id | `rain_mm`, `rain_1h_mm`, `rain_3h_mm`, `rain_12h_mm`, `rain_24h_mm` (rain gauges), `water_level_m`, `rise_rate_m_per_h` (flood gauges), `alarm_level` (0–3, river gauges with flood alarm levels) |
 //! | `bridge` (`device`) | bridge monitor id | `wind_mean_ms`, `wind_max_ms`, `strain_mean_ue`, `strain_min_ue`, `strain_max_ue`, `temperature_c`, `humidity_pct` |
 //! | `health` (`device`) | device id | `offline` (1 offline or never seen, else 0), `completeness_pct`, `readings`, `silent_s` (seconds from the last event seen to the window's end; `+∞` for a never-seen device: what `absence` rules read) |
 //! | `health` (`district`, `department`, `city`) | district / department slug, `da_nang` | `offline` (devices offline), `online`, `devices`, `offline_pct`, `completeness_pct`, `readings` |
@@ -156,7 +156,8 @@ const AIR_FIELDS: [&str; 14] = [
     "aqi", "pm25", "pm10", "o3", "no2", "so2", "co", "o3_8h", "aqi_pm25", "aqi_pm10", "aqi_o3",
     "aqi_no2", "aqi_so2", "aqi_co",
 ];
-const HYDROLOGY_FIELDS: [&str; 7] = [
+const HYDROLOGY_FIELDS: [&str; 8] = [
+    "alarm_level",
     "rain_mm",
     "rain_1h_mm",
     "rain_3h_mm",
@@ -488,6 +489,7 @@ pub fn observations_of_kpi(kpi: &Kpi) -> Vec<Observation> {
             push("rain_24h_mm", k.rain_24h_mm);
             push("water_level_m", k.water_level_m);
             push("rise_rate_m_per_h", k.rise_rate_m_per_h);
+            push("alarm_level", k.alarm_level.map(f64::from));
         }
         Kpi::Bridge(k) => {
             push("wind_mean_ms", k.wind_mean_ms);
@@ -1701,9 +1703,34 @@ mod tests {
         })
     }
 
+    /// Feeds one KPI row per step through the default rules and lists, after each, the open
+    /// rules whose id starts with `prefix` (without it, sorted, comma-joined).
+    fn open_default_rules(rows: impl IntoIterator<Item = Kpi>, prefix: &str) -> Vec<String> {
+        let mut e = Engine::new(RuleSet::da_nang().unwrap());
+        let mut open = BTreeSet::new();
+        rows.into_iter()
+            .map(|row| {
+                for o in observations_of_kpi(&row) {
+                    for v in e.observe(&o) {
+                        if v.rule_id.starts_with(prefix) {
+                            if v.breached {
+                                open.insert(v.rule_id);
+                            } else {
+                                open.remove(&v.rule_id);
+                            }
+                        }
+                    }
+                }
+                open.iter()
+                    .map(|r| r.trim_start_matches(prefix))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    }
+
     #[test]
     fn bridge_wind_steps_by_beaufort_force_on_the_5_minute_mean() {
-        let mut e = Engine::new(RuleSet::da_nang().unwrap());
         let bridge = |i: u64, mean: f64| {
             Kpi::Bridge(ioc_schemas::BridgeKpi {
                 device_id: "bridge-thuan_phuoc".into(),
@@ -1719,34 +1746,12 @@ mod tests {
                 humidity_pct: None,
             })
         };
-        let mut open = BTreeSet::new();
-        let mut steps = Vec::new();
         // Each step at the force's lower bound (WMO): 10.7 is force 5, 10.8 force 6, 13.9
         // force 7, 24.5 force 10; then back down, each clearing below its margin.
-        for (i, mean) in [10.7, 10.8, 13.8, 13.9, 24.4, 24.5, 22.9, 12.9, 9.9]
-            .into_iter()
-            .enumerate()
-        {
-            for o in observations_of_kpi(&bridge(i as u64, mean)) {
-                for v in e.observe(&o) {
-                    if v.rule_id.starts_with("bridge_wind_force") {
-                        if v.breached {
-                            open.insert(v.rule_id);
-                        } else {
-                            open.remove(&v.rule_id);
-                        }
-                    }
-                }
-            }
-            steps.push(
-                open.iter()
-                    .map(|r| r.trim_start_matches("bridge_wind_"))
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
-        }
+        let means = [10.7, 10.8, 13.8, 13.9, 24.4, 24.5, 22.9, 12.9, 9.9];
+        let rows = (0..).zip(means).map(|(i, mean)| bridge(i, mean));
         assert_eq!(
-            steps,
+            open_default_rules(rows, "bridge_wind_"),
             [
                 "",
                 "force6",
@@ -1758,6 +1763,81 @@ mod tests {
                 "force6",
                 "",
             ]
+        );
+    }
+
+    fn hydrology_row(i: u64, gauge: &str, f: impl FnOnce(&mut HydrologyKpi)) -> Kpi {
+        let mut row = HydrologyKpi {
+            gauge_id: gauge.into(),
+            district: District::HoaVang,
+            window_start_ms: T0 + i * 5 * MIN,
+            window_size_ms: 5 * MIN,
+            rain_mm: None,
+            rain_1h_mm: None,
+            rain_3h_mm: None,
+            rain_24h_mm: None,
+            rain_12h_mm: None,
+            water_level_m: None,
+            rise_rate_m_per_h: None,
+            coverage: 288,
+            alarm_level: None,
+        };
+        f(&mut row);
+        Kpi::Hydrology(row)
+    }
+
+    #[test]
+    fn rain_totals_step_through_the_bands_of_decision_18_2021() {
+        // (12-hour, 24-hour) totals, mm: each band's edge, then back down past each clear.
+        let totals = [
+            (49.9, 60.0),
+            (50.0, 99.9),
+            (60.0, 100.0),
+            (60.0, 199.9),
+            (60.0, 200.0),
+            (60.0, 399.9),
+            (60.0, 400.0),
+            (45.0, 360.0),
+            (45.0, 340.0),
+            (45.0, 160.0),
+            (39.9, 79.9),
+        ];
+        let rows = (0..).zip(totals).map(|(i, (h12, h24))| {
+            hydrology_row(i, "rain-hoa_vang-01", |r| {
+                r.rain_12h_mm = Some(h12);
+                r.rain_24h_mm = Some(h24);
+            })
+        });
+        assert_eq!(
+            open_default_rules(rows, "rain_"),
+            [
+                "",
+                "12h_50mm",
+                "12h_50mm,24h_100mm",
+                "12h_50mm,24h_100mm",
+                "12h_50mm,24h_100mm,24h_200mm",
+                "12h_50mm,24h_100mm,24h_200mm",
+                "12h_50mm,24h_100mm,24h_200mm,24h_400mm",
+                "12h_50mm,24h_100mm,24h_200mm,24h_400mm",
+                "12h_50mm,24h_100mm,24h_200mm",
+                "12h_50mm,24h_100mm",
+                "",
+            ]
+        );
+    }
+
+    #[test]
+    fn flood_alarm_rules_follow_the_level_reached() {
+        let levels = [0, 1, 2, 3, 2, 1, 0];
+        let rows = (0..).zip(levels).map(|(i, level)| {
+            hydrology_row(i, "hydro-ai_nghia", |r| {
+                r.water_level_m = Some(5.0 + f64::from(level));
+                r.alarm_level = Some(level);
+            })
+        });
+        assert_eq!(
+            open_default_rules(rows, "flood_alarm_"),
+            ["", "1", "1,2", "1,2,3", "1,2", "1", ""]
         );
     }
 
@@ -1963,6 +2043,7 @@ mod tests {
             water_level_m: rise.map(|_| 2.0),
             rise_rate_m_per_h: rise,
             coverage: 12,
+            alarm_level: None,
         })
     }
 

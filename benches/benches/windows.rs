@@ -45,6 +45,8 @@ fn registry() -> Vec<Device> {
             department: Department::DisasterPrevention,
             expected_interval_s: 10,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: None,
         })
         .collect()
 }

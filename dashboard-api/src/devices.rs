@@ -344,6 +344,8 @@ mod tests {
             department: Department::Environment,
             expected_interval_s: 60,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: None,
         }
     }
 

@@ -26,6 +26,8 @@ fn station(id: &str, district: District) -> Device {
         department: Department::Environment,
         expected_interval_s: 60,
         free_flow_kmh: None,
+        water_class: None,
+        flood_alarm_m: None,
     }
 }
 
@@ -40,6 +42,8 @@ fn junction(id: &str) -> Device {
         department: Department::Transport,
         expected_interval_s: 30,
         free_flow_kmh: Some(40.0),
+        water_class: None,
+        flood_alarm_m: None,
     }
 }
 
@@ -367,6 +371,16 @@ async fn bad_bodies_name_the_field_and_never_reach_the_pipeline() -> anyhow::Res
             "1 to",
         ),
         (with("free_flow_kmh", json!(-5)), "free_flow_kmh", "km/h"),
+        (
+            with("flood_alarm_m", json!([1.8, 1.0, 2.5])),
+            "flood_alarm_m",
+            "rising",
+        ),
+        (
+            with("water_class", json!("river_z")),
+            "water_class",
+            "unknown variant",
+        ),
     ];
     for (bad, field, says) in cases {
         for (method, path) in [

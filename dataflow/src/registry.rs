@@ -8,7 +8,7 @@
 //! within the lateness sees the registry of its own time.
 
 use differential_dataflow::{Hashable, VecCollection};
-use ioc_schemas::{Department, Device, District, Kind, Medium};
+use ioc_schemas::{Department, Device, District, Kind, Medium, WaterClass};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -30,6 +30,10 @@ pub struct DeviceMeta {
     pub expected_interval_s: u32,
     /// A junction's free-flow speed in tenths of km/h (an integer, so entries are ordered).
     pub free_flow_dkmh: u32,
+    /// A water station's class.
+    pub water_class: Option<WaterClass>,
+    /// A river gauge's flood alarm levels I, II and III in millimetres (integers, as above).
+    pub flood_alarm_mm: Option<[i64; 3]>,
 }
 
 impl DeviceMeta {
@@ -44,7 +48,17 @@ impl DeviceMeta {
             department: device.department,
             expected_interval_s: device.expected_interval_s,
             free_flow_dkmh: (free_flow * 10.0).round() as u32,
+            water_class: device.water_class,
+            flood_alarm_mm: device
+                .flood_alarm_m
+                .map(|levels| levels.map(|m| (m * 1000.0).round() as i64)),
         }
+    }
+
+    /// A river gauge's flood alarm levels I, II and III, m.
+    pub fn flood_alarm_m(&self) -> Option<[f64; 3]> {
+        self.flood_alarm_mm
+            .map(|levels| levels.map(|mm| mm as f64 / 1000.0))
     }
 
     /// The junction's free-flow speed, km/h.
@@ -321,6 +335,8 @@ mod tests {
             department: Department::DisasterPrevention,
             expected_interval_s: 60,
             free_flow_dkmh: 500,
+            water_class: None,
+            flood_alarm_mm: None,
         }
     }
 

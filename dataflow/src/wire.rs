@@ -149,6 +149,7 @@ mod tests {
                 water_level_m: None,
                 rise_rate_m_per_h: None,
                 coverage: 1,
+                alarm_level: None,
             }),
             Kpi::Bridge(BridgeKpi {
                 device_id: "bridge-1".into(),

@@ -63,6 +63,8 @@ fn gauge(id: &str, district: District) -> Device {
         department: Department::DisasterPrevention,
         expected_interval_s: 60,
         free_flow_kmh: None,
+        water_class: None,
+        flood_alarm_m: None,
     }
 }
 

@@ -198,7 +198,7 @@ mod tests {
         let devices = initial_devices(&RegistryConfig::default(), None)
             .await
             .unwrap();
-        assert_eq!(devices.len(), 474);
+        assert_eq!(devices.len(), 476);
         assert!(devices.contains_key("tsc-hai_chau-001"));
     }
 

@@ -84,6 +84,8 @@ async fn an_alert_is_notified_acknowledged_stored_and_survives_a_restart() {
         department,
         expected_interval_s: 60,
         free_flow_kmh: None,
+        water_class: None,
+        flood_alarm_m: None,
     };
     let fleet = dir.join("fleet.json");
     std::fs::write(

@@ -38,6 +38,8 @@ fn device(
         department,
         expected_interval_s: interval_s,
         free_flow_kmh: None,
+        water_class: None,
+        flood_alarm_m: None,
     }
 }
 

@@ -73,7 +73,7 @@ async fn the_demo_lists_the_whole_fleet() {
     let token = Some(token.as_str());
     let (status, list) = common::http_as(addr, "GET", "/api/v1/devices", "", token).await;
     assert_eq!(status, 200);
-    assert_eq!(list["count"], 474);
+    assert_eq!(list["count"], 476);
     let devices = list["devices"].as_array().unwrap();
     let of_kind = |kind: &str| devices.iter().filter(|d| d["kind"] == kind).count();
     assert_eq!(of_kind("traffic_signal"), 166);
@@ -132,7 +132,7 @@ async fn the_demo_lists_the_whole_fleet() {
     assert_eq!(status, 200);
     assert_eq!(got["name"], "Trạm đo mưa thử", "{got}");
     let (_, list) = common::http_as(addr, "GET", "/api/v1/devices", "", token).await;
-    assert_eq!(list["count"], 475);
+    assert_eq!(list["count"], 477);
 
     // Without ClickHouse, KPI history comes from memory, and says so.
     let (status, history) = common::http_as(addr, "GET", "/api/v1/kpis/health", "", token).await;

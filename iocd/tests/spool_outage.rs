@@ -500,6 +500,8 @@ async fn the_spool_rides_out_a_clickhouse_outage_under_live_load_and_two_kills()
         department: Department::Construction,
         expected_interval_s: interval_s,
         free_flow_kmh: None,
+        water_class: None,
+        flood_alarm_m: None,
     };
     let mut fleet: Vec<Device> = mqtt_gauges
         .iter()

@@ -68,6 +68,8 @@ async fn a_delivery_pending_when_iocd_is_killed_goes_out_after_the_restart() {
             department: Department::Construction,
             expected_interval_s: 10,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: None,
         }]),
     )
     .unwrap();

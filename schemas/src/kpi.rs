@@ -453,6 +453,11 @@ pub struct HydrologyKpi {
     /// Base windows behind the longest figure: a rebuilt partial sum never replaces a
     /// complete one.
     pub coverage: u32,
+    /// At a river gauge with flood alarm levels in the registry: the highest level the window's
+    /// mean water level has reached, 0 (below báo động I) to 3 (báo động III or above,
+    /// Quyết định 05/2020/QĐ-TTg). None at other gauges and in rows written before it.
+    #[serde(default)]
+    pub alarm_level: Option<u8>,
 }
 
 /// Wind and strain at a bridge over a window.

@@ -33,7 +33,7 @@ pub use reading::{
 };
 pub use registry::{
     fleet_json, parse_fleet, Department, Device, DeviceChange, FleetError, InvalidDevice,
-    DEFAULT_FLEET_JSON,
+    WaterClass, DEFAULT_FLEET_JSON,
 };
 pub use reject::{RejectCode, Rejection};
 pub use topic::{parse_topic, reading_topic, TopicParts, TOPIC_PREFIX};

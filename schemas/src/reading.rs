@@ -283,8 +283,10 @@ pub struct EnvironmentBody {
     /// What the station samples.
     pub medium: Medium,
     /// Measured values by name. Air in µg/m³: `pm25`, `pm10`, `o3`, `no2`, `so2`, `co`.
-    /// Water: `ph`, `do` (mg/L), `cod`, `bod5`, `tss`, `nh4` (mg/L), `turbidity` (NTU),
-    /// `temperature` (°C). Other snake_case names are accepted. At least 1, at most 64.
+    /// Water: `ph`, `do` (mg/L), `cod`, `bod5`, `toc`, `tss`, `nh4` (as N), `tp` (total
+    /// phosphorus), `tn` (total nitrogen) (mg/L), `coliform` (MPN/100 mL), `turbidity` (NTU),
+    /// `temperature` (°C, which the VN_WQI needs for dissolved oxygen). Other snake_case names
+    /// are accepted. At least 1, at most 64.
     pub measurements: BTreeMap<String, f64>,
     /// The unit of a measurement sent in another unit than the one above, by name: the air
     /// pollutants in `µg/m³` or `mg/m³` (also written `ug/m3`, `mg/m3`), the water ones in
@@ -299,7 +301,7 @@ pub struct EnvironmentBody {
 /// was sent in; `None` for a unit not accepted for it.
 fn unit_factor(measurement: &str, unit: &str) -> Option<f64> {
     const AIR: [&str; 6] = ["pm25", "pm10", "o3", "no2", "so2", "co"];
-    const WATER_MG_L: [&str; 5] = ["do", "cod", "bod5", "tss", "nh4"];
+    const WATER_MG_L: [&str; 8] = ["do", "cod", "bod5", "toc", "tss", "nh4", "tp", "tn"];
     if AIR.contains(&measurement) {
         match unit {
             "µg/m³" | "µg/m3" | "ug/m3" | "ug/m³" => Some(1.0),

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::district::District;
-use crate::reading::{check_id, Kind};
+use crate::reading::{check_id, Kind, Medium};
 
 /// The checked-in description of Da Nang's fleet.
 pub const DEFAULT_FLEET_JSON: &str = include_str!("../../registry/da_nang.json");
@@ -112,6 +112,86 @@ pub struct Device {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 200.0))]
     pub free_flow_kmh: Option<f64>,
+    /// For a water-quality station: the class it is judged against. When absent, the class
+    /// follows the medium its readings name (see [`WaterClass::default_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub water_class: Option<WaterClass>,
+    /// For a river gauge: the water levels of flood alarm levels I, II and III (mực nước báo
+    /// động 1, 2, 3 of Quyết định 05/2020/QĐ-TTg) in metres, on the datum its readings use;
+    /// rising.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood_alarm_m: Option<[f64; 3]>,
+}
+
+/// The water-quality class a station is judged against: the national technical regulation,
+/// its table and, for surface water, the quality level the water body is managed for. The
+/// limits are in `ioc_dataflow::kpi::water`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WaterClass {
+    /// QCVN 08:2023/BTNMT, rivers, streams and canals (Bảng 2), level A: good water, for
+    /// domestic supply after treatment. For rivers that feed a water plant's intake.
+    RiverA,
+    /// Bảng 2, level B: for industry and agriculture after treatment.
+    RiverB,
+    /// Bảng 2, level C.
+    RiverC,
+    /// QCVN 08:2023/BTNMT, lakes, ponds and lagoons (Bảng 3), level A.
+    LakeA,
+    /// Bảng 3, level B.
+    LakeB,
+    /// QCVN 10:2023/BTNMT, the coastal zone (vùng biển ven bờ, within 6 nautical miles of the
+    /// shore): beaches and ports alike.
+    Coastal,
+    /// QCVN 40:2011/BTNMT, industrial effluent, column B (discharge into water not used for
+    /// domestic supply).
+    EffluentB,
+}
+
+impl WaterClass {
+    /// Every class, in a stable order.
+    pub const ALL: [WaterClass; 7] = [
+        WaterClass::RiverA,
+        WaterClass::RiverB,
+        WaterClass::RiverC,
+        WaterClass::LakeA,
+        WaterClass::LakeB,
+        WaterClass::Coastal,
+        WaterClass::EffluentB,
+    ];
+
+    /// The ASCII id used in the registry and storage.
+    pub fn slug(self) -> &'static str {
+        match self {
+            WaterClass::RiverA => "river_a",
+            WaterClass::RiverB => "river_b",
+            WaterClass::RiverC => "river_c",
+            WaterClass::LakeA => "lake_a",
+            WaterClass::LakeB => "lake_b",
+            WaterClass::Coastal => "coastal",
+            WaterClass::EffluentB => "effluent_b",
+        }
+    }
+
+    /// Parses the slug.
+    pub fn from_slug(slug: &str) -> Option<WaterClass> {
+        WaterClass::ALL.into_iter().find(|c| c.slug() == slug)
+    }
+
+    /// The class of a station the registry gives none: river water at level B, other
+    /// surface water (lakes) at level B, sea water in the coastal zone, waste water at
+    /// column B; air has none.
+    pub fn default_for(medium: Medium) -> Option<WaterClass> {
+        match medium {
+            Medium::RiverWater => Some(WaterClass::RiverB),
+            Medium::SurfaceWater => Some(WaterClass::LakeB),
+            Medium::SeaWater => Some(WaterClass::Coastal),
+            Medium::WasteWater => Some(WaterClass::EffluentB),
+            Medium::Air => None,
+        }
+    }
 }
 
 /// Longest accepted device name, in bytes.
@@ -158,6 +238,15 @@ impl Device {
         if let Some(v) = self.free_flow_kmh {
             if !(v.is_finite() && v > 0.0 && v <= 200.0) {
                 return bad("free_flow_kmh", format!("{v} is not a speed in km/h"));
+            }
+        }
+        if let Some(levels) = self.flood_alarm_m {
+            let rising = levels.windows(2).all(|w| w[0] < w[1]);
+            if !(levels.iter().all(|v| v.is_finite() && v.abs() <= 200.0) && rising) {
+                return bad(
+                    "flood_alarm_m",
+                    format!("{levels:?} must be three rising levels in metres"),
+                );
             }
         }
         Ok(())
@@ -247,6 +336,8 @@ mod tests {
             department: Department::Transport,
             expected_interval_s: 30,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: None,
         }
     }
 
@@ -262,13 +353,17 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         type Breaks = fn(&mut Device);
-        let cases: [(&str, Breaks); 6] = [
+        let cases: [(&str, Breaks); 8] = [
             ("id", |d| d.id = "bad id".into()),
             ("name", |d| d.name = "  ".into()),
             ("lat", |d| d.lat = 91.0),
             ("lon", |d| d.lon = f64::NAN),
             ("expected_interval_s", |d| d.expected_interval_s = 0),
             ("free_flow_kmh", |d| d.free_flow_kmh = Some(-1.0)),
+            ("flood_alarm_m", |d| d.flood_alarm_m = Some([1.0, 1.8, 1.5])),
+            ("flood_alarm_m", |d| {
+                d.flood_alarm_m = Some([1.0, f64::NAN, 2.5])
+            }),
         ];
         for (field, break_it) in cases {
             let mut d = device();

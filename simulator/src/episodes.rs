@@ -580,17 +580,19 @@ impl EpisodePlan {
                         listed(&p.stations, id)
                     };
                 let f = &cfg.flood;
-                let pick = |ids: &[String], role: DeviceRole| {
+                let pick = |ids: &[String], role: fn(&DeviceRole) -> bool| {
                     f.enabled
-                        && d.role == role
+                        && role(&d.role)
                         && if ids.is_empty() {
                             d.district == f.district
                         } else {
                             listed(ids, id)
                         }
                 };
-                r.storm = pick(&f.rain_gauges, DeviceRole::RainGauge);
-                r.rising = pick(&f.flood_gauges, DeviceRole::FloodGauge);
+                r.storm = pick(&f.rain_gauges, |r| *r == DeviceRole::RainGauge);
+                r.rising = pick(&f.flood_gauges, |r| {
+                    matches!(r, DeviceRole::FloodGauge | DeviceRole::RiverGauge(_))
+                });
                 r.fault = cfg.junction_fault.enabled && listed(&cfg.junction_fault.junctions, id);
                 r.silent = cfg.silence.enabled && listed(&cfg.silence.devices, id);
             }
@@ -793,7 +795,8 @@ mod tests {
             .iter()
             .find(|w| w.kind == EpisodeKind::Flood)
             .unwrap();
-        assert_eq!(flood.devices.len(), 6 + 2, "{:?}", flood.devices);
+        // Six rain gauges, two flood gauges and the Ái Nghĩa river station.
+        assert_eq!(flood.devices.len(), 6 + 2 + 1, "{:?}", flood.devices);
     }
 
     #[test]
@@ -1331,20 +1334,28 @@ mod reading_tests {
             assert_eq!(of.len(), 288, "{id}: every 5 minutes for a day");
             of.iter().filter(|r| f(r)).count() as f64 / of.len() as f64
         };
-        // QCVN 08-MT:2015 B1: NH4 ≤ 0.9 mg/L, DO ≥ 4 mg/L.
+        // QCVN 08:2023: NH4 ≤ 0.3 mg/L everywhere (Bảng 1); level C asks DO ≥ 4, BOD5 ≤ 10.
         let nh4 = share("wq-phu_loc_lower", &|r| measurement(r, "nh4") > 0.9);
         assert!((0.2..0.8).contains(&nh4), "{nh4}");
         let low_do = share("wq-phu_loc_lower", &|r| measurement(r, "do") < 4.0);
         assert!((0.05..0.8).contains(&low_do), "{low_do}");
-        let clean = share("wq-han_lower", &|r| {
-            measurement(r, "nh4") > 0.9 || measurement(r, "do") < 4.0
+        let bod = share("wq-phu_loc_lower", &|r| measurement(r, "bod5") > 10.0);
+        assert!((0.2..0.95).contains(&bod), "{bod}");
+        // The lower Hàn mostly meets level B (DO ≥ 5, BOD5 ≤ 6, COD ≤ 15).
+        let breaks_b = share("wq-han_lower", &|r| {
+            measurement(r, "nh4") > 0.3
+                || measurement(r, "do") < 5.0
+                || measurement(r, "bod5") > 6.0
+                || measurement(r, "cod") > 15.0
         });
-        assert!(clean < 0.05, "{clean}");
+        assert!(breaks_b < 0.1, "{breaks_b}");
         let lake = share("wq-bau_trang", &|r| measurement(r, "nh4") > 0.9);
         assert!(lake > 0.1, "{lake}");
-        // QCVN 10-MT:2015 (beaches): TSS ≤ 50 mg/L.
+        // The coastal zone (QCVN 10:2023): TSS ≤ 50 mg/L, NH4 ≤ 0.1 mg/L.
         let tss = share("wq-tien_sa", &|r| measurement(r, "tss") > 50.0);
         assert!((0.02..0.4).contains(&tss), "{tss}");
+        let nh4 = share("wq-tien_sa", &|r| measurement(r, "nh4") > 0.1);
+        assert!(nh4 < 0.05, "{nh4}");
     }
 
     #[test]

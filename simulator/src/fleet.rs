@@ -3,7 +3,7 @@
 //! Ids and names do not depend on the seed (so a device registry built from one seed matches
 //! any other); the seed only places devices inside their district.
 
-use ioc_schemas::{Department, Device, District, Kind, Medium};
+use ioc_schemas::{Department, Device, District, Kind, Medium, WaterClass};
 
 use crate::error::SimulatorError;
 use crate::rng::Rng;
@@ -39,6 +39,69 @@ pub enum DeviceRole {
     RainGauge,
     /// A flood / water-level gauge (`water_level_m`).
     FloodGauge,
+    /// A hydrological station on a river (`water_level_m`) with flood alarm levels.
+    RiverGauge(RiverGauge),
+}
+
+/// A national hydrological station on one of the rivers that flood the city.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiverGauge {
+    /// Báo động I, II and III, m (Quyết định 05/2020/QĐ-TTg).
+    pub alarm_m: [f64; 3],
+    /// The usual water level, m.
+    pub normal_m: f64,
+    /// Half the tidal range at the station, m (0 above the tide's reach).
+    pub tide_m: f64,
+    /// How many times a flood episode's rise the river rises (a river gathering a basin's rain
+    /// rises faster than a street gauge).
+    pub flood_gain: f64,
+}
+
+/// The river stations: id, district, name, position and gauge. Levels from the hydro-met
+/// bulletins quoted in the README ("Flood alarm levels"); Ái Nghĩa stands in Đại Lộc, upstream
+/// of Hòa Vang, where its floods arrive.
+const RIVER_GAUGES: [(&str, District, &str, f64, f64, RiverGauge); 2] = [
+    (
+        "hydro-cam_le",
+        District::CamLe,
+        "Trạm thủy văn Cẩm Lệ (sông Cẩm Lệ)",
+        16.0128,
+        108.2046,
+        RiverGauge {
+            alarm_m: [1.0, 1.8, 2.5],
+            normal_m: 0.45,
+            tide_m: 0.35,
+            flood_gain: 1.5,
+        },
+    ),
+    (
+        "hydro-ai_nghia",
+        District::HoaVang,
+        "Trạm thủy văn Ái Nghĩa (sông Vu Gia)",
+        15.8836,
+        108.1176,
+        RiverGauge {
+            alarm_m: [6.5, 8.0, 9.0],
+            normal_m: 3.8,
+            tide_m: 0.0,
+            flood_gain: 4.5,
+        },
+    ),
+];
+
+/// The water-quality class of a station (QCVN 08:2023/BTNMT, QCVN 10:2023/BTNMT; limits in
+/// `ioc_dataflow::kpi::water`), chosen by what its water is used for.
+fn water_class(id: &str, medium: Medium) -> Option<WaterClass> {
+    match id {
+        // The Vu Gia feeds the Cầu Đỏ water plant's intake through the An Trạch weir, and the
+        // Túy Loan joins the Cẩm Lệ at the intake: drinking-water sources, level A.
+        "wq-vu_gia_thu_bon" | "wq-tuy_loan" => Some(WaterClass::RiverA),
+        // The lower Phú Lộc takes the city's untreated drainage: managed for level C.
+        "wq-phu_loc_lower" => Some(WaterClass::RiverC),
+        // Otherwise by medium: rivers (the lower Hàn, Cu Đê, the Cẩm Lệ below the intake) at
+        // level B, lakes at level B, the sea (beaches and Tiên Sa port) in the coastal zone.
+        _ => WaterClass::default_for(medium),
+    }
 }
 
 impl DeviceRole {
@@ -574,7 +637,7 @@ const PILOT_JUNCTION: &str = "Hà Huy Tập – Huỳnh Ngọc Huệ";
 
 impl Fleet {
     /// Da Nang's fleet: 166 junctions, 200 traffic cameras, 34 harbour cameras,
-    /// 36 environmental stations, 3 bridges, 25 rain and 10 flood gauges.
+    /// 36 environmental stations, 3 bridges, 25 rain and 10 flood gauges, 2 river stations.
     ///
     /// Ids, names and counts are the same for every seed; the seed jitters positions.
     pub fn da_nang(seed: u64) -> Fleet {
@@ -682,6 +745,19 @@ impl Fleet {
             });
         }
 
+        for (id, district, name, lat, lon, gauge) in RIVER_GAUGES {
+            devices.push(SimDevice {
+                id: id.to_owned(),
+                kind: Kind::Sensor,
+                district,
+                name_vi: name.to_owned(),
+                lat,
+                lon,
+                interval_s: FLOOD_INTERVAL_S,
+                role: DeviceRole::RiverGauge(gauge),
+            });
+        }
+
         for (id, district, name, lat, lon) in BRIDGES {
             devices.push(SimDevice {
                 id: id.to_owned(),
@@ -760,7 +836,9 @@ impl SimDevice {
             DeviceRole::HarbourCamera => Department::Police,
             DeviceRole::AirStation | DeviceRole::WaterStation { .. } => Department::Environment,
             DeviceRole::Bridge { .. } => Department::Construction,
-            DeviceRole::RainGauge | DeviceRole::FloodGauge => Department::DisasterPrevention,
+            DeviceRole::RainGauge | DeviceRole::FloodGauge | DeviceRole::RiverGauge(_) => {
+                Department::DisasterPrevention
+            }
         }
     }
 
@@ -778,6 +856,14 @@ impl SimDevice {
             department: self.department(),
             expected_interval_s: self.interval_s,
             free_flow_kmh: None,
+            water_class: match self.role {
+                DeviceRole::WaterStation { medium } => water_class(&self.id, medium),
+                _ => None,
+            },
+            flood_alarm_m: match self.role {
+                DeviceRole::RiverGauge(g) => Some(g.alarm_m),
+                _ => None,
+            },
         }
     }
 }
@@ -860,7 +946,14 @@ mod tests {
         );
         assert_eq!(count(&f, |d| d.role == DeviceRole::RainGauge), 25);
         assert_eq!(count(&f, |d| d.role == DeviceRole::FloodGauge), 10);
-        assert_eq!(f.devices.len(), 166 + 200 + 34 + 36 + 3 + 25 + 10);
+        let rivers: Vec<_> = f
+            .registry()
+            .into_iter()
+            .filter(|d| matches!(d.flood_alarm_m, Some(levels) if levels[0] > 0.0))
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(rivers, ["hydro-cam_le", "hydro-ai_nghia"]);
+        assert_eq!(f.devices.len(), 166 + 200 + 34 + 36 + 3 + 25 + 10 + 2);
         // Harbour cameras are all at Thọ Quang, in Sơn Trà.
         assert!(f
             .devices
@@ -974,7 +1067,9 @@ mod tests {
                 );
                 assert!(count(&f, |d| d.district == district) >= 20, "{district}");
             }
-            for d in &f.devices {
+            // Ái Nghĩa stands upstream in Đại Lộc (in the city since 2025, outside its old
+            // districts).
+            for d in f.devices.iter().filter(|d| d.id != "hydro-ai_nghia") {
                 assert!((15.95..=16.15).contains(&d.lat), "{} lat {}", d.id, d.lat);
                 let lon_range = if d.district == District::HoaVang {
                     108.0..=108.15

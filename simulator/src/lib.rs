@@ -39,7 +39,7 @@ pub use episodes::{
     JunctionFaultEpisode, PollutionEpisode, SilenceEpisode,
 };
 pub use error::SimulatorError;
-pub use fleet::{DeviceRole, Fleet, SimDevice, REGISTRY_SEED};
+pub use fleet::{DeviceRole, Fleet, RiverGauge, SimDevice, REGISTRY_SEED};
 pub use generator::{scenario_readings, Generator, MalformedReason, MessageClass, SimMessage};
 pub use kafka::{publish_kafka, KafkaSink};
 pub use publish::{publish_mqtt, PublishReport};

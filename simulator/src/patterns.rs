@@ -16,7 +16,7 @@ use ioc_schemas::{
 };
 
 use crate::episodes::Effect;
-use crate::fleet::{DeviceRole, SimDevice, BRIDGE_METRICS};
+use crate::fleet::{DeviceRole, RiverGauge, SimDevice, BRIDGE_METRICS};
 use crate::rng::Rng;
 
 const UTC_OFFSET_S: u64 = 7 * 3600;
@@ -151,6 +151,7 @@ pub(crate) fn make_body(
         DeviceRole::Bridge { .. } => Body::Sensor(bridge(rng, state, h)),
         DeviceRole::RainGauge => Body::Sensor(rain(rng, state, dt_s, effect)),
         DeviceRole::FloodGauge => Body::Sensor(flood(rng, state, t_ms, effect)),
+        DeviceRole::RiverGauge(g) => Body::Sensor(river(rng, state, t_ms, effect, g)),
     }
 }
 
@@ -414,10 +415,13 @@ fn water(
     let temperature = 26.5 + 0.4 * (air_temperature(h) - 27.5);
     // Photosynthesis: dissolved oxygen is highest in the afternoon, lowest at dawn.
     let do_day = 0.4 * (sun(h) - 0.4);
-    // The lower Phú Lộc takes untreated sewage (QCVN 08 B1: NH4 ≤ 0.9, DO ≥ 4, BOD5 ≤ 15,
-    // COD ≤ 30 mg/L); Tiên Sa port's water is stirred up by ships (QCVN 10: TSS ≤ 50 mg/L).
+    // The lower Phú Lộc takes untreated sewage (against QCVN 08:2023 level C: NH4 ≤ 0.3,
+    // DO ≥ 4, BOD5 ≤ 10, COD ≤ 20 mg/L); Tiên Sa port's water is stirred up by ships (the
+    // coastal zone of QCVN 10:2023: TSS ≤ 50 mg/L). The Vu Gia and Túy Loan, which feed the
+    // water plants, are clean enough for level A most of the time.
     let sewage = device.id == "wq-phu_loc_lower";
     let port = device.id == "wq-tien_sa";
+    let intake = matches!(device.id.as_str(), "wq-vu_gia_thu_bon" | "wq-tuy_loan");
     let mut m: BTreeMap<String, f64> = BTreeMap::new();
     let mut put = |k: &str, v: f64| {
         m.insert(k.to_owned(), r2(v));
@@ -428,10 +432,10 @@ fn water(
             put("do", (g(6.4, 0.35) + do_day).max(0.1));
             if port {
                 put("tss", g(36.0, 12.0).max(0.5));
-                put("nh4", g(0.25, 0.1).max(0.0));
+                put("nh4", g(0.06, 0.015).max(0.0));
             } else {
                 put("tss", g(14.0, 4.0).max(0.5));
-                put("nh4", g(0.08, 0.03).max(0.0));
+                put("nh4", g(0.04, 0.012).max(0.0));
             }
             put("salinity", g(32.0, 0.8).max(0.0));
             put("temperature", g(temperature + 0.5, 0.3));
@@ -446,13 +450,23 @@ fn water(
             put("turbidity", g(30.0, 8.0).max(0.5));
             put("temperature", g(temperature, 0.3));
         }
+        Medium::RiverWater if intake => {
+            put("ph", g(7.2, 0.15).clamp(0.0, 14.0));
+            put("do", (g(7.0, 0.3) + do_day).max(0.1));
+            put("cod", g(7.0, 1.2).max(0.5));
+            put("bod5", g(2.8, 0.5).max(0.2));
+            put("tss", g(16.0, 3.0).max(0.5));
+            put("nh4", g(0.12, 0.04).max(0.0));
+            put("turbidity", g(12.0, 4.0).max(0.5));
+            put("temperature", g(temperature - 0.5, 0.3));
+        }
         Medium::RiverWater => {
             put("ph", g(7.1, 0.2).clamp(0.0, 14.0));
-            put("do", (g(5.6, 0.6) + do_day).max(0.1));
-            put("cod", g(14.0, 4.0).max(0.5));
-            put("bod5", g(6.0, 2.0).max(0.2));
+            put("do", (g(6.0, 0.3) + do_day).max(0.1));
+            put("cod", g(11.0, 1.5).max(0.5));
+            put("bod5", g(4.5, 0.6).max(0.2));
             put("tss", g(35.0, 12.0).max(0.5));
-            put("nh4", g(0.4, 0.15).max(0.0));
+            put("nh4", g(0.18, 0.04).max(0.0));
             put("turbidity", g(25.0, 8.0).max(0.5));
             put("temperature", g(temperature, 0.3));
         }
@@ -558,6 +572,22 @@ fn flood(rng: &mut Rng, state: &mut DeviceState, t_ms: u64, effect: &Effect) -> 
     let t = (t_ms / 1000) as f64;
     let tide = 0.3 * (t / TIDE_PERIOD_S * std::f64::consts::TAU + state.phase).sin();
     let level = 0.6 * state.factor + 0.4 + tide + 0.03 * n + effect.flood_rise_m;
+    sensor("water_level_m", level.max(0.0), "m")
+}
+
+/// A river station: its usual level, the tide where it reaches, and a flood episode's rise
+/// times the river's gain.
+fn river(
+    rng: &mut Rng,
+    state: &mut DeviceState,
+    t_ms: u64,
+    effect: &Effect,
+    gauge: &RiverGauge,
+) -> SensorBody {
+    let n = state.step_noise(rng);
+    let t = (t_ms / 1000) as f64;
+    let tide = gauge.tide_m * (t / TIDE_PERIOD_S * std::f64::consts::TAU + state.phase).sin();
+    let level = gauge.normal_m + tide + 0.03 * n + gauge.flood_gain * effect.flood_rise_m;
     sensor("water_level_m", level.max(0.0), "m")
 }
 

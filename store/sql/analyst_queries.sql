@@ -113,6 +113,30 @@ GROUP BY station_id, station_name, medium, parameter
 HAVING exceedances > 0
 ORDER BY exceedances DESC, station_id, parameter;
 
+-- Flood alarm levels reached per river station and local day over the last 7 days: the highest level (0 below báo động I, up to 3), the highest 5-minute mean water level and the station's alarm levels I, II, III in metres
+SELECT
+    local_day,
+    gauge_id,
+    gauge_name,
+    max(level_reached) AS alarm_level,
+    max(water_level) AS max_water_level_m,
+    any(alarm_levels_m) AS alarm_levels_m
+FROM
+(
+    SELECT toDate(window_start, 'Asia/Ho_Chi_Minh') AS local_day, gauge_id, assumeNotNull(alarm_level) AS level_reached, assumeNotNull(water_level_m) AS water_level
+    FROM ioc.kpi_hydrology FINAL
+    WHERE alarm_level IS NOT NULL
+      AND toDate(window_start, 'Asia/Ho_Chi_Minh') >= toDate(now(), 'Asia/Ho_Chi_Minh') - 6
+)
+LEFT JOIN
+(
+    SELECT id AS gauge_id, name AS gauge_name, flood_alarm_m AS alarm_levels_m
+    FROM ioc.devices FINAL
+)
+USING gauge_id
+GROUP BY local_day, gauge_id, gauge_name
+ORDER BY local_day, gauge_id;
+
 -- Camera violations (red light, lane, wrong way) per district and local hour today, from 5-minute windows, with violations per 100 vehicles seen
 SELECT
     district,

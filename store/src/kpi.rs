@@ -377,6 +377,8 @@ pub struct HydrologyKpiRow {
     /// Rain over 12 hours, mm (migration 8). Last, so spool records written before it read
     /// back.
     pub rain_12h_mm: Option<f64>,
+    /// Flood alarm level reached, 0 to 3 (migration 9). Last, for the spool.
+    pub alarm_level: Option<u8>,
 }
 
 impl From<&HydrologyKpi> for HydrologyKpiRow {
@@ -397,6 +399,7 @@ impl From<&HydrologyKpi> for HydrologyKpiRow {
             rise_rate_m_per_h: k.rise_rate_m_per_h,
             coverage: k.coverage,
             rain_12h_mm: k.rain_12h_mm,
+            alarm_level: k.alarm_level,
         }
     }
 }

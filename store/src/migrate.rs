@@ -223,6 +223,17 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 "ALTER TABLE {db}.kpi_hydrology ADD COLUMN rain_12h_mm Nullable(Float64)"
             )],
         },
+        Migration {
+            version: 9,
+            name: "devices.water_class, flood_alarm_m; kpi_hydrology.alarm_level",
+            // The water-quality class of a station and the flood alarm levels of a river
+            // gauge (issue 15), and the alarm level a gauge's water has reached.
+            statements: vec![
+                format!("ALTER TABLE {db}.devices ADD COLUMN water_class Nullable(String)"),
+                format!("ALTER TABLE {db}.devices ADD COLUMN flood_alarm_m Array(Float64)"),
+                format!("ALTER TABLE {db}.kpi_hydrology ADD COLUMN alarm_level Nullable(UInt8)"),
+            ],
+        },
     ])
 }
 

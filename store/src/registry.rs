@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ioc_schemas::{Department, Device, DeviceChange, District, Kind};
+use ioc_schemas::{Department, Device, DeviceChange, District, Kind, WaterClass};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -37,6 +37,10 @@ pub struct DeviceRow {
     pub expected_interval_s: u32,
     /// Free-flow speed of a junction, km/h.
     pub free_flow_kmh: Option<f64>,
+    /// A water station's class slug (migration 9).
+    pub water_class: Option<String>,
+    /// A river gauge's flood alarm levels I, II and III, m; empty for none (migration 9).
+    pub flood_alarm_m: Vec<f64>,
     /// When the change was made, whole seconds.
     pub updated: u32,
     /// When the change was made, epoch ms: the replacing version (the newest change wins).
@@ -58,6 +62,8 @@ impl DeviceRow {
             department: department_code(d.department),
             expected_interval_s: d.expected_interval_s,
             free_flow_kmh: d.free_flow_kmh,
+            water_class: d.water_class.map(|c| c.slug().to_owned()),
+            flood_alarm_m: d.flood_alarm_m.map(Vec::from).unwrap_or_default(),
             updated: seconds(at_ms),
             updated_ms: at_ms,
             deleted: 0,
@@ -78,6 +84,8 @@ impl DeviceRow {
             department: 1,
             expected_interval_s: 0,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: Vec::new(),
             updated: 0,
             updated_ms: 0,
             deleted: 1,
@@ -103,6 +111,31 @@ impl DeviceRow {
             department: decode(&Department::ALL, self.department, "department", &self.id)?,
             expected_interval_s: self.expected_interval_s,
             free_flow_kmh: self.free_flow_kmh,
+            water_class: match &self.water_class {
+                None => None,
+                Some(slug) => {
+                    Some(
+                        WaterClass::from_slug(slug).ok_or_else(|| StoreError::Decode {
+                            table: DeviceRow::TABLE,
+                            reason: format!("device `{}`: unknown water_class `{slug}`", self.id),
+                        })?,
+                    )
+                }
+            },
+            flood_alarm_m: match self.flood_alarm_m[..] {
+                [] => None,
+                [one, two, three] => Some([one, two, three]),
+                _ => {
+                    return Err(StoreError::Decode {
+                        table: DeviceRow::TABLE,
+                        reason: format!(
+                            "device `{}`: flood_alarm_m holds {} levels, not 3",
+                            self.id,
+                            self.flood_alarm_m.len()
+                        ),
+                    })
+                }
+            },
         })
     }
 }
@@ -264,6 +297,8 @@ mod tests {
             department: Department::Environment,
             expected_interval_s: 300,
             free_flow_kmh: None,
+            water_class: None,
+            flood_alarm_m: None,
         }
     }
 
@@ -287,6 +322,25 @@ mod tests {
             "unreadable row in devices: device `tl-hoa_vang-9`: kind code 9 is unknown"
         );
         assert!(!e.is_retryable());
+        // A water station's class and a river gauge's alarm levels come back too.
+        let station = Device {
+            water_class: Some(WaterClass::RiverA),
+            ..device("wq-tuy_loan", "Trạm quan trắc Sông Túy Loan")
+        };
+        let row = DeviceRow::upsert(&station, 1);
+        assert_eq!(row.water_class.as_deref(), Some("river_a"));
+        assert_eq!(row.to_device().unwrap(), station);
+        let gauge = Device {
+            flood_alarm_m: Some([1.0, 1.8, 2.5]),
+            ..device("hydro-cam_le", "Trạm thủy văn Cẩm Lệ")
+        };
+        let row = DeviceRow::upsert(&gauge, 1);
+        assert_eq!(row.to_device().unwrap(), gauge);
+        let two_levels = DeviceRow {
+            flood_alarm_m: vec![1.0, 2.5],
+            ..row
+        };
+        assert!(two_levels.to_device().is_err());
     }
 
     #[test]

@@ -51,14 +51,15 @@ const GAP_FROM: &str = "gap_from_ms";
 const GAP_UNTIL: &str = "gap_until_ms";
 const GAP_TO: &str = "gap_to_ms";
 /// The record format; bumped when [`SpoolRow`] changes shape.
-const FORMAT: u8 = 4;
+const FORMAT: u8 = 5;
 /// Trailing `Option` fields added to a row since format 1, as `(the first format with them,
 /// the row's variant tag in bincode, how many)`: an older record of that row reads back with
 /// them absent (bincode writes `None` as one 0 byte).
-const ADDED_FIELDS: [(u8, u32, usize); 3] = [
+const ADDED_FIELDS: [(u8, u32, usize); 4] = [
     (2, 6, 1), // AqiKpi: o3_8h
     (3, 4, 2), // TrafficKpi: free_flow_kmh, worst_level
     (4, 8, 1), // HydrologyKpi: rain_12h_mm
+    (5, 8, 1), // HydrologyKpi: alarm_level
 ];
 const HEADER: usize = 9;
 /// redb's page cache for the spool file.
@@ -1133,7 +1134,8 @@ mod tests {
             old[0] = format;
             assert_eq!(SpoolRow::decode(&old).unwrap(), (7, traffic.clone()));
         }
-        // Formats 1 to 3 wrote hydrology rows without `rain_12h_mm`.
+        // Formats 1 to 3 wrote hydrology rows without `rain_12h_mm` and `alarm_level`, format
+        // 4 without `alarm_level`.
         let hydrology = SpoolRow::HydrologyKpi(HydrologyKpiRow {
             gauge_id: "rain-1".into(),
             district: 1,
@@ -1149,11 +1151,14 @@ mod tests {
             rise_rate_m_per_h: None,
             coverage: 288,
             rain_12h_mm: None,
+            alarm_level: None,
         });
-        let mut old = hydrology.encode(8);
-        old.truncate(old.len() - 1);
-        old[0] = 3;
-        assert_eq!(SpoolRow::decode(&old).unwrap(), (8, hydrology.clone()));
+        for (format, missing) in [(3, 2), (4, 1)] {
+            let mut old = hydrology.encode(8);
+            old.truncate(old.len() - missing);
+            old[0] = format;
+            assert_eq!(SpoolRow::decode(&old).unwrap(), (8, hydrology.clone()));
+        }
         // The tags are the variants' places in `SpoolRow`.
         assert!(aqi_tag_and_traffic_tag_are_right());
         let tag = u32::from_le_bytes(hydrology.encode(0)[HEADER..HEADER + 4].try_into().unwrap());

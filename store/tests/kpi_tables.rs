@@ -166,6 +166,8 @@ fn device(id: &str, kind: Kind, name: &str, district: District, department: Depa
         department,
         expected_interval_s: 60,
         free_flow_kmh: (kind == Kind::TrafficSignal).then_some(50.0),
+        water_class: None,
+        flood_alarm_m: id.starts_with("hydro-").then_some(CAM_LE_ALARM_M),
     }
 }
 
@@ -229,6 +231,13 @@ fn fleet() -> Fleet {
             Kind::Sensor,
             "Trạm đo mưa Hải Châu",
             District::HaiChau,
+            Department::DisasterPrevention,
+        ),
+        device(
+            "hydro-cam_le",
+            Kind::Sensor,
+            "Trạm thủy văn Cẩm Lệ",
+            District::CamLe,
             Department::DisasterPrevention,
         ),
         device(
@@ -422,6 +431,9 @@ fn aqi(
     })
 }
 
+/// The river station's flood alarm levels I, II and III, m.
+const CAM_LE_ALARM_M: [f64; 3] = [1.0, 1.8, 2.5];
+
 fn hydrology(
     gauge: &str,
     district: District,
@@ -443,6 +455,7 @@ fn hydrology(
         water_level_m: level_m,
         rise_rate_m_per_h: level_m.map(|_| 0.12),
         coverage,
+        alarm_level: level_m.map(|m| CAM_LE_ALARM_M.iter().filter(|a| m >= **a).count() as u8),
     })
 }
 
@@ -681,8 +694,8 @@ fn kpis(c: Clock) -> Vec<Kpi> {
         12,
     ));
 
-    // Rain: today and yesterday in Hòa Vang, yesterday in Hải Châu, a flood gauge without
-    // rain, a row 10 days old.
+    // Rain: today and yesterday in Hòa Vang, yesterday in Hải Châu, a river station without
+    // rain (at báo động II, then III), a row 10 days old.
     k.push(hydrology(
         "rain-hoa_vang-1",
         HoaVang,
@@ -715,14 +728,9 @@ fn kpis(c: Clock) -> Vec<Kpi> {
         None,
         288,
     ));
-    k.push(hydrology(
-        "flood-cam_le-1",
-        CamLe,
-        c.day + HOUR_S,
-        None,
-        Some(1.85),
-        3,
-    ));
+    for (at, metres) in [(c.day + HOUR_S, 1.85), (c.day + 2 * HOUR_S, 2.6)] {
+        k.push(hydrology("hydro-cam_le", CamLe, at, None, Some(metres), 3));
+    }
     k.push(hydrology(
         "rain-hai_chau-1",
         HaiChau,
@@ -1027,6 +1035,17 @@ fn expected_results(c: Clock) -> Vec<(&'static str, Vec<Vec<String>>)> {
             ],
         ),
         (
+            "Flood alarm",
+            vec![row(&[
+                &today,
+                "hydro-cam_le",
+                "Trạm thủy văn Cẩm Lệ",
+                "3",
+                "2.6",
+                "[1,1.8,2.5]",
+            ])],
+        ),
+        (
             "Camera violations",
             vec![
                 row(&["hai_chau", &local_time(c.day), "5", "1.25"]),
@@ -1329,7 +1348,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8]);
+    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8, 9]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();

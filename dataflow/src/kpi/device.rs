@@ -11,7 +11,7 @@ use crate::{FastMap, Name};
 
 use ioc_schemas::{
     AqiKpi, AqiPeriod, BridgeKpi, DeviceStatus, District, HealthKpi, HydrologyKpi, Kind, Kpi,
-    Medium, Scope, TrafficKpi, WaterKpi, WindowResult,
+    Medium, Scope, TrafficKpi, WaterClass, WaterKpi, WindowResult,
 };
 
 use crate::kpi::{aqi, hydrology, traffic, water};
@@ -259,22 +259,40 @@ impl DeviceKpis {
                         }
                     }
                 }
-                if let Some(medium) = medium.filter(|m| *m != Medium::Air) {
+                let class = medium.and_then(|m| {
+                    meta.and_then(|d| d.water_class)
+                        .or_else(|| WaterClass::default_for(m))
+                        .map(|c| (m, c))
+                });
+                if let Some((medium, class)) = class {
+                    let row = |parameter: &str, value: f64, limit: water::Limit, standard: &str| {
+                        Kpi::Water(WaterKpi {
+                            station_id: device.to_owned(),
+                            district,
+                            medium,
+                            window_start_ms: start,
+                            window_size_ms: BASE_WINDOW_MS,
+                            parameter: parameter.to_owned(),
+                            value,
+                            limit_min: limit.min,
+                            limit_max: limit.max,
+                            standard: standard.to_owned(),
+                            exceeded: limit.exceeded_by(value),
+                        })
+                    };
                     for w in windows {
-                        if let Some((standard, limit)) = water::limit(medium, &w.metric) {
-                            out.push(Kpi::Water(WaterKpi {
-                                station_id: device.to_owned(),
-                                district,
-                                medium,
-                                window_start_ms: start,
-                                window_size_ms: BASE_WINDOW_MS,
-                                parameter: w.metric.clone(),
-                                value: w.mean,
-                                limit_min: limit.min,
-                                limit_max: limit.max,
-                                standard: standard.to_owned(),
-                                exceeded: limit.exceeded_by(w.mean),
-                            }));
+                        if let Some((standard, limit)) = water::limit(class, &w.metric) {
+                            out.push(row(&w.metric, w.mean, limit, standard));
+                        }
+                    }
+                    if water::has_wqi(class) {
+                        if let Some(wqi) = water::vn_wqi(|p| get(p).map(|w| w.mean)) {
+                            let fair = water::Limit {
+                                parameter: water::WQI_PARAMETER,
+                                min: Some(water::WQI_FAIR),
+                                max: None,
+                            };
+                            out.push(row(water::WQI_PARAMETER, wqi, fair, water::WQI_STANDARD));
                         }
                     }
                 }
@@ -284,8 +302,9 @@ impl DeviceKpis {
                     out.push(Kpi::Hydrology(self.rain(device, district, end, rain.sum)));
                 }
                 if let Some(level) = get("water_level_m") {
+                    let alarm = meta.and_then(DeviceMeta::flood_alarm_m);
                     out.push(Kpi::Hydrology(
-                        self.level(device, district, end, level.mean),
+                        self.level(device, district, end, level.mean, alarm),
                     ));
                 }
                 let wind = get("wind_speed_ms");
@@ -360,10 +379,18 @@ impl DeviceKpis {
             water_level_m: None,
             rise_rate_m_per_h: None,
             coverage: history.len() as u32,
+            alarm_level: None,
         }
     }
 
-    fn level(&mut self, gauge: &str, district: District, end: u64, mean: f64) -> HydrologyKpi {
+    fn level(
+        &mut self,
+        gauge: &str,
+        district: District,
+        end: u64,
+        mean: f64,
+        alarm_m: Option<[f64; 3]>,
+    ) -> HydrologyKpi {
         let history = self.level.entry(gauge.to_owned()).or_default();
         history.push_back((end, mean));
         while history
@@ -389,6 +416,7 @@ impl DeviceKpis {
             water_level_m: Some(mean),
             rise_rate_m_per_h: rise,
             coverage: history.len() as u32,
+            alarm_level: alarm_m.map(|levels| hydrology::alarm_level(mean, levels)),
         }
     }
 
@@ -681,6 +709,8 @@ mod tests {
             department: Department::Environment,
             expected_interval_s: interval_s,
             free_flow_dkmh: 500,
+            water_class: None,
+            flood_alarm_mm: None,
         }
     }
 
@@ -1039,6 +1069,39 @@ mod tests {
             "{level:?}"
         );
         assert!((level.water_level_m.unwrap() - 3.6).abs() < 1e-9);
+        assert_eq!(level.alarm_level, None, "no alarm levels registered");
+    }
+
+    #[test]
+    fn a_river_gauge_reports_the_alarm_level_reached() {
+        let mut k = DeviceKpis::default();
+        // Cẩm Lệ: báo động I 1.0 m, II 1.8 m, III 2.5 m (the registry's values).
+        let gauge = DeviceMeta {
+            flood_alarm_mm: Some([1000, 1800, 2500]),
+            ..meta(Kind::Sensor, 60)
+        };
+        register(&mut k, "hydro-cam_le", gauge);
+        let mut levels = Vec::new();
+        for (i, metres) in [0.6, 1.0, 1.79, 1.8, 2.49, 2.5, 3.2, 1.2]
+            .into_iter()
+            .enumerate()
+        {
+            let end = T0 + (i as u64 + 1) * BASE_WINDOW_MS;
+            k.take(KpiInput::Window(window(
+                "hydro-cam_le",
+                Kind::Sensor,
+                "water_level_m",
+                end,
+                &[metres],
+            )));
+            for kpi in close(&mut k, end) {
+                if let Kpi::Hydrology(h) = kpi {
+                    levels.push(h.alarm_level);
+                }
+            }
+        }
+        let expected = [0, 1, 1, 2, 2, 3, 3, 1].map(Some);
+        assert_eq!(levels, expected);
     }
 
     #[test]
@@ -1085,36 +1148,51 @@ mod tests {
     }
 
     #[test]
-    fn water_exceedances_use_the_station_medium() {
+    fn water_exceedances_use_the_station_class() {
         let mut k = DeviceKpis::default();
         let end = T0 + BASE_WINDOW_MS;
-        k.take(KpiInput::Activity(Activity {
-            device_id: "river1".into(),
-            medium: Some(Medium::RiverWater),
-            event_ms: end - 10,
-            registered: true,
-        }));
-        k.take(KpiInput::Window(window(
+        let feed = |k: &mut DeviceKpis, id: &str, values: &[(&str, f64)]| {
+            k.take(KpiInput::Activity(Activity {
+                device_id: id.into(),
+                medium: Some(Medium::RiverWater),
+                event_ms: end - 10,
+                registered: true,
+            }));
+            for (metric, v) in values {
+                k.take(KpiInput::Window(window(
+                    id,
+                    Kind::Environment,
+                    metric,
+                    end,
+                    &[*v],
+                )));
+            }
+        };
+        // A river station the registry gives no class is held to level B.
+        feed(
+            &mut k,
             "river1",
-            Kind::Environment,
-            "nh4",
-            end,
-            &[1.2],
-        )));
-        k.take(KpiInput::Window(window(
-            "river1",
-            Kind::Environment,
-            "do",
-            end,
-            &[5.0],
-        )));
-        k.take(KpiInput::Window(window(
-            "river1",
-            Kind::Environment,
-            "temperature",
-            end,
-            &[28.0],
-        )));
+            &[("nh4", 1.2), ("do", 5.0), ("temperature", 28.0)],
+        );
+        // One the registry holds to level A (a water plant's intake), with the parameters of
+        // the worked VN_WQI in `water.rs`.
+        let intake = DeviceMeta {
+            water_class: Some(WaterClass::RiverA),
+            ..meta(Kind::Environment, 300)
+        };
+        register(&mut k, "intake", intake);
+        feed(
+            &mut k,
+            "intake",
+            &[
+                ("ph", 7.0),
+                ("do", 6.5),
+                ("temperature", 27.0),
+                ("bod5", 5.0),
+                ("cod", 12.0),
+                ("nh4", 0.45),
+            ],
+        );
         let water: Vec<WaterKpi> = close(&mut k, end)
             .into_iter()
             .filter_map(|kpi| match kpi {
@@ -1122,11 +1200,37 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(water.len(), 2, "temperature has no limit: {water:?}");
-        let nh4 = water.iter().find(|w| w.parameter == "nh4").unwrap();
+        let row = |id: &str, p: &str| {
+            water
+                .iter()
+                .find(|w| w.station_id == id && w.parameter == p)
+                .unwrap_or_else(|| panic!("{id} {p}: {water:?}"))
+        };
+        let of = |id: &str| water.iter().filter(|w| w.station_id == id).count();
+        // Temperature has no limit; two parameters are too few for a VN_WQI.
+        assert_eq!(of("river1"), 2, "{water:?}");
+        let nh4 = row("river1", "nh4");
         assert!(nh4.exceeded);
-        assert_eq!(nh4.limit_max, Some(0.9));
-        assert!(!water.iter().find(|w| w.parameter == "do").unwrap().exceeded);
+        assert_eq!(nh4.limit_max, Some(0.3));
+        assert_eq!(nh4.standard, "QCVN 08:2023/BTNMT Bảng 2 mức B");
+        assert!(!row("river1", "do").exceeded, "B asks DO ≥ 5");
+        // At level A, BOD5 5 breaks ≤ 4 and DO 6.5 meets ≥ 6.
+        assert!(row("intake", "bod5").exceeded);
+        assert!(!row("intake", "do").exceeded);
+        assert_eq!(
+            row("intake", "do").standard,
+            "QCVN 08:2023/BTNMT Bảng 2 mức A"
+        );
+        let wqi = row("intake", "vn_wqi");
+        assert_eq!(wqi.value, 82.0);
+        assert_eq!(wqi.limit_min, Some(51.0));
+        assert!(!wqi.exceeded);
+        assert_eq!(wqi.standard, "QĐ 1460/QĐ-TCMT VN_WQI");
+        assert_eq!(
+            of("intake"),
+            6,
+            "ph, do, bod5, cod, nh4 and vn_wqi: {water:?}"
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Rain and flood KPIs: rainfall accumulations and the water-level rise rate.
+//! Rain and flood KPIs: rainfall accumulations, the water-level rise rate and the flood alarm
+//! level.
 
 /// Rainfall accumulated over a period, mm: the sum of the gauges' per-interval rainfall
 /// readings (`rainfall_mm` is the rain since the previous report).
@@ -14,9 +15,34 @@ pub fn rise_rate_m_per_h(first: (u64, f64), last: (u64, f64)) -> Option<f64> {
     (t1 > t0).then(|| (l1 - l0) * 3_600_000.0 / (t1 - t0) as f64)
 }
 
+/// The flood alarm level a water level has reached against a river gauge's levels of báo động
+/// I, II and III (Quyết định 05/2020/QĐ-TTg): 0 below I, 3 at III or above. A level on a
+/// threshold has reached it, as the forecast bulletins count it ("đạt báo động").
+pub fn alarm_level(level_m: f64, alarm_m: [f64; 3]) -> u8 {
+    alarm_m.iter().filter(|a| level_m >= **a).count() as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarm_levels_at_each_step() {
+        // Ái Nghĩa on the Vu Gia: báo động I 6.5 m, II 8.0 m, III 9.0 m.
+        let ai_nghia = [6.5, 8.0, 9.0];
+        for (level, expected) in [
+            (3.86, 0),
+            (6.49, 0),
+            (6.5, 1),
+            (7.99, 1),
+            (8.0, 2),
+            (8.14, 2),
+            (9.0, 3),
+            (10.56, 3),
+        ] {
+            assert_eq!(alarm_level(level, ai_nghia), expected, "{level} m");
+        }
+    }
 
     #[test]
     fn accumulations_and_rise_rates() {

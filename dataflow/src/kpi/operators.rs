@@ -213,6 +213,8 @@ mod tests {
                     department: Department::DisasterPrevention,
                     expected_interval_s: 60,
                     free_flow_dkmh: 500,
+                    water_class: None,
+                    flood_alarm_mm: None,
                 },
                 0,
                 1,
