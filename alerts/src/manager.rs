@@ -353,6 +353,14 @@ impl Alerts {
         });
     }
 
+    /// Whether some rule watches one of `metrics`: a caller holding samples in another shape
+    /// builds [`ReadingSamples`] only then (most readings carry no watched metric).
+    pub fn watches_any<'m>(&self, mut metrics: impl Iterator<Item = &'m str>) -> bool {
+        self.reading_metrics
+            .read()
+            .is_ok_and(|wanted| metrics.any(|m| wanted.contains(m)))
+    }
+
     /// [`observe_reading`](Self::observe_reading) of a reading as the dataflow carries it.
     pub fn observe_samples(&self, reading: &ReadingSamples<'_>) {
         let observations: Vec<Observation> = {

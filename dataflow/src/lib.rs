@@ -9,6 +9,7 @@
 //! they close and message ids are forgotten once a repeat would be late anyway.
 
 mod clock;
+mod collect;
 mod config;
 mod dedupe;
 mod driver;
@@ -22,6 +23,7 @@ mod window;
 mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use collect::{Collected, Emitted};
 pub use config::{ClusterConfig, DataflowConfig};
 pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};

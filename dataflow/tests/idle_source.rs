@@ -1,36 +1,18 @@
 //! A silent source does not stall time: once it has been idle for the idle timeout, windows
 //! close on the other sources' watermarks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
+use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
-    SensorBody, Transport, WindowResult, WindowSpec,
+    Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
+    WindowSpec,
 };
 use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
 const MINUTE: u64 = 60_000;
-
-#[derive(Clone, Default)]
-struct Windows(Arc<Mutex<Vec<WindowResult>>>);
-
-impl Outputs for Windows {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
-    fn window(&self, result: WindowResult) {
-        // The 5-minute windows the KPIs need are always computed too; this test is about minutes.
-        if result.is_final && result.window_size_ms == MINUTE {
-            self.0.lock().unwrap().push(result);
-        }
-    }
-    fn kpi(&self, _: Kpi) {}
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 fn from_partition(partition: u32, device: &str, seq: u64, t: u64) -> Ingested {
     Ingested::Reading(
@@ -66,7 +48,7 @@ fn run(silence_ms: u64) -> Vec<(String, u64)> {
         ..DataflowConfig::default()
     };
     let clock = ManualClock::new(BASE);
-    let out = Windows::default();
+    let out = Collected::default();
     let (tx, rx) = mpsc::channel(100);
     let handle = ioc_dataflow::spawn(
         config,
@@ -96,11 +78,12 @@ fn run(silence_ms: u64) -> Vec<(String, u64)> {
     std::thread::sleep(Duration::from_millis(200));
     drop(tx);
     handle.join().unwrap();
+    // The 5-minute windows the KPIs need are always computed too; this test is about minutes.
     let mut got: Vec<(String, u64)> = out
-        .0
-        .lock()
-        .unwrap()
+        .emitted()
+        .windows
         .iter()
+        .filter(|w| w.is_final && w.window_size_ms == MINUTE)
         .map(|w| (w.device_id.clone(), (w.window_start_ms - BASE) / MINUTE))
         .collect();
     got.sort();

@@ -2,14 +2,14 @@
 //! horizons: the first hourly AQI equals an uninterrupted run's, and no KPI row of the history
 //! is emitted again.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ioc_dataflow::{
-    DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed, RunOptions,
+    Collected, DataflowConfig, DataflowMetrics, ManualClock, RegistryFeed, RunOptions,
 };
 use ioc_schemas::{
-    Ack, AqiPeriod, Body, DeadLetter, District, EnvironmentBody, EventTime, Ingested,
-    IngestedReading, Kind, Kpi, Medium, Reading, Transport, WindowResult,
+    AqiPeriod, Body, District, EnvironmentBody, EventTime, Ingested, IngestedReading, Kind, Kpi,
+    Medium, Reading, Transport, WindowResult,
 };
 use tokio::sync::mpsc;
 
@@ -17,21 +17,6 @@ use tokio::sync::mpsc;
 const T0: u64 = 1_795_824_000_000;
 const HOUR: u64 = 3_600_000;
 const FIVE_MINUTES: u64 = 300_000;
-
-#[derive(Clone, Default)]
-struct Kpis(Arc<Mutex<Vec<Kpi>>>);
-
-impl Outputs for Kpis {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
-    fn window(&self, _: WindowResult) {}
-    fn kpi(&self, kpi: Kpi) {
-        self.0.lock().unwrap().push(kpi);
-    }
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 /// A stored final 5-minute PM2.5 window of the station.
 fn stored(end: u64, pm25: f64) -> WindowResult {
@@ -82,7 +67,7 @@ fn stored_windows_restore_the_nowcast_after_a_restart() {
     let history: Vec<WindowResult> = (1..=24u64)
         .map(|i| stored(T0 + i * FIVE_MINUTES, if i <= 12 { 40.0 } else { 100.0 }))
         .collect();
-    let out = Kpis::default();
+    let out = Collected::default();
     let (tx, rx) = mpsc::channel(100);
     let handle = ioc_dataflow::spawn(
         DataflowConfig::default(),
@@ -106,7 +91,7 @@ fn stored_windows_restore_the_nowcast_after_a_restart() {
     drop(tx);
     handle.join().unwrap();
 
-    let kpis = out.0.lock().unwrap().clone();
+    let kpis = std::mem::take(&mut out.emitted().kpis);
     let hourly: Vec<_> = kpis
         .iter()
         .filter_map(|k| match k {

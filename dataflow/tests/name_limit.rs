@@ -2,40 +2,17 @@
 //! raw and counted, not windowed; readings of names already known are windowed as before.
 //! (Its own test binary: the table is per process.)
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Name, Outputs, NAME_LIMIT};
+use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock, Name, NAME_LIMIT};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
-    SensorBody, Transport, WindowResult, WindowSpec,
+    Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
+    WindowSpec,
 };
 use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
 const MINUTE: u64 = 60_000;
-
-#[derive(Clone, Default)]
-struct Collected {
-    raw: Arc<Mutex<Vec<String>>>,
-    windowed: Arc<Mutex<Vec<String>>>,
-}
-
-impl Outputs for Collected {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, r: IngestedReading, late: Option<u64>, _: Option<Ack>) {
-        assert_eq!(late, None, "no reading here is late");
-        self.raw.lock().unwrap().push(r.reading.device_id);
-    }
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
-    fn window(&self, result: WindowResult) {
-        if result.is_final && result.window_size_ms == MINUTE {
-            self.windowed.lock().unwrap().push(result.device_id);
-        }
-    }
-    fn kpi(&self, _: Kpi) {}
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 fn reading(device: &str, metric: &str, seq: u64, t: u64) -> Ingested {
     Ingested::Reading(
@@ -112,18 +89,29 @@ fn a_full_name_table_stores_new_ids_raw_and_counts_them() {
     drop(tx);
     handle.join().unwrap();
 
-    let mut raw = out.raw.lock().unwrap().clone();
+    let emitted = out.emitted();
+    assert!(
+        emitted.raw.iter().all(|(_, late)| late.is_none()),
+        "no reading here is late"
+    );
+    let mut raw: Vec<&str> = emitted
+        .raw
+        .iter()
+        .map(|(r, _)| r.reading.device_id.as_str())
+        .collect();
     raw.sort();
     assert_eq!(
         raw,
         ["gauge-known", "gauge-known", "gauge-new"],
         "all stored raw"
     );
-    assert_eq!(
-        *out.windowed.lock().unwrap(),
-        ["gauge-known"],
-        "one series windowed"
-    );
+    let windowed: Vec<&str> = emitted
+        .windows
+        .iter()
+        .filter(|w| w.is_final && w.window_size_ms == MINUTE)
+        .map(|w| w.device_id.as_str())
+        .collect();
+    assert_eq!(windowed, ["gauge-known"], "one series windowed");
     assert_eq!(
         metrics
             .unnamed_readings

@@ -2,55 +2,20 @@
 //! new entry, readings before it keep the old one, unknown devices are reported and still
 //! windowed, and health covers the registered devices.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ioc_dataflow::{
-    DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed, RunOptions,
+    Collected, DataflowConfig, DataflowMetrics, ManualClock, RegistryFeed, RunOptions,
 };
 use ioc_schemas::{
-    Ack, Body, DeadLetter, Department, Device, DeviceChange, District, EventTime, Ingested,
-    IngestedReading, Kind, Kpi, Reading, Scope, SensorBody, Transport, WindowResult, WindowSpec,
+    Body, Department, Device, DeviceChange, District, EventTime, Ingested, IngestedReading, Kind,
+    Kpi, Reading, Scope, SensorBody, Transport, WindowSpec,
 };
 use tokio::sync::mpsc;
 
 /// 2026-11-28 00:00 UTC.
 const T0: u64 = 1_795_824_000_000;
-
-#[derive(Clone, Default)]
-struct Collected {
-    windows: Arc<Mutex<Vec<WindowResult>>>,
-    kpis: Arc<Mutex<Vec<Kpi>>>,
-    unknown: Arc<Mutex<Vec<(String, District)>>>,
-    /// Devices of the readings put out for rules, in order.
-    for_rules: Arc<Mutex<Vec<String>>>,
-}
-
-impl Outputs for Collected {
-    fn reading(&self, observation: &ioc_dataflow::Observation) {
-        self.for_rules
-            .lock()
-            .unwrap()
-            .push(observation.device_id.to_string());
-    }
-    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
-    fn window(&self, result: WindowResult) {
-        if result.is_final {
-            self.windows.lock().unwrap().push(result);
-        }
-    }
-    fn kpi(&self, kpi: Kpi) {
-        self.kpis.lock().unwrap().push(kpi);
-    }
-    fn unknown_device(&self, device_id: &str, _: Kind, district: District, _: u64) {
-        self.unknown
-            .lock()
-            .unwrap()
-            .push((device_id.to_owned(), district));
-    }
-}
 
 fn gauge(id: &str, district: District) -> Device {
     Device {
@@ -139,7 +104,7 @@ fn registry_changes_apply_to_the_readings_that_follow() {
     tx.blocking_send(reading("stranger", 0, T0 + 2_000))
         .unwrap();
     wait_for("the stranger to be reported", || {
-        !out.unknown.lock().unwrap().is_empty()
+        !out.emitted().unknown.is_empty()
     });
 
     // The gauge moves to Cẩm Lệ and the stranger is registered in Sơn Trà.
@@ -165,12 +130,16 @@ fn registry_changes_apply_to_the_readings_that_follow() {
     drop(tx);
     handle.join().unwrap();
 
-    let windows = out.windows.lock().unwrap().clone();
+    let emitted = out.emitted();
     let district_of = |device: &str, start: u64| {
-        windows
+        emitted
+            .windows
             .iter()
             .find(|w| {
-                w.device_id == device && w.window_start_ms == start && w.window_size_ms == 60_000
+                w.is_final
+                    && w.device_id == device
+                    && w.window_start_ms == start
+                    && w.window_size_ms == 60_000
             })
             .map(|w| w.district)
     };
@@ -182,12 +151,14 @@ fn registry_changes_apply_to_the_readings_that_follow() {
         district_of("stranger", T0 + 120_000),
         Some(District::SonTra)
     );
-    assert_eq!(
-        *out.unknown.lock().unwrap(),
-        vec![("stranger".to_owned(), District::HoaVang)]
-    );
+    let unknown: Vec<(&str, District)> = emitted
+        .unknown
+        .iter()
+        .map(|(id, _, district, _)| (id.as_str(), *district))
+        .collect();
+    assert_eq!(unknown, [("stranger", District::HoaVang)]);
     // Every reading goes out once for the rules on readings, registered or not.
-    let mut for_rules = out.for_rules.lock().unwrap().clone();
+    let mut for_rules = emitted.observed.clone();
     for_rules.sort();
     assert_eq!(for_rules, ["rg-1", "rg-1", "rg-1", "stranger", "stranger"]);
     assert_eq!(
@@ -199,7 +170,7 @@ fn registry_changes_apply_to_the_readings_that_follow() {
     );
 
     // Health of the first 5-minute window: every registered device, the silent one never seen.
-    let kpis = out.kpis.lock().unwrap().clone();
+    let kpis = &emitted.kpis;
     let health = |id: &str| {
         kpis.iter().find_map(|k| match k {
             Kpi::Health(h) if h.entity_id == id && h.window_start_ms == T0 => Some(h.clone()),

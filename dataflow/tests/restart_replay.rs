@@ -3,41 +3,15 @@
 //! the sources had not yet delivered is judged against what the sources deliver, as an
 //! unbroken run would judge it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RunOptions};
+use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock, RunOptions};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
-    SensorBody, Transport, WindowResult,
+    Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
 };
 use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
-
-#[derive(Clone, Default)]
-struct Seen {
-    late: Arc<Mutex<Vec<String>>>,
-    duplicates: Arc<Mutex<Vec<String>>>,
-}
-
-impl Outputs for Seen {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, reading: IngestedReading, late: Option<u64>, _: Option<Ack>) {
-        if late.is_some() {
-            self.late.lock().unwrap().push(reading.reading.message_id);
-        }
-    }
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, reading: IngestedReading, _: Option<Ack>) {
-        self.duplicates
-            .lock()
-            .unwrap()
-            .push(reading.reading.message_id);
-    }
-    fn window(&self, _: WindowResult) {}
-    fn kpi(&self, _: Kpi) {}
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 fn reading(id: &str, t: u64) -> IngestedReading {
     IngestedReading {
@@ -65,7 +39,7 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         allowed_lateness_ms: 10_000,
         ..DataflowConfig::default()
     };
-    let seen = Seen::default();
+    let seen = Collected::default();
     let clock = Arc::new(ManualClock::new(BASE));
     let (tx, rx) = mpsc::channel(10);
     let handle = ioc_dataflow::spawn(
@@ -99,6 +73,15 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
         .unwrap();
     drop(tx);
     handle.join().unwrap();
-    assert_eq!(*seen.duplicates.lock().unwrap(), vec!["early".to_owned()]);
-    assert_eq!(*seen.late.lock().unwrap(), vec!["too-late".to_owned()]);
+    let emitted = seen.emitted();
+    let ids = |readings: &mut dyn Iterator<Item = &IngestedReading>| -> Vec<String> {
+        readings.map(|r| r.reading.message_id.clone()).collect()
+    };
+    assert_eq!(ids(&mut emitted.duplicates.iter()), ["early"]);
+    let late = &mut emitted
+        .raw
+        .iter()
+        .filter(|(_, late)| late.is_some())
+        .map(|(r, _)| r);
+    assert_eq!(ids(late), ["too-late"]);
 }

@@ -3,50 +3,18 @@
 //! late.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs};
+use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
-    SensorBody, Transport, WindowResult, WindowSpec,
+    Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
+    WindowResult, WindowSpec,
 };
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000; // 2026-11-28T01:00:00Z, a 5-minute boundary
 const LATENESS: u64 = 20_000;
-
-#[derive(Clone, Default)]
-struct Collected {
-    raw: Arc<Mutex<Vec<(String, bool)>>>,
-    windows: Arc<Mutex<Vec<WindowResult>>>,
-    duplicates: Arc<Mutex<usize>>,
-}
-
-impl Outputs for Collected {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, reading: IngestedReading, late: Option<u64>, ack: Option<Ack>) {
-        if let Some(watermark) = late {
-            assert!(reading.reading.event_time.0 < watermark);
-        }
-        self.raw
-            .lock()
-            .unwrap()
-            .push((reading.reading.message_id, late.is_some()));
-        if let Some(a) = ack {
-            a.done();
-        }
-    }
-    fn dead_letter(&self, _letter: DeadLetter, _ack: Option<Ack>) {}
-    fn duplicate(&self, _reading: IngestedReading, _ack: Option<Ack>) {
-        *self.duplicates.lock().unwrap() += 1;
-    }
-    fn window(&self, result: WindowResult) {
-        self.windows.lock().unwrap().push(result);
-    }
-    fn kpi(&self, _: Kpi) {}
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 fn reading(device: &str, id: &str, t: u64, value: f64) -> Ingested {
     let r = Reading {
@@ -116,10 +84,17 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
     )
     .unwrap();
     handle.join().unwrap();
+    for (r, late) in &out.emitted().raw {
+        if let Some(watermark) = late {
+            assert!(
+                r.reading.event_time.0 < *watermark,
+                "late behind its watermark"
+            );
+        }
+    }
     let windows = out
+        .emitted()
         .windows
-        .lock()
-        .unwrap()
         .iter()
         .filter(|w| w.device_id != "closer")
         .cloned()
@@ -220,10 +195,19 @@ proptest! {
         }
         prop_assert_eq!(got, expected);
 
-        let reported_late: HashSet<String> = out
-            .raw.lock().unwrap().iter().filter(|(_, late)| *late).map(|(id, _)| id.clone()).collect();
+        let reported_late: HashSet<String> = late_ids(&out).into_iter().collect();
         prop_assert_eq!(reported_late, expected_late);
     }
+}
+
+/// The message ids of the readings reported late.
+fn late_ids(out: &Collected) -> Vec<String> {
+    out.emitted()
+        .raw
+        .iter()
+        .filter(|(_, late)| late.is_some())
+        .map(|(r, _)| r.reading.message_id.clone())
+        .collect()
 }
 
 #[test]
@@ -245,14 +229,6 @@ fn out_of_order_within_lateness_counts_and_late_is_reported() {
         .collect();
     minute.sort_by_key(|m| m.0);
     assert_eq!(minute, vec![(0, 3, 6.0), (60_000, 1, 4.0)]);
-    let late: Vec<_> = out
-        .raw
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.1)
-        .map(|r| r.0.clone())
-        .collect();
-    assert_eq!(late, vec!["5".to_owned()]);
-    assert_eq!(*out.duplicates.lock().unwrap(), 1);
+    assert_eq!(late_ids(&out), ["5"]);
+    assert_eq!(out.emitted().duplicates.len(), 1);
 }

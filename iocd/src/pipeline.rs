@@ -115,6 +115,9 @@ impl Outputs for PipelineOutputs {
     fn reading(&self, o: &Observation) {
         // Rules on readings follow event time: only on-time readings come here.
         if let Some(alerts) = &self.alerts {
+            if !alerts.watches_any(o.samples.iter().map(|(m, _)| m.as_str())) {
+                return;
+            }
             let samples: Vec<(&str, f64)> =
                 o.samples.iter().map(|(m, v)| (m.as_str(), *v)).collect();
             alerts.observe_samples(&ioc_alerts::ReadingSamples {

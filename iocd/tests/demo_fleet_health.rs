@@ -7,36 +7,18 @@
 //! alert engine with the default Da Nang rules.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ioc_alerts::engine::{observations_of_kpi, Engine};
 use ioc_alerts::rules::RuleSet;
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed};
-use ioc_schemas::{
-    Ack, Body, CameraEventType, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi,
-    Transport, WindowResult,
-};
+use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock, RegistryFeed};
+use ioc_schemas::{Body, CameraEventType, Ingested, IngestedReading, Kind, Kpi, Transport};
 use ioc_simulator::{EpisodeKind, Fleet, Generator, SimulatorConfig};
 use tokio::sync::mpsc;
 
 /// 2026-11-28 00:00 in Da Nang.
 const START_MS: u64 = 1_795_798_800_000;
 const MINUTE_MS: u64 = 60_000;
-
-#[derive(Clone, Default)]
-struct Kpis(Arc<Mutex<Vec<Kpi>>>);
-
-impl Outputs for Kpis {
-    fn reading(&self, _: &ioc_dataflow::Observation) {}
-    fn raw_reading(&self, _: IngestedReading, _: Option<u64>, _: Option<Ack>) {}
-    fn dead_letter(&self, _: DeadLetter, _: Option<Ack>) {}
-    fn duplicate(&self, _: IngestedReading, _: Option<Ack>) {}
-    fn window(&self, _: WindowResult) {}
-    fn kpi(&self, kpi: Kpi) {
-        self.0.lock().unwrap().push(kpi);
-    }
-    fn unknown_device(&self, _: &str, _: Kind, _: District, _: u64) {}
-}
 
 #[test]
 fn only_silenced_devices_of_the_demo_fleet_go_offline() {
@@ -70,7 +52,7 @@ fn only_silenced_devices_of_the_demo_fleet_go_offline() {
         "the silence episode played: {silenced:?}"
     );
 
-    let out = Kpis::default();
+    let out = Collected::default();
     let (tx, rx) = mpsc::channel(4096);
     let handle = ioc_dataflow::spawn(
         DataflowConfig {
@@ -116,7 +98,7 @@ fn only_silenced_devices_of_the_demo_fleet_go_offline() {
 
     let mut engine = Engine::new(RuleSet::da_nang().unwrap());
     let mut offline = BTreeSet::new();
-    let kpis = out.0.lock().unwrap().clone();
+    let kpis = std::mem::take(&mut out.emitted().kpis);
     assert!(kpis.iter().any(|k| matches!(k, Kpi::Health(_))));
     for kpi in kpis.iter().filter(|k| matches!(k, Kpi::Health(_))) {
         for observation in observations_of_kpi(kpi) {

@@ -745,7 +745,18 @@ impl Fleet {
             });
         }
 
-        for (id, district, name, lat, lon, gauge) in RIVER_GAUGES {
+        // The river stations and bridges stand at fixed places.
+        let rivers = RIVER_GAUGES.map(|(id, district, name, lat, lon, gauge)| {
+            let role = DeviceRole::RiverGauge(gauge);
+            (id, district, name, lat, lon, FLOOD_INTERVAL_S, role)
+        });
+        let bridges = BRIDGES.map(|(id, district, name, lat, lon)| {
+            let role = DeviceRole::Bridge {
+                name: name.to_owned(),
+            };
+            (id, district, name, lat, lon, BRIDGE_INTERVAL_S, role)
+        });
+        for (id, district, name, lat, lon, interval_s, role) in rivers.into_iter().chain(bridges) {
             devices.push(SimDevice {
                 id: id.to_owned(),
                 kind: Kind::Sensor,
@@ -753,23 +764,8 @@ impl Fleet {
                 name_vi: name.to_owned(),
                 lat,
                 lon,
-                interval_s: FLOOD_INTERVAL_S,
-                role: DeviceRole::RiverGauge(gauge),
-            });
-        }
-
-        for (id, district, name, lat, lon) in BRIDGES {
-            devices.push(SimDevice {
-                id: id.to_owned(),
-                kind: Kind::Sensor,
-                district,
-                name_vi: name.to_owned(),
-                lat,
-                lon,
-                interval_s: BRIDGE_INTERVAL_S,
-                role: DeviceRole::Bridge {
-                    name: name.to_owned(),
-                },
+                interval_s,
+                role,
             });
         }
 

@@ -1020,58 +1020,6 @@ mod tests {
         assert!(SpoolRow::decode(&other).unwrap_err().contains("format"));
     }
 
-    fn aqi_tag_and_traffic_tag_are_right() -> bool {
-        let tag = |row: &SpoolRow| {
-            u32::from_le_bytes(row.encode(0)[HEADER..HEADER + 4].try_into().unwrap())
-        };
-        let aqi = SpoolRow::AqiKpi(AqiKpiRow {
-            station_id: String::new(),
-            district: 1,
-            period: 1,
-            window_start: 0,
-            window_start_ms: 0,
-            window_end: 0,
-            window_size_ms: 0,
-            pm25: None,
-            pm10: None,
-            o3: None,
-            no2: None,
-            so2: None,
-            co: None,
-            aqi_pm25: None,
-            aqi_pm10: None,
-            aqi_o3: None,
-            aqi_no2: None,
-            aqi_so2: None,
-            aqi_co: None,
-            aqi: None,
-            dominant: None,
-            band: None,
-            colour: None,
-            coverage: 0,
-            o3_8h: None,
-        });
-        let traffic = SpoolRow::TrafficKpi(TrafficKpiRow {
-            scope: 1,
-            entity_id: String::new(),
-            district: 1,
-            window_start: 0,
-            window_start_ms: 0,
-            window_end: 0,
-            window_size_ms: 0,
-            junctions: 0,
-            volume_veh_h: 0.0,
-            occupancy_pct: 0.0,
-            mean_speed_kmh: 0.0,
-            queue_m: 0.0,
-            level: 1,
-            availability_pct: 0.0,
-            free_flow_kmh: None,
-            worst_level: None,
-        });
-        [tag(&aqi), tag(&traffic)] == [ADDED_FIELDS[0].1, ADDED_FIELDS[1].1]
-    }
-
     #[test]
     fn records_of_format_1_read_back() {
         let aqi = SpoolRow::AqiKpi(AqiKpiRow {
@@ -1105,7 +1053,7 @@ mod tests {
         let mut old = aqi.encode(5);
         assert_eq!(old.pop(), Some(0));
         old[0] = 1;
-        assert_eq!(SpoolRow::decode(&old).unwrap(), (5, aqi));
+        assert_eq!(SpoolRow::decode(&old).unwrap(), (5, aqi.clone()));
         let mut old = dead_letter(3).encode(6);
         old[0] = 1;
         assert_eq!(SpoolRow::decode(&old).unwrap(), (6, dead_letter(3)));
@@ -1160,9 +1108,13 @@ mod tests {
             assert_eq!(SpoolRow::decode(&old).unwrap(), (8, hydrology.clone()));
         }
         // The tags are the variants' places in `SpoolRow`.
-        assert!(aqi_tag_and_traffic_tag_are_right());
-        let tag = u32::from_le_bytes(hydrology.encode(0)[HEADER..HEADER + 4].try_into().unwrap());
-        assert_eq!(tag, ADDED_FIELDS[2].1);
+        let tag = |row: &SpoolRow| {
+            u32::from_le_bytes(row.encode(0)[HEADER..HEADER + 4].try_into().unwrap())
+        };
+        let rows = [&aqi, &traffic, &hydrology, &hydrology];
+        for ((_, expected, _), row) in ADDED_FIELDS.iter().zip(rows) {
+            assert_eq!(tag(row), *expected, "{row:?}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

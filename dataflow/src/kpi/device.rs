@@ -1181,18 +1181,7 @@ mod tests {
             ..meta(Kind::Environment, 300)
         };
         register(&mut k, "intake", intake);
-        feed(
-            &mut k,
-            "intake",
-            &[
-                ("ph", 7.0),
-                ("do", 6.5),
-                ("temperature", 27.0),
-                ("bod5", 5.0),
-                ("cod", 12.0),
-                ("nh4", 0.45),
-            ],
-        );
+        feed(&mut k, "intake", &water::WORKED_WQI);
         let water: Vec<WaterKpi> = close(&mut k, end)
             .into_iter()
             .filter_map(|kpi| match kpi {

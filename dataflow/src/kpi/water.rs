@@ -291,6 +291,17 @@ pub fn wqi_band(wqi: f64) -> (&'static str, &'static str) {
     }
 }
 
+/// The window means of the worked VN_WQI (82, "Tốt"), for the tests here and in `device.rs`.
+#[cfg(test)]
+pub(crate) const WORKED_WQI: [(&str, f64); 6] = [
+    ("ph", 7.0),
+    ("do", 6.5),
+    ("temperature", 27.0),
+    ("bod5", 5.0),
+    ("cod", 12.0),
+    ("nh4", 0.45),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,15 +431,7 @@ mod tests {
         // BOD5 5 → 87.5, COD 12 → 90, NH4 0.45 → 62.5; pH 7 → 100.
         // VN_WQI = 100/100 × (89.58 + 87.5 + 90 + 62.5) / 4 = 82.4 → 82, "Tốt".
         assert!((do_saturation(27.0) - 7.8707).abs() < 1e-4);
-        let values = [
-            ("ph", 7.0),
-            ("do", 6.5),
-            ("temperature", 27.0),
-            ("bod5", 5.0),
-            ("cod", 12.0),
-            ("nh4", 0.45),
-        ];
-        let get = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+        let get = |name: &str| WORKED_WQI.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
         let wqi = vn_wqi(get).unwrap();
         assert_eq!(wqi, 82.0);
         assert_eq!(wqi_band(wqi).0, "Tốt");
