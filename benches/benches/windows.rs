@@ -12,6 +12,11 @@ use ioc_schemas::{
 };
 use tokio::sync::mpsc;
 
+/// mimalloc (v3), as in iocd: the hot path allocates and frees a reading's strings
+/// (BENCHMARKS.md, "mimalloc v3").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BASE: u64 = 1_795_827_600_000;
 const READINGS: usize = 200_000;
 const DEVICES: usize = 2_000;

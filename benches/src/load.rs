@@ -33,6 +33,11 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
+/// mimalloc (v3), as in iocd: the hot path allocates and frees a reading's strings
+/// (BENCHMARKS.md, "mimalloc v3").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Longest wait for any one phase.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 

@@ -17,6 +17,11 @@ use ioc_schemas::{
 };
 use tokio::sync::mpsc;
 
+/// mimalloc (v3), as in iocd: the hot path allocates and frees a reading's strings
+/// (BENCHMARKS.md, "mimalloc v3").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Streams readings through the dataflow and reports its peak memory.
 #[derive(Debug, Parser)]
 struct Args {

@@ -9,6 +9,12 @@ use figment::providers::Serialized;
 use figment::Figment;
 use iocd::config::{self, Config};
 
+/// mimalloc (v3): the hot path allocates a reading's strings on ingest's threads and frees
+/// them on the dataflow's; glibc's malloc made that the largest cost of a worker
+/// (BENCHMARKS.md, "mimalloc v3").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Da Nang IOC streaming backend.
 #[derive(Debug, Parser)]
 #[command(name = "iocd", version, about)]
