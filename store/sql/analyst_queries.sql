@@ -13,12 +13,12 @@ FROM
     SELECT station_id, district, window_start, window_start_ms, aqi, band, dominant, coverage
     FROM ioc.kpi_aqi FINAL
     WHERE period = 'hour' AND window_start >= now() - INTERVAL 1 DAY
-)
+) AS kpi
 LEFT JOIN
 (
     SELECT id AS station_id, name AS station_name
     FROM ioc.devices FINAL
-)
+) AS dev
 USING station_id
 ORDER BY station_id, window_start_ms;
 
@@ -36,12 +36,12 @@ FROM
     FROM ioc.kpi_traffic FINAL
     WHERE scope = 'device' AND district = 'hai_chau' AND window_size_ms = 300000
       AND toDate(window_start, 'Asia/Ho_Chi_Minh') = toDate(now(), 'Asia/Ho_Chi_Minh')
-)
+) AS kpi
 LEFT JOIN
 (
     SELECT id AS junction_id, name AS junction_name
     FROM ioc.devices FINAL
-)
+) AS dev
 USING junction_id
 GROUP BY junction_id, junction_name
 ORDER BY congested_windows DESC, worst_level DESC, avg_speed_kmh ASC, junction_id
@@ -74,13 +74,13 @@ FROM
     FROM ioc.kpi_health FINAL
     WHERE scope = 'device' AND window_start >= now() - INTERVAL 1 DAY
     GROUP BY entity_id
-)
+) AS kpi
 INNER JOIN
 (
     SELECT id AS device_id, department
     FROM ioc.devices FINAL
     WHERE deleted = 0
-)
+) AS dev
 USING device_id
 WHERE status_now IN ('offline', 'never_seen')
 GROUP BY department
@@ -102,12 +102,12 @@ FROM
     SELECT station_id, medium, parameter, value, exceeded, standard
     FROM ioc.kpi_water FINAL
     WHERE window_size_ms = 300000 AND window_start >= now() - INTERVAL 7 DAY
-)
+) AS kpi
 LEFT JOIN
 (
     SELECT id AS station_id, name AS station_name
     FROM ioc.devices FINAL
-)
+) AS dev
 USING station_id
 GROUP BY station_id, station_name, medium, parameter
 HAVING exceedances > 0
@@ -127,12 +127,12 @@ FROM
     FROM ioc.kpi_hydrology FINAL
     WHERE alarm_level IS NOT NULL
       AND toDate(window_start, 'Asia/Ho_Chi_Minh') >= toDate(now(), 'Asia/Ho_Chi_Minh') - 6
-)
+) AS kpi
 LEFT JOIN
 (
     SELECT id AS gauge_id, name AS gauge_name, flood_alarm_m AS alarm_levels_m
     FROM ioc.devices FINAL
-)
+) AS dev
 USING gauge_id
 GROUP BY local_day, gauge_id, gauge_name
 ORDER BY local_day, gauge_id;
@@ -162,12 +162,12 @@ FROM
     SELECT toDate(window_start, 'Asia/Ho_Chi_Minh') AS local_day, device_id, wind_max_ms, wind_mean_ms, strain_max_ue
     FROM ioc.kpi_bridge FINAL
     WHERE toDate(window_start, 'Asia/Ho_Chi_Minh') >= toDate(now(), 'Asia/Ho_Chi_Minh') - 6
-)
+) AS kpi
 LEFT JOIN
 (
     SELECT id AS device_id, name AS bridge_name
     FROM ioc.devices FINAL
-)
+) AS dev
 USING device_id
 GROUP BY local_day, device_id, bridge_name
 ORDER BY local_day, device_id;

@@ -1301,6 +1301,7 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
         expected.len(),
         "a new query needs its expected rows here"
     );
+    let mut answers = Vec::new();
     for ((comment, sql), (word, rows)) in queries.iter().zip(expected) {
         assert!(
             comment.contains(word),
@@ -1309,9 +1310,49 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
         let sql = sql.replace("ioc.", &format!("{}.", cfg.database));
         let got = tsv(&client, &sql).await?;
         assert_eq!(got, rows, "{comment}");
+        answers.push(got);
+    }
+    if let Some(dir) = std::env::var_os("IOC_CHDB_EXPORT") {
+        export_for_second_engine(&client, &cfg, std::path::Path::new(&dir), &answers).await?;
     }
 
     drop_database(&cfg).await
+}
+
+/// Leaves for `scripts/chdb-check` (a second ClickHouse engine, current, in process): the
+/// schema as the migrations build it for database `ioc`, every table's rows as `JSONEachRow`,
+/// and each analyst query's answer on this server (TSV, one file per query in file order).
+async fn export_for_second_engine(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+    dir: &std::path::Path,
+    answers: &[Vec<Vec<String>>],
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut schema: Vec<String> = bootstrap_sql("ioc")?;
+    for m in migrations("ioc")? {
+        schema.extend(m.statements);
+    }
+    std::fs::write(dir.join("schema.sql"), schema.join(";\n") + ";\n")?;
+    let tables: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(cfg.database.as_str())
+        .fetch_all()
+        .await?;
+    for table in tables {
+        let sql = format!("SELECT * FROM {}.{table}", cfg.database);
+        let bytes = client
+            .query(&sql)
+            .fetch_bytes("JSONEachRow")?
+            .collect()
+            .await?;
+        std::fs::write(dir.join(format!("{table}.jsonl")), bytes)?;
+    }
+    for (i, rows) in answers.iter().enumerate() {
+        let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+        std::fs::write(dir.join(format!("answer_{i:02}.tsv")), text)?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
