@@ -1,14 +1,19 @@
 """Runs the README's SQL on chDB (a current ClickHouse engine, in process) over the rows an
-18.16 test run exported, and compares each analyst query's answer with 18.16's.
+18.16 test run exported, and compares each analyst query's answer with 18.16's; then runs
+every kind of SELECT the test suite sent to the 18.16 server (its query log), so a query the
+store issues that a current engine refuses is found.
 
-Usage: chdb_check.py EXPORT_DIR README.md
+Usage: chdb_check.py EXPORT_DIR README.md [CLICKHOUSE_HTTP_URL]
 EXPORT_DIR holds schema.sql (the migrations for database `ioc`), <table>.jsonl (each table's
 rows) and answer_NN.tsv (the analyst queries' answers on 18.16, in file order).
 """
 
+import json
 import pathlib
 import re
 import sys
+import urllib.parse
+import urllib.request
 
 import chdb
 from chdb import session as chdb_session
@@ -25,7 +30,31 @@ def name_of(sql):
     return first[3:] if first.startswith("-- ") else first
 
 
-def main(export, readme):
+# A test's database (`ioc_test_...`, `ioc_load_...`, `ioc_store_spool_...`), in a name or a string.
+TEST_DATABASE = re.compile(r"\bioc_(?:test|load|store_spool)_[A-Za-z0-9_]*")
+LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\b\d+(?:\.\d+)?\b")
+
+
+def logged_selects(url):
+    """One example of each shape of SELECT the 18.16 server finished, with test databases
+    renamed `ioc` (shape: the text with its literals blanked)."""
+    sql = (
+        "SELECT query FROM system.query_log WHERE type = 2 "
+        "AND (query LIKE 'SELECT%' OR query LIKE 'WITH%') "
+        "AND position(query, 'system.query_log') = 0 FORMAT JSONEachRow"
+    )
+    with urllib.request.urlopen(url + "/?" + urllib.parse.urlencode({"query": "SYSTEM FLUSH LOGS"}), data=b"") as r:
+        r.read()
+    with urllib.request.urlopen(url + "/?" + urllib.parse.urlencode({"query": sql})) as r:
+        rows = [json.loads(line)["query"] for line in r.read().decode().splitlines() if line]
+    shapes = {}
+    for query in rows:
+        query = TEST_DATABASE.sub("ioc", query)
+        shapes.setdefault(LITERAL.sub("?", " ".join(query.split())), query)
+    return sorted(shapes.values())
+
+
+def main(export, readme, url):
     session = chdb_session.Session()
     engine = "chDB " + chdb.__version__ + ", ClickHouse " + str(
         session.query("SELECT version()", "TSV")
@@ -65,11 +94,24 @@ def main(export, readme):
                         f"[{engine}] answers otherwise than ClickHouse 18.16: {name_of(sql)}\n"
                         f"  18.16: {expected!r}\n  chDB:  {answer!r}"
                     )
+    logged = 0
+    if url:
+        session.query("USE ioc")
+        for sql in logged_selects(url):
+            try:
+                session.query(sql, "TSV")
+                logged += 1
+            except Exception as e:
+                failures.append(f"[{engine}] a query the tests sent to 18.16 fails: {e}\n  {sql[:300]}")
     for f in failures:
         print(f"chdb-check: {f}")
-    print(f"chdb-check: {ran} README queries ran, {len(failures)} failures")
+    print(
+        f"chdb-check: {ran} README queries and {logged} kinds of logged queries ran, "
+        f"{len(failures)} failures"
+    )
     return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])))
+    url = sys.argv[3] if len(sys.argv) > 3 else None
+    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), url))
