@@ -63,26 +63,24 @@ FROM
 GROUP BY local_day, district
 ORDER BY local_day, district;
 
--- Devices offline now per department: the newest device-scope health row of each registered (not removed) device in the last day says offline or never seen
+-- Devices offline now per department: the newest device-scope health row of each registered (not removed) device, from the last day, says offline or never seen (with the views latest_kpi_health and devices_now)
 SELECT
     department,
     count() AS offline_devices,
     arraySort(groupArray(device_id)) AS device_ids
 FROM
 (
-    SELECT entity_id AS device_id, argMax(status, window_start_ms + window_size_ms) AS status_now
-    FROM ioc.kpi_health FINAL
+    SELECT entity_id AS device_id, status
+    FROM ioc.latest_kpi_health
     WHERE scope = 'device' AND window_start >= now() - INTERVAL 1 DAY
-    GROUP BY entity_id
 ) AS kpi
 INNER JOIN
 (
     SELECT id AS device_id, department
-    FROM ioc.devices FINAL
-    WHERE deleted = 0
+    FROM ioc.devices_now
 ) AS dev
 USING device_id
-WHERE status_now IN ('offline', 'never_seen')
+WHERE status IN ('offline', 'never_seen')
 GROUP BY department
 ORDER BY department;
 

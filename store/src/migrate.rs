@@ -234,7 +234,97 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                 format!("ALTER TABLE {db}.kpi_hydrology ADD COLUMN alarm_level Nullable(UInt8)"),
             ],
         },
+        Migration {
+            version: 10,
+            name: "views for analysts",
+            statements: analyst_views(db),
+        },
     ])
+}
+
+/// The newest row per entity of each KPI table: `(view, table, the columns naming an entity)`.
+const LATEST_KPI_VIEWS: [(&str, &str, &str); 7] = [
+    (
+        "latest_kpi_traffic",
+        "kpi_traffic",
+        "scope, entity_id, window_size_ms",
+    ),
+    (
+        "latest_kpi_camera",
+        "kpi_camera",
+        "district, event_type, window_size_ms",
+    ),
+    ("latest_kpi_aqi", "kpi_aqi", "station_id, period"),
+    (
+        "latest_kpi_water",
+        "kpi_water",
+        "station_id, parameter, window_size_ms",
+    ),
+    (
+        "latest_kpi_hydrology",
+        "kpi_hydrology",
+        "gauge_id, window_size_ms",
+    ),
+    (
+        "latest_kpi_bridge",
+        "kpi_bridge",
+        "device_id, window_size_ms",
+    ),
+    (
+        "latest_kpi_health",
+        "kpi_health",
+        "scope, entity_id, window_size_ms",
+    ),
+];
+
+/// Migration 10: views that answer the common questions without `FINAL`, versions or
+/// `is_final`. A plain view keeps the columns it had when created, so a migration that adds a
+/// column to a table a view reads must drop and create that view again.
+fn analyst_views(db: &str) -> Vec<String> {
+    let mut views = vec![
+        // Windows that can no longer change, once each.
+        format!(
+            "CREATE VIEW IF NOT EXISTS {db}.final_windows AS \
+             SELECT kind, district, device_id, metric, window_size_ms, window_start, \
+             window_start_ms, count, sum, min, max, mean \
+             FROM {db}.window_results FINAL WHERE is_final = 1"
+        ),
+        // The registry as it stands: the newest change per device, removals left out.
+        format!(
+            "CREATE VIEW IF NOT EXISTS {db}.devices_now AS \
+             SELECT id, kind, name, district, lat, lon, department, expected_interval_s, \
+             free_flow_kmh, water_class, flood_alarm_m \
+             FROM {db}.devices FINAL WHERE deleted = 0"
+        ),
+        // Readings with their device's name and owner (empty name: not in the registry).
+        format!(
+            "CREATE VIEW IF NOT EXISTS {db}.readings_named AS \
+             SELECT message_id, device_id, device_name, department, kind, district, event_time, \
+             event_time_ms, received_at, transport, source, late, payload \
+             FROM (SELECT message_id, device_id, kind, district, event_time, event_time_ms, \
+             received_at, transport, source, late, payload FROM {db}.readings FINAL) AS r \
+             LEFT JOIN (SELECT id AS device_id, name AS device_name, department \
+             FROM {db}.devices FINAL WHERE deleted = 0) AS d USING device_id"
+        ),
+        // Every alert not resolved, as its latest event left it.
+        format!(
+            "CREATE VIEW IF NOT EXISTS {db}.open_alerts AS \
+             SELECT alert_id, rule_id, entity_id, district, department, category, severity, \
+             state, transition AS last_transition, at AS last_event_at, message, value, \
+             breaches, escalations, toDateTime(intDiv(opened_ms, 1000)) AS opened_at \
+             FROM (SELECT * FROM {db}.alert_events FINAL \
+             ORDER BY alert_id, at_ms DESC, event_id DESC LIMIT 1 BY alert_id) \
+             WHERE state != 'resolved'"
+        ),
+    ];
+    for (view, table, entity) in LATEST_KPI_VIEWS {
+        views.push(format!(
+            "CREATE VIEW IF NOT EXISTS {db}.{view} AS \
+             SELECT * FROM {db}.{table} FINAL \
+             ORDER BY {entity}, window_start_ms DESC LIMIT 1 BY {entity}"
+        ));
+    }
+    views
 }
 
 /// Migration 3: one typed table per KPI family and the device registry.

@@ -216,7 +216,7 @@ struct EnumNames {
 async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
     let cfg = test_config("migrate");
     let first = migrate(&cfg).await?;
-    assert_eq!(first.applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(first.applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     assert!(first.already_applied.is_empty());
 
     let client = cfg.client();
@@ -229,6 +229,8 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
         ("alert_events", "ReplacingMergeTree"),
         ("dead_letters", "MergeTree"),
         ("devices", "ReplacingMergeTree"),
+        ("devices_now", "View"),
+        ("final_windows", "View"),
         ("kpi_aqi", "ReplacingMergeTree"),
         ("kpi_bridge", "ReplacingMergeTree"),
         ("kpi_camera", "ReplacingMergeTree"),
@@ -237,7 +239,16 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
         ("kpi_traffic", "ReplacingMergeTree"),
         ("kpi_water", "ReplacingMergeTree"),
         ("late_readings", "ReplacingMergeTree"),
+        ("latest_kpi_aqi", "View"),
+        ("latest_kpi_bridge", "View"),
+        ("latest_kpi_camera", "View"),
+        ("latest_kpi_health", "View"),
+        ("latest_kpi_hydrology", "View"),
+        ("latest_kpi_traffic", "View"),
+        ("latest_kpi_water", "View"),
+        ("open_alerts", "View"),
         ("readings", "ReplacingMergeTree"),
+        ("readings_named", "View"),
         ("schema_migrations", "MergeTree"),
         ("webhook_attempts", "MergeTree"),
         ("window_results", "ReplacingMergeTree"),
@@ -250,13 +261,13 @@ async fn migrations_create_the_tables_and_are_idempotent() -> Result<()> {
 
     let second = migrate(&cfg).await?;
     assert!(second.applied.is_empty(), "{second:?}");
-    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert_eq!(second.already_applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     let recorded: u64 = client
         .query("SELECT count() FROM schema_migrations")
         .fetch_one()
         .await?;
     assert_eq!(
-        recorded, 9,
+        recorded, 10,
         "one row per migration, none added by the second run"
     );
 
@@ -280,7 +291,7 @@ async fn rows_of_every_table_round_trip() -> Result<()> {
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     assert_eq!(
         store.migration_report().map(|r| r.applied.clone()),
-        Some(vec![1, 2, 3, 4, 5, 6, 7, 8, 9])
+        Some(vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
     );
     let (writers, tasks) = store.writers();
 
@@ -481,6 +492,22 @@ async fn a_replayed_reading_or_window_counts_once_with_final() -> Result<()> {
         .fetch_one()
         .await?;
     assert_eq!(windows, 1);
+    // The analysts' views (migration 10) hide FINAL and the versions.
+    let final_windows: u64 = client
+        .query("SELECT count() FROM final_windows")
+        .fetch_one()
+        .await?;
+    assert_eq!(final_windows, 1);
+    let named: Vec<(String, String)> = client
+        .query("SELECT message_id, device_name FROM readings_named ORDER BY message_id")
+        .fetch_all()
+        .await?;
+    let ids: Vec<&str> = named.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [original.reading.message_id.as_str(), "m-traffic-2"]);
+    assert!(
+        named.iter().all(|(_, name)| name.is_empty()),
+        "no registry here: {named:?}"
+    );
 
     drop_database(&cfg).await
 }
@@ -734,5 +761,14 @@ async fn alert_events_and_webhook_attempts_are_stored() -> Result<()> {
         .fetch_one()
         .await?;
     assert_eq!((outcome.as_str(), status), ("retry", Some(503)));
+    let open: Vec<(String, String, String)> = client
+        .query("SELECT alert_id, toString(state), toString(last_transition) FROM open_alerts")
+        .fetch_all()
+        .await?;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].1.as_str(), open[0].2.as_str()),
+        ("acknowledged", "acknowledged")
+    );
     drop_database(&cfg).await
 }
