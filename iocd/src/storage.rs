@@ -126,6 +126,10 @@ pub(crate) async fn run_store_side(side: StoreSide) -> Result<(), StoreError> {
     };
     state.set_history_store(store.clone());
     store_tx.send_replace(Some(store.clone()));
+    if config.retention.enabled {
+        let every = Duration::from_secs(config.retention.check_every_s);
+        tokio::spawn(keep_retention(store.clone(), every, stop.clone()));
+    }
     tokio::select! {
         _ = may_drain.wait_for(|m| *m) => {}
         _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -135,6 +139,20 @@ pub(crate) async fn run_store_side(side: StoreSide) -> Result<(), StoreError> {
     tasks.join().await?;
     spool.deleted().await;
     Ok(())
+}
+
+/// Drops the partitions past their table's retention (`clickhouse.retention`) now and every
+/// `every` until `stop`; a failed check is logged and tried again at the next.
+async fn keep_retention(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = store.enforce_retention(ioc_schemas::now_ms()).await {
+            tracing::warn!(error = %e, "retention check failed; trying again at the next");
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// How a start without ClickHouse rebuilds the windows open at the last stop from the spool.

@@ -112,6 +112,11 @@ async fn an_alert_is_notified_acknowledged_stored_and_survives_a_restart() {
         config.clickhouse = Some(ioc_store::ClickHouseConfig {
             database: database.clone(),
             batch_max_wait_ms: 50,
+            // Fixed event times: nothing may age out mid-test.
+            retention: ioc_store::RetentionConfig {
+                enabled: false,
+                ..Default::default()
+            },
             ..Default::default()
         });
         config.alerts.state_dir = dir.join("state");

@@ -19,6 +19,11 @@ async fn backfill_counts_late_readings_and_supersedes_live_windows() {
     let config = ClickHouseConfig {
         database: database.clone(),
         batch_max_wait_ms: 20,
+        // Fixed event times: nothing may age out mid-test.
+        retention: ioc_store::RetentionConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..ClickHouseConfig::default()
     };
     let store = Store::connect(

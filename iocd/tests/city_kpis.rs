@@ -179,6 +179,11 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
     config.clickhouse = Some(ioc_store::ClickHouseConfig {
         database: database.clone(),
         batch_max_wait_ms: 50,
+        // Fixed event times: nothing may age out mid-test.
+        retention: ioc_store::RetentionConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let pipeline = common::Pipeline::start(config).await;

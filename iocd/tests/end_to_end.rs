@@ -174,6 +174,11 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
     config.clickhouse = Some(ioc_store::ClickHouseConfig {
         database: database.clone(),
         batch_max_wait_ms: 50,
+        // Fixed event times: nothing may age out mid-test.
+        retention: ioc_store::RetentionConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     });
     config.http.listen = "127.0.0.1:0".parse().unwrap();

@@ -105,6 +105,11 @@ async fn hourly_aqi_and_rain_accumulations_survive_a_restart() {
         config.clickhouse = Some(ioc_store::ClickHouseConfig {
             database: database.clone(),
             batch_max_wait_ms: 50,
+            // Fixed event times: nothing may age out mid-test.
+            retention: ioc_store::RetentionConfig {
+                enabled: false,
+                ..Default::default()
+            },
             ..Default::default()
         });
         config

@@ -164,6 +164,11 @@ async fn mosquitto_hostile_input_costs_no_connection_and_is_stored_once() {
     config.clickhouse = Some(ioc_store::ClickHouseConfig {
         database: database.clone(),
         batch_max_wait_ms: 50,
+        // Fixed event times: nothing may age out mid-test.
+        retention: ioc_store::RetentionConfig {
+            enabled: false,
+            ..Default::default()
+        },
         ..Default::default()
     });
     let pipeline = common::Pipeline::start(config).await;
@@ -242,7 +247,8 @@ fn start_demo(
 fn demo_config(broker_port: u16, http_port: u16, database: Option<&str>) -> String {
     let clickhouse = database.map_or_else(String::new, |db| {
         format!(
-            "[clickhouse]\nurl = \"{CLICKHOUSE}\"\ndatabase = \"{db}\"\nbatch_max_wait_ms = 50\n"
+            "[clickhouse]\nurl = \"{CLICKHOUSE}\"\ndatabase = \"{db}\"\nbatch_max_wait_ms = 50\n\
+             retention = {{ enabled = false }}\n"
         )
     });
     format!(

@@ -552,6 +552,7 @@ url = "{url}"
 database = "{database}"
 batch_max_wait_ms = 100
 retry_max_ms = 1000
+retention = {{ enabled = false }}
 [http]
 listen = "127.0.0.1:{http_port}"
 [http.auth]

@@ -91,6 +91,7 @@ path = "{fleet}"
 [clickhouse]
 database = "{database}"
 batch_max_wait_ms = 50
+retention = {{ enabled = false }}
 [http]
 listen = "127.0.0.1:{http_port}"
 [http.auth]

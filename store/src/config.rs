@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::retention::RetentionConfig;
 
 /// Where ClickHouse is and how the batched writers behave.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,8 @@ pub struct ClickHouseConfig {
     /// Longest time (ms) one insert may take (sending the rows, then waiting for the server)
     /// before it is abandoned and retried, so a hung connection cannot stall a table.
     pub insert_timeout_ms: u64,
+    /// How long each table keeps its rows (`[clickhouse.retention]`).
+    pub retention: RetentionConfig,
 }
 
 impl Default for ClickHouseConfig {
@@ -47,6 +50,7 @@ impl Default for ClickHouseConfig {
             retry_initial_ms: 100,
             retry_max_ms: 10_000,
             insert_timeout_ms: 30_000,
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -68,7 +72,7 @@ impl ClickHouseConfig {
         if self.insert_timeout_ms == 0 {
             return bad("clickhouse.insert_timeout_ms must be at least 1");
         }
-        Ok(())
+        self.retention.validate()
     }
 
     /// A client for the configured database: RowBinary without schema validation (18.16 has

@@ -76,6 +76,7 @@ mod metrics;
 mod migrate;
 mod registry;
 mod replay;
+mod retention;
 mod rows;
 mod spool;
 mod writer;
@@ -92,6 +93,7 @@ pub use metrics::StoreMetrics;
 pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
 pub use registry::{DeviceRow, StoredRegistry};
 pub use replay::{ReplayCursor, StoredReading};
+pub use retention::{DroppedPartition, RetentionConfig};
 pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
     WindowRow,
@@ -146,6 +148,25 @@ impl Store {
     /// within a tokio runtime.
     pub fn writers(&self) -> (Writers, WriterTasks) {
         writer::spawn_writers(&self.client, &self.cfg, &self.metrics)
+    }
+
+    /// Drops every partition past its table's retention limit (`clickhouse.retention`), `now_ms`
+    /// being the time now; does nothing when retention is off.
+    pub async fn enforce_retention(
+        &self,
+        now_ms: u64,
+    ) -> Result<Vec<DroppedPartition>, StoreError> {
+        if !self.cfg.retention.enabled {
+            return Ok(Vec::new());
+        }
+        retention::enforce(
+            &self.client,
+            &self.cfg.database,
+            &self.cfg.retention,
+            now_ms,
+            &self.metrics.retention_dropped,
+        )
+        .await
     }
 
     /// A client for queries against the store's database (same settings as the writers).

@@ -15,6 +15,8 @@ pub struct StoreMetrics {
     pub(crate) queue_rows: IntGaugeVec,
     /// 1 while a table's current batch keeps failing, by table.
     pub(crate) failing: IntGaugeVec,
+    /// Partitions dropped for being past their table's retention, by table.
+    pub(crate) retention_dropped: IntCounterVec,
 }
 
 impl StoreMetrics {
@@ -70,6 +72,14 @@ impl StoreMetrics {
             ),
             &["table"],
         )?;
+        let retention_dropped = IntCounterVec::new(
+            Opts::new(
+                "ioc_store_retention_partitions_dropped_total",
+                "Partitions dropped for being past their table's retention limit.",
+            ),
+            &["table"],
+        )?;
+        registry.register(Box::new(retention_dropped.clone()))?;
         registry.register(Box::new(failing.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
@@ -81,6 +91,7 @@ impl StoreMetrics {
             batch_failures,
             queue_rows,
             failing,
+            retention_dropped,
         })
     }
 }

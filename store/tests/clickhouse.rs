@@ -772,3 +772,91 @@ async fn alert_events_and_webhook_attempts_are_stored() -> Result<()> {
     );
     drop_database(&cfg).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_the_partitions_past_their_limit_and_keeps_the_rest() -> Result<()> {
+    let mut cfg = test_config("retention");
+    cfg.retention.readings_days = 90;
+    cfg.retention.kpi_days = 30;
+    cfg.retention.dead_letters_days = 0; // for ever
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let client = store.client().clone();
+    let now_ms: u64 = client
+        .query("SELECT toUInt64(now()) * 1000")
+        .fetch_one()
+        .await?;
+    let day = 86_400_000;
+    // Readings 200 days ago, 89 days ago and now; a KPI row 3 months ago and one now; a dead
+    // letter a year ago.
+    for (id, at) in [
+        ("old", now_ms - 200 * day),
+        ("kept", now_ms - 89 * day),
+        ("new", now_ms),
+    ] {
+        client
+            .query(&format!(
+                "INSERT INTO readings (message_id, device_id, kind, district, event_time, \
+                 event_time_ms, received_at, received_at_ms, transport, source, late, payload) \
+                 VALUES ('{id}', 'rain-1', 'sensor', 'hai_chau', toDateTime({s}), {at}, \
+                 toDateTime({s}), {at}, 'mqtt', 'test', 0, '{{}}')",
+                s = at / 1000
+            ))
+            .execute()
+            .await?;
+    }
+    for at in [now_ms - 95 * day, now_ms] {
+        client
+            .query(&format!(
+                "INSERT INTO kpi_bridge (device_id, district, window_start, window_start_ms, \
+                 window_end, window_size_ms) VALUES ('bridge-1', 'son_tra', toDateTime({s}), \
+                 {at}, toDateTime({s} + 300), 300000)",
+                s = at / 1000
+            ))
+            .execute()
+            .await?;
+    }
+    client
+        .query(&format!(
+            "INSERT INTO dead_letters (received_at, received_at_ms, transport, source, code, \
+             reason, payload) VALUES (toDateTime({s}), {at}, 'mqtt', 'x', 'malformed_json', \
+             'not json', '{{')",
+            at = now_ms - 365 * day,
+            s = (now_ms - 365 * day) / 1000
+        ))
+        .execute()
+        .await?;
+
+    let dropped = store.enforce_retention(now_ms).await?;
+    let tables: Vec<&str> = dropped.iter().map(|d| d.table).collect();
+    assert_eq!(tables, ["readings", "kpi_bridge"], "{dropped:?}");
+    let readings: Vec<String> = client
+        .query("SELECT message_id FROM readings ORDER BY event_time_ms")
+        .fetch_all()
+        .await?;
+    assert_eq!(readings, ["kept", "new"]);
+    let bridge_rows: u64 = client
+        .query("SELECT count() FROM kpi_bridge")
+        .fetch_one()
+        .await?;
+    assert_eq!(
+        bridge_rows, 1,
+        "the month 95 days back is past 30 days; this month is kept"
+    );
+    let dead: u64 = client
+        .query("SELECT count() FROM dead_letters")
+        .fetch_one()
+        .await?;
+    assert_eq!(dead, 1, "a limit of 0 keeps for ever");
+    assert_eq!(
+        metric(
+            &registry,
+            "ioc_store_retention_partitions_dropped_total",
+            &[("table", "readings")]
+        ),
+        1.0
+    );
+    // Nothing more to drop the second time.
+    assert!(store.enforce_retention(now_ms).await?.is_empty());
+    drop_database(&cfg).await
+}

@@ -253,6 +253,8 @@ environment = "{prefix}.environment"
 url = "{clickhouse_url}"
 database = "{database}"
 batch_max_wait_ms = 100
+# The tests' event times are fixed dates: no partition of theirs may age out mid-test.
+retention = {{ enabled = false }}
 [http]
 listen = "127.0.0.1:{http_port}"
 {extra}
