@@ -3,7 +3,7 @@
 every kind of SELECT the test suite sent to the 18.16 server (its query log), so a query the
 store issues that a current engine refuses is found.
 
-Usage: chdb_check.py EXPORT_DIR README.md [CLICKHOUSE_HTTP_URL]
+Usage: chdb_check.py EXPORT_DIR README.md [CLICKHOUSE_HTTP_URL [SINCE_EPOCH_S]]
 EXPORT_DIR holds schema.sql (the migrations for database `ioc`), <table>.jsonl (each table's
 rows) and answer_NN.tsv (the analyst queries' answers on 18.16, in file order).
 """
@@ -30,16 +30,16 @@ def name_of(sql):
     return first[3:] if first.startswith("-- ") else first
 
 
-# A test's database (`ioc_test_...`, `ioc_load_...`, `ioc_store_spool_...`), in a name or a string.
-TEST_DATABASE = re.compile(r"\bioc_(?:test|load|store_spool)_[A-Za-z0-9_]*")
+# Any database named ioc_<something> (a test's, the API fuzzer's), before a `.` or quoted.
+TEST_DATABASE = re.compile(r"\bioc_[A-Za-z0-9_]+(?=\.)|(?<=')ioc_[A-Za-z0-9_]+(?=')")
 LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\b\d+(?:\.\d+)?\b")
 
 
-def logged_selects(url):
-    """One example of each shape of SELECT the 18.16 server finished, with test databases
-    renamed `ioc` (shape: the text with its literals blanked)."""
+def logged_selects(url, since):
+    """One example of each shape of SELECT the 18.16 server finished since `since` (epoch s),
+    with test databases renamed `ioc` (shape: the text with its literals blanked)."""
     sql = (
-        "SELECT query FROM system.query_log WHERE type = 2 "
+        f"SELECT query FROM system.query_log WHERE type = 2 AND event_time >= toDateTime({since}) "
         "AND (query LIKE 'SELECT%' OR query LIKE 'WITH%') "
         "AND position(query, 'system.query_log') = 0 FORMAT JSONEachRow"
     )
@@ -54,7 +54,7 @@ def logged_selects(url):
     return sorted(shapes.values())
 
 
-def main(export, readme, url):
+def main(export, readme, url, since):
     session = chdb_session.Session()
     engine = "chDB " + chdb.__version__ + ", ClickHouse " + str(
         session.query("SELECT version()", "TSV")
@@ -97,7 +97,7 @@ def main(export, readme, url):
     logged = 0
     if url:
         session.query("USE ioc")
-        for sql in logged_selects(url):
+        for sql in logged_selects(url, since):
             try:
                 session.query(sql, "TSV")
                 logged += 1
@@ -114,4 +114,5 @@ def main(export, readme, url):
 
 if __name__ == "__main__":
     url = sys.argv[3] if len(sys.argv) > 3 else None
-    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), url))
+    since = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    sys.exit(main(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), url, since))
