@@ -5,7 +5,8 @@ store issues that a current engine refuses is found.
 
 Usage: chdb_check.py EXPORT_DIR README.md [CLICKHOUSE_HTTP_URL [SINCE_EPOCH_S]]
 EXPORT_DIR holds schema.sql (the migrations for database `ioc`), <table>.jsonl (each table's
-rows) and answer_NN.tsv (the analyst queries' answers on 18.16, in file order).
+rows), raw_answer_NN.tsv (the answers of the README's first sql block on 18.16) and
+answer_NN.tsv (the analyst queries' answers on 18.16, in file order).
 """
 
 import json
@@ -86,9 +87,11 @@ def main(export, readme, url, since):
                 failures.append(f"[{engine}] README query fails: {name_of(sql)}\n  {e}")
                 continue
             ran += 1
-            # The second block is store/sql/analyst_queries.sql, which 18.16 answered.
-            if block_index == 1:
-                expected = (export / f"answer_{query_index:02}.tsv").read_text()
+            # 18.16 answered the first block over the test's raw rows (raw_answer_NN.tsv) and
+            # the second, store/sql/analyst_queries.sql, over its KPI rows (answer_NN.tsv).
+            prefix = ["raw_answer", "answer"][block_index] if block_index < 2 else None
+            if prefix:
+                expected = (export / f"{prefix}_{query_index:02}.tsv").read_text()
                 if answer != expected:
                     failures.append(
                         f"[{engine}] answers otherwise than ClickHouse 18.16: {name_of(sql)}\n"

@@ -1313,10 +1313,72 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
         answers.push(got);
     }
     if let Some(dir) = std::env::var_os("IOC_CHDB_EXPORT") {
-        export_for_second_engine(&client, &cfg, std::path::Path::new(&dir), &answers).await?;
+        let raw = raw_rows_and_the_readme_first_queries(&client, &cfg).await?;
+        let dir = std::path::Path::new(&dir);
+        export_for_second_engine(&client, &cfg, dir, &answers).await?;
+        for (i, rows) in raw.iter().enumerate() {
+            let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
+            std::fs::write(dir.join(format!("raw_answer_{i:02}.tsv")), text)?;
+        }
     }
 
     drop_database(&cfg).await
+}
+
+/// For the second engine: a few raw rows (a final traffic window, dead letters, a late reading,
+/// an air reading) and the answers of the README's first queries (windows, dead letters, late
+/// readings, payloads) over them on this server.
+async fn raw_rows_and_the_readme_first_queries(
+    client: &clickhouse::Client,
+    cfg: &ClickHouseConfig,
+) -> Result<Vec<Vec<Vec<String>>>> {
+    let db = cfg.database.as_str();
+    let rows = [
+        format!(
+            "INSERT INTO {db}.window_results (kind, district, device_id, metric, window_size_ms, \
+             window_start, window_start_ms, count, sum, min, max, mean, emitted_at, \
+             emitted_at_ms, version, is_final) VALUES ('traffic_signal', 'hai_chau', \
+             'tl-hai_chau-001', 'vehicles', 300000, toStartOfHour(now() - 3600), \
+             toUInt64(toStartOfHour(now() - 3600)) * 1000, 10, 420, 30, 50, 42, now(), \
+             toUInt64(now()) * 1000, 1, 1)"
+        ),
+        format!(
+            "INSERT INTO {db}.dead_letters (received_at, received_at_ms, transport, source, code, \
+             reason, payload) VALUES (now() - 60, 1, 'mqtt', 'ioc/v1/x', 'malformed_json', \
+             'not json', '{{'), (now() - 30, 2, 'kafka', 'ioc.sensor/0@7', 'out_of_range', \
+             'pm25: -3 is below 0', '{{}}'), (now() - 20, 3, 'mqtt', 'ioc/v1/y', 'malformed_json', \
+             'not json', 'x')"
+        ),
+        format!(
+            "INSERT INTO {db}.late_readings (message_id, device_id, kind, district, event_time, \
+             event_time_ms, received_at, received_at_ms, watermark_ms, late_by_ms, source) \
+             VALUES ('late-1', 'rain-hai_chau-1', 'sensor', 'hai_chau', now() - 600, 1, now(), 2, \
+             3, 45000, 'ioc/v1/z')"
+        ),
+        format!(
+            "INSERT INTO {db}.readings (message_id, device_id, kind, district, event_time, \
+             event_time_ms, received_at, received_at_ms, transport, source, late, payload) \
+             VALUES ('air-1', 'aq-hai_chau-1', 'environment', 'hai_chau', \
+             toStartOfHour(now() - 7200), 1, now(), 2, 'mqtt', 'ioc/v1/a', 0, \
+             '{{\"pm25\":31.5,\"pm10\":60}}')"
+        ),
+    ];
+    for sql in rows {
+        client.query(&sql).execute().await?;
+    }
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("```sql")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .context("README has an sql block")?;
+    let mut answers = Vec::new();
+    for q in block.split(';').map(str::trim).filter(|q| !q.is_empty()) {
+        let got = tsv(client, &q.replace("ioc.", &format!("{db}."))).await?;
+        ensure!(!got.is_empty(), "no rows for the README query {q}");
+        answers.push(got);
+    }
+    Ok(answers)
 }
 
 /// Leaves for `scripts/chdb-check` (a second ClickHouse engine, current, in process): the
