@@ -239,6 +239,17 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
             name: "views for analysts",
             statements: analyst_views(db),
         },
+        Migration {
+            version: 11,
+            name: "kpi_aqi.local_day",
+            // The city day a row belongs to (a daily row starts at 00:00 in Da Nang, 17:00 UTC
+            // the day before). Computed on read: nothing is stored, writers and `SELECT *` do
+            // not see it.
+            statements: vec![format!(
+                "ALTER TABLE {db}.kpi_aqi ADD COLUMN local_day Date \
+                 ALIAS toDate(window_start, 'Asia/Ho_Chi_Minh')"
+            )],
+        },
     ])
 }
 

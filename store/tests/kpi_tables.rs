@@ -1301,6 +1301,16 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
         expected.len(),
         "a new query needs its expected rows here"
     );
+    // A daily row says which city day it is.
+    let local_day = tsv(
+        &client,
+        &format!(
+            "SELECT toString(local_day) FROM {}.kpi_aqi FINAL WHERE period = 'day'",
+            cfg.database
+        ),
+    )
+    .await?;
+    assert_eq!(local_day, [row(&[&local_date(clock.day - DAY_S)])]);
     let mut answers = Vec::new();
     for ((comment, sql), (word, rows)) in queries.iter().zip(expected) {
         assert!(
@@ -1453,7 +1463,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8, 9, 10, 11]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();
