@@ -1325,11 +1325,9 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
     if let Some(dir) = std::env::var_os("IOC_CHDB_EXPORT") {
         let raw = raw_rows_and_the_readme_first_queries(&client, &cfg).await?;
         let dir = std::path::Path::new(&dir);
-        export_for_second_engine(&client, &cfg, dir, &answers).await?;
-        for (i, rows) in raw.iter().enumerate() {
-            let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
-            std::fs::write(dir.join(format!("raw_answer_{i:02}.tsv")), text)?;
-        }
+        export_for_second_engine(&client, &cfg, dir).await?;
+        write_answers(dir, "raw_answer", &raw)?;
+        write_answers(dir, "answer", &answers)?;
     }
 
     drop_database(&cfg).await
@@ -1392,13 +1390,12 @@ async fn raw_rows_and_the_readme_first_queries(
 }
 
 /// Leaves for `scripts/chdb-check` (a second ClickHouse engine, current, in process): the
-/// schema as the migrations build it for database `ioc`, every table's rows as `JSONEachRow`,
-/// and each analyst query's answer on this server (TSV, one file per query in file order).
+/// schema as the migrations build it for database `ioc` and every table's rows as
+/// `JSONEachRow`.
 async fn export_for_second_engine(
     client: &clickhouse::Client,
     cfg: &ClickHouseConfig,
     dir: &std::path::Path,
-    answers: &[Vec<Vec<String>>],
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut schema: Vec<String> = bootstrap_sql("ioc")?;
@@ -1422,9 +1419,14 @@ async fn export_for_second_engine(
             .await?;
         std::fs::write(dir.join(format!("{table}.jsonl")), bytes)?;
     }
+    Ok(())
+}
+
+/// Each query's answer on this server as `<prefix>_NN.tsv`, NN its place in its sql block.
+fn write_answers(dir: &std::path::Path, prefix: &str, answers: &[Vec<Vec<String>>]) -> Result<()> {
     for (i, rows) in answers.iter().enumerate() {
         let text: String = rows.iter().map(|r| r.join("\t") + "\n").collect();
-        std::fs::write(dir.join(format!("answer_{i:02}.tsv")), text)?;
+        std::fs::write(dir.join(format!("{prefix}_{i:02}.tsv")), text)?;
     }
     Ok(())
 }

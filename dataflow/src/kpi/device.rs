@@ -287,12 +287,8 @@ impl DeviceKpis {
                     }
                     if water::has_wqi(class) {
                         if let Some(wqi) = water::vn_wqi(|p| get(p).map(|w| w.mean)) {
-                            let fair = water::Limit {
-                                parameter: water::WQI_PARAMETER,
-                                min: Some(water::WQI_FAIR),
-                                max: None,
-                            };
-                            out.push(row(water::WQI_PARAMETER, wqi, fair, water::WQI_STANDARD));
+                            let fair = water::WQI_FAIR;
+                            out.push(row(fair.parameter, wqi, fair, water::WQI_STANDARD));
                         }
                     }
                 }

@@ -178,9 +178,9 @@ impl Limit {
 pub const WQI_PARAMETER: &str = "vn_wqi";
 /// What VN_WQI rows name as their standard.
 pub const WQI_STANDARD: &str = "QĐ 1460/QĐ-TCMT VN_WQI";
-/// The lowest VN_WQI of "Trung bình" (51–75, fit for irrigation): a row below it is
-/// `exceeded`.
-pub const WQI_FAIR: f64 = 51.0;
+/// The floor VN_WQI rows are judged against: 51, the lowest of "Trung bình" (51–75, fit for
+/// irrigation); a row below it is `exceeded`.
+pub const WQI_FAIR: Limit = at_least(WQI_PARAMETER, 51.0);
 
 /// Whether the VN_WQI applies to a class: it is for surface water (rivers and lakes).
 pub fn has_wqi(class: WaterClass) -> bool {
