@@ -44,7 +44,7 @@ impl Default for ClickHouseConfig {
             database: "ioc".to_owned(),
             user: "default".to_owned(),
             password: String::new(),
-            batch_max_rows: 10_000,
+            batch_max_rows: 50_000,
             batch_max_wait_ms: 200,
             channel_capacity: 20_000,
             retry_initial_ms: 100,
@@ -126,7 +126,7 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(cfg.url, "http://127.0.0.1:8123");
         assert_eq!(cfg.database, "ioc");
-        assert_eq!(cfg.batch_max_rows, 10_000);
+        assert_eq!(cfg.batch_max_rows, 50_000);
         assert_eq!(cfg.channel_capacity, 20_000);
     }
 
