@@ -1,6 +1,8 @@
 //! The REST API of alerts: rules (`/api/v1/rules`), alerts (`/api/v1/alerts`), and the
 //! webhook subscriptions and deliveries (`/api/v1/subscriptions`, `/api/v1/deliveries`).
-//! Errors are JSON, `{"error":{"code":"...","message":"..."}}`.
+//! Errors are JSON, `{"error":{"code":"...","message":"...","field":"..."}}` (`field` when one
+//! field or query parameter is at fault; a bad query string says it as every route does,
+//! through `ioc_schemas::query`).
 //!
 //! Department scoping: when the request carries an `ioc_schemas::Principal` (access control
 //! on) of a department token, it sees and acts on only its department's alerts (another
@@ -15,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ioc_schemas::openapi::{ApiDescription, Method, Operation};
+use ioc_schemas::query::QueryProblem;
 use ioc_schemas::{Alert, AlertEvent, AlertState, Category, Department, District, Severity};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -209,7 +212,9 @@ struct AlertQuery {
     entity: Option<String>,
     /// Only alerts storm control kept from being notified (`true`) or only the others.
     suppressed: Option<bool>,
-    /// At most this many, newest first (default 100; more than 1000 is taken as 1000).
+    /// At most this many, newest first: 1 to 1000 (default 100; anything else is `400
+    /// invalid_query`).
+    #[schemars(range(min = 1, max = 1000))]
     limit: Option<usize>,
 }
 
@@ -222,16 +227,24 @@ struct AlertList {
     alerts: Vec<Alert>,
 }
 
-/// The most alerts one listing returns.
+/// The most alerts one listing returns; a larger `limit` is `400 invalid_query`.
 const MAX_LIMIT: usize = 1_000;
+/// The alerts one listing returns without a `limit`.
+const DEFAULT_LIMIT: usize = 100;
 
 async fn list_alerts(
     State(alerts): State<Alerts>,
     caller: Caller,
     query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) =
-        query.map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let Query(q) = query.map_err(|e| ApiError::query_rejected(&e))?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_query(QueryProblem {
+            message: format!("limit must be 1 to {MAX_LIMIT}, not {limit}"),
+            field: Some("limit".to_owned()),
+        }));
+    }
     let filter = AlertFilter {
         state: q.state,
         open: q.open,
@@ -242,7 +255,7 @@ async fn list_alerts(
         rule_id: q.rule,
         entity_id: q.entity,
         suppressed: q.suppressed,
-        limit: Some(q.limit.unwrap_or(100).min(MAX_LIMIT)),
+        limit: Some(limit),
     };
     let found = alerts.list(filter).await?;
     Ok(Json(AlertList {
@@ -490,7 +503,8 @@ pub fn api_description() -> ApiDescription {
                 .errors(&[
                     (
                         400,
-                        "an unknown parameter, or a value that is not valid (`invalid_query`)",
+                        "an unknown parameter, or a value that is not valid, `limit` over 1000 \
+                         included (`invalid_query`; `field` names the parameter)",
                     ),
                     (
                         403,

@@ -291,6 +291,28 @@ pub struct AlertBook {
 }
 
 /// The sequence number of an alert's next event id: grows with every event.
+/// The event an alert's latest transition carried (its id, transition and time), for a
+/// client that starts from the alerts open now, those restored from an earlier run included.
+/// Never notified again.
+pub fn latest_event(alert: &Alert) -> AlertEvent {
+    let (transition, actor) = match (&alert.resolved, &alert.acknowledged) {
+        (Some((by, _)), _) => (Transition::Resolved, by.clone()),
+        (None, Some((by, _))) => (Transition::Acknowledged, by.clone()),
+        (None, None) if alert.escalations > 0 => (Transition::Escalated, SYSTEM_ACTOR.to_owned()),
+        (None, None) if alert.breaches > 1 => (Transition::Updated, SYSTEM_ACTOR.to_owned()),
+        (None, None) if alert.suppressed => (Transition::Suppressed, SYSTEM_ACTOR.to_owned()),
+        (None, None) => (Transition::Opened, SYSTEM_ACTOR.to_owned()),
+    };
+    AlertEvent {
+        event_id: format!("{}:{}", alert.id, sequence(alert)),
+        alert: alert.clone(),
+        transition,
+        at_ms: alert.updated_ms,
+        actor,
+        notify: false,
+    }
+}
+
 fn sequence(a: &Alert) -> u64 {
     u64::from(a.breaches)
         + u64::from(a.escalations)
@@ -1238,6 +1260,24 @@ mod tests {
         book.set_rule_timings(&rules);
         let ev = book.tick(T0 + 11 * MIN);
         assert_eq!(transitions(&ev), vec![(Transition::Escalated, true)]);
+    }
+
+    #[test]
+    fn the_latest_event_of_an_alert_is_the_one_it_last_sent() {
+        let mut book = AlertBook::new(LifecycleConfig::default());
+        let opened = book.apply(verdict("a", true, T0), T0);
+        let alert = &book.list(&AlertFilter::default())[0];
+        assert_eq!(latest_event(alert).event_id, opened[0].event_id);
+        assert_eq!(latest_event(alert).transition, Transition::Opened);
+        let id = alert.id.clone();
+        let acked = book.acknowledge(&id, "op", T0 + S).unwrap();
+        let alert = &book.list(&AlertFilter::default())[0];
+        let latest = latest_event(alert);
+        assert_eq!(
+            (&latest.event_id, latest.transition, latest.actor.as_str()),
+            (&acked.event_id, Transition::Acknowledged, "op")
+        );
+        assert!(!latest.notify, "a snapshot never notifies again");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::state::{AlertState, StateError};
 use crate::webhooks::{AttemptLog, Dispatcher, WebhookConfig, WebhookError};
 
 /// Settings of the alert manager (`[alerts]` in iocd's config).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Evaluate the rules and deliver webhooks.

@@ -12,7 +12,7 @@ export class LiveFeed {
    * @param {object} o
    * @param {() => string} o.url the WebSocket URL (token included), read at each connect
    * @param {string[]} o.channels channels to subscribe to
-   * @param {(msg: object) => void} o.onMessage every snapshot, kpi, alert and heartbeat
+   * @param {(msg: object) => void} o.onMessage every snapshot, kpi, alert, dead_letter and heartbeat
    * @param {(state: string, detail?: string) => void} o.onState connecting, live,
    *   reconnecting, offline
    * @param {() => void} o.onRefused the socket closed before `hello` (maybe a bad token)
@@ -91,6 +91,7 @@ export class LiveFeed {
         break;
       case 'kpi':
       case 'alert':
+      case 'dead_letter':
       case 'heartbeat':
         this.o.onMessage(msg);
         break;

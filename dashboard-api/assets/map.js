@@ -1,5 +1,6 @@
 // The device map: Leaflet (bundled, global `L`) with one circle marker per device coloured
-// by status, optional tiles, and district labels placed at the middle of their devices.
+// by status, optional tiles, and district labels placed at the middle of their devices. A
+// marker's tooltip names the device; its popup (on click) adds the device's history charts.
 
 import { districtName, t, cityTime } from './i18n.js';
 
@@ -11,8 +12,13 @@ export const STATUS_COLOURS = {
 const MAX_TILE_ERRORS = 4;
 
 export class DeviceMap {
-  constructor(element, config) {
+  /**
+   * @param {(device: object) => {kind: string, label: string, open: () => void}[]} chartActions
+   *   the charts a device's popup offers
+   */
+  constructor(element, config, chartActions = () => []) {
     this.element = element;
+    this.chartActions = chartActions;
     this.markers = new Map();
     this.labels = [];
     this.map = L.map(element, {
@@ -60,6 +66,8 @@ export class DeviceMap {
       });
       marker.device = d;
       marker.bindTooltip(() => tooltip(marker.device), { direction: 'top', offset: [0, -4] });
+      marker.bindPopup(() => this.popup(marker), { maxWidth: 320, autoPanPadding: [24, 24] });
+      marker.on('popupopen', () => marker.closeTooltip());
       marker.addTo(this.map);
       this.markers.set(d.id, marker);
       this.mark(marker);
@@ -117,6 +125,38 @@ export class DeviceMap {
 
   invalidate() {
     this.map.invalidateSize();
+  }
+
+  /** A device's popup: what the tooltip says, then a button per history chart. */
+  popup(marker) {
+    const d = marker.device;
+    const box = tooltip(d);
+    box.className = 'device-popup';
+    box.setAttribute('data-testid', 'device-popup');
+    box.dataset.device = d.id;
+    const actions = this.chartActions(d);
+    const list = document.createElement('div');
+    list.className = 'popup-actions';
+    for (const a of actions) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.dataset.chart = a.kind;
+      button.setAttribute('data-testid', 'popup-chart');
+      button.textContent = a.label;
+      button.addEventListener('click', () => {
+        marker.closePopup();
+        a.open();
+      });
+      list.append(button);
+    }
+    if (!actions.length) {
+      const none = document.createElement('div');
+      none.className = 'tt-meta';
+      none.textContent = t('chart.none');
+      list.append(none);
+    }
+    box.append(list);
+    return box;
   }
 }
 

@@ -166,7 +166,7 @@ impl Tokens {
             }
         }
         if config.enabled && entries.is_empty() {
-            warn!("http access control is on but no token is known: only /healthz (and a public /metrics) answer");
+            warn!("http access control is on but no token is known: only the public routes answer (/healthz, /openapi.json, the page, and /metrics while public)");
         }
         Ok(Tokens {
             enabled: config.enabled,

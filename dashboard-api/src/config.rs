@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::ApiError;
 
 /// How the HTTP API listens and buffers live updates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on, as `ip:port` text.
@@ -59,7 +59,7 @@ pub struct HttpConfig {
 }
 
 /// The operator page served at `/` (its assets are in the binary).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DashboardConfig {
     /// Map tiles as a URL template with `{z}`, `{x}` and `{y}` (e.g. an OpenStreetMap tile
@@ -71,7 +71,7 @@ pub struct DashboardConfig {
 }
 
 /// Bearer-token access control of the whole HTTP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Whether requests need a token. `false` opens every route to everyone (development
@@ -99,7 +99,7 @@ impl Default for AuthConfig {
 }
 
 /// One token: who holds it, its role, and the SHA-256 of the token (never the token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// Who it was issued to: 1 to 64 ASCII letters, digits, `_`, `-`, `.` or `@`; unique.

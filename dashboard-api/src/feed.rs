@@ -5,10 +5,11 @@ use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use ioc_schemas::{AlertEvent, Department, Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, DeadLetter, Department, Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
+use crate::dead_letters::{DeadLetterView, RecentDeadLetters};
 use crate::history::RecentKpis;
 use crate::protocol::Filter;
 use crate::{ApiMetrics, DeviceDirectory};
@@ -89,7 +90,12 @@ pub(crate) struct Snapshot {
     pub(crate) kpis: Vec<Arc<Kpi>>,
     /// Newest event of each open alert.
     pub(crate) alerts: Vec<Arc<AlertEvent>>,
+    /// The newest dead letters, oldest first.
+    pub(crate) dead_letters: Vec<Arc<DeadLetterView>>,
 }
+
+/// Dead letters a snapshot carries at most.
+const SNAPSHOT_DEAD_LETTERS: usize = 50;
 
 /// The sending side of the live feed. Cheap to clone.
 ///
@@ -103,6 +109,7 @@ pub struct LiveFeed {
     tx: broadcast::Sender<Arc<WindowResult>>,
     kpi_tx: broadcast::Sender<Arc<Kpi>>,
     alert_tx: broadcast::Sender<Arc<AlertEvent>>,
+    dead_letter_tx: broadcast::Sender<Arc<DeadLetterView>>,
     windows: Arc<Latest<WindowKey, WindowResult>>,
     kpis: Arc<Latest<KpiKey, Kpi>>,
     alerts: Arc<Latest<String, AlertEvent>>,
@@ -114,6 +121,8 @@ pub struct LiveFeed {
     devices: DeviceDirectory,
     /// KPI history kept in memory while no ClickHouse serves it.
     recent: Arc<RecentKpis>,
+    /// The newest dead letters, for the API without ClickHouse and for snapshots.
+    recent_dead_letters: Arc<RecentDeadLetters>,
 }
 
 impl LiveFeed {
@@ -143,10 +152,13 @@ impl LiveFeed {
         let (tx, _) = broadcast::channel(capacity.max(1));
         let (kpi_tx, _) = broadcast::channel(capacity.max(1));
         let (alert_tx, _) = broadcast::channel(capacity.max(1));
+        let (dead_letter_tx, _) = broadcast::channel(capacity.max(1));
         LiveFeed {
             tx,
             kpi_tx,
             alert_tx,
+            dead_letter_tx,
+            recent_dead_letters: Arc::default(),
             windows: Arc::new(Latest::new()),
             kpis: Arc::new(Latest::new()),
             alerts: Arc::new(Latest::new()),
@@ -255,6 +267,24 @@ impl LiveFeed {
         self.alert_tx.send(event).unwrap_or(0)
     }
 
+    /// Publishes a rejected message to every client on the `dead_letters` channel and keeps
+    /// it among the newest for the API; returns how many connections listen. Never blocks.
+    pub fn publish_dead_letter(&self, letter: &DeadLetter) -> usize {
+        let view = Arc::new(DeadLetterView::from(letter));
+        self.recent_dead_letters.record(letter, &view);
+        self.dead_letter_tx.send(view).unwrap_or(0)
+    }
+
+    /// The newest dead letters kept in memory.
+    pub(crate) fn recent_dead_letters(&self) -> &RecentDeadLetters {
+        &self.recent_dead_letters
+    }
+
+    /// A receiver of every dead letter published from now on.
+    pub(crate) fn subscribe_dead_letters(&self) -> broadcast::Receiver<Arc<DeadLetterView>> {
+        self.dead_letter_tx.subscribe()
+    }
+
     /// The latest value of each key that `filter` lets through, for the channels it
     /// subscribes; with `confined`, alerts of that department only. Take it after
     /// subscribing the receivers, so nothing published in between is missed.
@@ -274,6 +304,12 @@ impl LiveFeed {
                 self.alerts.matching(|e| {
                     confined.is_none_or(|own| e.alert.department == own) && filter.matches_alert(e)
                 })
+            } else {
+                Vec::new()
+            },
+            // Dead letters belong to no department: a confined client gets none.
+            dead_letters: if filter.wants_dead_letters() && confined.is_none() {
+                self.recent_dead_letters.newest(SNAPSHOT_DEAD_LETTERS)
             } else {
                 Vec::new()
             },

@@ -49,8 +49,6 @@ pub(crate) struct HistoryParams {
     limit: Option<u32>,
 }
 
-const KNOWN: &str = "from, to, entity, district, scope, window_size_ms, limit";
-
 /// Where an answer's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -164,7 +162,7 @@ pub(crate) async fn kpi_history(
             "no KPI family `{family}` (traffic, camera, air, water, hydrology, bridge, health)"
         ))
     })?;
-    let Query(params) = params.map_err(|e| invalid_query(&e, KNOWN))?;
+    let Query(params) = params.map_err(|e| invalid_query(&e))?;
     let query = history_query(family, params)?;
     let from_memory = |why: String| {
         let recent = state.feed().recent();

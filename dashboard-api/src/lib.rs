@@ -169,7 +169,8 @@
 //!
 //! Channels are `windows` (window results), `kpi.<family>` with family `traffic`,
 //! `camera`, `air`, `water`, `hydrology`, `bridge` or `health` (KPI rows, see
-//! `ioc_schemas::Kpi`), and `alerts` (alert lifecycle events). Leaving `channels` out (or
+//! `ioc_schemas::Kpi`), `alerts` (alert lifecycle events) and `dead_letters` (rejected
+//! messages; none for a department token). Leaving `channels` out (or
 //! `null`) means `["windows"]`, so clients written before KPIs keep working; an empty list
 //! or an unknown name is refused. `kinds` and `metrics` narrow window results only;
 //! `districts` and `devices` narrow the others too: a KPI row or alert matches `districts`
@@ -186,12 +187,13 @@
 //!
 //! | message | when |
 //! |---|---|
-//! | `{"type":"hello","protocol":2,"channels":["windows","kpi.traffic",...,"alerts"]}` | on connect, listing the channels. Until the client subscribes, nothing else is sent (no heartbeat either). |
+//! | `{"type":"hello","protocol":2,"channels":["windows","kpi.traffic",...,"alerts","dead_letters"]}` | on connect, listing the channels. Until the client subscribes, nothing else is sent (no heartbeat either). |
 //! | `{"type":"subscribed","filter":{"channels":["windows"],"kinds":[],"districts":["hai_chau"],"devices":[],"metrics":[]}}` | after each subscribe, with the filter in force (sorted, duplicates removed); `"filter":null` after an unsubscribe. A `snapshot` follows at once. |
 //! | `{"type":"snapshot","seq":1,"windows":[{...}],"kpis":[{...}],"alerts":[{...}]}` | right after each `subscribed` with a filter, and after each `lagged`: the latest value of every key that matches the filter, for the subscribed channels only (the others are `[]`). `windows`: the newest `WindowResult` per (device, metric, window size); `kpis`: the newest `Kpi` per (family, entity id, window size or AQI period; camera rows also per event type, water rows per parameter); `alerts`: the newest `AlertEvent` of every open (active or acknowledged) alert. The client replaces what it holds with it. Every update published after the snapshot follows as a delta; one published while the snapshot was taken may come both in it and as a delta. |
 //! | `{"type":"window","seq":2,"data":{...}}` | each matching window result; `data` is a `WindowResult` (`window-result.schema.json`). |
 //! | `{"type":"kpi","seq":3,"family":"air","kpi":{"family":"air","station_id":...}}` | each matching KPI row; `kpi` is a `Kpi` (tagged by `family`). |
 //! | `{"type":"alert","seq":4,"event":{"event_id":...,"alert":{...},"transition":"opened",...}}` | each matching alert event (`AlertEvent`). |
+//! | `{"type":"dead_letter","seq":5,"dead_letter":{"code":"malformed_json",...}}` | each rejected message ([`DeadLetterView`]); a snapshot with `dead_letters` subscribed also carries the newest 50 as `"dead_letters":[...]`. |
 //! | `{"type":"heartbeat","seq":5,"at_ms":1795827661000}` | every `ws_ping_interval_ms` (20 s) while subscribed, with the server's wall clock: a browser, which cannot see WebSocket pings, treats a link without one for a few intervals as dead and reconnects. |
 //! | `{"type":"lagged","feed":"windows","skipped":46}` | the client fell behind on one feed (`windows`, `kpi` for every family, or `alerts`): `skipped` updates (counted before filtering) were dropped for it. A `snapshot` follows at once, then deltas; the client stays connected. |
 //! | `{"type":"pong"}` | answer to a ping. |
@@ -239,6 +241,7 @@
 
 mod auth;
 mod config;
+mod dead_letters;
 mod devices;
 mod error;
 mod feed;
@@ -255,6 +258,7 @@ mod ws;
 
 pub use auth::{generate_token, hash_token};
 pub use config::{AuthConfig, DashboardConfig, HttpConfig, TokenSpec};
+pub use dead_letters::DeadLetterView;
 pub use devices::{DeviceDirectory, DeviceView, RegistryRequest, UnknownDevice, UnknownDevices};
 pub use error::ApiError;
 pub use feed::LiveFeed;

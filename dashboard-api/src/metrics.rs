@@ -2,6 +2,9 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+/// The `outcome` of a registry change asked for through the API (`rest::submit`).
+const REGISTRY_OUTCOMES: [&str; 5] = ["applied", "refused", "unavailable", "timeout", "read_only"];
+
 /// Metrics of the HTTP API and its WebSocket feed.
 #[derive(Debug, Clone)]
 pub struct ApiMetrics {
@@ -107,8 +110,17 @@ impl ApiMetrics {
             )?,
         };
         registry.register(Box::new(metrics.history_memory_evicted.clone()))?;
+        // Every series whose labels are known up front is exported from the start, at 0.
         for reason in ["missing", "unknown", "forbidden"] {
             metrics.auth_failures.with_label_values(&[reason]);
+        }
+        for family in ioc_schemas::KpiFamily::ALL {
+            metrics.ws_kpi_updates.with_label_values(&[family.as_str()]);
+        }
+        for op in ["upsert", "remove"] {
+            for outcome in REGISTRY_OUTCOMES {
+                metrics.registry_changes.with_label_values(&[op, outcome]);
+            }
         }
         registry.register(Box::new(metrics.auth_failures.clone()))?;
         registry.register(Box::new(metrics.rate_limited.clone()))?;

@@ -175,6 +175,20 @@ pub fn api_description() -> ApiDescription {
         )
         .route(
             Method::Get,
+            "/api/v1/dead-letters",
+            Operation::new("deadLetters", "Dead letters", "Recent rejected messages")
+                .description(
+                    "The newest rejected messages, newest first, with their code, reason, \
+                     source, time and first bytes: from ClickHouse's `dead_letters`, or \
+                     without one from the newest 1000 kept in memory since start-up \
+                     (`source`). The WebSocket's `dead_letters` channel pushes them live.",
+                )
+                .query_struct::<crate::dead_letters::DeadLetterParams>()
+                .ok::<crate::dead_letters::DeadLetters>(200, "the letters")
+                .errors(&[(503, "ClickHouse cannot be read")]),
+        )
+        .route(
+            Method::Get,
             "/api/v1/tokens",
             Operation::new(
                 "listTokens",

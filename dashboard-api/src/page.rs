@@ -1,9 +1,9 @@
-//! The operator page at `/`: HTML, script, styles and the map library, all compiled into
-//! the binary so the page works on a control-room network with no internet.
+//! The operator page at `/`: HTML, script, styles and the map and chart libraries, all
+//! compiled into the binary so the page works on a control-room network with no internet.
 //!
 //! Every file answers with a strong `ETag` (the start of its SHA-256) and honours
 //! `If-None-Match` with `304`. The page's own files are `Cache-Control: no-cache` (the
-//! browser revalidates, so a new binary's page is used at once); the vendored library is
+//! browser revalidates, so a new binary's page is used at once); the vendored libraries are
 //! cached for a day.
 
 use std::fmt::Write as _;
@@ -61,11 +61,15 @@ const ASSETS: &[Asset] = &[
     asset!("i18n.js", JS, APP),
     asset!("live.js", JS, APP),
     asset!("map.js", JS, APP),
+    asset!("charts.js", JS, APP),
     asset!("app.css", CSS, APP),
     asset!("favicon.svg", SVG, APP),
     asset!("vendor/leaflet/leaflet.js", JS, VENDOR),
     asset!("vendor/leaflet/leaflet.css", CSS, VENDOR),
     asset!("vendor/leaflet/LICENSE", TEXT, VENDOR),
+    asset!("vendor/uplot/uPlot.iife.min.js", JS, VENDOR),
+    asset!("vendor/uplot/uPlot.min.css", CSS, VENDOR),
+    asset!("vendor/uplot/LICENSE", TEXT, VENDOR),
 ];
 
 /// The ETag of `index.html`, then of each asset in `ASSETS` order.
@@ -238,7 +242,13 @@ mod tests {
     #[test]
     fn every_file_the_page_references_is_bundled() {
         let html = references(text(INDEX_HTML), "/assets/");
-        for must in ["app.js", "app.css", "vendor/leaflet/leaflet.js"] {
+        for must in [
+            "app.js",
+            "app.css",
+            "vendor/leaflet/leaflet.js",
+            "vendor/uplot/uPlot.iife.min.js",
+            "vendor/uplot/uPlot.min.css",
+        ] {
             assert!(html.contains(must), "index.html does not load {must}");
         }
         for path in &html {

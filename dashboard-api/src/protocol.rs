@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use ioc_schemas::{AlertEvent, District, EpochMs, Kind, Kpi, KpiFamily, WindowResult};
+
+use crate::dead_letters::DeadLetterView;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,14 +22,17 @@ pub enum Channel {
     Kpi(KpiFamily),
     /// `alerts`: every alert lifecycle event (opened, acknowledged, escalated, resolved, ...).
     Alerts,
+    /// `dead_letters`: every rejected message (not for department tokens).
+    DeadLetters,
 }
 
 impl Channel {
-    /// Every channel: `windows`, then `kpi.<family>` in [`KpiFamily::ALL`] order.
+    /// Every channel: `windows`, then `kpi.<family>` in [`KpiFamily::ALL`] order, `alerts`
+    /// and `dead_letters`.
     pub fn all() -> Vec<Channel> {
         std::iter::once(Channel::Windows)
             .chain(KpiFamily::ALL.into_iter().map(Channel::Kpi))
-            .chain(std::iter::once(Channel::Alerts))
+            .chain([Channel::Alerts, Channel::DeadLetters])
             .collect()
     }
 
@@ -38,6 +43,9 @@ impl Channel {
         }
         if name == "alerts" {
             return Some(Channel::Alerts);
+        }
+        if name == "dead_letters" {
+            return Some(Channel::DeadLetters);
         }
         let family = name.strip_prefix("kpi.")?;
         KpiFamily::from_name(family).map(Channel::Kpi)
@@ -50,6 +58,7 @@ impl fmt::Display for Channel {
             Channel::Windows => f.write_str("windows"),
             Channel::Kpi(family) => write!(f, "kpi.{}", family.as_str()),
             Channel::Alerts => f.write_str("alerts"),
+            Channel::DeadLetters => f.write_str("dead_letters"),
         }
     }
 }
@@ -174,6 +183,11 @@ impl Filter {
         self.channels.contains(&Channel::Alerts)
     }
 
+    /// Whether the `dead_letters` channel is subscribed.
+    pub fn wants_dead_letters(&self) -> bool {
+        self.channels.contains(&Channel::DeadLetters)
+    }
+
     /// Whether any `kpi.<family>` channel is subscribed.
     pub fn wants_kpis(&self) -> bool {
         self.channels.iter().any(|c| matches!(c, Channel::Kpi(_)))
@@ -242,6 +256,14 @@ pub enum ServerMessage {
         /// The event.
         event: AlertEvent,
     },
+    /// A rejected message (channel `dead_letters`).
+    DeadLetter {
+        /// The connection's sequence number.
+        #[serde(default)]
+        seq: u64,
+        /// The letter.
+        dead_letter: DeadLetterView,
+    },
     /// The latest value of each key matching the filter, sent right after every
     /// `subscribed` (with a filter) and after every `lagged`; the client replaces what it
     /// holds with it, then applies the updates that follow.
@@ -260,6 +282,10 @@ pub enum ServerMessage {
         /// Newest event of each open (active or acknowledged) alert; empty unless `alerts`
         /// is subscribed.
         alerts: Vec<AlertEvent>,
+        /// The newest dead letters (at most 50), oldest first; absent unless `dead_letters`
+        /// is subscribed and there are some.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        dead_letters: Vec<DeadLetterView>,
     },
     /// Sent to a subscribed client every `ws_ping_interval_ms`, so a client that cannot see
     /// WebSocket pings (a browser) can tell the link is alive.
@@ -296,6 +322,8 @@ pub enum Feed {
     Kpi,
     /// Alert events.
     Alerts,
+    /// Dead letters.
+    DeadLetters,
 }
 
 /// `ServerMessage::Window` without cloning the result (one serialisation per client).
@@ -323,6 +351,8 @@ struct SnapshotRef<'a> {
     windows: Vec<&'a WindowResult>,
     kpis: Vec<&'a Kpi>,
     alerts: Vec<&'a AlertEvent>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dead_letters: Vec<&'a DeadLetterView>,
 }
 
 impl ServerMessage {
@@ -349,6 +379,21 @@ pub(crate) fn alert_json(event: &AlertEvent, seq: u64) -> String {
     serde_json::to_string(&AlertRef { seq, event }).unwrap_or_default()
 }
 
+/// `{"type":"dead_letter","seq":n,"dead_letter":...}` for `letter`.
+pub(crate) fn dead_letter_json(letter: &DeadLetterView, seq: u64) -> String {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename = "dead_letter")]
+    struct DeadLetterRef<'a> {
+        seq: u64,
+        dead_letter: &'a DeadLetterView,
+    }
+    serde_json::to_string(&DeadLetterRef {
+        seq,
+        dead_letter: letter,
+    })
+    .unwrap_or_default()
+}
+
 /// `{"type":"kpi","seq":n,"family":"air","kpi":...}` for `kpi`.
 pub(crate) fn kpi_json(kpi: &Kpi, seq: u64) -> String {
     serde_json::to_string(&KpiRef {
@@ -366,6 +411,7 @@ pub(crate) fn snapshot_json(snapshot: &crate::feed::Snapshot, seq: u64) -> Strin
         windows: snapshot.windows.iter().map(AsRef::as_ref).collect(),
         kpis: snapshot.kpis.iter().map(AsRef::as_ref).collect(),
         alerts: snapshot.alerts.iter().map(AsRef::as_ref).collect(),
+        dead_letters: snapshot.dead_letters.iter().map(AsRef::as_ref).collect(),
     })
     .unwrap_or_default()
 }
@@ -499,7 +545,7 @@ mod tests {
                 channels: Channel::all()
             }
             .to_json(),
-            r#"{"type":"hello","protocol":1,"channels":["windows","kpi.traffic","kpi.camera","kpi.air","kpi.water","kpi.hydrology","kpi.bridge","kpi.health","alerts"]}"#
+            r#"{"type":"hello","protocol":1,"channels":["windows","kpi.traffic","kpi.camera","kpi.air","kpi.water","kpi.hydrology","kpi.bridge","kpi.health","alerts","dead_letters"]}"#
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
         assert_eq!(
@@ -541,6 +587,7 @@ mod tests {
             windows: vec![std::sync::Arc::new(r.clone())],
             kpis: vec![std::sync::Arc::new(kpi.clone())],
             alerts: Vec::new(),
+            dead_letters: Vec::new(),
         };
         let borrowed: serde_json::Value =
             serde_json::from_str(&snapshot_json(&snapshot, 4)).unwrap();
@@ -549,6 +596,7 @@ mod tests {
             windows: vec![r],
             kpis: vec![kpi],
             alerts: Vec::new(),
+            dead_letters: Vec::new(),
         })
         .unwrap();
         assert_eq!(borrowed, owned);

@@ -198,6 +198,10 @@ pub(crate) fn routes() -> Router<ApiState> {
             get(get_device).put(put_device).delete(delete_device),
         )
         .route("/api/v1/kpis/{family}", get(crate::history::kpi_history))
+        .route(
+            "/api/v1/dead-letters",
+            get(crate::dead_letters::dead_letters),
+        )
 }
 
 /// The answer for paths no route matches.
@@ -229,15 +233,16 @@ pub(crate) struct ListQuery {
     department: Option<String>,
 }
 
-/// The answer to a query string that does not parse into the handler's struct.
-pub(crate) fn invalid_query(rejection: &QueryRejection, known: &str) -> RestError {
-    let text = rejection.body_text();
-    let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-    RestError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        format!("{detail} (known parameters: {known})"),
-    )
+/// The answer to a query string that does not parse into the handler's struct: `400
+/// invalid_query` naming the parameter (`field`), as every route says it
+/// ([`ioc_schemas::query::query_problem`]).
+pub(crate) fn invalid_query(rejection: &QueryRejection) -> RestError {
+    let problem = ioc_schemas::query::query_problem(&rejection.body_text());
+    let error = RestError::new(StatusCode::BAD_REQUEST, "invalid_query", problem.message);
+    match problem.field {
+        Some(field) => error.with_field(field),
+        None => error,
+    }
 }
 
 /// An optional query value parsed by `parse`; empty means absent.
@@ -270,7 +275,7 @@ async fn list_devices(
     State(state): State<ApiState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<DeviceList>, RestError> {
-    let Query(query) = query.map_err(|e| invalid_query(&e, "kind, district, department"))?;
+    let Query(query) = query.map_err(|e| invalid_query(&e))?;
     let kind = query_value("kind", query.kind.as_deref(), Kind::from_name)?;
     let district = query_value("district", query.district.as_deref(), District::from_slug)?;
     let department = query_value(

@@ -26,9 +26,10 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
+use crate::dead_letters::DeadLetterView;
 use crate::protocol::{
-    alert_json, kpi_json, snapshot_json, window_json, Channel, ClientMessage, Feed, Filter,
-    ServerMessage, PROTOCOL_VERSION,
+    alert_json, dead_letter_json, kpi_json, snapshot_json, window_json, Channel, ClientMessage,
+    Feed, Filter, ServerMessage, PROTOCOL_VERSION,
 };
 use crate::{ApiState, LiveFeed};
 
@@ -204,6 +205,7 @@ struct Subscription {
     windows: Option<broadcast::Receiver<Arc<WindowResult>>>,
     kpis: Option<broadcast::Receiver<Arc<Kpi>>>,
     alerts: Option<broadcast::Receiver<Arc<AlertEvent>>>,
+    dead_letters: Option<broadcast::Receiver<Arc<DeadLetterView>>>,
 }
 
 impl Subscription {
@@ -215,6 +217,9 @@ impl Subscription {
             windows: filter.wants_windows().then(|| feed.subscribe()),
             kpis: filter.wants_kpis().then(|| feed.subscribe_kpis()),
             alerts: filter.wants_alerts().then(|| feed.subscribe_alerts()),
+            dead_letters: filter
+                .wants_dead_letters()
+                .then(|| feed.subscribe_dead_letters()),
             filter,
         }
     }
@@ -225,6 +230,10 @@ impl Subscription {
             Feed::Windows => self.windows.as_ref().map_or(0, broadcast::Receiver::len),
             Feed::Kpi => self.kpis.as_ref().map_or(0, broadcast::Receiver::len),
             Feed::Alerts => self.alerts.as_ref().map_or(0, broadcast::Receiver::len),
+            Feed::DeadLetters => self
+                .dead_letters
+                .as_ref()
+                .map_or(0, broadcast::Receiver::len),
         }
     }
 }
@@ -234,6 +243,7 @@ enum Event {
     Window(Result<Arc<WindowResult>, RecvError>),
     Kpi(Result<Arc<Kpi>, RecvError>),
     Alert(Result<Arc<AlertEvent>, RecvError>),
+    DeadLetter(Result<Arc<DeadLetterView>, RecvError>),
     Heartbeat,
 }
 
@@ -319,6 +329,7 @@ impl Forwarder {
                         update = next_update(&mut sub.windows) => Event::Window(update),
                         update = next_update(&mut sub.kpis) => Event::Kpi(update),
                         update = next_update(&mut sub.alerts) => Event::Alert(update),
+                        update = next_update(&mut sub.dead_letters) => Event::DeadLetter(update),
                         _ = heartbeat.tick() => Event::Heartbeat,
                     },
                 },
@@ -387,6 +398,20 @@ impl Forwarder {
                     let seq = self.next_seq();
                     Message::Text(alert_json(&event, seq).into())
                 }
+                Event::DeadLetter(Ok(letter)) => {
+                    // Dead letters belong to no department.
+                    if self.confined.is_some() {
+                        continue;
+                    }
+                    let seq = self.next_seq();
+                    Message::Text(dead_letter_json(&letter, seq).into())
+                }
+                Event::DeadLetter(Err(RecvError::Lagged(skipped))) => {
+                    if !self.lag(Feed::DeadLetters, skipped).await {
+                        break;
+                    }
+                    continue;
+                }
                 Event::Window(Err(RecvError::Lagged(skipped))) => {
                     if !self.lag(Feed::Windows, skipped).await {
                         break;
@@ -407,7 +432,8 @@ impl Forwarder {
                 }
                 Event::Window(Err(RecvError::Closed))
                 | Event::Kpi(Err(RecvError::Closed))
-                | Event::Alert(Err(RecvError::Closed)) => {
+                | Event::Alert(Err(RecvError::Closed))
+                | Event::DeadLetter(Err(RecvError::Closed)) => {
                     // The feed lives as long as the server state; nothing more will come.
                     warn!("live feed closed");
                     self.subscription = None;

@@ -254,3 +254,59 @@ async fn a_slow_client_gets_lagged_then_a_snapshot_and_stays_connected() -> anyh
     assert_eq!(next_json_within(&mut ws, QUIET).await?, None);
     server.shutdown().await
 }
+
+#[tokio::test]
+async fn dead_letters_are_pushed_listed_and_in_the_snapshot() -> anyhow::Result<()> {
+    use ioc_schemas::{DeadLetter, RejectCode, Rejection, Transport};
+    let server = Server::start(HttpConfig::default()).await?;
+    let feed = server.state.feed().clone();
+    let letter = |at: u64, code: RejectCode, payload: &[u8]| {
+        DeadLetter::new(
+            at,
+            Transport::Mqtt,
+            "ioc/v1/sensor/hai_chau/x".into(),
+            payload,
+            Rejection::new(code, format!("reason {at}")),
+        )
+    };
+    feed.publish_dead_letter(&letter(1, RejectCode::MalformedJson, b"{not json"));
+    let mut ws = server.ws().await?;
+    let snapshot = subscribe(
+        &mut ws,
+        json!({"type": "subscribe", "channels": ["dead_letters"]}),
+    )
+    .await?;
+    assert_eq!(
+        snapshot["dead_letters"][0]["code"], "malformed_json",
+        "{snapshot}"
+    );
+    assert_eq!(snapshot["dead_letters"][0]["first_bytes"], "{not json");
+    feed.publish_dead_letter(&letter(2, RejectCode::InvalidUtf8, b"\xff\xfe"));
+    let pushed = next_json(&mut ws).await?;
+    assert_eq!(pushed["type"], "dead_letter", "{pushed}");
+    assert_eq!(pushed["dead_letter"]["code"], "invalid_utf8");
+    assert_eq!(pushed["dead_letter"]["first_bytes"], "\u{fffd}\u{fffd}");
+    assert_eq!(pushed["dead_letter"]["payload_bytes"], 2);
+
+    // Without ClickHouse the API answers from memory, newest first, and says so.
+    let listed = common::http_get(server.addr, "/api/v1/dead-letters").await?;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = listed.json()?;
+    assert_eq!(listed["source"], "memory", "{listed}");
+    assert!(listed["note"]
+        .as_str()
+        .is_some_and(|n| n.contains("no ClickHouse")));
+    let codes: Vec<&str> = listed["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["invalid_utf8", "malformed_json"]);
+    let one = common::http_get(server.addr, "/api/v1/dead-letters?code=malformed_json").await?;
+    assert_eq!(one.json()?["count"], 1);
+    let bad = common::http_get(server.addr, "/api/v1/dead-letters?transport=amqp").await?;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()?["error"]["field"], "transport");
+    server.shutdown().await
+}

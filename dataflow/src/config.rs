@@ -4,7 +4,7 @@ use ioc_schemas::WindowSpec;
 use serde::{Deserialize, Serialize};
 
 /// How the event-time dataflow runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataflowConfig {
     /// Timely worker threads in this process; readings are exchanged between them by device.
@@ -114,7 +114,7 @@ impl DataflowConfig {
 
 /// Where this process sits in a timely cluster: `iocd run` on every machine with the same
 /// file, each with its own `process`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
     /// One `host:port` per process, in process-id order, where the processes' workers reach

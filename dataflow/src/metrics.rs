@@ -1,10 +1,13 @@
 //! Dataflow metrics.
 
-use ioc_schemas::WindowResult;
+use ioc_schemas::{Kind, KpiFamily, WindowResult};
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
 };
+
+/// The `op` of a registry change applied.
+const REGISTRY_OPS: [&str; 2] = ["upsert", "remove"];
 
 /// Counters and gauges of the dataflow.
 #[derive(Debug, Clone)]
@@ -116,6 +119,25 @@ impl DataflowMetrics {
             ),
             &["op"],
         )?;
+        // Every series whose labels are known up front is exported from the start, at 0;
+        // the per-source watermarks appear with their source.
+        for kind in Kind::ALL.map(Kind::as_str) {
+            for by_kind in [
+                &late,
+                &duplicates,
+                &windows,
+                &unknown_device_readings,
+                &unnamed_readings,
+            ] {
+                by_kind.with_label_values(&[kind]);
+            }
+        }
+        for family in KpiFamily::ALL {
+            kpis.with_label_values(&[family.as_str()]);
+        }
+        for op in REGISTRY_OPS {
+            registry_changes.with_label_values(&[op]);
+        }
         registry.register(Box::new(unknown_device_readings.clone()))?;
         registry.register(Box::new(unnamed_readings.clone()))?;
         registry.register(Box::new(kpis.clone()))?;
@@ -142,5 +164,35 @@ impl DataflowMetrics {
             .inc();
         let delay_ms = now_ms.saturating_sub(result.window_end_ms());
         self.emit_delay.observe(delay_ms as f64 / 1000.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_series_are_exported_from_the_start() {
+        let registry = Registry::new();
+        DataflowMetrics::new(&registry).unwrap();
+        let families = registry.gather();
+        let series = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map_or(0, |f| f.get_metric().len())
+        };
+        for name in [
+            "ioc_dataflow_late_readings_total",
+            "ioc_dataflow_duplicates_total",
+            "ioc_dataflow_windows_emitted_total",
+            "ioc_dataflow_unknown_device_readings_total",
+            "ioc_dataflow_unnamed_readings_total",
+        ] {
+            assert_eq!(series(name), Kind::ALL.len(), "{name}");
+        }
+        assert_eq!(series("ioc_dataflow_kpis_total"), KpiFamily::ALL.len());
+        assert_eq!(series("ioc_dataflow_registry_changes_total"), 2);
+        assert_eq!(series("ioc_dataflow_source_watermark_ms"), 0, "per source");
     }
 }

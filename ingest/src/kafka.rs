@@ -30,7 +30,7 @@ use crate::record::{self, Arrival};
 use crate::{now_ms, IngestError, DISTRICT_HEADER};
 
 /// The topic of each reading kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaTopics {
     /// Topic of sensor readings.
@@ -72,7 +72,7 @@ impl KafkaTopics {
 }
 
 /// How to reach and read Kafka.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated (`host:port,...`); empty leaves Kafka off.

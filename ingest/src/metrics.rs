@@ -1,6 +1,16 @@
 //! Ingest metrics.
 
+use ioc_schemas::{Kind, RejectCode, Transport};
 use prometheus::{CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// The transports, as labelled.
+const TRANSPORTS: [Transport; 2] = [Transport::Mqtt, Transport::Kafka];
+
+/// The `kind` labels: every reading kind, and `unknown` for a message whose topic or key
+/// names none.
+fn kind_labels() -> impl Iterator<Item = &'static str> {
+    Kind::ALL.iter().map(|k| k.as_str()).chain(["unknown"])
+}
 
 /// Counters of what ingest received, accepted and rejected.
 #[derive(Debug, Clone)]
@@ -41,8 +51,28 @@ pub struct IngestMetrics {
 }
 
 impl IngestMetrics {
-    /// Registers the metrics.
+    /// Registers the metrics. Every series whose labels are known up front (transport, kind,
+    /// rejection code) is exported from the start, at 0; the per-partition Kafka series
+    /// appear with their partition.
     pub fn new(registry: &Registry) -> Result<IngestMetrics, prometheus::Error> {
+        let metrics = IngestMetrics::register(registry)?;
+        for transport in TRANSPORTS.map(Transport::as_str) {
+            metrics.reconnects.with_label_values(&[transport]);
+            metrics.ack_failures.with_label_values(&[transport]);
+            for kind in kind_labels() {
+                metrics.received.with_label_values(&[transport, kind]);
+                metrics.accepted.with_label_values(&[transport, kind]);
+                for code in RejectCode::ALL {
+                    metrics
+                        .rejected
+                        .with_label_values(&[transport, kind, code.as_str()]);
+                }
+            }
+        }
+        Ok(metrics)
+    }
+
+    fn register(registry: &Registry) -> Result<IngestMetrics, prometheus::Error> {
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
                 let c = IntCounterVec::new(Opts::new(name, help), labels)?;
@@ -157,5 +187,33 @@ impl IngestMetrics {
                 g
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_series_are_exported_from_the_start() {
+        let registry = Registry::new();
+        IngestMetrics::new(&registry).unwrap();
+        let families = registry.gather();
+        let series = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map_or(0, |f| f.get_metric().len())
+        };
+        let kinds = Kind::ALL.len() + 1;
+        assert_eq!(series("ioc_ingest_received_total"), 2 * kinds);
+        assert_eq!(series("ioc_ingest_accepted_total"), 2 * kinds);
+        assert_eq!(
+            series("ioc_ingest_rejected_total"),
+            2 * kinds * RejectCode::ALL.len()
+        );
+        assert_eq!(series("ioc_ingest_reconnects_total"), 2);
+        assert_eq!(series("ioc_ingest_ack_failures_total"), 2);
+        assert_eq!(series("ioc_ingest_mqtt_oversized_packets_total"), 1);
     }
 }

@@ -33,7 +33,7 @@ use crate::{now_ms, IngestError};
 const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 
 /// How to reach and read the MQTT broker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
     /// Read from MQTT; off for a Kafka-only deployment.

@@ -61,6 +61,9 @@ pub struct Alerting {
     pub task: AlertsTask,
     events: mpsc::Receiver<AlertEvent>,
     attempts: mpsc::Receiver<WebhookAttemptRow>,
+    /// The latest event of each alert open at start (restored from the state folder), for
+    /// the WebSocket's snapshots.
+    open_at_start: Vec<AlertEvent>,
 }
 
 /// Capacity of the queue of webhook attempt rows.
@@ -86,17 +89,28 @@ impl Alerting {
             registry,
         )
         .await?;
+        let open = ioc_alerts::lifecycle::AlertFilter {
+            open: Some(true),
+            ..Default::default()
+        };
+        let open_at_start = alerts
+            .list(open)
+            .await?
+            .iter()
+            .map(ioc_alerts::lifecycle::latest_event)
+            .collect();
         Ok(Alerting {
             alerts,
             task,
             events,
             attempts,
+            open_at_start,
         })
     }
 
-    /// Sends every alert event to the WebSocket and, with a store, every event and webhook
-    /// attempt to ClickHouse, until the manager stops. Returns the manager task and the
-    /// forwarding tasks, to await on shutdown.
+    /// Sends the alerts open at start, then every alert event, to the WebSocket and, with a
+    /// store, every event and webhook attempt to ClickHouse, until the manager stops.
+    /// Returns the manager task and the forwarding tasks, to await on shutdown.
     pub fn forward(
         self,
         feed: LiveFeed,
@@ -107,7 +121,13 @@ impl Alerting {
             task,
             mut events,
             mut attempts,
+            open_at_start,
         } = self;
+        // Alerts an earlier run left open are in every snapshot from the start, as if this
+        // process had raised them.
+        for event in open_at_start {
+            feed.publish_alert(event);
+        }
         // The pipeline holds its own handles; the manager stops once they are dropped.
         drop(alerts);
         let event_spool = spool.clone();

@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use figment::providers::{Format, Toml};
 use figment::Figment;
 
+/// Bytes of messages in one segment of a subscription filter's in-memory log.
+const SEGMENT_BYTES: usize = 8 << 20;
+/// Full segments kept per filter, besides the one being filled.
+const SEGMENTS: usize = 4;
+
 /// Starts rumqttd on `listen` in its own thread (its `start` blocks forever) and returns the
 /// address it listens on; port 0 takes a free port.
 ///
@@ -23,15 +28,18 @@ pub fn start_embedded_broker(listen: &str) -> anyhow::Result<SocketAddr> {
         })?;
     // rumqttd's `Config::default()` is unusable (zero connections and segment size), so every
     // limit is spelled out. In-flight is generous because iocd acknowledges a message only once
-    // it is stored.
+    // it is stored. rumqttd keeps every subscription filter's recent messages in memory, up to
+    // `max_segment_count` full segments besides the one being filled: 10 × 100 MB let the
+    // demo grow by 6 MB/s at 10,000 messages/s until it held a gigabyte. 4 × 8 MiB is 10 s
+    // and more of backlog at that rate, for a reader that falls behind for a moment.
     let text = format!(
         r#"
 id = 0
 [router]
 max_connections = 1000
 max_outgoing_packet_count = 20000
-max_segment_size = 104857600
-max_segment_count = 10
+max_segment_size = {SEGMENT_BYTES}
+max_segment_count = {SEGMENTS}
 [v4.1]
 name = "iocd-demo"
 listen = "{listen}"

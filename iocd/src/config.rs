@@ -14,7 +14,7 @@ use ioc_store::ClickHouseConfig;
 use serde::{Deserialize, Serialize};
 
 /// Everything iocd can be told.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// The MQTT source.
@@ -48,7 +48,7 @@ pub struct Config {
 }
 
 /// How windows open at the last stop are rebuilt.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestartConfig {
     /// Rebuild the open windows from the stored readings at start-up.
@@ -73,7 +73,7 @@ impl Default for RestartConfig {
 }
 
 /// The embedded broker of the demo.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct DemoConfig {
     /// Where the embedded MQTT broker listens.
@@ -94,7 +94,7 @@ impl Default for DemoConfig {
 }
 
 /// How long a shutdown may take.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// Longest wait (ms) for the spool's rows to reach ClickHouse on shutdown; rows not

@@ -23,6 +23,12 @@ pub enum InstanceError {
         pid: String,
     },
     /// The folder or its lock file cannot be created or locked. Permanent.
+    #[error("cannot clear the state folder {dir} for a fresh start")]
+    Clear {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot lock the state folder {dir}")]
     Io {
         /// The folder, as configured.
@@ -66,6 +72,31 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, InstanceError> {
     file.rewind().map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
     Ok(StateLock { _file: file })
+}
+
+/// Deletes everything in the locked state folder `dir` but its lock file, for a demo that
+/// starts fresh; returns how many entries went.
+pub fn clear_state_dir(dir: &Path) -> Result<usize, InstanceError> {
+    let shown = dir.display().to_string();
+    let io = |source| InstanceError::Clear {
+        dir: shown.clone(),
+        source,
+    };
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        if entry.file_name() == "iocd.lock" {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_type().map_err(io)?.is_dir() {
+            std::fs::remove_dir_all(&path).map_err(io)?;
+        } else {
+            std::fs::remove_file(&path).map_err(io)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// A client id for `prefix` that stays the same across restarts of one instance (the broker
@@ -127,6 +158,24 @@ mod tests {
         drop(first);
         let again = lock_state_dir(&dir);
         assert!(again.is_ok(), "free again once dropped");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fresh_start_empties_the_folder_but_keeps_its_lock() {
+        let dir = temp_dir("fresh");
+        let lock = lock_state_dir(&dir).expect("lock");
+        std::fs::write(dir.join("alerts.redb"), b"old").unwrap();
+        std::fs::create_dir_all(dir.join("spool")).unwrap();
+        std::fs::write(dir.join("spool/spool.redb"), b"old").unwrap();
+        assert_eq!(clear_state_dir(&dir).expect("cleared"), 2);
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["iocd.lock"]);
+        assert!(lock_state_dir(&dir).is_err(), "still held by this run");
+        drop(lock);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -5,6 +5,7 @@ pub mod alerting;
 pub mod backfill;
 pub mod broker;
 pub mod config;
+pub mod config_reference;
 pub mod instance;
 pub mod pipeline;
 pub mod registry;

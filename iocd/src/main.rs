@@ -61,12 +61,22 @@ struct DemoArgs {
     /// Store in this ClickHouse (HTTP URL), e.g. http://127.0.0.1:8123.
     #[arg(long)]
     clickhouse_url: Option<String>,
-    /// Simulated messages per second.
+    /// At most this many simulated messages per second (at least 1). Devices send at their
+    /// registry intervals, about 27.5 messages a second for Da Nang's fleet; a lower ceiling
+    /// stretches every interval, and the demo registers the stretched ones.
     #[arg(long)]
     rate: Option<f64>,
     /// Where the embedded MQTT broker listens (`127.0.0.1:0` for any free port).
     #[arg(long)]
     broker_listen: Option<String>,
+    /// Store nothing, even if a ClickHouse answers at the default URL: KPI history and dead
+    /// letters are kept in memory (`[demo] find_clickhouse = false`).
+    #[arg(long, conflicts_with = "clickhouse_url")]
+    no_clickhouse: bool,
+    /// Start from an empty state folder: the alerts, webhook outbox and spool an earlier demo
+    /// left in `[alerts] state_dir` are deleted first.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,13 +142,32 @@ async fn ctrl_c() {
     }
 }
 
+/// The log filter: `RUST_LOG`, or `info`. The demo's embedded broker (rumqttd) stays quiet
+/// unless `RUST_LOG` names it: at `debug` it logs an `ERROR no-connection id N is already
+/// gone` for each ordinary disconnect.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(log_directives(rust_log)).unwrap_or_else(|e| {
+        eprintln!("RUST_LOG is not a valid filter ({e}); logging at info");
+        tracing_subscriber::EnvFilter::new(log_directives(None))
+    })
+}
+
+fn log_directives(rust_log: Option<&str>) -> String {
+    let asked = rust_log
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .unwrap_or("info");
+    if asked.contains("rumqttd") {
+        asked.to_owned()
+    } else {
+        format!("{asked},rumqttd=off")
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -160,10 +189,26 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ("clickhouse.url", value(args.clickhouse_url)),
         ("simulator.rate_per_s", value(args.rate)),
         ("demo.broker_listen", value(args.broker_listen)),
+        (
+            "demo.find_clickhouse",
+            value(args.no_clickhouse.then_some(false)),
+        ),
     ]);
     let mut config: Config = config::load(args.config.as_deref(), overrides)?;
     // Before anything is printed: a second demo on the same folder or broker port stops here.
     let state = iocd::instance::lock_state_dir(&config.alerts.state_dir)?;
+    if args.fresh {
+        let removed = iocd::instance::clear_state_dir(&config.alerts.state_dir)?;
+        tracing::info!(dir = %config.alerts.state_dir.display(), removed, "starting fresh: the earlier state is deleted");
+    }
+    if config.registry.path.is_none() {
+        // The fleet the simulator plays, with the intervals it sends at (a low `--rate`
+        // stretches them), so device health expects what actually comes.
+        let fleet = config.alerts.state_dir.join("demo-fleet.json");
+        std::fs::write(&fleet, serde_json::to_vec(&config.simulator.registry())?)
+            .with_context(|| format!("cannot write the demo's fleet to {}", fleet.display()))?;
+        config.registry.path = Some(fleet);
+    }
     let broker = iocd::broker::start_embedded_broker(&config.demo.broker_listen)?;
     let (host, port) = (broker.ip().to_string(), broker.port());
     config.mqtt.host = host.clone();
@@ -217,14 +262,27 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         println!("  mqtt:       {host}:{port}  (topics ioc/v1/<kind>/<district>/<device>)");
         match &config.clickhouse {
             Some(ch) if found_clickhouse => println!(
-                "  clickhouse: {} database {} (found running; [demo] find_clickhouse = false keeps everything in memory)",
+                "  clickhouse: {} database {}: a ClickHouse was found running there and everything is stored in it (--no-clickhouse keeps everything in memory instead)",
                 ch.url, ch.database
             ),
             Some(ch) => println!("  clickhouse: {} database {}", ch.url, ch.database),
-            None => {
-                println!("  clickhouse: none found (add --clickhouse-url to store results; KPI history is kept in memory)")
-            }
+            None if !config.demo.find_clickhouse => println!(
+                "  clickhouse: none (--no-clickhouse or [demo] find_clickhouse = false); KPI history and dead letters are kept in memory"
+            ),
+            None => println!(
+                "  clickhouse: none found at {} (add --clickhouse-url to store results); KPI history and dead letters are kept in memory",
+                ioc_store::ClickHouseConfig::default().url
+            ),
         }
+        println!(
+            "  state:      {}{}",
+            config.alerts.state_dir.display(),
+            if args.fresh {
+                " (started fresh)"
+            } else {
+                " (alerts and their state carry over between runs; --fresh starts empty)"
+            }
+        );
         println!("Press Ctrl-C to stop.");
     }
 
@@ -362,6 +420,22 @@ mod tests {
             socket.write_all(answer).await.unwrap();
         });
         format!("http://{addr}")
+    }
+
+    #[test]
+    fn the_embedded_broker_stays_quiet_unless_named() {
+        let filter = log_directives;
+        assert_eq!(filter(None), "info,rumqttd=off");
+        assert_eq!(filter(Some("debug")), "debug,rumqttd=off");
+        assert_eq!(
+            filter(Some("info,ioc_ingest=debug")),
+            "info,ioc_ingest=debug,rumqttd=off"
+        );
+        assert_eq!(filter(Some("debug,rumqttd=info")), "debug,rumqttd=info");
+        // Every one of them is a filter tracing accepts.
+        for asked in [None, Some("debug"), Some("warn,ioc_store=trace")] {
+            assert!(tracing_subscriber::EnvFilter::try_new(filter(asked)).is_ok());
+        }
     }
 
     #[tokio::test]

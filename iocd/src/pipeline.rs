@@ -74,6 +74,7 @@ impl Outputs for PipelineOutputs {
     }
 
     fn dead_letter(&self, letter: DeadLetter, ack: Option<Ack>) {
+        self.feed.publish_dead_letter(&letter);
         match &self.spool {
             Some(spool) => spool.append(&SpoolRow::DeadLetter(DeadLetterRow::from(&letter)), ack),
             None => self.unstored("dead_letter", ack),
@@ -145,7 +146,8 @@ pub async fn run(
     if auth.enabled && auth.tokens.is_empty() && auth.tokens_file.is_none() {
         tracing::warn!(
             "access control is on and no token is configured: the API answers 401 to everything \
-             but /healthz and /metrics; add [[http.auth.tokens]] (see the README)"
+             but /healthz, /openapi.json, the page and (with metrics_public) /metrics; add \
+             [[http.auth.tokens]] (see the README)"
         );
     }
     let state = ApiState::new(&config.http, registry.clone())?;
@@ -160,6 +162,13 @@ pub async fn run(
         &["record"],
     )?;
     registry.register(Box::new(unstored.clone()))?;
+    if config.clickhouse.is_none() {
+        // At 0 from the start where they can move (Prometheus alerts on rate() need them).
+        for record in ["reading", "dead_letter"] {
+            unstored.with_label_values(&[record]);
+        }
+    }
+    let rebuild_gauges = RebuildGauges::new(&registry)?;
 
     let sources_on = [
         ("mqtt", config.mqtt.enabled),
@@ -453,7 +462,7 @@ pub async fn run(
     state.health().set_component("dataflow", true, shape);
 
     if let (Some(store), Some(from)) = (&store, rebuild) {
-        rebuild_open_windows(store, from, &input_tx, &registry).await?;
+        rebuild_open_windows(store, from, &input_tx, &rebuild_gauges).await?;
     }
     if let (Some(spool), Some(plan)) = (&spool, spool_rebuild) {
         rebuild_from_spool(spool, plan, &input_tx).await?;
@@ -542,15 +551,44 @@ pub async fn run(
         let timeout = Duration::from_millis(config.shutdown.flush_timeout_ms);
         let _ = drain_stop.send(true);
         let abort_store = store_task.abort_handle();
-        let flushed = tokio::time::timeout(timeout, store_task).await;
+        // Waiting on a ClickHouse that is away or refusing inserts only delays the stop (the
+        // demo once took 31 s for Ctrl-C after its server went): the rows are safe in the
+        // spool either way.
+        let unavailable = {
+            let (store_rx, store_metrics) = (store_rx.clone(), store_metrics.clone());
+            async move {
+                loop {
+                    if store_rx.borrow().is_none() || !store_metrics.failing_tables().is_empty() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        };
+        let flushed = tokio::select! {
+            flushed = tokio::time::timeout(timeout, store_task) => Some(flushed),
+            () = unavailable => None,
+        };
         abort_store.abort();
         let left = spool.backlog().rows;
         match flushed {
-            Ok(Ok(Ok(()))) if left == 0 => tracing::info!("the spool is drained into clickhouse"),
-            Ok(Ok(Ok(()))) => tracing::info!(rows = left, "rows left in the spool for the next start"),
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "a store writer failed; rows stay in the spool"),
-            Ok(Err(e)) => tracing::error!(error = %e, "the store task failed; rows stay in the spool"),
-            Err(_) => tracing::warn!(
+            None => tracing::warn!(
+                rows = left,
+                "clickhouse is unavailable; the rows not inserted stay in the spool for the next start"
+            ),
+            Some(Ok(Ok(Ok(())))) if left == 0 => {
+                tracing::info!("the spool is drained into clickhouse")
+            }
+            Some(Ok(Ok(Ok(())))) => {
+                tracing::info!(rows = left, "rows left in the spool for the next start")
+            }
+            Some(Ok(Ok(Err(e)))) => {
+                tracing::error!(error = %e, "a store writer failed; rows stay in the spool")
+            }
+            Some(Ok(Err(e))) => {
+                tracing::error!(error = %e, "the store task failed; rows stay in the spool")
+            }
+            Some(Err(_)) => tracing::warn!(
                 rows = left,
                 "clickhouse flush timed out; the rows not inserted stay in the spool for the next start"
             ),
@@ -695,6 +733,29 @@ pub(crate) fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u
     t - t % span
 }
 
+/// `ioc_pipeline_rebuild_rows` and `ioc_pipeline_rebuild_seconds`: 0 until a start-up
+/// rebuild of open windows has run.
+struct RebuildGauges {
+    rows: prometheus::IntGauge,
+    seconds: prometheus::Gauge,
+}
+
+impl RebuildGauges {
+    fn new(registry: &prometheus::Registry) -> anyhow::Result<RebuildGauges> {
+        let rows = prometheus::IntGauge::new(
+            "ioc_pipeline_rebuild_rows",
+            "Stored readings read back at start-up to rebuild open windows.",
+        )?;
+        let seconds = prometheus::Gauge::new(
+            "ioc_pipeline_rebuild_seconds",
+            "Time spent reading back stored readings at start-up.",
+        )?;
+        registry.register(Box::new(rows.clone()))?;
+        registry.register(Box::new(seconds.clone()))?;
+        Ok(RebuildGauges { rows, seconds })
+    }
+}
+
 /// Feeds the stored readings of every window that may still have been open when the process
 /// last stopped back into the dataflow, so those windows come out as if it had never stopped.
 /// Readings the sources then deliver again are recognised as repeats.
@@ -702,24 +763,14 @@ async fn rebuild_open_windows(
     store: &Store,
     from: u64,
     input: &mpsc::Sender<Ingested>,
-    registry: &prometheus::Registry,
+    gauges: &RebuildGauges,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cursor = store.replay_on_time_readings(from)?;
     let (rows, replayed) = feed_stored(&mut cursor, input, |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let rows_gauge = prometheus::IntGauge::new(
-        "ioc_pipeline_rebuild_rows",
-        "Stored readings read back at start-up to rebuild open windows.",
-    )?;
-    let seconds_gauge = prometheus::Gauge::new(
-        "ioc_pipeline_rebuild_seconds",
-        "Time spent reading back stored readings at start-up.",
-    )?;
-    rows_gauge.set(rows as i64);
-    seconds_gauge.set(seconds);
-    registry.register(Box::new(rows_gauge))?;
-    registry.register(Box::new(seconds_gauge))?;
+    gauges.rows.set(rows as i64);
+    gauges.seconds.set(seconds);
     tracing::info!(
         rows,
         replayed,

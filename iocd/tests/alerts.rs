@@ -289,6 +289,39 @@ async fn an_alert_is_notified_acknowledged_stored_and_survives_a_restart() {
     let (_, alert) = common::http(addr, "GET", &format!("/api/v1/alerts/{alert_id}"), "").await;
     assert_eq!(alert["state"], "acknowledged", "{alert}");
     assert_eq!(alert["acknowledged"][0], "operator-nguyen");
+    // A page opened now starts from a snapshot that holds the alert the last run left open.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap();
+    let snapshot = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = ws.next().await.unwrap().unwrap();
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if value["type"] == "snapshot" {
+                break value;
+            }
+        }
+    })
+    .await
+    .expect("a snapshot");
+    let restored: Vec<_> = snapshot["alerts"]
+        .as_array()
+        .expect("alerts in the snapshot")
+        .iter()
+        .filter(|e| e["alert"]["id"] == alert_id.as_str())
+        .collect();
+    assert_eq!(restored.len(), 1, "{snapshot}");
+    assert_eq!(restored[0]["transition"], "acknowledged", "{snapshot}");
+    assert_eq!(restored[0]["alert"]["state"], "acknowledged");
+    drop(ws);
     let (status, _) = common::http(addr, "GET", "/api/v1/rules/cloudburst", "").await;
     assert_eq!(status, 200);
     common::publish_all(

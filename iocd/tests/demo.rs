@@ -23,9 +23,13 @@ async fn the_demo_lists_the_whole_fleet() {
         ),
     )
     .unwrap();
+    // What an earlier run left: `--fresh` must clear it.
+    let state = std::path::PathBuf::from(common::state_dir(&run));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("alerts.redb"), b"an earlier run's alerts").unwrap();
     let log = dir.join("demo.log");
     let child = Command::new(env!("CARGO_BIN_EXE_iocd"))
-        .args(["demo", "--config"])
+        .args(["demo", "--fresh", "--config"])
         .arg(&config)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -37,8 +41,14 @@ async fn the_demo_lists_the_whole_fleet() {
     // a closed pipe never fails its prints.
     let stdout = child.stdout.take().unwrap();
     let (token_tx, token_rx) = std::sync::mpsc::channel();
+    let (banner_tx, banner_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line.trim_start().starts_with("clickhouse:")
+                || line.trim_start().starts_with("state:")
+            {
+                let _ = banner_tx.send(line.trim().to_owned());
+            }
             let token = line
                 .trim()
                 .strip_prefix("api token:")
@@ -52,6 +62,15 @@ async fn the_demo_lists_the_whole_fleet() {
     let token = token_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the demo prints its api token");
+    let banner: Vec<String> = (0..2)
+        .map(|_| banner_rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert!(
+        banner[0]
+            .starts_with("clickhouse: none (--no-clickhouse or [demo] find_clickhouse = false)"),
+        "{banner:?}"
+    );
+    assert!(banner[1].ends_with("(started fresh)"), "{banner:?}");
     let iocd = common::Iocd { child, log };
     let addr: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -470,6 +470,37 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         assert!(!row.reason.is_empty());
         assert_eq!(&row.payload, payload, "payload kept byte for byte");
     }
+    // The API lists the same letters from ClickHouse, newest first, with their first bytes.
+    let (status, body) = http_get(addr, "/api/v1/dead-letters?limit=1000").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["source"], "clickhouse", "{listed}");
+    assert_eq!(listed["count"], bad.len(), "{listed}");
+    let mut api: Vec<(String, String, String)> = listed["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["code"].as_str().unwrap().to_owned(),
+                l["source"].as_str().unwrap().to_owned(),
+                l["first_bytes"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    api.sort();
+    let expected_api: Vec<(String, String, String)> = bad
+        .iter()
+        .map(|(topic, payload, code)| {
+            let shown = &payload[..payload.len().min(256)];
+            (
+                (*code).to_owned(),
+                topic.clone(),
+                String::from_utf8_lossy(shown).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(api, expected_api);
 
     // Window rows equal the independent computation.
     let rows: Vec<WindowRow> = client

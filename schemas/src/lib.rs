@@ -10,6 +10,7 @@ mod event_time;
 mod ingested;
 mod kpi;
 pub mod openapi;
+pub mod query;
 mod reading;
 mod registry;
 mod reject;

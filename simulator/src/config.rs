@@ -4,20 +4,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::episodes::EpisodesConfig;
 use crate::error::SimulatorError;
+use crate::fleet::Fleet;
 
 /// How the simulator generates and publishes readings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorConfig {
     /// Seed of the fleet's placement and of the reading stream; the same seed and start
     /// time give the same messages.
     pub seed: u64,
-    /// Messages per second to emit, for the whole fleet.
+    /// Messages per second for the whole fleet. In real-time mode a ceiling (at least 1):
+    /// the devices send at their registry intervals (Da Nang's fleet about 27.5 messages a
+    /// second), and only a ceiling below that stretches every interval by one factor, which
+    /// the fleet's registry then declares ([`SimulatorConfig::registry`]). Otherwise the
+    /// pace of the replay: exactly this many messages per wall second. Default 200.
     pub rate_per_s: f64,
-    /// When true, event times follow the wall clock and the devices' intervals are scaled by
-    /// one common factor so that the fleet emits `rate_per_s`. When false, simulated time
-    /// starts at `start_ms` and runs at `rate_per_s / natural fleet rate` × wall speed, with
-    /// the devices' natural intervals (load tests and replays).
+    /// When true (the demo), event times follow the wall clock and devices send at their
+    /// registry intervals, with `rate_per_s` as a ceiling. When false, simulated time starts
+    /// at `start_ms` and runs at `rate_per_s / natural fleet rate` × wall speed, with the
+    /// registry intervals (load tests and replays).
     pub real_time: bool,
     /// Simulated start time (epoch ms) when `real_time` is false; `None` starts at the wall
     /// clock. Ignored when `real_time` is true. Faster than real time, event times soon run
@@ -49,8 +54,9 @@ pub struct SimulatorConfig {
     /// How long to wait for outstanding PUBACKs once publishing has stopped, ms.
     pub drain_timeout_ms: u64,
     /// Scripted episodes in simulated time from the start (jammed junctions, a pollution
-    /// episode, a flood, a junction fault, silent devices), so every KPI has something to show
-    /// within the first hour of a demo. Default: all on, see [`EpisodesConfig`].
+    /// episode, a flood, a junction fault, silent devices, a crowd), so every KPI has
+    /// something to show within the first hour of a demo. Default: all on, see
+    /// [`EpisodesConfig`].
     pub episodes: EpisodesConfig,
 }
 
@@ -84,6 +90,13 @@ impl SimulatorConfig {
         if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0) {
             return bad(format!(
                 "rate_per_s must be positive, got {}",
+                self.rate_per_s
+            ));
+        }
+        if self.real_time && self.rate_per_s < 1.0 {
+            // Below 1, stretched intervals would run past what a registry may declare.
+            return bad(format!(
+                "rate_per_s caps the fleet's messages per second in real-time mode and must be at least 1, got {}",
                 self.rate_per_s
             ));
         }
@@ -128,6 +141,17 @@ impl SimulatorConfig {
     }
 }
 
+impl SimulatorConfig {
+    /// The registry of the fleet this config publishes (`Fleet::da_nang(seed)`), with the
+    /// intervals it actually sends at ([`Fleet::paced`]). In real-time mode at a
+    /// `rate_per_s` of at least the fleet's natural rate (the default 200 is), its intervals
+    /// are those of the checked-in `registry/da_nang.json` (which holds seed 42's
+    /// positions); a lower ceiling stretches them, and a demo must then register these.
+    pub fn registry(&self) -> Vec<ioc_schemas::Device> {
+        Fleet::da_nang(self.seed).paced(self).registry()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,13 +190,21 @@ mod tests {
         c.episodes.flood.rise_m_per_h = 0.0;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("episodes.flood.rise_m_per_h"), "{e}");
+        c.episodes = EpisodesConfig::default();
+        // In real time the rate caps the fleet, and a cap under 1 a second is refused.
+        c.rate_per_s = 0.5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("rate_per_s") && e.contains("at least 1"), "{e}");
+        c.real_time = false;
+        assert!(c.validate().is_ok(), "a slow replay is fine");
     }
 
     #[test]
     fn episodes_take_partial_json_and_refuse_unknown_keys() {
         let c: SimulatorConfig = serde_json::from_str(
             r#"{"episodes": {"pollution": {"district": "lien_chieu", "peak_pm25_ugm3": 150.0},
-                "junction_fault": {"state": "off"}, "silence": {"enabled": false}}}"#,
+                "junction_fault": {"state": "off"}, "silence": {"enabled": false},
+                "crowd": {"cameras": ["harbour-cam-07"], "crowd_size": 1500}}}"#,
         )
         .unwrap();
         assert!(c.validate().is_ok());
@@ -183,6 +215,9 @@ mod tests {
         assert_eq!(e.pollution.rise_s, 1200, "unset fields keep their default");
         assert_eq!(e.junction_fault.state, ioc_schemas::SignalState::Off);
         assert_eq!(e.junction_fault.junctions, ["tsc-thanh_khe-005"]);
+        assert!(e.crowd.enabled);
+        assert_eq!(e.crowd.cameras, ["harbour-cam-07"]);
+        assert_eq!((e.crowd.crowd_size, e.crowd.start_s), (1500, 2400));
         assert_eq!(
             SimulatorConfig::default().episodes,
             EpisodesConfig::default()
@@ -192,6 +227,10 @@ mod tests {
             serde_json::from_str::<SimulatorConfig>(r#"{"episodes": {"flood": {"rain": 3}}}"#)
                 .is_err()
         );
+        assert!(serde_json::from_str::<SimulatorConfig>(
+            r#"{"episodes": {"crowd": {"people": 300}}}"#
+        )
+        .is_err());
         // Serialised and read back, the config is the same (figment does this with defaults).
         let json = serde_json::to_string(&SimulatorConfig::default()).unwrap();
         let back: SimulatorConfig = serde_json::from_str(&json).unwrap();

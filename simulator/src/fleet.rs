@@ -5,6 +5,7 @@
 
 use ioc_schemas::{Department, Device, District, Kind, Medium, WaterClass};
 
+use crate::config::SimulatorConfig;
 use crate::error::SimulatorError;
 use crate::rng::Rng;
 
@@ -105,15 +106,6 @@ fn water_class(id: &str, medium: Medium) -> Option<WaterClass> {
 }
 
 impl DeviceRole {
-    /// How many messages the device sends per reporting interval (a bridge sends one per
-    /// metric).
-    pub fn messages_per_interval(&self) -> u32 {
-        match self {
-            DeviceRole::Bridge { .. } => BRIDGE_METRICS,
-            _ => 1,
-        }
-    }
-
     /// Whether the device reports at random times (cameras: a Poisson process whose mean
     /// gap is the interval) rather than on a fixed period.
     pub fn is_event_driven(&self) -> bool {
@@ -121,7 +113,7 @@ impl DeviceRole {
     }
 }
 
-/// Metrics each bridge reports.
+/// Metrics each bridge reports, one per message in turn.
 pub(crate) const BRIDGE_METRICS: u32 = 5;
 
 /// One simulated device.
@@ -139,7 +131,12 @@ pub struct SimDevice {
     pub lat: f64,
     /// Longitude, degrees east.
     pub lon: f64,
-    /// The natural reporting interval in seconds (for cameras: the mean gap between events).
+    /// Seconds between its messages, as the registry declares it (`expected_interval_s`): a
+    /// periodic device sends one message per interval (a bridge one metric, so each of its
+    /// five every five intervals); a camera's detections come at random with this mean gap,
+    /// with a heartbeat after two quiet intervals, so it sends about 1.16 messages per
+    /// interval and a healthy camera's 5-minute count rarely falls short of the registry's.
+    /// [`Fleet::paced`] stretches it when a real-time rate ceiling asks for fewer messages.
     pub interval_s: u32,
     /// What it simulates.
     pub role: DeviceRole,
@@ -152,13 +149,18 @@ pub struct Fleet {
     pub devices: Vec<SimDevice>,
 }
 
-/// Natural reporting intervals, seconds.
+/// Natural reporting intervals, seconds: what the registry declares and, at any real-time
+/// rate ceiling above the fleet's natural rate, what the devices send at.
 const JUNCTION_INTERVAL_S: u32 = 30;
 const TRAFFIC_CAMERA_MEAN_GAP_S: u32 = 12;
 const HARBOUR_CAMERA_MEAN_GAP_S: u32 = 120;
 const AIR_INTERVAL_S: u32 = 60;
 const WATER_INTERVAL_S: u32 = 300;
-const BRIDGE_INTERVAL_S: u32 = 10;
+/// A bridge sends one metric every 2 s, so each of its five metrics every 10 s.
+const BRIDGE_INTERVAL_S: u32 = 2;
+/// The longest interval a registry entry may declare (a day); [`Fleet::paced`] stretches no
+/// further.
+const MAX_STRETCHED_INTERVAL_S: u32 = 86_400;
 const RAIN_INTERVAL_S: u32 = 60;
 const FLOOD_INTERVAL_S: u32 = 60;
 
@@ -772,16 +774,15 @@ impl Fleet {
         Fleet { devices }
     }
 
-    /// Messages per second the fleet sends at its natural intervals. A camera's messages
-    /// come at the least of an exponential gap of mean `m` and the heartbeat's `k m`
-    /// ([`crate::generator::HEARTBEAT_AFTER_GAPS`]), whose mean is `m (1 − e^−k)`.
+    /// Messages per second the fleet sends at its intervals. A camera's messages come at the
+    /// least of an exponential gap of mean `m` and the heartbeat's `k m` (`k` = 2 quiet
+    /// intervals), whose mean is `m (1 − e^−k)`. About 27.5 for Da Nang's fleet.
     pub fn natural_rate_per_s(&self) -> f64 {
         let k = crate::generator::HEARTBEAT_AFTER_GAPS as f64;
         self.devices
             .iter()
             .map(|d| {
-                let rate =
-                    f64::from(d.role.messages_per_interval()) / f64::from(d.interval_s.max(1));
+                let rate = 1.0 / f64::from(d.interval_s.max(1));
                 if d.role.is_event_driven() {
                     rate / (1.0 - (-k).exp())
                 } else {
@@ -789,6 +790,25 @@ impl Fleet {
                 }
             })
             .sum()
+    }
+
+    /// The fleet as `cfg` makes it send. In real-time mode `rate_per_s` is a ceiling: when
+    /// the fleet's natural rate is above it, every interval is stretched by natural rate /
+    /// `rate_per_s` and rounded up to whole seconds, so the fleet sends at most `rate_per_s`
+    /// and [`Fleet::registry`] of the result declares the intervals actually sent at.
+    /// Otherwise (a ceiling at or above the natural rate, or not real time, where the rate
+    /// sets how fast simulated time runs instead) the fleet is unchanged.
+    pub fn paced(mut self, cfg: &SimulatorConfig) -> Fleet {
+        let natural = self.natural_rate_per_s();
+        if cfg.real_time && cfg.rate_per_s > 0.0 && natural > cfg.rate_per_s {
+            let stretch = natural / cfg.rate_per_s;
+            for d in &mut self.devices {
+                // Less a hair, so that an exact product is not rounded up a whole second.
+                let s = (f64::from(d.interval_s) * stretch - 1e-9).ceil();
+                d.interval_s = s.clamp(1.0, f64::from(MAX_STRETCHED_INTERVAL_S)) as u32;
+            }
+        }
+        self
     }
 
     /// The device with this id.
@@ -816,6 +836,8 @@ impl Fleet {
 
     /// The fleet as registry entries. `registry/da_nang.json` holds these for
     /// [`REGISTRY_SEED`]'s positions; ids, names and intervals are the same for every seed.
+    /// For a fleet [`paced`](Fleet::paced) below its natural rate, the entries declare the
+    /// stretched intervals.
     pub fn registry(&self) -> Vec<Device> {
         self.devices.iter().map(SimDevice::registry_entry).collect()
     }

@@ -120,11 +120,12 @@ const FUTURE_MS: u64 = 24 * 3_600_000;
 /// silent device sends nothing at all during its silence, and its first report after it
 /// covers one interval (no catch-up).
 ///
-/// Simulated time starts at `start_ms`. With `real_time` the devices' intervals are scaled by
-/// one common factor (natural fleet rate / `rate_per_s`), so that pacing by simulated time
-/// (see [`Generator::clock_ms`]) emits `rate_per_s` messages per wall second with event times
-/// that are "now". Without it the natural intervals are kept and pacing by count makes
-/// simulated time run at `rate_per_s / natural fleet rate` × wall speed.
+/// Simulated time starts at `start_ms`. With `real_time` the devices send at their registry
+/// intervals and pacing by simulated time (see [`Generator::clock_ms`]) gives event times
+/// that are "now"; `rate_per_s` is a ceiling: below the fleet's natural rate every interval
+/// is stretched ([`Fleet::paced`]; [`Generator::fleet`] then holds, and its registry
+/// declares, the stretched intervals). Without `real_time` the intervals are kept and pacing
+/// by count makes simulated time run at `rate_per_s / natural fleet rate` × wall speed.
 pub struct Generator {
     fleet: Fleet,
     rng: Rng,
@@ -169,9 +170,9 @@ impl std::fmt::Debug for Generator {
 }
 
 impl Generator {
-    /// A generator for `fleet` starting at `start_ms` (epoch ms). Uses the config's rate,
-    /// `real_time`, shares and `max_messages`; `seed` drives the stream (usually
-    /// `cfg.seed`).
+    /// A generator for `fleet` ([`paced`](Fleet::paced) by `cfg`) starting at `start_ms`
+    /// (epoch ms). Uses the config's rate, `real_time`, shares and `max_messages`; `seed`
+    /// drives the stream (usually `cfg.seed`).
     pub fn new(
         fleet: Fleet,
         seed: u64,
@@ -185,11 +186,7 @@ impl Generator {
                 "the fleet has no devices".to_owned(),
             ));
         }
-        let interval_factor = if cfg.real_time {
-            natural / cfg.rate_per_s
-        } else {
-            1.0
-        };
+        let fleet = fleet.paced(cfg);
         let mut mix = seed ^ start_ms.rotate_left(23) ^ 0x5EED_F00D_0123_4567;
         let run_id = splitmix64(&mut mix) as u32;
         let mut rng = Rng::new(splitmix64(&mut mix));
@@ -203,9 +200,7 @@ impl Generator {
         let mut state = Vec::with_capacity(n);
         let mut schedule = BinaryHeap::with_capacity(n);
         for (i, d) in fleet.devices.iter().enumerate() {
-            let gap = f64::from(d.interval_s) * 1e6 / f64::from(d.role.messages_per_interval())
-                * interval_factor;
-            let gap = (gap.round() as u64).max(1);
+            let gap = u64::from(d.interval_s.max(1)) * 1_000_000;
             gap_us.push(gap);
             state.push(DeviceState::new(&mut rng, d));
             // Spread first reports over one interval so the fleet does not report in step.
@@ -301,7 +296,8 @@ impl Generator {
         out
     }
 
-    /// The fleet being simulated.
+    /// The fleet being simulated, with the intervals it sends at: its
+    /// [`registry`](Fleet::registry) is what a receiver should register.
     pub fn fleet(&self) -> &Fleet {
         &self.fleet
     }
@@ -317,7 +313,7 @@ impl Generator {
         self.start_us / 1000
     }
 
-    /// Simulated seconds per wall second when paced at `rate_per_s`.
+    /// Simulated seconds per wall second when paced at `rate_per_s`: 1 in real-time mode.
     pub fn time_scale(&self) -> f64 {
         self.time_scale
     }
@@ -741,30 +737,37 @@ mod tests {
     }
 
     #[test]
-    fn real_time_rate_is_what_was_asked() {
-        for rate in [50.0, 200.0, 5_000.0] {
+    fn real_time_rate_is_a_ceiling_on_the_fleets_natural_rate() {
+        let natural = Fleet::da_nang(3).natural_rate_per_s();
+        assert!((27.0..28.0).contains(&natural), "{natural}");
+        // At or above the natural rate the fleet sends at its registry intervals; below it
+        // the intervals stretch (rounded up to whole seconds) to stay under the ceiling.
+        for (rate, lo, hi) in [
+            (5.0, 4.75, 5.0),
+            (20.0, 19.0, 20.0),
+            (50.0, natural * 0.97, natural * 1.03),
+            (200.0, natural * 0.97, natural * 1.03),
+            (5_000.0, natural * 0.97, natural * 1.03),
+        ] {
             let c = SimulatorConfig {
                 real_time: true,
                 rate_per_s: rate,
                 ..cfg()
             };
             let mut g = gen(3, &c, MIDNIGHT_LOCAL);
-            let n = 50_000;
+            let n = 30_000;
             for _ in 0..n {
                 g.next().unwrap();
             }
             let secs = (g.clock_ms() - MIDNIGHT_LOCAL) as f64 / 1000.0;
             let got = f64::from(n) / secs;
-            assert!(
-                (got / rate - 1.0).abs() < 0.05,
-                "asked {rate}/s, got {got}/s"
-            );
+            assert!((lo..=hi).contains(&got), "ceiling {rate}/s, got {got}/s");
             assert_eq!(g.time_scale(), 1.0);
         }
-        let natural = Fleet::da_nang(0).natural_rate_per_s();
-        assert!((20.0..40.0).contains(&natural), "{natural}");
+        // Not in real time, simulated time runs rate / natural times faster.
         let g = gen(3, &cfg(), MIDNIGHT_LOCAL);
         assert!((g.time_scale() - 200.0 / natural).abs() < 1e-9);
+        assert_eq!(g.fleet(), &Fleet::da_nang(3));
     }
 
     #[test]
@@ -933,5 +936,288 @@ mod tests {
         let midday = mean_pm25(12);
         assert!(mean_pm25(7) > 1.3 * midday);
         assert!(mean_pm25(1) > 1.3 * midday);
+    }
+}
+
+/// Messages per device against the registry a receiver registers.
+#[cfg(test)]
+mod rate_tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::fleet::DeviceRole;
+
+    /// 2026-11-28T00:00:00+07:00, on a 5-minute boundary.
+    const MIDNIGHT_LOCAL: u64 = 1_795_798_800_000;
+    const WINDOW_MS: u64 = 300_000;
+
+    /// What a role's devices sent over a run, against their registered intervals.
+    #[derive(Debug, Default)]
+    struct Sent {
+        devices: usize,
+        /// Messages sent over messages the registry expects, mean over the devices.
+        ratio: f64,
+        /// The largest difference, in messages, between what a device sent and what its
+        /// interval makes.
+        worst_miss: f64,
+        /// Device health completeness, mean over devices and 5-minute windows, %.
+        completeness: f64,
+        /// Share of device windows under 100 %.
+        short: f64,
+    }
+
+    fn role(r: &DeviceRole) -> &'static str {
+        match r {
+            DeviceRole::Junction { .. } => "junction",
+            DeviceRole::TrafficCamera => "traffic_camera",
+            DeviceRole::HarbourCamera => "harbour_camera",
+            DeviceRole::AirStation => "air",
+            DeviceRole::WaterStation { .. } => "water",
+            DeviceRole::Bridge { .. } => "bridge",
+            DeviceRole::RainGauge => "rain",
+            DeviceRole::FloodGauge => "flood",
+            DeviceRole::RiverGauge(_) => "river",
+        }
+    }
+
+    /// Counts `hours` of the stream of `cfg` per device and 5-minute window and compares them
+    /// with `registry`'s intervals, computing completeness as ioc-dataflow's device health
+    /// does: readings / (window ÷ interval), at most 100 %.
+    fn measure(
+        cfg: &SimulatorConfig,
+        registry: &[ioc_schemas::Device],
+        hours: u64,
+    ) -> BTreeMap<&'static str, Sent> {
+        let interval: BTreeMap<&str, u32> = registry
+            .iter()
+            .map(|d| (d.id.as_str(), d.expected_interval_s))
+            .collect();
+        let mut g =
+            Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, cfg, MIDNIGHT_LOCAL).unwrap();
+        let span = hours * 3_600_000;
+        let windows = span / WINDOW_MS;
+        let mut times: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for m in g.take_until(MIDNIGHT_LOCAL + span) {
+            let r = m.reading().unwrap();
+            times.entry(r.device_id).or_default().push(r.event_time.0);
+        }
+        let mut out: BTreeMap<&'static str, Sent> = BTreeMap::new();
+        for d in &g.fleet().devices {
+            let interval_ms = u64::from(interval[d.id.as_str()]) * 1000;
+            let t = times.remove(&d.id).unwrap_or_default();
+            let sent = t.len() as f64;
+            let declared = span as f64 / interval_ms as f64;
+            let pct: Vec<f64> = (1..=windows)
+                .map(|w| MIDNIGHT_LOCAL + w * WINDOW_MS)
+                // Before its first interval has passed a device may not have reported yet.
+                .filter(|end| interval_ms <= WINDOW_MS || *end >= MIDNIGHT_LOCAL + interval_ms)
+                .map(|end| completeness(&t, interval_ms, end))
+                .collect();
+            let e = out.entry(role(&d.role)).or_default();
+            e.devices += 1;
+            e.ratio += sent / declared;
+            e.worst_miss = e.worst_miss.max((sent - declared).abs());
+            let counted = pct.len() as f64;
+            e.completeness += pct.iter().sum::<f64>() / counted;
+            e.short += pct.iter().filter(|p| **p < 100.0).count() as f64 / counted;
+        }
+        for e in out.values_mut() {
+            let n = e.devices as f64;
+            (e.ratio, e.completeness, e.short) = (e.ratio / n, e.completeness / n, e.short / n);
+        }
+        out
+    }
+
+    /// A device's completeness in the 5-minute window ending at `end`, as ioc-dataflow's
+    /// device health computes it from the event times `t` of its readings: readings /
+    /// (window ÷ interval), at most 100 %; a device reporting less than once a window counts
+    /// 100 % while online (heard from within 3 intervals).
+    fn completeness(t: &[u64], interval_ms: u64, end: u64) -> f64 {
+        if interval_ms > WINDOW_MS {
+            let online = t.iter().any(|x| *x < end && end - x <= 3 * interval_ms);
+            return if online { 100.0 } else { 0.0 };
+        }
+        let n = t
+            .iter()
+            .filter(|x| (end - WINDOW_MS..end).contains(*x))
+            .count();
+        let expected = WINDOW_MS / interval_ms;
+        (n as f64 * 100.0 / expected as f64).min(100.0)
+    }
+
+    fn intervals(registry: &[ioc_schemas::Device]) -> BTreeMap<String, u32> {
+        registry
+            .iter()
+            .map(|d| (d.id.clone(), d.expected_interval_s))
+            .collect()
+    }
+
+    /// The devices whose intervals differ: (id, in `a`, in `b`).
+    fn differences(
+        a: &[ioc_schemas::Device],
+        b: &[ioc_schemas::Device],
+    ) -> Vec<(String, Option<u32>, Option<u32>)> {
+        let (a, b) = (intervals(a), intervals(b));
+        let mut ids: Vec<&String> = a.keys().chain(b.keys()).collect();
+        ids.sort();
+        ids.dedup();
+        ids.into_iter()
+            .filter(|id| a.get(*id) != b.get(*id))
+            .map(|id| (id.clone(), a.get(id).copied(), b.get(id).copied()))
+            .collect()
+    }
+
+    /// Periodic devices send one message per registered interval; cameras, reporting at
+    /// random, about 1.16 (a heartbeat ends a quiet spell of two intervals).
+    fn check_sent(sent: &BTreeMap<&'static str, Sent>) {
+        // Shown with `--nocapture`.
+        for (role, s) in sent {
+            eprintln!(
+                "{role:>14}: {:3} devices, sent {:.3} × the registry's count, completeness \
+                 {:.2} % ({:.1} % of windows short)",
+                s.devices,
+                s.ratio,
+                s.completeness,
+                s.short * 100.0
+            );
+        }
+        assert_eq!(sent.len(), 9, "{sent:#?}");
+        for (role, s) in sent {
+            if role.ends_with("camera") {
+                assert!((1.1..1.22).contains(&s.ratio), "{role}: {s:?}");
+            } else {
+                // Each device sends its interval's worth, give or take the last message.
+                assert!(s.worst_miss <= 1.0, "{role}: {s:?}");
+                assert_eq!(s.completeness, 100.0, "{role}: {s:?}");
+            }
+        }
+        // A camera's 5-minute count falls short now and then; a harbour camera, expected
+        // twice a window, more often.
+        let cameras = &sent["traffic_camera"];
+        assert!(cameras.completeness > 97.0, "{cameras:?}");
+        let harbour = &sent["harbour_camera"];
+        assert!(harbour.completeness > 88.0, "{harbour:?}");
+    }
+
+    #[test]
+    fn at_the_default_rate_devices_send_at_the_checked_in_registrys_intervals() {
+        let cfg = SimulatorConfig {
+            episodes: crate::EpisodesConfig::none(),
+            ..SimulatorConfig::default()
+        };
+        assert!(cfg.real_time && cfg.rate_per_s == 200.0);
+        // The demo registers the checked-in registry: it declares what the fleet sends.
+        let checked_in: Vec<ioc_schemas::Device> =
+            ioc_schemas::parse_fleet(ioc_schemas::DEFAULT_FLEET_JSON)
+                .unwrap()
+                .into_values()
+                .collect();
+        assert_eq!(differences(&cfg.registry(), &checked_in), []);
+        // Before the rate became a ceiling the fleet sent 7.3 × its registered intervals
+        // (cameras 8.4 ×, bridges 36 ×) and every device's completeness was 100 %.
+        check_sent(&measure(&cfg, &checked_in, 2));
+    }
+
+    #[test]
+    fn a_ceiling_below_the_natural_rate_stretches_the_intervals_it_declares() {
+        let cfg = SimulatorConfig {
+            rate_per_s: 10.0,
+            episodes: crate::EpisodesConfig::none(),
+            ..SimulatorConfig::default()
+        };
+        let registry = cfg.registry();
+        let g = Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, &cfg, MIDNIGHT_LOCAL).unwrap();
+        assert_eq!(differences(&g.fleet().registry(), &registry), []);
+        // About 27.5 / 10 = 2.75 times the natural intervals, rounded up to whole seconds.
+        let natural = Fleet::da_nang(cfg.seed);
+        let stretch = natural.natural_rate_per_s() / 10.0;
+        assert!((2.7..2.8).contains(&stretch), "{stretch}");
+        let stretched = intervals(&registry);
+        for d in &natural.devices {
+            let s = stretched[&d.id];
+            assert_eq!(
+                s,
+                (f64::from(d.interval_s) * stretch).ceil() as u32,
+                "{}",
+                d.id
+            );
+        }
+        assert!((82..=84).contains(&stretched["tsc-hai_chau-001"]));
+        assert_eq!(stretched["bridge-rong"], 6);
+        let rate = g.fleet().natural_rate_per_s();
+        assert!((9.5..=10.0).contains(&rate), "{rate}");
+        check_sent(&measure(&cfg, &registry, 2));
+        // Not in real time the rate paces the replay and the intervals stay.
+        let replay = SimulatorConfig {
+            real_time: false,
+            ..cfg
+        };
+        assert_eq!(
+            differences(&replay.registry(), &Fleet::da_nang(42).registry()),
+            []
+        );
+        assert!(SimulatorConfig {
+            rate_per_s: 0.5,
+            ..SimulatorConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(replay.validate().is_ok());
+    }
+
+    #[test]
+    fn in_the_demo_a_silenced_device_shows_its_silence_in_completeness() {
+        let cfg = SimulatorConfig::default();
+        let mut g =
+            Generator::new(Fleet::da_nang(cfg.seed), cfg.seed, &cfg, MIDNIGHT_LOCAL).unwrap();
+        let end = MIDNIGHT_LOCAL + 45 * 60_000;
+        let mut times: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for m in g.take_until(end) {
+            let r = m.reading().unwrap();
+            times.entry(r.device_id).or_default().push(r.event_time.0);
+        }
+        let windows = g.episode_windows(end);
+        let silence = windows
+            .iter()
+            .find(|w| w.kind == crate::EpisodeKind::Silence)
+            .unwrap();
+        // From minute 20 to 40: the windows ending at minutes 25 to 40.
+        assert_eq!(
+            (silence.from_ms, silence.to_ms),
+            (
+                MIDNIGHT_LOCAL + 20 * 60_000,
+                Some(MIDNIGHT_LOCAL + 40 * 60_000)
+            )
+        );
+        let in_episode: Vec<&String> = windows.iter().flat_map(|w| &w.devices).collect();
+        let minute = |m: u64| MIDNIGHT_LOCAL + m * 60_000;
+        let (mut silenced, mut healthy) = (0, 0);
+        for d in &g.fleet().devices {
+            let interval_ms = u64::from(d.interval_s) * 1000;
+            let t = times.get(&d.id).map(Vec::as_slice).unwrap_or_default();
+            let pct = |m: u64| completeness(t, interval_ms, minute(m));
+            if silence.devices.contains(&d.id) {
+                silenced += 1;
+                for m in [25, 30, 35, 40] {
+                    assert_eq!(pct(m), 0.0, "{} at minute {m}", d.id);
+                }
+                if !d.role.is_event_driven() {
+                    for m in [5, 10, 15, 20] {
+                        assert_eq!(pct(m), 100.0, "{} at minute {m}", d.id);
+                    }
+                    // Back within one interval.
+                    assert!(pct(45) >= 75.0, "{} at minute 45: {}", d.id, pct(45));
+                }
+            } else if !d.role.is_event_driven() && !in_episode.contains(&&d.id) {
+                healthy += 1;
+                for m in (5..=45).step_by(5) {
+                    assert_eq!(pct(m), 100.0, "{} at minute {m}", d.id);
+                }
+            }
+        }
+        assert!(
+            silenced >= 3 && healthy > 200,
+            "{silenced} silenced, {healthy} healthy"
+        );
     }
 }

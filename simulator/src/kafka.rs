@@ -132,8 +132,10 @@ impl KafkaSink {
 }
 
 /// Publishes Da Nang's simulated fleet to Kafka at `brokers`, the topic of each kind given by
-/// `topic_of`, at `cfg.rate_per_s` messages per second. Stops after `cfg.max_messages` or when
-/// `shutdown` completes; on `Ok` every message counted was acknowledged by the broker.
+/// `topic_of`, paced as [`publish_mqtt`](crate::publish_mqtt) (in real time at the devices'
+/// registry intervals with `cfg.rate_per_s` as a ceiling, else at exactly `cfg.rate_per_s`
+/// messages per second). Stops after `cfg.max_messages` or when `shutdown` completes; on `Ok`
+/// every message counted was acknowledged by the broker.
 pub async fn publish_kafka(
     cfg: &SimulatorConfig,
     brokers: &str,
@@ -153,6 +155,8 @@ pub async fn publish_kafka(
         brokers,
         rate_per_s = cfg.rate_per_s,
         real_time = cfg.real_time,
+        // In real-time mode what the fleet sends (rate_per_s caps it).
+        fleet_rate_per_s = generator.fleet().natural_rate_per_s(),
         run_id = %generator.run_id(),
         "simulator publishing to kafka"
     );

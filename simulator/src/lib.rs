@@ -7,18 +7,22 @@
 //!   [`SimMessage`]s every time: `ioc_schemas::Reading` JSON on
 //!   `ioc/v1/<kind>/<district>/<device_id>`, following the city's daily rhythm in local time
 //!   (UTC+7), with optional malformed, out-of-order and duplicate messages mixed in.
-//! - [`publish_mqtt`] publishes the stream with QoS 1 at a configured rate and returns once
+//! - [`publish_mqtt`] publishes the stream with QoS 1, paced as below, and returns once
 //!   the broker has acknowledged every message.
 //! - [`EpisodesConfig`] scripts episodes in simulated time from the start of the run, so every
 //!   KPI moves in the first hour of a demo: jammed junctions, a pollution episode, a flood, a
-//!   junction fault and silent devices. [`scenario_readings`], [`Fleet::subset`],
-//!   [`Generator::take_until`] and [`Generator::episode_windows`] script a scenario for a test.
+//!   junction fault, silent devices and a crowd by the Dragon Bridge. [`scenario_readings`],
+//!   [`Fleet::subset`], [`Generator::take_until`] and [`Generator::episode_windows`] script a
+//!   scenario for a test.
 //!
 //! Pacing: with `real_time` (the demo default) event times follow the wall clock and every
-//! device's interval is scaled by one factor so the fleet emits `rate_per_s` messages per
-//! second. Without it the natural intervals are kept, simulated time starts at `start_ms`
-//! and runs `rate_per_s / natural fleet rate` times faster than the wall clock (about 8× at
-//! 200/s), for load tests and replays.
+//! device sends at the interval its registry entry declares (`expected_interval_s`, in
+//! `registry/da_nang.json`), about 27.5 messages a second for the whole fleet; `rate_per_s`
+//! is a ceiling, and only one below that stretches every interval by a common factor
+//! ([`Fleet::paced`], whose registry, [`SimulatorConfig::registry`], declares the stretched
+//! intervals). Without `real_time` the intervals are kept, simulated time starts at
+//! `start_ms` and runs `rate_per_s / natural fleet rate` times faster than the wall clock
+//! (about 7× at 200/s), for load tests and replays.
 //!
 //! The generator uses its own PRNG so a seed gives the same fleet and stream on every
 //! version of this crate's dependencies.
@@ -35,7 +39,7 @@ mod rng;
 
 pub use config::SimulatorConfig;
 pub use episodes::{
-    CongestionEpisode, EpisodeKind, EpisodeWindow, EpisodesConfig, FloodEpisode,
+    CongestionEpisode, CrowdEpisode, EpisodeKind, EpisodeWindow, EpisodesConfig, FloodEpisode,
     JunctionFaultEpisode, PollutionEpisode, SilenceEpisode,
 };
 pub use error::SimulatorError;

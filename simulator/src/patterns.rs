@@ -6,7 +6,8 @@
 //! night-time inversion; ozone follows the sun; rain and water levels are mostly calm; bridge
 //! wind blows with gusts. The lakes and the lower Phú Lộc river often break QCVN 08-MT:2015
 //! B1 (NH4 over 0.9 mg/L, DO under 4 mg/L); Tiên Sa port's turbid water now and then breaks
-//! QCVN 10-MT:2015 (TSS over 50 mg/L). Scripted episodes ([`Effect`]) override the patterns.
+//! QCVN 10-MT:2015 (TSS over 50 mg/L). Cameras detect a crowd only a few times a day over the
+//! whole fleet, mostly in the evening. Scripted episodes ([`Effect`]) override the patterns.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +82,8 @@ pub(crate) struct DeviceState {
     pub(crate) factor: f64,
     /// A fixed phase for tides and offsets.
     pub(crate) phase: f64,
+    /// When a camera last reported an episode's crowd, epoch ms.
+    pub(crate) last_crowd_ms: Option<u64>,
 }
 
 impl DeviceState {
@@ -106,6 +109,7 @@ impl DeviceState {
             cursor: 0,
             factor,
             phase: rng.range(0.0, std::f64::consts::TAU),
+            last_crowd_ms: None,
         }
     }
 
@@ -140,10 +144,24 @@ pub(crate) fn make_body(
             *approaches,
             effect,
         )),
-        DeviceRole::TrafficCamera => {
-            Body::CameraEvent(traffic_camera(rng, device, state, h, dt_s, message_id))
+        DeviceRole::TrafficCamera | DeviceRole::HarbourCamera => {
+            if let Some(people) = effect.crowd {
+                // In a crowd the camera's analytics report it, then again once a minute.
+                let due = state
+                    .last_crowd_ms
+                    .is_none_or(|last| t_ms >= last.saturating_add(CROWD_REPORT_EVERY_MS));
+                if due {
+                    state.last_crowd_ms = Some(t_ms);
+                    let count = (people * rng.range(0.85, 1.15)).round().max(2.0) as u32;
+                    return Body::CameraEvent(crowd(rng, device, count, message_id));
+                }
+            }
+            Body::CameraEvent(if device.role == DeviceRole::TrafficCamera {
+                traffic_camera(rng, device, state, h, dt_s, message_id)
+            } else {
+                harbour_camera(rng, device, h, dt_s, message_id)
+            })
         }
-        DeviceRole::HarbourCamera => Body::CameraEvent(harbour_camera(rng, device, h, message_id)),
         DeviceRole::AirStation => Body::Environment(air(rng, device, state, h, effect)),
         DeviceRole::WaterStation { medium } => {
             Body::Environment(water(rng, device, state, h, *medium))
@@ -278,6 +296,59 @@ fn media_url(device: &SimDevice, message_id: &str) -> String {
     )
 }
 
+/// Crowds a camera detects outside the episodes, per camera and day: about three a day over
+/// the 200 traffic cameras (most in the evening, see [`traffic_crowd_weight`]) and one over
+/// the 34 harbour cameras. The `crowd_gathering` alert rule opens an alert for each.
+const TRAFFIC_CROWDS_PER_CAMERA_DAY: f64 = 0.015;
+const HARBOUR_CROWDS_PER_CAMERA_DAY: f64 = 0.03;
+/// A camera in an episode's crowd reports it again at its first event this long after its
+/// previous report, ms (well within the alert rule's 15 minutes before it clears).
+pub(crate) const CROWD_REPORT_EVERY_MS: u64 = 60_000;
+
+/// How much likelier a traffic camera sees a crowd at local hour `h` than on average over the
+/// day: 0.5 by day and night, 3.5 on evenings out (19:30–22:00).
+pub(crate) fn traffic_crowd_weight(h: f64) -> f64 {
+    0.5 + 3.0 * plateau(h, 18.0, 19.5, 22.0, 23.5)
+}
+
+/// The chance that a camera's event `dt_s` seconds after its previous one is a crowd
+/// detection, outside the episodes, at local hour `h`.
+pub(crate) fn crowd_chance(role: &DeviceRole, h: f64, dt_s: f64) -> f64 {
+    let per_day = match role {
+        DeviceRole::TrafficCamera => TRAFFIC_CROWDS_PER_CAMERA_DAY * traffic_crowd_weight(h),
+        DeviceRole::HarbourCamera => HARBOUR_CROWDS_PER_CAMERA_DAY,
+        _ => 0.0,
+    };
+    (per_day * dt_s / 86_400.0).clamp(0.0, 1.0)
+}
+
+/// A crowd detection of `count` people.
+fn crowd(rng: &mut Rng, device: &SimDevice, count: u32, message_id: &str) -> CameraEventBody {
+    CameraEventBody {
+        camera_id: device.id.clone(),
+        event_type: CameraEventType::CrowdGathering,
+        confidence: r2(rng.range(0.75, 0.97)),
+        plate: None,
+        lane: None,
+        count: Some(count),
+        media_url: Some(media_url(device, message_id)),
+    }
+}
+
+/// A crowd detection outside any episode, at the rare rate of [`crowd_chance`].
+fn stray_crowd(
+    rng: &mut Rng,
+    device: &SimDevice,
+    h: f64,
+    dt_s: f64,
+    message_id: &str,
+) -> Option<CameraEventBody> {
+    rng.chance(crowd_chance(&device.role, h, dt_s)).then(|| {
+        let people = 15 + rng.poisson(25.0);
+        crowd(rng, device, people, message_id)
+    })
+}
+
 fn traffic_camera(
     rng: &mut Rng,
     device: &SimDevice,
@@ -287,9 +358,11 @@ fn traffic_camera(
     message_id: &str,
 ) -> CameraEventBody {
     use CameraEventType as E;
+    if let Some(body) = stray_crowd(rng, device, h, dt_s, message_id) {
+        return body;
+    }
     let level = traffic_level(h) * state.factor;
     let day = plateau(h, 6.0, 8.0, 20.0, 22.0);
-    let evening = plateau(h, 18.0, 19.5, 22.0, 23.5);
     let kinds = [
         (E::VehicleCount, 0.35),
         (E::PlateRead, 0.40),
@@ -298,7 +371,6 @@ fn traffic_camera(
         (E::WrongWay, 0.008),
         (E::IllegalParking, 0.01 + 0.03 * day),
         (E::SidewalkEncroachment, 0.005 + 0.03 * day),
-        (E::CrowdGathering, 0.002 + 0.015 * evening),
         (E::Accident, 0.0005 + 0.002 * level),
     ];
     let weights: Vec<f64> = kinds.iter().map(|k| k.1).collect();
@@ -327,24 +399,28 @@ fn traffic_camera(
             body.lane = Some(1 + rng.below(4) as u8);
             body.media_url = Some(media_url(device, message_id));
         }
-        E::CrowdGathering => {
-            body.count = Some(15 + rng.poisson(25.0));
-            body.media_url = Some(media_url(device, message_id));
-        }
         _ => body.media_url = Some(media_url(device, message_id)),
     }
     body
 }
 
-fn harbour_camera(rng: &mut Rng, device: &SimDevice, h: f64, message_id: &str) -> CameraEventBody {
+fn harbour_camera(
+    rng: &mut Rng,
+    device: &SimDevice,
+    h: f64,
+    dt_s: f64,
+    message_id: &str,
+) -> CameraEventBody {
     use CameraEventType as E;
+    if let Some(body) = stray_crowd(rng, device, h, dt_s, message_id) {
+        return body;
+    }
     // Fishing boats come home in the early morning and go out in the afternoon.
     let back = 0.2 + plateau(h, 3.0, 4.5, 8.0, 10.0);
     let out = 0.2 + plateau(h, 13.0, 14.5, 18.0, 19.5);
     let kinds = [
         (E::BoatIn, back),
         (E::BoatOut, out),
-        (E::CrowdGathering, 0.02),
         (E::IllegalParking, 0.015),
         (E::Accident, 0.001),
     ];
@@ -603,6 +679,33 @@ mod tests {
         assert!((0.5..0.7).contains(&traffic_level(11.0)));
         assert!(rush(12.0) < 0.01);
         assert!(inversion(2.0) > 0.99 && inversion(13.0) < 0.01);
+    }
+
+    #[test]
+    fn cameras_detect_a_few_crowds_a_day_mostly_in_the_evening() {
+        // The detections a day of events at a mean gap `gap_s` makes over `cameras` cameras
+        // (the chance scales with the time since the previous event, so the gap hardly
+        // matters), between local hours `from` and `to`.
+        let expected = |role: &DeviceRole, gap_s: f64, cameras: f64, from: f64, to: f64| {
+            let events = (86_400.0 / gap_s) as u32;
+            (0..events)
+                .map(|i| f64::from(i) * gap_s / 3600.0)
+                .filter(|h| (from..to).contains(h))
+                .map(|h| crowd_chance(role, h, gap_s))
+                .sum::<f64>()
+                * cameras
+        };
+        let traffic = expected(&DeviceRole::TrafficCamera, 12.0, 200.0, 0.0, 24.0);
+        assert!((2.9..3.1).contains(&traffic), "{traffic} a day");
+        let evening = expected(&DeviceRole::TrafficCamera, 12.0, 200.0, 18.0, 23.5);
+        assert!(evening > 0.5 * traffic, "{evening} of {traffic}");
+        let harbour = expected(&DeviceRole::HarbourCamera, 120.0, 34.0, 0.0, 24.0);
+        assert!((0.9..1.1).contains(&harbour), "{harbour} a day");
+        // In the likeliest hours (19:30–22:00) about one every two hours over the fleet.
+        let peak = 200.0 * crowd_chance(&DeviceRole::TrafficCamera, 20.5, 3600.0)
+            + 34.0 * crowd_chance(&DeviceRole::HarbourCamera, 20.5, 3600.0);
+        assert!((0.4..0.5).contains(&peak), "{peak} an hour");
+        assert_eq!(crowd_chance(&DeviceRole::AirStation, 20.5, 60.0), 0.0);
     }
 
     #[test]

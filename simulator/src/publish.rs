@@ -85,7 +85,9 @@ pub(crate) fn pace_target(
 }
 
 /// Publishes Da Nang's simulated fleet (`Fleet::da_nang(cfg.seed)`) to the broker at
-/// `host:port` with QoS 1, at `cfg.rate_per_s` messages per second.
+/// `host:port` with QoS 1: in real-time mode at the devices' registry intervals, with
+/// `cfg.rate_per_s` as a ceiling ([`Fleet::paced`]); otherwise at exactly `cfg.rate_per_s`
+/// messages per second.
 ///
 /// Stops after `cfg.max_messages` or when `shutdown` completes, then waits (up to
 /// `cfg.drain_timeout_ms`) until the broker has acknowledged every message sent, so on `Ok`
@@ -128,6 +130,8 @@ pub async fn publish_mqtt(
         port,
         rate_per_s = cfg.rate_per_s,
         real_time = cfg.real_time,
+        // In real-time mode what the fleet sends (rate_per_s caps it).
+        fleet_rate_per_s = generator.fleet().natural_rate_per_s(),
         devices = generator.fleet().devices.len(),
         run_id = %generator.run_id(),
         start = %ioc_schemas::format_rfc3339_ms(start_ms),

@@ -223,11 +223,12 @@ async fn shutdown_stops_a_real_time_run_and_drains() -> anyhow::Result<()> {
         &cfg,
         BROKER.0,
         BROKER.1,
-        tokio::time::sleep(Duration::from_millis(1_000)),
+        tokio::time::sleep(Duration::from_millis(2_000)),
     )
     .await?;
-    // About 500 in one second of real time.
-    assert!((350..=650).contains(&report.sent), "{report:?}");
+    // In real time the rate is a ceiling: the fleet sends at its registry intervals, about
+    // 27.5 messages a second, so about 55 in two seconds.
+    assert!((30..=90).contains(&report.sent), "{report:?}");
     assert_eq!(report.sent, report.valid);
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::retention::RetentionConfig;
 
 /// Where ClickHouse is and how the batched writers behave.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// The HTTP endpoint, such as `http://127.0.0.1:8123`.

@@ -176,3 +176,62 @@ mod tests {
         assert!(kpi_of_row(KpiFamily::Water, bad).is_err());
     }
 }
+
+/// Dead letters answered at most by one query.
+pub const DEAD_LETTERS_MAX_ROWS: u32 = 1_000;
+
+/// Which dead letters to read: the newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeadLetterQuery {
+    /// Only this rejection class.
+    pub code: Option<ioc_schemas::RejectCode>,
+    /// Only this transport.
+    pub transport: Option<ioc_schemas::Transport>,
+    /// Only letters received before this (epoch ms, exclusive), to page back.
+    pub before_ms: Option<u64>,
+    /// At most this many (capped at [`DEAD_LETTERS_MAX_ROWS`]).
+    pub limit: u32,
+}
+
+impl Store {
+    /// The newest dead letters matching `query`, newest first, as they were rejected.
+    pub async fn dead_letters(
+        &self,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<ioc_schemas::DeadLetter>, StoreError> {
+        let mut sql = "SELECT ?fields FROM dead_letters WHERE 1".to_owned();
+        if query.code.is_some() {
+            sql.push_str(" AND code = ?");
+        }
+        if query.transport.is_some() {
+            sql.push_str(" AND transport = ?");
+        }
+        if query.before_ms.is_some() {
+            sql.push_str(" AND received_at_ms < ?");
+        }
+        sql.push_str(" ORDER BY received_at_ms DESC LIMIT ?");
+        let mut q = self.client().query(&sql);
+        if let Some(code) = query.code {
+            q = q.bind(code.as_str());
+        }
+        if let Some(transport) = query.transport {
+            q = q.bind(transport.as_str());
+        }
+        if let Some(before) = query.before_ms {
+            q = q.bind(before);
+        }
+        let rows: Vec<crate::DeadLetterRow> = q
+            .bind(query.limit.min(DEAD_LETTERS_MAX_ROWS))
+            .fetch_all()
+            .await
+            .map_err(|e| StoreError::clickhouse("reading dead_letters", e))?;
+        rows.into_iter()
+            .map(|row| {
+                row.into_dead_letter().map_err(|reason| StoreError::Decode {
+                    table: "dead_letters",
+                    reason,
+                })
+            })
+            .collect()
+    }
+}

@@ -84,7 +84,10 @@ mod writer;
 pub use alerts::{AlertEventRow, WebhookAttemptRow};
 pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, StoreError};
-pub use history::{has_scope, kpi_table, KpiHistoryQuery, KPI_HISTORY_MAX_ROWS};
+pub use history::{
+    has_scope, kpi_table, DeadLetterQuery, KpiHistoryQuery, DEAD_LETTERS_MAX_ROWS,
+    KPI_HISTORY_MAX_ROWS,
+};
 pub use kpi::{
     department_code, AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow,
     KpiWriter, TrafficKpiRow, WaterKpiRow,

@@ -2,6 +2,30 @@
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::StoreRow;
+
+/// Every table a writer inserts into: each table-labelled series is exported from the start,
+/// at 0, so a dashboard sees a table before its first row.
+pub(crate) const TABLES: [&str; 14] = [
+    crate::ReadingRow::TABLE,
+    crate::LateReadingRow::TABLE,
+    crate::DeadLetterRow::TABLE,
+    crate::WindowRow::TABLE,
+    crate::DeviceRow::TABLE,
+    crate::AlertEventRow::TABLE,
+    crate::WebhookAttemptRow::TABLE,
+    crate::TrafficKpiRow::TABLE,
+    crate::CameraKpiRow::TABLE,
+    crate::AqiKpiRow::TABLE,
+    crate::WaterKpiRow::TABLE,
+    crate::HydrologyKpiRow::TABLE,
+    crate::BridgeKpiRow::TABLE,
+    crate::HealthKpiRow::TABLE,
+];
+
+/// The `kind` of a failed insert.
+const FAILURE_KINDS: [&str; 2] = ["retryable", "permanent"];
+
 /// The store's metrics.
 #[derive(Clone)]
 pub struct StoreMetrics {
@@ -79,6 +103,16 @@ impl StoreMetrics {
             ),
             &["table"],
         )?;
+        for table in TABLES {
+            rows_written.with_label_values(&[table]);
+            batch_seconds.with_label_values(&[table]);
+            queue_rows.with_label_values(&[table]);
+            failing.with_label_values(&[table]);
+            retention_dropped.with_label_values(&[table]);
+            for kind in FAILURE_KINDS {
+                batch_failures.with_label_values(&[table, kind]);
+            }
+        }
         registry.register(Box::new(retention_dropped.clone()))?;
         registry.register(Box::new(failing.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
@@ -125,5 +159,35 @@ mod tests {
             StoreMetrics::new(&registry).is_err(),
             "duplicate registration"
         );
+    }
+
+    #[test]
+    fn every_table_is_exported_from_the_start() {
+        let registry = Registry::new();
+        StoreMetrics::new(&registry).unwrap();
+        let families = registry.gather();
+        let series = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name() == name)
+                .map_or(0, |f| f.get_metric().len())
+        };
+        for name in [
+            "ioc_store_rows_written_total",
+            "ioc_store_batch_seconds",
+            "ioc_store_queue_rows",
+            "ioc_store_failing_batches",
+            "ioc_store_retention_partitions_dropped_total",
+        ] {
+            assert_eq!(series(name), TABLES.len(), "{name}");
+        }
+        assert_eq!(
+            series("ioc_store_batch_failures_total"),
+            TABLES.len() * FAILURE_KINDS.len()
+        );
+        // Retention names its tables itself: each is one of the writers'.
+        for (table, _) in crate::RetentionConfig::default().limits() {
+            assert!(TABLES.contains(&table), "{table}");
+        }
     }
 }

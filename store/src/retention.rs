@@ -15,7 +15,7 @@ use crate::history::kpi_table;
 
 /// How long each table keeps its rows (`[clickhouse.retention]`). A limit of 0 days keeps a
 /// table's rows for ever.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Whether iocd drops old partitions.

@@ -208,6 +208,30 @@ pub struct DeadLetterRow {
     pub payload_bytes: u64,
 }
 
+impl DeadLetterRow {
+    /// The dead letter this row was written from; an error names an `Enum8` value this
+    /// version does not know.
+    pub fn into_dead_letter(self) -> Result<DeadLetter, String> {
+        let code = usize::try_from(self.code)
+            .ok()
+            .and_then(|i| ioc_schemas::RejectCode::ALL.get(i.wrapping_sub(1)))
+            .ok_or_else(|| format!("unknown rejection code {}", self.code))?;
+        let transport = match self.transport {
+            1 => Transport::Mqtt,
+            2 => Transport::Kafka,
+            other => return Err(format!("unknown transport {other}")),
+        };
+        Ok(DeadLetter {
+            received_at_ms: self.received_at_ms,
+            transport,
+            source: self.source,
+            payload: self.payload,
+            payload_bytes: self.payload_bytes,
+            rejection: ioc_schemas::Rejection::new(*code, self.reason),
+        })
+    }
+}
+
 impl From<&DeadLetter> for DeadLetterRow {
     fn from(d: &DeadLetter) -> DeadLetterRow {
         DeadLetterRow {
@@ -297,6 +321,33 @@ mod string_bytes {
 mod tests {
     use super::*;
     use ioc_schemas::{Body, EventTime, Reading, RejectCode, Rejection, SensorBody};
+
+    #[test]
+    fn a_dead_letter_row_reads_back_as_the_letter() {
+        for (code, transport) in [
+            (RejectCode::InvalidUtf8, Transport::Mqtt),
+            (RejectCode::PayloadTooLarge, Transport::Kafka),
+        ] {
+            let letter = DeadLetter::new(
+                1_795_827_600_000,
+                transport,
+                "ioc.v1.sensor/3@17".into(),
+                b"\xff not json",
+                Rejection::new(code, "why"),
+            );
+            let row = DeadLetterRow::from(&letter);
+            assert_eq!(row.into_dead_letter(), Ok(letter));
+        }
+        let mut row = DeadLetterRow::from(&DeadLetter::new(
+            0,
+            Transport::Mqtt,
+            String::new(),
+            b"x",
+            Rejection::new(RejectCode::OutOfRange, "x"),
+        ));
+        row.code = 99;
+        assert!(row.into_dead_letter().is_err());
+    }
 
     #[test]
     fn codes_follow_the_all_lists_from_one() {

@@ -66,7 +66,7 @@ const HEADER: usize = 9;
 const SPOOL_CACHE_BYTES: usize = 16 << 20;
 
 /// The spool's settings (`[spool]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SpoolConfig {
     /// The folder of the spool file (`spool.redb`). Empty: `spool` in `alerts.state_dir`.

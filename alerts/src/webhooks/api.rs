@@ -1,5 +1,6 @@
 //! The REST routes of subscriptions and deliveries, merged by the lead into the main server.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use ioc_schemas::openapi::{ApiDescription, Method, Operation};
+use ioc_schemas::query::{query_problem, unknown_parameter, QueryProblem};
 use ioc_schemas::{Department, Principal};
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
@@ -95,7 +97,7 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    field: Option<&'static str>,
+    field: Option<Cow<'static, str>>,
 }
 
 #[derive(Serialize)]
@@ -122,12 +124,26 @@ impl ApiError {
     }
 
     fn field(mut self, field: &'static str) -> Self {
-        self.field = Some(field);
+        self.field = Some(Cow::Borrowed(field));
         self
     }
 
     fn query(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+    }
+
+    /// `400 invalid_query` for a query string a route cannot take, naming the parameter as
+    /// every route of the API does ([`ioc_schemas::query`]).
+    pub(crate) fn bad_query(problem: QueryProblem) -> Self {
+        ApiError {
+            field: problem.field.map(Cow::Owned),
+            ..ApiError::query(problem.message)
+        }
+    }
+
+    /// [`ApiError::bad_query`] for an extractor's rejection.
+    pub(crate) fn query_rejected(rejection: &QueryRejection) -> Self {
+        ApiError::bad_query(query_problem(&rejection.body_text()))
     }
 }
 
@@ -137,7 +153,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code,
                 message: &self.message,
-                field: self.field,
+                field: self.field.as_deref(),
             },
         };
         (
@@ -285,12 +301,9 @@ fn query_map(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     allowed: &[&str],
 ) -> Result<HashMap<String, String>, ApiError> {
-    let Query(map) = query.map_err(|e| ApiError::query(e.body_text()))?;
+    let Query(map) = query.map_err(|e| ApiError::query_rejected(&e))?;
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::query(format!(
-            "unknown parameter {unknown:?}; known: {}",
-            allowed.join(", ")
-        )));
+        return Err(ApiError::bad_query(unknown_parameter(unknown, allowed)));
     }
     // An empty value means no filter.
     Ok(map.into_iter().filter(|(_, v)| !v.is_empty()).collect())
@@ -598,7 +611,7 @@ async fn schema() -> Response {
 struct PayloadSchemaDocument;
 
 impl JsonSchema for PayloadSchemaDocument {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
+    fn schema_name() -> Cow<'static, str> {
         "WebhookPayloadSchemaDocument".into()
     }
 
@@ -622,7 +635,7 @@ impl JsonSchema for PayloadSchemaDocument {
 struct DeliveryId;
 
 impl JsonSchema for DeliveryId {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
+    fn schema_name() -> Cow<'static, str> {
         "DeliveryId".into()
     }
 

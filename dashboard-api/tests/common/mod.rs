@@ -90,7 +90,7 @@ impl Server {
             hello,
             serde_json::json!({"type": "hello", "protocol": 2, "channels": [
                 "windows", "kpi.traffic", "kpi.camera", "kpi.air", "kpi.water",
-                "kpi.hydrology", "kpi.bridge", "kpi.health", "alerts"
+                "kpi.hydrology", "kpi.bridge", "kpi.health", "alerts", "dead_letters"
             ]})
         );
         Ok(ws)
