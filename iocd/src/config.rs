@@ -42,8 +42,8 @@ pub struct Config {
     pub registry: crate::registry::RegistryConfig,
     /// Alert rules, the alert lifecycle and department webhooks.
     pub alerts: ioc_alerts::AlertsConfig,
-    /// The processes of a multi-process timely cluster (README, "Scaling out"); none by
-    /// default.
+    /// The processes of a multi-process timely cluster ([scaling out](operations.md#scaling-out));
+    /// none by default.
     pub cluster: ioc_dataflow::ClusterConfig,
 }
 

@@ -600,8 +600,8 @@ fn render(tables: &[Table], flags: &[FlagOverride]) -> String {
     let _ = writeln!(
         w,
         "- **Cluster**: with several `cluster.addresses`, each process derives its own state \
-         folder, MQTT client id and Kafka instance id from the shared values (README, \
-         \"Scaling out\")."
+         folder, MQTT client id and Kafka instance id from the shared values ([scaling \
+         out](operations.md#scaling-out))."
     );
     let _ = writeln!(w);
 

@@ -52,8 +52,15 @@ const OTHER_CONFIGURATION: &[(&str, &str)] = &[(
 /// a log target (`RUST_LOG=ioc_ingest=debug`), a pattern (`ioc_store_spool_*`) nor a token
 /// (`ioc_3q2...`, `ioc_$(...)`).
 fn readme_metric_names() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README.md");
+    // The README and the documentation it links to.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+        let path = entry.expect("a docs/ entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            readme.push_str(&std::fs::read_to_string(&path).expect("a docs/ page"));
+        }
+    }
     let mut names = BTreeSet::new();
     let bytes = readme.as_bytes();
     let mut at = 0;

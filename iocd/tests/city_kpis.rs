@@ -2,7 +2,7 @@
 //! (127.0.0.1:8123): a junction faults for 10 minutes, an air station's PM2.5 climbs through
 //! the Moderate, Poor and Bad bands, a rain gauge falls silent, and a stray device reports.
 //! The KPI rows in ClickHouse, the KPI channel of the WebSocket, the device API and the
-//! README's KPI queries are checked against figures worked out by hand.
+//! The KPI queries of docs/data-model.md are checked against figures worked out by hand.
 
 mod common;
 
@@ -480,19 +480,19 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
         .unwrap();
     assert_eq!(registered, 1);
 
-    // The README's KPI queries run here; those over the last day find this scenario's rows.
-    let readme = include_str!("../../README.md");
+    // The KPI queries of docs/data-model.md run here; those over the last day find this scenario's rows.
+    let readme = include_str!("../../docs/data-model.md");
     let block = readme
         .split("```sql")
         .nth(2)
         .and_then(|b| b.split("```").next())
-        .expect("README has a second sql block, the KPI queries");
-    // The README shows exactly the queries the store's own test checks row by row.
+        .expect("docs/data-model.md has a second sql block, the KPI queries");
+    // docs/data-model.md shows exactly the queries the store's own test checks row by row.
     let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(
         squash(block),
         squash(ioc_store::ANALYST_QUERIES_SQL),
-        "README and store/sql/analyst_queries.sql differ"
+        "docs/data-model.md and store/sql/analyst_queries.sql differ"
     );
     let queries: Vec<String> = block
         .split(';')
@@ -507,7 +507,7 @@ async fn a_scripted_city_scenario_produces_the_kpis() {
             .query(&format!("SELECT count() FROM ({q})"))
             .fetch_one()
             .await
-            .unwrap_or_else(|e| panic!("README query fails: {e}\n{q}"));
+            .unwrap_or_else(|e| panic!("data-model query fails: {e}\n{q}"));
         rows.push(n);
     }
     // Hourly AQI of the last day: this station's 4 hours. Offline devices by department: the

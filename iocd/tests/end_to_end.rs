@@ -583,13 +583,13 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
         .unwrap();
     assert_eq!(kept, (5, 1, 2));
 
-    // The README's analyst queries run on this ClickHouse against this data.
-    let readme = include_str!("../../README.md");
+    // The analyst queries of docs/data-model.md run on this ClickHouse against this data.
+    let readme = include_str!("../../docs/data-model.md");
     let block = readme
         .split("```sql")
         .nth(1)
         .and_then(|b| b.split("```").next())
-        .expect("README has an sql block");
+        .expect("docs/data-model.md has an sql block");
     let queries: Vec<String> = block
         .split(';')
         .map(str::trim)
@@ -604,7 +604,7 @@ async fn mqtt_readings_reach_clickhouse_windows_and_websocket() {
             .query(&format!("SELECT count() FROM ({q})"))
             .fetch_one()
             .await
-            .unwrap_or_else(|e| panic!("README query fails: {e}\n{q}"));
+            .unwrap_or_else(|e| panic!("data-model query fails: {e}\n{q}"));
         rows.push(n);
     }
     assert_eq!(rows.len(), 4, "{queries:?}");

@@ -1,11 +1,11 @@
-"""Runs the README's SQL on chDB (a current ClickHouse engine, in process) over the rows an
+"""Runs the SQL of docs/data-model.md on chDB (a current ClickHouse engine, in process) over the rows an
 18.16 test run exported, and compares each analyst query's answer with 18.16's; then runs
 every kind of SELECT the test suite sent to the 18.16 server (its query log), so a query the
 store issues that a current engine refuses is found.
 
-Usage: chdb_check.py EXPORT_DIR README.md [CLICKHOUSE_HTTP_URL [SINCE_EPOCH_S]]
+Usage: chdb_check.py EXPORT_DIR DOC.md [CLICKHOUSE_HTTP_URL [SINCE_EPOCH_S]]
 EXPORT_DIR holds schema.sql (the migrations for database `ioc`), <table>.jsonl (each table's
-rows), raw_answer_NN.tsv (the answers of the README's first sql block on 18.16) and
+rows), raw_answer_NN.tsv (the answers of the document's first sql block on 18.16) and
 answer_NN.tsv (the analyst queries' answers on 18.16, in file order).
 """
 
@@ -77,14 +77,14 @@ def main(export, readme, url, since):
             failures.append(f"[{engine}] loading ioc.{rows.stem} fails: {e}")
     blocks = re.findall(r"```sql\n(.*?)```", readme.read_text(), re.S)
     if len(blocks) < 2:
-        failures.append("README.md has fewer than two ```sql blocks")
+        failures.append(f"{readme} has fewer than two ```sql blocks")
     ran = 0
     for block_index, block in enumerate(blocks):
         for query_index, sql in enumerate(statements(block)):
             try:
                 answer = str(session.query(sql, "TSV"))
             except Exception as e:
-                failures.append(f"[{engine}] README query fails: {name_of(sql)}\n  {e}")
+                failures.append(f"[{engine}] documented query fails: {name_of(sql)}\n  {e}")
                 continue
             ran += 1
             # 18.16 answered the first block over the test's raw rows (raw_answer_NN.tsv) and
@@ -109,7 +109,7 @@ def main(export, readme, url, since):
     for f in failures:
         print(f"chdb-check: {f}")
     print(
-        f"chdb-check: {ran} README queries and {logged} kinds of logged queries ran, "
+        f"chdb-check: {ran} documented queries and {logged} kinds of logged queries ran, "
         f"{len(failures)} failures"
     )
     return 1 if failures else 0

@@ -1334,7 +1334,7 @@ async fn kpis_and_devices_are_stored_and_the_analyst_queries_answer() -> Result<
 }
 
 /// For the second engine: a few raw rows (a final traffic window, dead letters, a late reading,
-/// an air reading) and the answers of the README's first queries (windows, dead letters, late
+/// an air reading) and the answers of the first queries of docs/data-model.md (windows, dead letters, late
 /// readings, payloads) over them on this server.
 async fn raw_rows_and_the_readme_first_queries(
     client: &clickhouse::Client,
@@ -1374,16 +1374,16 @@ async fn raw_rows_and_the_readme_first_queries(
     for sql in rows {
         client.query(&sql).execute().await?;
     }
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/data-model.md");
     let block = readme
         .split("```sql")
         .nth(1)
         .and_then(|b| b.split("```").next())
-        .context("README has an sql block")?;
+        .context("docs/data-model.md has an sql block")?;
     let mut answers = Vec::new();
     for q in block.split(';').map(str::trim).filter(|q| !q.is_empty()) {
         let got = tsv(client, &q.replace("ioc.", &format!("{db}."))).await?;
-        ensure!(!got.is_empty(), "no rows for the README query {q}");
+        ensure!(!got.is_empty(), "no rows for the data-model query {q}");
         answers.push(got);
     }
     Ok(answers)
