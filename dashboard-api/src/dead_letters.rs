@@ -12,7 +12,7 @@ use ioc_store::{DeadLetterQuery, DEAD_LETTERS_MAX_ROWS};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::history::HistorySource;
+use crate::history::{from_store_or_memory, HistorySource};
 use crate::rest::{invalid_query, query_value, RestError};
 use crate::ApiState;
 
@@ -180,37 +180,22 @@ pub(crate) async fn dead_letters(
 ) -> Result<Json<DeadLetters>, RestError> {
     let Query(params) = params.map_err(|e| invalid_query(&e))?;
     let query = dead_letter_query(params)?;
-    let from_memory = |why: String| {
-        let note = format!(
-            "{why}: only the newest {KEEP} letters this process rejected since it started are kept",
-            KEEP = KEPT_IN_MEMORY
-        );
-        let letters = state.feed().recent_dead_letters().query(&query);
-        (HistorySource::Memory, Some(note), letters)
-    };
-    let (source, note, letters) = match state.history_store() {
-        Some(store) => match store.dead_letters(&query).await {
-            Ok(letters) => (
-                HistorySource::Clickhouse,
-                None,
-                letters.iter().map(DeadLetterView::from).collect(),
-            ),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "dead letter query failed; answering from memory");
-                from_memory(format!("ClickHouse is unavailable ({e})"))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "dead letter query failed");
-                return Err(RestError::unavailable(format!(
-                    "cannot read dead letters: {e}"
-                )));
-            }
+    let (source, note, letters) = from_store_or_memory(
+        &state,
+        "dead letters",
+        |store| async move {
+            let letters = store.dead_letters(&query).await?;
+            Ok(letters.iter().map(DeadLetterView::from).collect())
         },
-        None if state.history_store_expected() => {
-            from_memory("ClickHouse is not reached yet".to_owned())
-        }
-        None => from_memory("no ClickHouse is configured".to_owned()),
-    };
+        |why| {
+            let note = format!(
+                "{why}: only the newest {KEPT_IN_MEMORY} letters this process rejected since it \
+                 started are kept"
+            );
+            (note, state.feed().recent_dead_letters().query(&query))
+        },
+    )
+    .await?;
     Ok(Json(DeadLetters {
         source,
         note,

@@ -164,35 +164,21 @@ pub(crate) async fn kpi_history(
     })?;
     let Query(params) = params.map_err(|e| invalid_query(&e))?;
     let query = history_query(family, params)?;
-    let from_memory = |why: String| {
-        let recent = state.feed().recent();
-        let note = format!(
-            "{why}: only the rows computed since this process started, at most {} per family, \
-             are kept",
-            recent.max_per_family()
-        );
-        (HistorySource::Memory, Some(note), recent.query(&query))
-    };
-    let (source, note, rows) = match state.history_store() {
-        Some(store) => match store.kpi_history(&query).await {
-            Ok(rows) => (HistorySource::Clickhouse, None, rows),
-            // ClickHouse down or overloaded: the live rows still answer.
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "kpi history query failed; answering from memory");
-                from_memory(format!("ClickHouse is unavailable ({e})"))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "kpi history query failed");
-                return Err(RestError::unavailable(format!(
-                    "cannot read KPI history: {e}"
-                )));
-            }
+    let (source, note, rows) = from_store_or_memory(
+        &state,
+        "kpi history",
+        |store| store.kpi_history(&query),
+        |why| {
+            let recent = state.feed().recent();
+            let note = format!(
+                "{why}: only the rows computed since this process started, at most {} per \
+                 family, are kept",
+                recent.max_per_family()
+            );
+            (note, recent.query(&query))
         },
-        None if state.history_store_expected() => {
-            from_memory("ClickHouse is not reached yet".to_owned())
-        }
-        None => from_memory("no ClickHouse is configured".to_owned()),
-    };
+    )
+    .await?;
     Ok(Json(History {
         family,
         from_ms: query.from_ms,
@@ -203,6 +189,40 @@ pub(crate) async fn kpi_history(
         truncated: rows.len() >= query.limit as usize,
         rows,
     }))
+}
+
+/// Rows read by `read` from ClickHouse; or from memory (`from_memory`, given why, answers the
+/// note and the rows) while none is configured, none is reached yet, or it fails for a reason
+/// that passes (down or overloaded: the live rows still answer). `what` names the rows in
+/// logs and in the 503 of a query ClickHouse refuses for good.
+pub(crate) async fn from_store_or_memory<'a, T, Fut>(
+    state: &'a ApiState,
+    what: &str,
+    read: impl FnOnce(&'a ioc_store::Store) -> Fut,
+    from_memory: impl FnOnce(String) -> (String, Vec<T>),
+) -> Result<(HistorySource, Option<String>, Vec<T>), RestError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, ioc_store::StoreError>>,
+{
+    let memory = |why: String| {
+        let (note, rows) = from_memory(why);
+        (HistorySource::Memory, Some(note), rows)
+    };
+    Ok(match state.history_store() {
+        Some(store) => match read(store).await {
+            Ok(rows) => (HistorySource::Clickhouse, None, rows),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "{what} query failed; answering from memory");
+                memory(format!("ClickHouse is unavailable ({e})"))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} query failed");
+                return Err(RestError::unavailable(format!("cannot read {what}: {e}")));
+            }
+        },
+        None if state.history_store_expected() => memory("ClickHouse is not reached yet".into()),
+        None => memory("no ClickHouse is configured".into()),
+    })
 }
 
 /// Where a row sits in the in-memory history: by window start first, as the answers are
