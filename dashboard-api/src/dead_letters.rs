@@ -2,7 +2,7 @@
 //! from the newest letters kept in memory) and the WebSocket's `dead_letters` channel.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -63,29 +63,16 @@ impl From<&DeadLetter> for DeadLetterView {
 /// The newest dead letters, at most [`KEPT_IN_MEMORY`], oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct RecentDeadLetters {
-    letters: Mutex<VecDeque<(DeadLetterQueryKey, std::sync::Arc<DeadLetterView>)>>,
-}
-
-/// What a memory query filters on, kept beside each letter.
-#[derive(Debug, Clone, Copy)]
-struct DeadLetterQueryKey {
-    code: RejectCode,
-    transport: Transport,
+    letters: Mutex<VecDeque<Arc<DeadLetterView>>>,
 }
 
 impl RecentDeadLetters {
-    pub(crate) fn record(&self, letter: &DeadLetter, view: &std::sync::Arc<DeadLetterView>) {
+    pub(crate) fn record(&self, view: &Arc<DeadLetterView>) {
         let mut letters = self.letters.lock().unwrap_or_else(PoisonError::into_inner);
         if letters.len() >= KEPT_IN_MEMORY {
             letters.pop_front();
         }
-        letters.push_back((
-            DeadLetterQueryKey {
-                code: letter.rejection.code,
-                transport: letter.transport,
-            },
-            std::sync::Arc::clone(view),
-        ));
+        letters.push_back(Arc::clone(view));
     }
 
     /// The newest letters matching `query`, newest first.
@@ -94,25 +81,21 @@ impl RecentDeadLetters {
         letters
             .iter()
             .rev()
-            .filter(|(key, view)| {
-                query.code.is_none_or(|c| c == key.code)
-                    && query.transport.is_none_or(|t| t == key.transport)
+            .filter(|view| {
+                query.code.is_none_or(|c| view.code == c.as_str())
+                    && query.transport.is_none_or(|t| view.transport == t.as_str())
                     && query.before_ms.is_none_or(|b| view.received_at_ms < b)
             })
             .take(query.limit as usize)
-            .map(|(_, view)| view.as_ref().clone())
+            .map(|view| view.as_ref().clone())
             .collect()
     }
 
     /// The newest `n` letters, oldest first (for a WebSocket snapshot).
-    pub(crate) fn newest(&self, n: usize) -> Vec<std::sync::Arc<DeadLetterView>> {
+    pub(crate) fn newest(&self, n: usize) -> Vec<Arc<DeadLetterView>> {
         let letters = self.letters.lock().unwrap_or_else(PoisonError::into_inner);
         let skip = letters.len().saturating_sub(n);
-        letters
-            .iter()
-            .skip(skip)
-            .map(|(_, v)| std::sync::Arc::clone(v))
-            .collect()
+        letters.iter().skip(skip).cloned().collect()
     }
 }
 
@@ -250,7 +233,7 @@ mod tests {
                 (RejectCode::MissingField, Transport::Kafka)
             };
             let l = letter(i, code, transport, b"x");
-            recent.record(&l, &std::sync::Arc::new(DeadLetterView::from(&l)));
+            recent.record(&Arc::new(DeadLetterView::from(&l)));
         }
         let all = DeadLetterQuery {
             code: None,

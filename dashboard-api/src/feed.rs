@@ -271,7 +271,7 @@ impl LiveFeed {
     /// it among the newest for the API; returns how many connections listen. Never blocks.
     pub fn publish_dead_letter(&self, letter: &DeadLetter) -> usize {
         let view = Arc::new(DeadLetterView::from(letter));
-        self.recent_dead_letters.record(letter, &view);
+        self.recent_dead_letters.record(&view);
         self.dead_letter_tx.send(view).unwrap_or(0)
     }
 

@@ -52,6 +52,32 @@ async fn receiver(secret: String) -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mut
     (url, got, bad)
 }
 
+/// The next WebSocket message of type `kind`, within 10 s.
+async fn next_of_type<S>(ws: &mut S, kind: &str) -> serde_json::Value
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let message = ws.next().await.unwrap().unwrap();
+            let Ok(text) = message.into_text() else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if value["type"] == kind {
+                return value;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {kind} on the websocket"))
+}
+
 fn sensor(run: &str, device: &str, t: u64, metric: &str, value: f64) -> Vec<u8> {
     serde_json::to_vec(&Reading {
         message_id: format!("{run}-{device}-{t}"),
@@ -171,20 +197,7 @@ async fn an_alert_is_notified_acknowledged_stored_and_survives_a_restart() {
     let alert_id = alert["id"].as_str().unwrap().to_owned();
 
     // The WebSocket pushed it too.
-    let pushed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let message = ws.next().await.unwrap().unwrap();
-            let Ok(text) = message.into_text() else {
-                continue;
-            };
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if value["type"] == "alert" {
-                return value;
-            }
-        }
-    })
-    .await
-    .expect("an alert on the websocket");
+    let pushed = next_of_type(&mut ws, "alert").await;
     assert_eq!(pushed["event"]["alert"]["id"], alert_id.as_str());
 
     // Listed, then acknowledged by an operator.
@@ -298,20 +311,7 @@ async fn an_alert_is_notified_acknowledged_stored_and_survives_a_restart() {
     ))
     .await
     .unwrap();
-    let snapshot = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let message = ws.next().await.unwrap().unwrap();
-            let Ok(text) = message.into_text() else {
-                continue;
-            };
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            if value["type"] == "snapshot" {
-                break value;
-            }
-        }
-    })
-    .await
-    .expect("a snapshot");
+    let snapshot = next_of_type(&mut ws, "snapshot").await;
     let restored: Vec<_> = snapshot["alerts"]
         .as_array()
         .expect("alerts in the snapshot")
