@@ -1700,6 +1700,7 @@ mod tests {
             availability_pct: 100.0,
             free_flow_kmh: None,
             worst_level: None,
+            covered_ms: None,
         })
     }
 

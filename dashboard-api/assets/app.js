@@ -420,6 +420,7 @@ function buildDistrictTiles() {
         data-testid="tile-traffic-chart" data-i18n-title="chart.traffic.button">
         <span class="los" data-testid="kpi-los">–</span>
         <span class="traffic-text"><b data-testid="kpi-traffic-volume">—</b> <small data-i18n="kpi.veh_h"></small>
+        <small class="partial" data-testid="kpi-partial" data-i18n="kpi.partial" hidden></small>
         <span class="sub"><span data-testid="kpi-speed">—</span> <span data-i18n="kpi.speed"></span></span></span>
       </button>
       <dl>
@@ -451,6 +452,16 @@ function renderDistricts() {
     los.style.background = LOS_COLOURS[tr?.level] ?? '';
     los.title = tr ? `${t('kpi.window')} ${cityTime(tr.window_start_ms + tr.window_size_ms)}` : '';
     field('kpi-traffic-volume').textContent = number(tr?.volume_veh_h);
+    // A window the data covers only part of (the first after a start): its volume is per the
+    // time covered, and the tile says so.
+    const partial = field('kpi-partial');
+    partial.hidden = !(tr?.covered_ms != null && tr.covered_ms < tr.window_size_ms);
+    partial.title = partial.hidden
+      ? ''
+      : format('kpi.partial.title', {
+          covered: Math.round(tr.covered_ms / 1000),
+          window: Math.round(tr.window_size_ms / 1000),
+        });
     field('kpi-speed').textContent = number(tr?.mean_speed_kmh, 1);
 
     const stations = [...state.air.values()].filter((a) => a.district === slug && a.aqi != null);

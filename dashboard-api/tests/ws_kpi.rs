@@ -63,6 +63,7 @@ fn traffic(district: District) -> Kpi {
         availability_pct: 99.5,
         free_flow_kmh: None,
         worst_level: None,
+        covered_ms: None,
     })
 }
 

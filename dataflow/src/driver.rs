@@ -12,7 +12,9 @@
 //!
 //! ```text
 //! readings ─> JoinRegistry ─> SplitReadings ─> EventTimeWindows ─> WindowSink
-//! registry ─> RegistryByDevice ─┘   │    └──> DeviceKpis <─(finals)─┴─> CityKpis ─> KpiSink
+//! registry ─> RegistryByDevice ─┘   │    └──> DeviceKpis <─(finals)─┘
+//!                                   │           ├─(rows, cameras)─> CityKpis ─> KpiSink
+//!                                   │           └─(rows)─────────────────────────┘
 //!                                   └─> ReadingSink (rules on readings, unknown devices)
 //! ```
 
@@ -499,9 +501,8 @@ fn run_worker<O: Outputs>(
                     }
                 },
             );
-            let finals = results.filter(is_base_final);
             let device_inputs = activity
-                .concat(finals.clone().map(KpiInput::Window))
+                .concat(results.filter(is_base_final).map(KpiInput::Window))
                 .concat(changes.map(|((device, meta), time, diff)| {
                     KpiInput::Registry(device, meta, time, diff)
                 }))
@@ -510,14 +511,9 @@ fn run_worker<O: Outputs>(
                     _ => 0,
                 }));
             let per_device = device_kpis(device_inputs, emit_from);
-            let city_inputs = per_device.clone().map(CityInput::Device).concat(
-                finals
-                    .filter(|w: &WindowResult| w.kind == Kind::CameraEvent)
-                    .map(CityInput::Camera),
-            );
             sink(
-                city_kpis(city_inputs)
-                    .concat(per_device)
+                city_kpis(per_device.clone())
+                    .concat(per_device.flat_map(CityInput::into_kpi))
                     .map(ExchangedKpi)
                     .exchange(|_: &ExchangedKpi| 0),
                 "KpiSink",

@@ -86,6 +86,7 @@ mod tests {
                 availability_pct: 99.0,
                 free_flow_kmh: None,
                 worst_level: None,
+                covered_ms: Some(220_000),
             }),
             Kpi::Camera(CameraKpi {
                 district: d,
@@ -96,6 +97,7 @@ mod tests {
                 cameras: 2,
                 per_hour: 48.0,
                 violations_per_100_vehicles: Some(0.4),
+                covered_ms: None,
             }),
             Kpi::Air(AqiKpi {
                 station_id: "aq-1".into(),

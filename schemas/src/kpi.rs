@@ -301,6 +301,13 @@ pub struct TrafficKpi {
     /// before it existed.
     #[serde(default)]
     pub worst_level: Option<Congestion>,
+    /// How much of the window the data covers, ms. Less than `window_size_ms` marks a partial
+    /// window: a junction's first window after it (or the service) started reporting part-way
+    /// through, whose volume is per the time covered, not scaled as if it had taken the whole
+    /// window. For a district, the longest of its junctions'. None in rows written before it
+    /// existed.
+    #[serde(default)]
+    pub covered_ms: Option<u64>,
 }
 
 /// Camera events of one type in a district over a window. `event_type` `violations` sums
@@ -323,6 +330,12 @@ pub struct CameraKpi {
     pub per_hour: f64,
     /// For `violations`: violations per 100 vehicles seen (plate reads and vehicle counts).
     pub violations_per_100_vehicles: Option<f64>,
+    /// How much of the window the data covers, ms: the longest of the cameras' (see
+    /// [`TrafficKpi::covered_ms`]). Less than `window_size_ms` marks a partial window, whose
+    /// `per_hour` sums each camera's events per the time it covered. None in rows written
+    /// before it existed.
+    #[serde(default)]
+    pub covered_ms: Option<u64>,
 }
 
 /// Hourly or daily VN_AQI of a station.

@@ -4,6 +4,8 @@
 //! files under `schemas/json/` are generated from these types by [`wire_schemas`].
 
 mod alert;
+#[cfg(feature = "http")]
+pub mod api_error;
 mod auth;
 mod district;
 mod event_time;

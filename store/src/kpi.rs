@@ -118,6 +118,9 @@ pub struct TrafficKpiRow {
     pub free_flow_kmh: Option<f64>,
     /// `Enum8` level of the worst approach or junction (migration 7).
     pub worst_level: Option<i8>,
+    /// How much of the window the data covers, ms; less than `window_size_ms` in a partial
+    /// window (migration 12).
+    pub covered_ms: Option<u64>,
 }
 
 impl From<&TrafficKpi> for TrafficKpiRow {
@@ -140,6 +143,7 @@ impl From<&TrafficKpi> for TrafficKpiRow {
             availability_pct: k.availability_pct,
             free_flow_kmh: k.free_flow_kmh,
             worst_level: k.worst_level.map(congestion_code),
+            covered_ms: k.covered_ms,
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct CameraKpiRow {
     pub per_hour: f64,
     /// Violations per 100 vehicles seen (`violations` rows).
     pub violations_per_100_vehicles: Option<f64>,
+    /// How much of the window the data covers, ms (migration 12).
+    pub covered_ms: Option<u64>,
 }
 
 impl From<&CameraKpi> for CameraKpiRow {
@@ -187,6 +193,7 @@ impl From<&CameraKpi> for CameraKpiRow {
             cameras: k.cameras,
             per_hour: k.per_hour,
             violations_per_100_vehicles: k.violations_per_100_vehicles,
+            covered_ms: k.covered_ms,
         }
     }
 }

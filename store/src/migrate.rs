@@ -250,6 +250,14 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
                  ALIAS toDate(window_start, 'Asia/Ho_Chi_Minh')"
             )],
         },
+        Migration {
+            version: 12,
+            name: "kpi_traffic.covered_ms, kpi_camera.covered_ms",
+            // How much of a window the data covers (a partial first window is not scaled as
+            // a whole one). The newest-row views select `*`, which a view fixes when it is
+            // created, so they are made again with the column.
+            statements: covered_ms_columns(db),
+        },
     ])
 }
 
@@ -287,6 +295,33 @@ const LATEST_KPI_VIEWS: [(&str, &str, &str); 7] = [
         "scope, entity_id, window_size_ms",
     ),
 ];
+
+/// Migration 12: `covered_ms` on the traffic and camera KPI tables, and their newest-row views
+/// made again to show it.
+fn covered_ms_columns(db: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    for (view, table, entity) in LATEST_KPI_VIEWS {
+        if table != "kpi_traffic" && table != "kpi_camera" {
+            continue;
+        }
+        statements.push(format!(
+            "ALTER TABLE {db}.{table} ADD COLUMN covered_ms Nullable(UInt64)"
+        ));
+        // `DROP TABLE` drops a view too; ClickHouse 18 has no `DROP VIEW`.
+        statements.push(format!("DROP TABLE IF EXISTS {db}.{view}"));
+        statements.push(latest_kpi_view(db, view, table, entity));
+    }
+    statements
+}
+
+/// The view of the newest row of each entity of a KPI table.
+fn latest_kpi_view(db: &str, view: &str, table: &str, entity: &str) -> String {
+    format!(
+        "CREATE VIEW IF NOT EXISTS {db}.{view} AS \
+         SELECT * FROM {db}.{table} FINAL \
+         ORDER BY {entity}, window_start_ms DESC LIMIT 1 BY {entity}"
+    )
+}
 
 /// Migration 10: views that answer the common questions without `FINAL`, versions or
 /// `is_final`. A plain view keeps the columns it had when created, so a migration that adds a
@@ -329,11 +364,7 @@ fn analyst_views(db: &str) -> Vec<String> {
         ),
     ];
     for (view, table, entity) in LATEST_KPI_VIEWS {
-        views.push(format!(
-            "CREATE VIEW IF NOT EXISTS {db}.{view} AS \
-             SELECT * FROM {db}.{table} FINAL \
-             ORDER BY {entity}, window_start_ms DESC LIMIT 1 BY {entity}"
-        ));
+        views.push(latest_kpi_view(db, view, table, entity));
     }
     views
 }
@@ -674,7 +705,9 @@ mod tests {
             assert_eq!(m.version as usize, i + 1);
             for s in &m.statements {
                 assert!(
-                    s.contains("IF NOT EXISTS ioc.") || added_column("ioc", s).is_some(),
+                    s.contains("IF NOT EXISTS ioc.")
+                        || s.starts_with("DROP TABLE IF EXISTS ioc.latest_")
+                        || added_column("ioc", s).is_some(),
                     "{s}"
                 );
             }

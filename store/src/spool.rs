@@ -51,15 +51,17 @@ const GAP_FROM: &str = "gap_from_ms";
 const GAP_UNTIL: &str = "gap_until_ms";
 const GAP_TO: &str = "gap_to_ms";
 /// The record format; bumped when [`SpoolRow`] changes shape.
-const FORMAT: u8 = 5;
+const FORMAT: u8 = 6;
 /// Trailing `Option` fields added to a row since format 1, as `(the first format with them,
 /// the row's variant tag in bincode, how many)`: an older record of that row reads back with
 /// them absent (bincode writes `None` as one 0 byte).
-const ADDED_FIELDS: [(u8, u32, usize); 4] = [
+const ADDED_FIELDS: [(u8, u32, usize); 6] = [
     (2, 6, 1), // AqiKpi: o3_8h
     (3, 4, 2), // TrafficKpi: free_flow_kmh, worst_level
     (4, 8, 1), // HydrologyKpi: rain_12h_mm
     (5, 8, 1), // HydrologyKpi: alarm_level
+    (6, 4, 1), // TrafficKpi: covered_ms
+    (6, 5, 1), // CameraKpi: covered_ms
 ];
 const HEADER: usize = 9;
 /// redb's page cache for the spool file.
@@ -1057,7 +1059,8 @@ mod tests {
         let mut old = dead_letter(3).encode(6);
         old[0] = 1;
         assert_eq!(SpoolRow::decode(&old).unwrap(), (6, dead_letter(3)));
-        // Formats 1 and 2 wrote traffic rows without `free_flow_kmh` and `worst_level`.
+        // Formats 1 and 2 wrote traffic rows without `free_flow_kmh`, `worst_level` and
+        // `covered_ms`, formats 3 to 5 without `covered_ms`.
         let traffic = SpoolRow::TrafficKpi(TrafficKpiRow {
             scope: 1,
             entity_id: "tl-1".into(),
@@ -1075,13 +1078,32 @@ mod tests {
             availability_pct: 100.0,
             free_flow_kmh: None,
             worst_level: None,
+            covered_ms: None,
         });
-        for format in [1, 2] {
+        for (format, missing) in [(1, 3), (2, 3), (3, 1), (5, 1)] {
             let mut old = traffic.encode(7);
-            old.truncate(old.len() - 2);
+            old.truncate(old.len() - missing);
             old[0] = format;
             assert_eq!(SpoolRow::decode(&old).unwrap(), (7, traffic.clone()));
         }
+        // Formats 1 to 5 wrote camera rows without `covered_ms`.
+        let camera = SpoolRow::CameraKpi(CameraKpiRow {
+            district: 1,
+            event_type: "plate_read".into(),
+            window_start: 1,
+            window_start_ms: 1_000,
+            window_end: 301,
+            window_size_ms: 300_000,
+            events: 40,
+            cameras: 2,
+            per_hour: 480.0,
+            violations_per_100_vehicles: None,
+            covered_ms: None,
+        });
+        let mut old = camera.encode(9);
+        assert_eq!(old.pop(), Some(0));
+        old[0] = 5;
+        assert_eq!(SpoolRow::decode(&old).unwrap(), (9, camera.clone()));
         // Formats 1 to 3 wrote hydrology rows without `rain_12h_mm` and `alarm_level`, format
         // 4 without `alarm_level`.
         let hydrology = SpoolRow::HydrologyKpi(HydrologyKpiRow {
@@ -1111,7 +1133,7 @@ mod tests {
         let tag = |row: &SpoolRow| {
             u32::from_le_bytes(row.encode(0)[HEADER..HEADER + 4].try_into().unwrap())
         };
-        let rows = [&aqi, &traffic, &hydrology, &hydrology];
+        let rows = [&aqi, &traffic, &hydrology, &hydrology, &traffic, &camera];
         for ((_, expected, _), row) in ADDED_FIELDS.iter().zip(rows) {
             assert_eq!(tag(row), *expected, "{row:?}");
         }

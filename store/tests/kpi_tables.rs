@@ -387,6 +387,7 @@ fn traffic(
         availability_pct: 100.0,
         free_flow_kmh: Some(45.0),
         worst_level: Some(level.max(Congestion::D)),
+        covered_ms: Some(size_ms),
     })
 }
 
@@ -542,6 +543,7 @@ fn camera(
         cameras: 2,
         per_hour: events as f64 * 12.0,
         violations_per_100_vehicles: per100,
+        covered_ms: Some(MIN5_MS),
     })
 }
 
@@ -1465,7 +1467,7 @@ async fn a_version_2_database_migrates_to_version_3() -> Result<()> {
     let registry = Registry::new();
     let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
     let report = store.migration_report().context("migrated")?;
-    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(report.applied, vec![3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert_eq!(report.already_applied, vec![1, 2]);
 
     let client = store.client();

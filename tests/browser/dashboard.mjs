@@ -533,6 +533,26 @@ async function main() {
       },
       60_000,
     );
+    // The tile marks a window the data covers only part of (as a rule a demo's first), as
+    // the row the API answers for that window says.
+    const tile = '[data-testid=district-tile][data-district=hai_chau]';
+    const coverage = await waitFor(
+      'the Hải Châu tile and the newest district traffic row to be of one window',
+      async () => {
+        const { status, body } = await api('/api/v1/kpis/traffic?scope=district&entity=hai_chau&window_size_ms=300000', TOKEN);
+        const row = status === 200 ? body.rows.at(-1) : null;
+        const shown = (await page.getAttribute(`${tile} [data-testid=kpi-los]`, 'title')) ?? '';
+        if (!row || !shown.endsWith(cityTime(row.window_start_ms + row.window_size_ms))) return null;
+        const hidden = await page.locator(`${tile} [data-testid=kpi-partial]`).isHidden();
+        const partial = row.covered_ms != null && row.covered_ms < row.window_size_ms;
+        check(hidden === !partial, `the tile ${hidden ? 'hides' : 'shows'} "partial" for a window covering ${row.covered_ms} of ${row.window_size_ms} ms`);
+        const title = await page.getAttribute(`${tile} [data-testid=kpi-partial]`, 'title');
+        check(!partial || title.includes(String(Math.round(row.covered_ms / 1000))), `the partial mark's title "${title}" does not give the ${row.covered_ms} ms covered`);
+        return partial ? `partial, ${row.covered_ms} of ${row.window_size_ms} ms, "${title}"` : 'whole';
+      },
+      30_000,
+    );
+    log(`coverage: the Hải Châu tile's window is ${coverage}, as GET /api/v1/kpis/traffic says`);
     // Then the values move on: a newer window arrives and the counter grows.
     const messages0 = digits(await text(page, '[data-testid=msg-count]'));
     const newest0 = await text(page, '[data-testid=last-update]');

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ioc_schemas::{
-    CameraKpi, Department, District, HealthKpi, Kind, Kpi, Scope, TrafficKpi, WindowResult,
-};
+use ioc_schemas::{CameraKpi, Department, District, HealthKpi, Kind, Kpi, Scope, TrafficKpi};
 
-use crate::kpi::device::{is_base_final, BASE_WINDOW_MS};
+use crate::kpi::device::{is_base_final, CameraWindow, BASE_WINDOW_MS};
 use crate::kpi::traffic;
 
 /// Camera event types that are traffic violations.
@@ -24,8 +22,18 @@ pub const CITY_ID: &str = "da_nang";
 pub enum CityInput {
     /// A per-device KPI (junction traffic and device health are summed here).
     Device(#[serde(with = "crate::wire::kpi")] Kpi),
-    /// A camera's final base-window result.
-    Camera(WindowResult),
+    /// A camera's final base-window result, with the part of the window it covered.
+    Camera(CameraWindow),
+}
+
+impl CityInput {
+    /// The device's KPI row, if it is one (not a camera's window).
+    pub fn into_kpi(self) -> Option<Kpi> {
+        match self {
+            CityInput::Device(kpi) => Some(kpi),
+            CityInput::Camera(_) => None,
+        }
+    }
 }
 
 /// What is gathered for one window end.
@@ -33,7 +41,7 @@ pub enum CityInput {
 struct Gathered {
     traffic: Vec<TrafficKpi>,
     health: Vec<HealthKpi>,
-    cameras: Vec<WindowResult>,
+    cameras: Vec<CameraWindow>,
 }
 
 /// City-level KPI state.
@@ -55,10 +63,11 @@ impl CityKpis {
                 self.by_end.entry(end).or_default().health.push(h);
             }
             CityInput::Device(_) => {}
-            CityInput::Camera(w) => {
-                if w.kind == Kind::CameraEvent && is_base_final(&w) {
+            CityInput::Camera(c) => {
+                let w = &c.window;
+                if w.kind == Kind::CameraEvent && is_base_final(w) {
                     let end = w.window_start_ms + w.window_size_ms;
-                    self.by_end.entry(end).or_default().cameras.push(w);
+                    self.by_end.entry(end).or_default().cameras.push(c);
                 }
             }
         }
@@ -127,53 +136,90 @@ fn district_traffic(rows: &[TrafficKpi], start: u64, out: &mut Vec<Kpi>) {
             availability_pct: mean(|r| r.availability_pct),
             free_flow_kmh: Some(weighted(&free_flow)),
             worst_level: worst.map(|w| w.max(level)),
+            covered_ms: rows
+                .iter()
+                .map(|r| r.covered_ms.unwrap_or(BASE_WINDOW_MS))
+                .max(),
         }));
     }
 }
 
-fn camera_events(windows: &[WindowResult], start: u64, out: &mut Vec<Kpi>) {
-    // (district, event type) → (events, cameras)
-    let mut counts: BTreeMap<(District, &str), (f64, BTreeSet<&str>)> = BTreeMap::new();
-    for w in windows {
-        let slot = counts.entry((w.district, w.metric.as_str())).or_default();
-        slot.0 += w.sum;
-        slot.1.insert(&w.device_id);
+/// Events of one type (or all violations) in a district, summed over its cameras.
+#[derive(Default)]
+struct EventCount<'a> {
+    events: f64,
+    /// Each camera's events per hour of the time it covered, summed: a camera that started
+    /// part-way through the window counts at its own rate, not scaled down to the whole window.
+    per_hour: f64,
+    cameras: BTreeSet<&'a str>,
+    covered_ms: u64,
+}
+
+impl<'a> EventCount<'a> {
+    fn add(&mut self, camera: &'a str, events: f64, covered_ms: u64) {
+        self.events += events;
+        self.per_hour += events * 3_600_000.0 / covered_ms.max(1) as f64;
+        self.cameras.insert(camera);
+        self.covered_ms = self.covered_ms.max(covered_ms);
     }
-    let per_hour = |events: f64| events * 3_600_000.0 / BASE_WINDOW_MS as f64;
-    let mut districts: BTreeMap<District, (f64, f64, BTreeSet<&str>)> = BTreeMap::new();
-    for ((district, event_type), (events, cameras)) in &counts {
-        out.push(Kpi::Camera(CameraKpi {
-            district: *district,
-            event_type: (*event_type).to_owned(),
+
+    fn merge(&mut self, other: &EventCount<'a>) {
+        self.events += other.events;
+        self.per_hour += other.per_hour;
+        self.cameras.extend(other.cameras.iter().copied());
+        self.covered_ms = self.covered_ms.max(other.covered_ms);
+    }
+
+    fn kpi(
+        &self,
+        district: District,
+        event_type: &str,
+        start: u64,
+        violations_per_100_vehicles: Option<f64>,
+    ) -> Kpi {
+        Kpi::Camera(CameraKpi {
+            district,
+            event_type: event_type.to_owned(),
             window_start_ms: start,
             window_size_ms: BASE_WINDOW_MS,
-            events: *events as u64,
-            cameras: cameras.len() as u32,
-            per_hour: per_hour(*events),
-            violations_per_100_vehicles: None,
-        }));
+            events: self.events as u64,
+            cameras: self.cameras.len() as u32,
+            per_hour: self.per_hour,
+            violations_per_100_vehicles,
+            covered_ms: Some(self.covered_ms),
+        })
+    }
+}
+
+fn camera_events(windows: &[CameraWindow], start: u64, out: &mut Vec<Kpi>) {
+    let mut counts: BTreeMap<(District, &str), EventCount> = BTreeMap::new();
+    for CameraWindow {
+        window: w,
+        covered_ms,
+    } in windows
+    {
+        counts
+            .entry((w.district, w.metric.as_str()))
+            .or_default()
+            .add(&w.device_id, w.sum, *covered_ms);
+    }
+    // district → (violations, vehicles seen)
+    let mut districts: BTreeMap<District, (EventCount, f64)> = BTreeMap::new();
+    for ((district, event_type), count) in &counts {
+        out.push(count.kpi(*district, event_type, start, None));
         let d = districts.entry(*district).or_default();
         if VIOLATIONS.contains(event_type) {
-            d.0 += events;
-            d.2.extend(cameras.iter().copied());
+            d.0.merge(count);
         } else if VEHICLES_SEEN.contains(event_type) {
-            d.1 += events;
+            d.1 += count.events;
         }
     }
-    for (district, (violations, vehicles, cameras)) in districts {
-        if cameras.is_empty() {
+    for (district, (violations, vehicles)) in districts {
+        if violations.cameras.is_empty() {
             continue;
         }
-        out.push(Kpi::Camera(CameraKpi {
-            district,
-            event_type: "violations".to_owned(),
-            window_start_ms: start,
-            window_size_ms: BASE_WINDOW_MS,
-            events: violations as u64,
-            cameras: cameras.len() as u32,
-            per_hour: per_hour(violations),
-            violations_per_100_vehicles: (vehicles > 0.0).then(|| violations * 100.0 / vehicles),
-        }));
+        let per_100 = (vehicles > 0.0).then(|| violations.events * 100.0 / vehicles);
+        out.push(violations.kpi(district, "violations", start, per_100));
     }
 }
 
@@ -257,11 +303,17 @@ mod tests {
             availability_pct: 100.0,
             free_flow_kmh: None,
             worst_level: None,
+            covered_ms: Some(BASE_WINDOW_MS),
         })
     }
 
-    fn camera(id: &str, event_type: &str, events: f64) -> WindowResult {
-        WindowResult {
+    /// A camera's whole window.
+    fn camera(id: &str, event_type: &str, events: f64) -> CameraWindow {
+        camera_covering(id, event_type, events, BASE_WINDOW_MS)
+    }
+
+    fn camera_covering(id: &str, event_type: &str, events: f64, covered_ms: u64) -> CameraWindow {
+        let window = ioc_schemas::WindowResult {
             kind: Kind::CameraEvent,
             district: District::ThanhKhe,
             device_id: id.into(),
@@ -276,7 +328,8 @@ mod tests {
             emitted_at_ms: END,
             version: 1,
             is_final: true,
-        }
+        };
+        CameraWindow { window, covered_ms }
     }
 
     fn health(id: &str, district: District, department: Department, online: bool, pct: f64) -> Kpi {
@@ -348,6 +401,32 @@ mod tests {
         assert!((hai_chau.mean_speed_kmh - 23.333_333).abs() < 1e-5);
         assert_eq!(hai_chau.level, Congestion::D);
         assert_eq!(hai_chau.queue_m, 12.0);
+        assert_eq!(hai_chau.covered_ms, Some(BASE_WINDOW_MS));
+    }
+
+    /// A district's window is partial only when none of its junctions covered all of it.
+    #[test]
+    fn a_district_window_covers_the_longest_of_its_junctions() {
+        let covering = |id: &str, covered_ms: u64| {
+            let mut k = junction(id, District::NguHanhSon, 600.0, 30.0);
+            if let Kpi::Traffic(t) = &mut k {
+                t.covered_ms = Some(covered_ms);
+            }
+            k
+        };
+        let mut city = CityKpis::default();
+        city.take(CityInput::Device(covering("a", 220_000)));
+        city.take(CityInput::Device(covering("b", 180_000)));
+        let out = close(&mut city);
+        assert_eq!(district_row(&out, "ngu_hanh_son").covered_ms, Some(220_000));
+        let mut city = CityKpis::default();
+        city.take(CityInput::Device(covering("a", 220_000)));
+        city.take(CityInput::Device(covering("c", BASE_WINDOW_MS)));
+        let out = close(&mut city);
+        assert_eq!(
+            district_row(&out, "ngu_hanh_son").covered_ms,
+            Some(BASE_WINDOW_MS)
+        );
     }
 
     #[test]
@@ -409,6 +488,45 @@ mod tests {
         assert_eq!(v.events, 4);
         assert_eq!(v.per_hour, 48.0);
         assert_eq!(v.violations_per_100_vehicles, Some(2.0));
+        assert_eq!(v.covered_ms, Some(BASE_WINDOW_MS));
+    }
+
+    /// A run that starts 100 s before a window ends: each camera's events count per the time
+    /// it covered, and the rows say how much that was.
+    #[test]
+    fn a_partial_window_counts_each_camera_per_the_time_it_covered() {
+        let mut city = CityKpis::default();
+        // 10 plates in 100 s is 360 an hour; 30 in the whole 300 s is 360 too.
+        city.take(CityInput::Camera(camera_covering(
+            "c1",
+            "plate_read",
+            10.0,
+            100_000,
+        )));
+        city.take(CityInput::Camera(camera("c2", "plate_read", 30.0)));
+        city.take(CityInput::Camera(camera_covering(
+            "c3", "accident", 1.0, 120_000,
+        )));
+        let out = close(&mut city);
+        let row = |t: &str| {
+            out.iter()
+                .find_map(|k| match k {
+                    Kpi::Camera(c) if c.event_type == t => Some(c.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let plates = row("plate_read");
+        assert_eq!(plates.events, 40);
+        assert!(
+            (plates.per_hour - 720.0).abs() < 1e-9,
+            "{}",
+            plates.per_hour
+        );
+        assert_eq!(plates.covered_ms, Some(BASE_WINDOW_MS));
+        let accidents = row("accident");
+        assert!((accidents.per_hour - 30.0).abs() < 1e-9);
+        assert_eq!(accidents.covered_ms, Some(120_000));
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub struct Activity {
     pub registered: bool,
 }
 
+/// A camera's final base-window result and how much of the window it covered (see
+/// [`DeviceKpis::covered_ms`]), for the district counts of `city.rs`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CameraWindow {
+    /// The result.
+    pub window: WindowResult,
+    /// The part of the window observed, ms.
+    pub covered_ms: u64,
+}
+
 /// One input of the per-device KPI state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum KpiInput {
@@ -148,6 +158,8 @@ pub struct DeviceKpis {
     air: FastMap<String, AirState>,
     rain: FastMap<String, VecDeque<(u64, f64)>>,
     level: FastMap<String, VecDeque<(u64, f64)>>,
+    /// Cameras' windows closed by [`DeviceKpis::close`], until taken.
+    cameras: Vec<CameraWindow>,
 }
 
 /// Whether a result is the final one of a base window (5 minutes, tumbling: a 5-minute
@@ -224,9 +236,9 @@ impl DeviceKpis {
                     .push(w);
             }
         }
-        for (device, windows) in &finals {
-            let meta = self.registry.get(device).and_then(|h| h.as_of(end));
-            self.device_kpis(device, meta.as_ref(), windows, end, out);
+        for (device, windows) in finals {
+            let meta = self.registry.get(&device).and_then(|h| h.as_of(end));
+            self.device_kpis(&device, meta.as_ref(), windows, end, out);
         }
         if end.is_multiple_of(HOUR_MS) {
             self.close_hour(end, out);
@@ -238,6 +250,12 @@ impl DeviceKpis {
         self.health(end, out);
     }
 
+    /// The cameras' windows closed since the last call: their events are counted per
+    /// district (`city.rs`).
+    pub fn take_camera_windows(&mut self) -> std::vec::Drain<'_, CameraWindow> {
+        self.cameras.drain(..)
+    }
+
     /// How much of the base window ending at `end` a device was observed for: all of it
     /// once it reported in an earlier window of this run; in its first window, from its
     /// first reading less one registered interval (a report counts what passed since the
@@ -245,7 +263,6 @@ impl DeviceKpis {
     /// vehicles up as if they had taken the whole window (the first 5-minute row of a demo
     /// showed 136,116 veh/h for Hải Châu, then 209,112).
     fn covered_ms(&self, device: &str, meta: Option<&DeviceMeta>, end: u64) -> u64 {
-        let start = end - BASE_WINDOW_MS;
         let Some(seen) = self.seen.get(&Name::of(device)) else {
             return BASE_WINDOW_MS;
         };
@@ -256,15 +273,14 @@ impl DeviceKpis {
             return BASE_WINDOW_MS;
         };
         let interval_ms = meta.map_or(0, |m| u64::from(m.expected_interval_s) * 1000);
-        let from = window.oldest_ms.saturating_sub(interval_ms).max(start);
-        (end - from).max(1_000)
+        first_window_covered_ms(window.oldest_ms, interval_ms, end)
     }
 
     fn device_kpis(
         &mut self,
         device: &str,
         meta: Option<&DeviceMeta>,
-        windows: &[WindowResult],
+        windows: Vec<WindowResult>,
         end: u64,
         out: &mut Vec<Kpi>,
     ) {
@@ -279,7 +295,7 @@ impl DeviceKpis {
                 let free_flow = meta.map_or(traffic::DEFAULT_FREE_FLOW_KMH, |m| m.free_flow_kmh());
                 let covered = self.covered_ms(device, meta, end);
                 if let Some(k) =
-                    junction_traffic(device, district, (start, covered), windows, free_flow)
+                    junction_traffic(device, district, (start, covered), &windows, free_flow)
                 {
                     out.push(Kpi::Traffic(k));
                 }
@@ -321,7 +337,7 @@ impl DeviceKpis {
                             exceeded: limit.exceeded_by(value),
                         })
                     };
-                    for w in windows {
+                    for w in &windows {
                         if let Some((standard, limit)) = water::limit(class, &w.metric) {
                             out.push(row(&w.metric, w.mean, limit, standard));
                         }
@@ -363,7 +379,14 @@ impl DeviceKpis {
                 }
             }
             // Camera events are counted per district (`city.rs`).
-            Kind::CameraEvent => {}
+            Kind::CameraEvent => {
+                let covered_ms = self.covered_ms(device, meta, end);
+                self.cameras.extend(
+                    windows
+                        .into_iter()
+                        .map(|window| CameraWindow { window, covered_ms }),
+                );
+            }
         }
     }
 
@@ -544,10 +567,12 @@ impl DeviceKpis {
 
     /// Health of every registered device at `end`.
     fn health(&mut self, end: u64, out: &mut Vec<Kpi>) {
-        // Fold the readings of closed windows into each device's last-seen time.
-        let mut readings: FastMap<Name, u64> = FastMap::default();
+        // Fold the readings of closed windows into each device's last-seen time; a device's
+        // first window is observed from its first reading on (see `covered_ms`).
+        let mut readings: FastMap<Name, (u64, Option<u64>)> = FastMap::default();
         for (device, seen) in &mut self.seen {
             let mut n = 0;
+            let mut first_oldest = None;
             while let Some(entry) = seen.open.first_entry() {
                 if *entry.key() > end {
                     break;
@@ -556,12 +581,15 @@ impl DeviceKpis {
                 let window = entry.remove();
                 if window_end == end {
                     n = window.readings;
+                    if seen.last_seen_ms.is_none() {
+                        first_oldest = Some(window.oldest_ms);
+                    }
                 }
                 let newest = window.newest_ms;
                 seen.last_seen_ms = Some(seen.last_seen_ms.map_or(newest, |l| l.max(newest)));
             }
             if n > 0 {
-                readings.insert(*device, n);
+                readings.insert(*device, (n, first_oldest));
             }
         }
         for (device, history) in &self.registry {
@@ -570,12 +598,27 @@ impl DeviceKpis {
             };
             let name = Name::of(device);
             let last_seen = self.seen.get(&name).and_then(|s| s.last_seen_ms);
-            let n = readings.get(&name).copied().unwrap_or(0);
-            out.push(Kpi::Health(device_health(device, &meta, end, n, last_seen)));
+            let (n, first_oldest) = readings.get(&name).copied().unwrap_or((0, None));
+            let interval_ms = u64::from(meta.expected_interval_s) * 1000;
+            let covered_ms = first_oldest.map_or(BASE_WINDOW_MS, |oldest| {
+                first_window_covered_ms(oldest, interval_ms, end)
+            });
+            let activity = (n, last_seen, covered_ms);
+            out.push(Kpi::Health(device_health(device, &meta, end, activity)));
         }
         self.seen
             .retain(|_, s| s.last_seen_ms.is_some() || !s.open.is_empty());
     }
+}
+
+/// How much of the base window ending at `end` a device's first reports cover, the oldest
+/// at `oldest_ms`: from one registered interval before it (a report counts what passed since
+/// the one before), at least a second.
+fn first_window_covered_ms(oldest_ms: u64, interval_ms: u64, end: u64) -> u64 {
+    let from = oldest_ms
+        .saturating_sub(interval_ms)
+        .max(end - BASE_WINDOW_MS);
+    (end - from).max(1_000)
 }
 
 /// The traffic KPI of a junction from its base-window results, `covered_ms` of the window
@@ -612,6 +655,7 @@ fn junction_traffic(
         availability_pct: get("signal_available").map_or(100.0, |w| w.mean * 100.0),
         free_flow_kmh: Some(free_flow_kmh),
         worst_level: Some(worst_level),
+        covered_ms: Some(covered_ms),
     })
 }
 
@@ -670,13 +714,14 @@ fn aqi_kpi(
     }
 }
 
-/// A device's health at the end of a base window.
+/// A device's health at the end of a base window, from its readings in the window, its
+/// newest event time, and how much of the window it was observed for: in its first window,
+/// the readings expected are those of the time since it started reporting.
 fn device_health(
     device: &str,
     meta: &DeviceMeta,
     end: u64,
-    readings: u64,
-    last_seen_ms: Option<u64>,
+    (readings, last_seen_ms, covered_ms): (u64, Option<u64>, u64),
 ) -> HealthKpi {
     let interval_ms = u64::from(meta.expected_interval_s) * 1000;
     let status = match last_seen_ms {
@@ -691,7 +736,7 @@ fn device_health(
         // Reports less than once a window: complete while it keeps its interval.
         (1, if online { 100.0 } else { 0.0 })
     } else {
-        let expected = BASE_WINDOW_MS / interval_ms.max(1);
+        let expected = (covered_ms / interval_ms.max(1)).max(1);
         let pct = (readings as f64 * 100.0 / expected as f64).min(100.0);
         (expected, pct)
     };
@@ -793,19 +838,26 @@ mod tests {
             close(k, end)
                 .into_iter()
                 .find_map(|kpi| match kpi {
-                    Kpi::Traffic(t) => Some(t.volume_veh_h),
+                    Kpi::Traffic(t) => Some((t.volume_veh_h, t.covered_ms)),
                     _ => None,
                 })
                 .unwrap()
         };
         let first = T0 + BASE_WINDOW_MS;
         // The run starts 2 minutes before the window ends: reports 90, 60 and 30 s before
-        // it, each of the 30 s before it. 90 vehicles in 120 s, not in 300.
-        assert_eq!(volume(&mut k, first, &[90, 60, 30]), 2_700.0);
+        // it, each of the 30 s before it. 90 vehicles in 120 s, not in 300, and the row says
+        // so.
+        assert_eq!(
+            volume(&mut k, first, &[90, 60, 30]),
+            (2_700.0, Some(120_000))
+        );
         // Seen before: the whole window counts. 10 reports of 30 in 5 minutes.
         let second = first + BASE_WINDOW_MS;
         let all: Vec<u64> = (0..10).map(|i| 300 - i * 30).collect();
-        assert_eq!(volume(&mut k, second, &all), 3_600.0);
+        assert_eq!(
+            volume(&mut k, second, &all),
+            (3_600.0, Some(BASE_WINDOW_MS))
+        );
     }
 
     #[test]
@@ -1338,6 +1390,7 @@ mod tests {
         let mut k = DeviceKpis::default();
         register(&mut k, "gauge", meta(Kind::Sensor, 60));
         register(&mut k, "never", meta(Kind::Sensor, 60));
+        register(&mut k, "newcomer", meta(Kind::Sensor, 60));
         let health = |out: &[Kpi], id: &str| {
             out.iter()
                 .find_map(|kpi| match kpi {
@@ -1355,7 +1408,24 @@ mod tests {
                 registered: true,
             }));
         }
+        // A device that starts reporting at 00:03 covers 3 minutes of the window (its first
+        // report counts the minute before it): 2 of the 3 readings of that time are in.
+        for at in [180_000, 240_000] {
+            k.take(KpiInput::Activity(Activity {
+                device_id: "newcomer".into(),
+                medium: None,
+                event_ms: T0 + at,
+                registered: true,
+            }));
+        }
         let out = close(&mut k, T0 + BASE_WINDOW_MS);
+        assert_eq!(
+            (
+                health(&out, "newcomer").readings,
+                health(&out, "newcomer").expected
+            ),
+            (2, 3)
+        );
         let g = health(&out, "gauge");
         assert_eq!((g.readings, g.expected), (4, 5));
         assert!((g.completeness_pct - 80.0).abs() < 1e-9);

@@ -12,27 +12,34 @@ use crate::kpi::device::{DeviceKpis, KpiInput, BASE_WINDOW_MS};
 /// State closed window by window.
 trait ClosesWindows: 'static {
     type Input: Clone + 'static;
+    type Output: Clone + 'static;
     fn take(&mut self, input: Self::Input);
     /// The earliest window end with inputs waiting.
     fn first_pending_end(&self) -> Option<u64>;
-    fn close(&mut self, end: u64, out: &mut Vec<Kpi>);
+    fn close(&mut self, end: u64, out: &mut Vec<Self::Output>);
 }
 
 impl ClosesWindows for DeviceKpis {
     type Input = KpiInput;
+    /// The device's KPI rows, and the cameras' windows for the district counts.
+    type Output = CityInput;
     fn take(&mut self, input: KpiInput) {
         DeviceKpis::take(self, input);
     }
     fn first_pending_end(&self) -> Option<u64> {
         DeviceKpis::first_pending_end(self)
     }
-    fn close(&mut self, end: u64, out: &mut Vec<Kpi>) {
-        DeviceKpis::close(self, end, out);
+    fn close(&mut self, end: u64, out: &mut Vec<CityInput>) {
+        let mut rows = Vec::new();
+        DeviceKpis::close(self, end, &mut rows);
+        out.extend(rows.into_iter().map(CityInput::Device));
+        out.extend(self.take_camera_windows().map(CityInput::Camera));
     }
 }
 
 impl ClosesWindows for CityKpis {
     type Input = CityInput;
+    type Output = Kpi;
     fn take(&mut self, input: CityInput) {
         CityKpis::take(self, input);
     }
@@ -51,11 +58,12 @@ const MAX_CATCH_UP: u64 = 288;
 /// Per-device KPIs, on the worker that owns each device. Health is closed for every base
 /// window, whether or not anything arrived. Windows ending before `emit_from_ms` plus one
 /// window only build up state (after a restart they are the stored history, whose KPI rows
-/// were written by the previous run): their rows are not emitted again.
+/// were written by the previous run): their rows are not emitted again. Out come the devices'
+/// KPI rows and the cameras' windows, for [`city_kpis`].
 pub(crate) fn device_kpis<'scope>(
     inputs: Stream<'scope, u64, Vec<KpiInput>>,
     emit_from_ms: u64,
-) -> Stream<'scope, u64, Vec<Kpi>> {
+) -> Stream<'scope, u64, Vec<CityInput>> {
     let from = emit_from_ms.saturating_add(BASE_WINDOW_MS);
     close_by_window(
         inputs,
@@ -88,7 +96,7 @@ fn close_by_window<'scope, S, P>(
     name: &str,
     mut state: S,
     ticks_from: Option<u64>,
-) -> Stream<'scope, u64, Vec<Kpi>>
+) -> Stream<'scope, u64, Vec<S::Output>>
 where
     S: ClosesWindows,
     P: ParallelizationContract<u64, Vec<S::Input>>,
@@ -241,7 +249,7 @@ mod tests {
             if let timely::dataflow::operators::capture::Event::Messages(stamp, data) = event {
                 let time = *stamp.expect_singleton();
                 for kpi in data {
-                    if let Kpi::Health(h) = kpi {
+                    if let CityInput::Device(Kpi::Health(h)) = kpi {
                         assert_eq!(time, h.window_start_ms + h.window_size_ms);
                         assert_eq!(h.scope, Scope::Device);
                         rows.push((h.window_start_ms - T0, h.readings, h.status));
