@@ -19,13 +19,17 @@ use axum::{Extension, Json, Router};
 use ioc_schemas::openapi::{ApiDescription, Method, Operation};
 use ioc_schemas::query::QueryProblem;
 use ioc_schemas::{Alert, AlertEvent, AlertState, Category, Department, District, Severity};
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::lifecycle::{AlertFilter, LifecycleError};
+use ioc_alert_engine::lifecycle::{AlertFilter, LifecycleError};
+use ioc_alert_engine::rules::{Rule, RuleError};
+use ioc_schemas::api_error::ApiError;
+
+use crate::http::{
+    confined, error_text, forbidden, query_rejected, scoped_department, Caller, PathId,
+};
 use crate::manager::{Action, Alerts, AlertsError};
-use crate::rules::{Rule, RuleError};
-use crate::webhooks::api::{confined, forbidden, scoped_department, ApiError, Caller};
 
 /// The alerts' routes, to serve beside the rest of the API.
 pub fn router(alerts: Alerts) -> Router {
@@ -51,12 +55,10 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
 
 impl From<AlertsError> for ApiError {
     fn from(e: AlertsError) -> ApiError {
-        let message = e.to_string();
+        let message = error_text(&e);
         match e {
             AlertsError::Rule(RuleError::NotFound(_))
-            | AlertsError::Lifecycle(LifecycleError::NotFound(_)) => {
-                error(StatusCode::NOT_FOUND, "not_found", message)
-            }
+            | AlertsError::Lifecycle(LifecycleError::NotFound(_)) => ApiError::not_found(message),
             AlertsError::Rule(RuleError::Duplicate(_)) => {
                 error(StatusCode::CONFLICT, "conflict", message)
             }
@@ -67,7 +69,7 @@ impl From<AlertsError> for ApiError {
             AlertsError::Rule(_) => error(StatusCode::BAD_REQUEST, "invalid_rule", message),
             AlertsError::Lifecycle(_) => error(StatusCode::BAD_REQUEST, "invalid_action", message),
             AlertsError::Stopped | AlertsError::State(_) | AlertsError::Webhook(_) => {
-                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+                ApiError::unavailable(message)
             }
             AlertsError::RulesFile { .. } | AlertsError::Metrics(_) => {
                 error(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
@@ -120,13 +122,7 @@ async fn get_rule(
         .into_iter()
         .find(|r| r.id == id)
         .map(|r| Json(r).into_response())
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no rule `{id}`"),
-            )
-        })
+        .ok_or_else(|| ApiError::not_found(format!("no rule `{id}`")))
 }
 
 /// `403` for a department token: rules are the IOC's, not a department's.
@@ -237,7 +233,7 @@ async fn list_alerts(
     caller: Caller,
     query: Result<Query<AlertQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::query_rejected(&e))?;
+    let Query(q) = query.map_err(|e| query_rejected(&e))?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_query(QueryProblem {
@@ -266,11 +262,7 @@ async fn list_alerts(
 }
 
 fn alert_not_found(id: &str) -> ApiError {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no alert `{id}`"),
-    )
+    ApiError::not_found(format!("no alert `{id}`"))
 }
 
 /// The alert, when it exists and the caller may see it (another department's is not found).
@@ -391,25 +383,6 @@ async fn comment(
     payload: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     act(alerts, caller, id, payload, Verb::Comment).await
-}
-
-/// A path parameter naming something by id: a string that is not empty (an empty segment
-/// does not reach the handler).
-#[derive(Debug)]
-pub(crate) struct PathId;
-
-impl JsonSchema for PathId {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "PathId".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string", "minLength": 1})
-    }
 }
 
 /// The operations of [`router`] (the webhooks' included), for the OpenAPI document.

@@ -8,16 +8,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ioc_alert_engine::engine::Engine;
+use ioc_alert_engine::lifecycle::{AlertBook, AlertFilter, LifecycleConfig, LifecycleError};
+use ioc_alert_engine::model::Alert;
+use ioc_alert_engine::observe::{
+    observations_of_kpi, observations_of_samples_where, Observation, ReadingSamples,
+};
+use ioc_alert_engine::rules::{Rule, RuleError, RuleSet, SourceRef};
 use ioc_schemas::{AlertEvent, Department, District, Kpi, Reading};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
-use crate::engine::{
-    observations_of_kpi, observations_of_samples_where, Engine, Observation, ReadingSamples,
-};
-use crate::lifecycle::{AlertBook, AlertFilter, LifecycleConfig, LifecycleError};
-use crate::model::Alert;
-use crate::rules::{Rule, RuleError, RuleSet};
 use crate::state::{AlertState, StateError};
 use crate::webhooks::{AttemptLog, Dispatcher, WebhookConfig, WebhookError};
 
@@ -59,7 +61,8 @@ impl Default for AlertsConfig {
     }
 }
 
-/// What can go wrong running alerts.
+/// What can go wrong running alerts. Each variant says what failed; its source, when it has
+/// one, why.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertsError {
     /// A rule is invalid. Permanent.
@@ -75,18 +78,19 @@ pub enum AlertsError {
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     /// The rules file could not be read. Permanent until the file is fixed.
-    #[error("cannot read the rules file {path}: {reason}")]
+    #[error("cannot read the rules file {path}")]
     RulesFile {
         /// The file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
     /// The manager has stopped. Permanent.
     #[error("the alert manager has stopped")]
     Stopped,
     /// A metric could not be registered (a name taken twice). Permanent.
-    #[error("cannot register the alert metrics: {0}")]
+    #[error("cannot register the alert metrics")]
     Metrics(#[from] prometheus::Error),
 }
 
@@ -190,9 +194,9 @@ impl AlertsTask {
 fn initial_rules(config: &AlertsConfig, state: &AlertState) -> Result<RuleSet, AlertsError> {
     let mut rules = match &config.rules_path {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| AlertsError::RulesFile {
+            let text = std::fs::read_to_string(path).map_err(|source| AlertsError::RulesFile {
                 path: path.clone(),
-                reason: e.to_string(),
+                source,
             })?;
             RuleSet::from_toml(&text)?
         }
@@ -227,8 +231,8 @@ fn reading_metrics_of(rules: &RuleSet) -> HashSet<String> {
         .iter()
         .filter_map(|r| r.source.as_ref().and_then(|s| s.resolve()))
         .filter_map(|s| match s {
-            crate::rules::SourceRef::Reading { metric, .. } => Some(metric),
-            crate::rules::SourceRef::Kpi { .. } => None,
+            SourceRef::Reading { metric, .. } => Some(metric),
+            SourceRef::Kpi { .. } => None,
         })
         .collect()
 }
@@ -280,7 +284,11 @@ impl Alerts {
             saved: HashSet::new(),
         };
         let tick = Duration::from_millis(config.tick_ms.max(10));
-        let task = tokio::spawn(runner.run(observations_rx, commands_rx, tick));
+        let task = tokio::spawn(
+            runner
+                .run(observations_rx, commands_rx, tick)
+                .instrument(tracing::info_span!("alert_manager")),
+        );
         Ok((
             Alerts {
                 observations,
@@ -477,14 +485,20 @@ impl Runner {
                     Vec::new()
                 }
             };
-            self.publish(events).await;
+            if !events.is_empty() {
+                let span = tracing::debug_span!("alert_publish", events = events.len());
+                self.publish(events).instrument(span).await;
+            }
             if !observing && commands.is_closed() {
                 break;
             }
         }
     }
 
+    /// Runs a batch of observations through the engine and the book, in an
+    /// `alert_observe` span.
     fn observe(&mut self, batch: Vec<Observation>) -> Vec<AlertEvent> {
+        let _span = tracing::debug_span!("alert_observe", observations = batch.len()).entered();
         let now = ioc_schemas::now_ms();
         let mut events = Vec::new();
         for o in &batch {
@@ -611,9 +625,10 @@ impl Runner {
         }
         match self.state.save_alerts(latest.values().copied()) {
             Ok(()) => self.saved.extend(latest.keys().map(|id| (*id).to_owned())),
-            Err(e) => {
-                tracing::error!(error = %e, "alert state not saved; a restart may lose these changes")
-            }
+            Err(e) => tracing::error!(
+                error = &e as &dyn std::error::Error,
+                "alert state not saved; a restart may lose these changes"
+            ),
         }
     }
 
@@ -633,7 +648,10 @@ impl Runner {
                     self.saved.remove(id);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "old alerts not removed from the state file"),
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "old alerts not removed from the state file"
+            ),
         }
     }
 
@@ -645,12 +663,20 @@ impl Runner {
             match self.dispatcher.notify(event).await {
                 Ok(_) => return,
                 Err(e) if e.is_retryable() && attempt < NOTIFY_ATTEMPTS => {
-                    tracing::warn!(event = %event.event_id, error = %e, "webhook outbox write failed; retrying");
+                    tracing::warn!(
+                        event = %event.event_id,
+                        error = &e as &dyn std::error::Error,
+                        "webhook outbox write failed; retrying"
+                    );
                     tokio::time::sleep(delay).await;
                     delay *= 4;
                 }
                 Err(e) => {
-                    tracing::error!(event = %event.event_id, error = %e, "alert not queued for webhook delivery");
+                    tracing::error!(
+                        event = %event.event_id,
+                        error = &e as &dyn std::error::Error,
+                        "alert not queued for webhook delivery"
+                    );
                     return;
                 }
             }

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::model::Alert;
+use ioc_alert_engine::model::Alert;
+
+use crate::storage::redb_is_transient;
 
 /// `alert id → Alert as JSON`.
 const ALERTS: TableDefinition<'_, &str, &str> = TableDefinition::new("alerts");
@@ -15,42 +17,61 @@ const RULES: TableDefinition<'_, &str, &str> = TableDefinition::new("rules");
 /// `rule id → ""`, for rules removed through the API (even ones the rules file lists).
 const REMOVED_RULES: TableDefinition<'_, &str, &str> = TableDefinition::new("removed_rules");
 
-/// What can go wrong with the state file. Permanent unless said otherwise: the file is
-/// unreadable, or the disk refuses writes.
+/// What can go wrong with the state file. Each variant says what failed; its source why.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The database could not be opened or written.
-    #[error("alert state {context}: {reason}")]
+    /// The state file's folder could not be created.
+    #[error("alert state folder")]
+    Folder(#[source] std::io::Error),
+    /// The database could not be opened, read or written.
+    #[error("alert state {context}")]
     Store {
         /// What was being done.
         context: &'static str,
-        /// redb's reason.
-        reason: String,
+        /// redb's error.
+        #[source]
+        source: redb::Error,
+    },
+    /// An alert could not be written as JSON.
+    #[error("alert state: alert `{id}` cannot be written")]
+    Encode {
+        /// The alert's id.
+        id: String,
+        /// The serialiser's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// A stored record no longer parses.
-    #[error("alert state: stored {what} `{id}` is unreadable: {reason}")]
+    #[error("alert state: stored {what} `{id}` is unreadable")]
     Corrupt {
         /// `alert` or `rule`.
         what: &'static str,
         /// Its id.
         id: String,
         /// The parse error.
-        reason: String,
+        #[source]
+        source: serde_json::Error,
     },
 }
 
 impl StateError {
-    /// Whether retrying may succeed: a failed write may (the disk may recover), a corrupt
-    /// record will not.
+    /// Whether retrying may succeed: a folder that could not be made, or a redb failure that
+    /// may pass (I/O, a lock, a transaction in the way), may; a corrupt or newer file, an
+    /// alert that cannot be written, a record that no longer parses will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StateError::Store { .. })
+        match self {
+            StateError::Folder(_) => true,
+            StateError::Store { source, .. } => redb_is_transient(source),
+            StateError::Encode { .. } | StateError::Corrupt { .. } => false,
+        }
     }
 }
 
-fn store_error(context: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StateError {
+/// A redb failure while doing `context`.
+fn store_error<E: Into<redb::Error>>(context: &'static str) -> impl Fn(E) -> StateError {
     move |e| StateError::Store {
         context,
-        reason: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -73,14 +94,14 @@ impl AlertState {
     /// Opens (or creates) the state file at `path`, creating its folder.
     pub fn open(path: &Path) -> Result<AlertState, StateError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| store_error("folder")(&e))?;
+            std::fs::create_dir_all(dir).map_err(StateError::Folder)?;
         }
-        let db = Database::create(path).map_err(|e| store_error("open")(&e))?;
-        let txn = db.begin_write().map_err(|e| store_error("open")(&e))?;
+        let db = Database::create(path).map_err(store_error("open"))?;
+        let txn = db.begin_write().map_err(store_error("open"))?;
         for table in [ALERTS, RULES, REMOVED_RULES] {
-            txn.open_table(table).map_err(|e| store_error("open")(&e))?;
+            txn.open_table(table).map_err(store_error("open"))?;
         }
-        txn.commit().map_err(|e| store_error("open")(&e))?;
+        txn.commit().map_err(store_error("open"))?;
         Ok(AlertState { db })
     }
 
@@ -91,57 +112,48 @@ impl AlertState {
         alerts: impl IntoIterator<Item = &'a Alert>,
     ) -> Result<(), StateError> {
         let context = "save alerts";
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| store_error(context)(&e))?;
+        let txn = self.db.begin_write().map_err(store_error(context))?;
         {
-            let mut table = txn
-                .open_table(ALERTS)
-                .map_err(|e| store_error(context)(&e))?;
+            let mut table = txn.open_table(ALERTS).map_err(store_error(context))?;
             for alert in alerts {
-                let json = serde_json::to_string(alert).map_err(|e| store_error(context)(&e))?;
+                let json = serde_json::to_string(alert).map_err(|source| StateError::Encode {
+                    id: alert.id.clone(),
+                    source,
+                })?;
                 table
                     .insert(alert.id.as_str(), json.as_str())
-                    .map_err(|e| store_error(context)(&e))?;
+                    .map_err(store_error(context))?;
             }
         }
-        txn.commit().map_err(|e| store_error(context)(&e))
+        txn.commit().map_err(store_error(context))
     }
 
     /// Drops alerts from the file (resolved ones the book no longer keeps).
     pub fn forget<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Result<(), StateError> {
         let context = "forget alerts";
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| store_error(context)(&e))?;
+        let txn = self.db.begin_write().map_err(store_error(context))?;
         {
-            let mut table = txn
-                .open_table(ALERTS)
-                .map_err(|e| store_error(context)(&e))?;
+            let mut table = txn.open_table(ALERTS).map_err(store_error(context))?;
             for id in ids {
-                table.remove(id).map_err(|e| store_error(context)(&e))?;
+                table.remove(id).map_err(store_error(context))?;
             }
         }
-        txn.commit().map_err(|e| store_error(context)(&e))
+        txn.commit().map_err(store_error(context))
     }
 
     /// Every stored alert.
     pub fn load_alerts(&self) -> Result<Vec<Alert>, StateError> {
         let context = "load alerts";
-        let txn = self.db.begin_read().map_err(|e| store_error(context)(&e))?;
-        let table = txn
-            .open_table(ALERTS)
-            .map_err(|e| store_error(context)(&e))?;
+        let txn = self.db.begin_read().map_err(store_error(context))?;
+        let table = txn.open_table(ALERTS).map_err(store_error(context))?;
         let mut alerts = Vec::new();
-        for entry in table.iter().map_err(|e| store_error(context)(&e))? {
-            let (id, json) = entry.map_err(|e| store_error(context)(&e))?;
+        for entry in table.iter().map_err(store_error(context))? {
+            let (id, json) = entry.map_err(store_error(context))?;
             let alert: Alert =
                 serde_json::from_str(json.value()).map_err(|e| StateError::Corrupt {
                     what: "alert",
                     id: id.value().to_owned(),
-                    reason: e.to_string(),
+                    source: e,
                 })?;
             alerts.push(alert);
         }
@@ -165,44 +177,43 @@ impl AlertState {
         json: Option<&str>,
         context: &'static str,
     ) -> Result<(), StateError> {
-        let err = store_error(context);
-        let txn = self.db.begin_write().map_err(|e| err(&e))?;
+        let txn = self.db.begin_write().map_err(store_error(context))?;
         {
-            let mut rules = txn.open_table(RULES).map_err(|e| err(&e))?;
-            let mut removed = txn.open_table(REMOVED_RULES).map_err(|e| err(&e))?;
+            let mut rules = txn.open_table(RULES).map_err(store_error(context))?;
+            let mut removed = txn
+                .open_table(REMOVED_RULES)
+                .map_err(store_error(context))?;
             match json {
                 Some(json) => {
-                    rules.insert(id, json).map_err(|e| err(&e))?;
-                    removed.remove(id).map_err(|e| err(&e))?;
+                    rules.insert(id, json).map_err(store_error(context))?;
+                    removed.remove(id).map_err(store_error(context))?;
                 }
                 None => {
-                    rules.remove(id).map_err(|e| err(&e))?;
-                    removed.insert(id, "").map_err(|e| err(&e))?;
+                    rules.remove(id).map_err(store_error(context))?;
+                    removed.insert(id, "").map_err(store_error(context))?;
                 }
             }
         }
-        txn.commit().map_err(|e| err(&e))
+        txn.commit().map_err(store_error(context))
     }
 
     /// The rules stored through the API.
     pub fn load_rules(&self) -> Result<StoredRules, StateError> {
         let context = "load rules";
-        let txn = self.db.begin_read().map_err(|e| store_error(context)(&e))?;
+        let txn = self.db.begin_read().map_err(store_error(context))?;
         let mut stored = StoredRules::default();
-        let rules = txn
-            .open_table(RULES)
-            .map_err(|e| store_error(context)(&e))?;
-        for entry in rules.iter().map_err(|e| store_error(context)(&e))? {
-            let (id, json) = entry.map_err(|e| store_error(context)(&e))?;
+        let rules = txn.open_table(RULES).map_err(store_error(context))?;
+        for entry in rules.iter().map_err(store_error(context))? {
+            let (id, json) = entry.map_err(store_error(context))?;
             stored
                 .rules
                 .push((id.value().to_owned(), json.value().to_owned()));
         }
         let removed = txn
             .open_table(REMOVED_RULES)
-            .map_err(|e| store_error(context)(&e))?;
-        for entry in removed.iter().map_err(|e| store_error(context)(&e))? {
-            let (id, _) = entry.map_err(|e| store_error(context)(&e))?;
+            .map_err(store_error(context))?;
+        for entry in removed.iter().map_err(store_error(context))? {
+            let (id, _) = entry.map_err(store_error(context))?;
             stored.removed.push(id.value().to_owned());
         }
         Ok(stored)

@@ -1,10 +1,8 @@
-//! Bearer-token access control: the token store, the middleware that checks every request
-//! against the role matrix (see the crate docs) and the admin token API.
+//! Bearer-token access control: the middleware that checks every request against the role
+//! matrix (see the crate docs) and the admin token API, over the token store
+//! ([`Tokens`](crate::token_store::Tokens)).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::path::{Path as FsPath, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -13,323 +11,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Extension, Json, Router};
-use base64::Engine;
+use ioc_schemas::api_error::ApiError as HttpError;
 use ioc_schemas::{Department, Principal, Role};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::config::{AuthConfig, TokenSpec};
-use crate::rest::{ApiBody, JsonBody, RestError};
-use crate::{ApiError, ApiState};
-
-/// What every generated token starts with.
-const TOKEN_PREFIX: &str = "ioc_";
-
-/// The lowercase hex SHA-256 of `token`: what [`TokenSpec::sha256`] holds
-/// (`printf %s "$TOKEN" | sha256sum`).
-pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest.iter() {
-        hex.push(char::from(HEX[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    hex
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// A new random token: `ioc_` and the URL-safe base64 (no padding) of 32 bytes read from
-/// `/dev/urandom`.
-pub fn generate_token() -> Result<String, ApiError> {
-    let mut bytes = [0_u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(ApiError::Random)?;
-    Ok(format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    ))
-}
-
-fn digest_of(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let mut out = [0_u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Equal without stopping at the first difference.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
-/// Where a token comes from: the configuration (or [`ApiState::add_token`]), which the API
-/// cannot delete, or the token API, which keeps it in the tokens file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Source {
-    Config,
-    Issued,
-}
-
-#[derive(Debug, Clone)]
-struct Entry {
-    spec: TokenSpec,
-    hash: [u8; 32],
-    source: Source,
-}
-
-impl Entry {
-    fn new(mut spec: TokenSpec, source: Source) -> Result<Entry, ApiError> {
-        spec.validate()?;
-        spec.sha256.make_ascii_lowercase();
-        let hash = parse_hex(&spec.sha256)
-            .ok_or_else(|| ApiError::Config(format!("token `{}`: sha256 is not hex", spec.name)))?;
-        Ok(Entry { spec, hash, source })
-    }
-
-    fn principal(&self) -> Principal {
-        Principal {
-            name: self.spec.name.clone(),
-            role: self.spec.role,
-            department: self.spec.department,
-        }
-    }
-}
-
-/// The file of issued tokens.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokensFile {
-    tokens: Vec<TokenSpec>,
-}
-
-/// Why a token could not be issued or revoked.
-enum Refusal {
-    Invalid(String),
-    Exists(String),
-    Missing(String),
-    Configured(String),
-    Failed(ApiError),
-}
-
-/// The tokens the server knows, by hash.
-#[derive(Debug)]
-pub(crate) struct Tokens {
-    pub(crate) enabled: bool,
-    metrics_public: bool,
-    file: Option<PathBuf>,
-    entries: RwLock<Arc<Vec<Entry>>>,
-    /// Held by a change while it is written, so changes go one at a time.
-    writer: Mutex<()>,
-}
-
-impl Tokens {
-    /// The configured tokens and those of the tokens file (if it exists).
-    pub(crate) fn new(config: &AuthConfig) -> Result<Tokens, ApiError> {
-        let mut entries = Vec::new();
-        for spec in &config.tokens {
-            entries.push(Entry::new(spec.clone(), Source::Config)?);
-        }
-        if let Some(path) = &config.tokens_file {
-            for spec in load_file(path)? {
-                let file_error = |reason: String| ApiError::TokensFile {
-                    path: path.clone(),
-                    reason,
-                };
-                if entries.iter().any(|e| e.spec.name == spec.name) {
-                    return Err(file_error(format!(
-                        "the name `{}` is already used by another token",
-                        spec.name
-                    )));
-                }
-                entries
-                    .push(Entry::new(spec, Source::Issued).map_err(|e| file_error(e.to_string()))?);
-            }
-        }
-        if config.enabled && entries.is_empty() {
-            warn!("http access control is on but no token is known: only the public routes answer (/healthz, /openapi.json, the page, and /metrics while public)");
-        }
-        Ok(Tokens {
-            enabled: config.enabled,
-            metrics_public: config.metrics_public,
-            file: config.tokens_file.clone(),
-            entries: RwLock::new(Arc::new(entries)),
-            writer: Mutex::new(()),
-        })
-    }
-
-    fn snapshot(&self) -> Arc<Vec<Entry>> {
-        Arc::clone(&self.entries.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    fn replace(&self, entries: Vec<Entry>) {
-        *self.entries.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(entries);
-    }
-
-    /// The principal of `token`, comparing its hash with every known one in constant time.
-    fn lookup(&self, token: &str) -> Option<Principal> {
-        let hash = digest_of(token);
-        let entries = self.snapshot();
-        let mut found = None;
-        for entry in entries.iter() {
-            if constant_time_eq(&entry.hash, &hash) {
-                found = Some(entry);
-            }
-        }
-        found.map(Entry::principal)
-    }
-
-    /// Adds a token that is not written to the tokens file and cannot be deleted.
-    pub(crate) fn add_config(&self, spec: TokenSpec) -> Result<(), ApiError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = Entry::new(spec, Source::Config)?;
-        let mut entries = self.snapshot().as_ref().clone();
-        if entries.iter().any(|e| e.spec.name == entry.spec.name) {
-            return Err(ApiError::Config(format!(
-                "the token name `{}` is already used",
-                entry.spec.name
-            )));
-        }
-        entries.push(entry);
-        self.replace(entries);
-        Ok(())
-    }
-
-    /// Issues a new token; returns it (the only time it is seen).
-    fn issue(
-        &self,
-        name: String,
-        role: Role,
-        department: Option<Department>,
-    ) -> Result<String, Refusal> {
-        let token = generate_token().map_err(Refusal::Failed)?;
-        let spec = TokenSpec::from_token(name, role, department, &token);
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = Entry::new(spec, Source::Issued).map_err(|e| match e {
-            ApiError::Config(m) => Refusal::Invalid(m),
-            other => Refusal::Invalid(other.to_string()),
-        })?;
-        let mut entries = self.snapshot().as_ref().clone();
-        if entries.iter().any(|e| e.spec.name == entry.spec.name) {
-            return Err(Refusal::Exists(entry.spec.name));
-        }
-        entries.push(entry);
-        self.persist(&entries).map_err(Refusal::Failed)?;
-        self.replace(entries);
-        Ok(token)
-    }
-
-    /// Deletes an issued token.
-    fn revoke(&self, name: &str) -> Result<(), Refusal> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut entries = self.snapshot().as_ref().clone();
-        let Some(at) = entries.iter().position(|e| e.spec.name == name) else {
-            return Err(Refusal::Missing(name.to_owned()));
-        };
-        if entries[at].source == Source::Config {
-            return Err(Refusal::Configured(name.to_owned()));
-        }
-        entries.remove(at);
-        self.persist(&entries).map_err(Refusal::Failed)?;
-        self.replace(entries);
-        Ok(())
-    }
-
-    /// Rewrites the tokens file (if any) with the issued tokens of `entries`.
-    fn persist(&self, entries: &[Entry]) -> Result<(), ApiError> {
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let file = TokensFile {
-            tokens: entries
-                .iter()
-                .filter(|e| e.source == Source::Issued)
-                .map(|e| e.spec.clone())
-                .collect(),
-        };
-        write_file(path, &file).map_err(|reason| ApiError::TokensFile {
-            path: path.clone(),
-            reason,
-        })
-    }
-}
-
-/// The tokens of `path`; none if it does not exist yet.
-fn load_file(path: &FsPath) -> Result<Vec<TokenSpec>, ApiError> {
-    let error = |reason: String| ApiError::TokensFile {
-        path: path.to_owned(),
-        reason,
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(error(e.to_string())),
-    };
-    let file: TokensFile = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
-    Ok(file.tokens)
-}
-
-/// Writes `file` to a temporary file beside `path`, then renames it over `path`.
-fn write_file(path: &FsPath, file: &TokensFile) -> Result<(), String> {
-    let json = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(&json)?;
-        f.write_all(b"\n")?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.to_string());
-    }
-    Ok(())
-}
-
-/// Why a request was refused, the `reason` of `ioc_api_auth_failures_total`.
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    Missing,
-    Unknown,
-    Forbidden,
-}
-
-impl Failure {
-    fn as_str(self) -> &'static str {
-        match self {
-            Failure::Missing => "missing",
-            Failure::Unknown => "unknown",
-            Failure::Forbidden => "forbidden",
-        }
-    }
-}
+use crate::error::chain;
+use crate::extract::{invalid_path, ApiBody, JsonBody};
+use crate::metrics::AuthFailure;
+use crate::state::ApiState;
+use crate::token_store::{Refusal, Source};
 
 fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
@@ -406,23 +98,19 @@ fn may_do(role: Role) -> &'static str {
     }
 }
 
-fn refuse(state: &ApiState, failure: Failure, message: String) -> Response {
-    state
-        .metrics()
-        .auth_failures
-        .with_label_values(&[failure.as_str()])
-        .inc();
+fn refuse(state: &ApiState, failure: AuthFailure, message: String) -> Response {
+    state.metrics().auth_failure(failure).inc();
     match failure {
-        Failure::Missing | Failure::Unknown => {
+        AuthFailure::Missing | AuthFailure::Unknown => {
             let mut response =
-                RestError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+                HttpError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
-        Failure::Forbidden => {
-            RestError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
+        AuthFailure::Forbidden => {
+            HttpError::new(StatusCode::FORBIDDEN, "forbidden", message).into_response()
         }
     }
 }
@@ -457,18 +145,18 @@ pub(crate) async fn authorize(
     let Some(token) = token else {
         return refuse(
             &state,
-            Failure::Missing,
+            AuthFailure::Missing,
             "this route needs a token: send `Authorization: Bearer <token>`".to_owned(),
         );
     };
     let Some(principal) = tokens.lookup(&token) else {
-        return refuse(&state, Failure::Unknown, "unknown token".to_owned());
+        return refuse(&state, AuthFailure::Unknown, "unknown token".to_owned());
     };
     if !permits(principal.role, &method, &path) {
         let role = principal.role.as_str();
         return refuse(
             &state,
-            Failure::Forbidden,
+            AuthFailure::Forbidden,
             format!(
                 "the {role} role may {}: `{method} {path}` is not allowed to token `{}`",
                 may_do(principal.role),
@@ -533,27 +221,28 @@ pub(crate) struct Issued {
     token: String,
 }
 
-fn refusal(refusal: Refusal) -> RestError {
+fn refusal(refusal: Refusal) -> HttpError {
     match refusal {
-        Refusal::Invalid(m) => RestError::new(StatusCode::BAD_REQUEST, "invalid_token_request", m),
-        Refusal::Exists(name) => RestError::new(
+        Refusal::Invalid(m) => HttpError::new(StatusCode::BAD_REQUEST, "invalid_token_request", m),
+        Refusal::Exists(name) => HttpError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("a token named `{name}` exists; delete it first"),
         ),
-        Refusal::Missing(name) => RestError::new(
+        Refusal::Missing(name) => HttpError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no token `{name}`"),
         ),
-        Refusal::Configured(name) => RestError::new(
+        Refusal::Configured(name) => HttpError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("token `{name}` comes from the configuration; remove it there"),
         ),
         Refusal::Failed(e) => {
+            let e = chain(&e);
             warn!(error = %e, "token change failed");
-            RestError::new(
+            HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 format!("the token change failed: {e}"),
@@ -570,7 +259,7 @@ async fn issue(
     State(state): State<ApiState>,
     principal: Option<Extension<Principal>>,
     JsonBody(request): JsonBody<IssueRequest>,
-) -> Result<Response, RestError> {
+) -> Result<Response, HttpError> {
     let IssueRequest {
         name,
         role,
@@ -621,9 +310,8 @@ async fn revoke(
     State(state): State<ApiState>,
     principal: Option<Extension<Principal>>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<StatusCode, RestError> {
-    let Path(name) =
-        name.map_err(|e| RestError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+) -> Result<StatusCode, HttpError> {
+    let Path(name) = name.map_err(|e| invalid_path(&e))?;
     state.tokens().revoke(&name).map_err(refusal)?;
     info!(name, by = actor(principal.as_ref()), "token revoked");
     Ok(StatusCode::NO_CONTENT)
@@ -639,20 +327,6 @@ pub(crate) fn routes() -> Router<ApiState> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hashes_and_generates() {
-        assert_eq!(
-            hash_token(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        let a = generate_token().unwrap();
-        let b = generate_token().unwrap();
-        assert!(a.starts_with("ioc_") && a.len() == 4 + 43, "{a}");
-        assert_ne!(a, b);
-        assert_eq!(parse_hex(&hash_token("x")), Some(digest_of("x")));
-        assert_eq!(parse_hex("zz"), None);
-    }
 
     #[test]
     fn the_role_matrix() {

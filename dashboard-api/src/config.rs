@@ -126,7 +126,7 @@ impl TokenSpec {
             name: name.into(),
             role,
             department,
-            sha256: crate::auth::hash_token(token),
+            sha256: crate::token::hash_token(token),
         }
     }
 

@@ -1,26 +1,19 @@
-//! Dead letters for operators: `GET /api/v1/dead-letters` (from ClickHouse, or without one
-//! from the newest letters kept in memory) and the WebSocket's `dead_letters` channel.
+//! Dead letters as operators see them ([`DeadLetterView`], on the WebSocket's `dead_letters`
+//! channel and in `GET /api/v1/dead-letters`), and the newest kept in memory for both.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::Json;
-use ioc_schemas::{DeadLetter, EpochMs, EventTime, RejectCode, Transport};
-use ioc_store::{DeadLetterQuery, DEAD_LETTERS_MAX_ROWS};
+use ioc_schemas::{DeadLetter, EpochMs};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{from_store_or_memory, HistorySource};
-use crate::rest::{invalid_query, query_value, RestError};
-use crate::ApiState;
+use crate::source::DeadLetterQuery;
 
 /// Dead letters kept in memory for the API and the WebSocket snapshot.
 pub(crate) const KEPT_IN_MEMORY: usize = 1_000;
 /// Bytes of a payload shown (the stored letter keeps up to [`DeadLetter::KEPT_BYTES`]).
 const SHOWN_BYTES: usize = 256;
-const DEFAULT_LIMIT: u32 = 100;
 
 /// A rejected message as an operator sees it (`dead_letter` on the WebSocket, the rows of
 /// `GET /api/v1/dead-letters`).
@@ -99,98 +92,11 @@ impl RecentDeadLetters {
     }
 }
 
-/// The query string of `GET /api/v1/dead-letters`.
-#[derive(Debug, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DeadLetterParams {
-    /// Only this rejection class, e.g. `malformed_json`.
-    code: Option<String>,
-    /// Only this transport: `mqtt` or `kafka`.
-    transport: Option<String>,
-    /// Only letters received before this time (RFC 3339 or epoch ms), to page back.
-    before: Option<String>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<u32>,
-}
-
-/// The answer of `GET /api/v1/dead-letters`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub(crate) struct DeadLetters {
-    /// Where the letters come from.
-    source: HistorySource,
-    /// What the source means for the answer, when it is not the whole store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    note: Option<String>,
-    /// The letters, newest first.
-    dead_letters: Vec<DeadLetterView>,
-    /// `dead_letters.len()`.
-    count: usize,
-}
-
-fn dead_letter_query(p: DeadLetterParams) -> Result<DeadLetterQuery, RestError> {
-    let code = query_value("code", p.code.as_deref(), |c| {
-        RejectCode::ALL.into_iter().find(|k| k.as_str() == c)
-    })?;
-    let transport = query_value("transport", p.transport.as_deref(), |t| match t {
-        "mqtt" => Some(Transport::Mqtt),
-        "kafka" => Some(Transport::Kafka),
-        _ => None,
-    })?;
-    let before_ms = query_value("before", p.before.as_deref(), |t| {
-        EventTime::parse_ms_or_rfc3339(t).ok().map(|t| t.0)
-    })?;
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > DEAD_LETTERS_MAX_ROWS {
-        return Err(RestError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("limit must be 1 to {DEAD_LETTERS_MAX_ROWS}"),
-        )
-        .with_field("limit"));
-    }
-    Ok(DeadLetterQuery {
-        code,
-        transport,
-        before_ms,
-        limit,
-    })
-}
-
-/// `GET /api/v1/dead-letters`.
-pub(crate) async fn dead_letters(
-    State(state): State<ApiState>,
-    params: Result<Query<DeadLetterParams>, QueryRejection>,
-) -> Result<Json<DeadLetters>, RestError> {
-    let Query(params) = params.map_err(|e| invalid_query(&e))?;
-    let query = dead_letter_query(params)?;
-    let (source, note, letters) = from_store_or_memory(
-        &state,
-        "dead letters",
-        |store| async move {
-            let letters = store.dead_letters(&query).await?;
-            Ok(letters.iter().map(DeadLetterView::from).collect())
-        },
-        |why| {
-            let note = format!(
-                "{why}: only the newest {KEPT_IN_MEMORY} letters this process rejected since it \
-                 started are kept"
-            );
-            (note, state.feed().recent_dead_letters().query(&query))
-        },
-    )
-    .await?;
-    Ok(Json(DeadLetters {
-        source,
-        note,
-        count: letters.len(),
-        dead_letters: letters,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ioc_schemas::Rejection;
+    use crate::source::DEAD_LETTERS_MAX_ROWS;
+    use ioc_schemas::{RejectCode, Rejection, Transport};
 
     fn letter(at: u64, code: RejectCode, transport: Transport, payload: &[u8]) -> DeadLetter {
         DeadLetter::new(
@@ -264,48 +170,5 @@ mod tests {
             newest.iter().map(|v| v.received_at_ms).collect::<Vec<_>>(),
             [KEPT_IN_MEMORY as u64 + 3, KEPT_IN_MEMORY as u64 + 4]
         );
-    }
-
-    #[test]
-    fn bad_parameters_name_their_field() {
-        let bad = |p: DeadLetterParams| dead_letter_query(p).unwrap_err().field;
-        let p = || DeadLetterParams::default();
-        assert_eq!(
-            bad(DeadLetterParams {
-                code: Some("nope".into()),
-                ..p()
-            }),
-            Some("code".into())
-        );
-        assert_eq!(
-            bad(DeadLetterParams {
-                transport: Some("amqp".into()),
-                ..p()
-            }),
-            Some("transport".into())
-        );
-        assert_eq!(
-            bad(DeadLetterParams {
-                before: Some("yesterday".into()),
-                ..p()
-            }),
-            Some("before".into())
-        );
-        assert_eq!(
-            bad(DeadLetterParams {
-                limit: Some(1001),
-                ..p()
-            }),
-            Some("limit".into())
-        );
-        let q = dead_letter_query(DeadLetterParams {
-            code: Some("payload_too_large".into()),
-            before: Some("2026-12-06T00:00:00Z".into()),
-            ..p()
-        })
-        .unwrap();
-        assert_eq!(q.code, Some(RejectCode::PayloadTooLarge));
-        assert_eq!(q.before_ms, Some(1_796_515_200_000));
-        assert_eq!(q.limit, DEFAULT_LIMIT);
     }
 }

@@ -1,18 +1,21 @@
 //! The live feed: window results, KPI rows and alert events broadcast to WebSocket
-//! clients, and the latest value of each key kept for the snapshots clients start from.
+//! clients, the latest value of each key kept for the snapshots clients start from, and the
+//! newest KPI rows kept for history without ClickHouse ([`RecentKpis`]).
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ioc_schemas::{AlertEvent, DeadLetter, Department, Kpi, KpiFamily, WindowResult};
+use ioc_schemas::{AlertEvent, DeadLetter, Department, EpochMs, Kpi, KpiFamily, WindowResult};
 use prometheus::IntCounter;
 use tokio::sync::broadcast;
 
 use crate::dead_letters::{DeadLetterView, RecentDeadLetters};
-use crate::history::RecentKpis;
-use crate::protocol::Filter;
-use crate::{ApiMetrics, DeviceDirectory};
+use crate::devices::DeviceDirectory;
+use crate::metrics::ApiMetrics;
+use crate::protocol::{Filter, Snapshot};
+use crate::source::KpiHistoryQuery;
 
 /// Keys kept per feed when none is configured (`http.snapshot_max_keys`).
 pub(crate) const DEFAULT_SNAPSHOT_MAX_KEYS: usize = 100_000;
@@ -79,19 +82,6 @@ fn kpi_key(kpi: &Kpi) -> KpiKey {
         kpi.row_part().to_owned(),
         kpi.window_size_ms(),
     )
-}
-
-/// The latest values matching a filter, taken for a `snapshot` message.
-#[derive(Debug, Default)]
-pub(crate) struct Snapshot {
-    /// Newest window result per (device, metric, window size).
-    pub(crate) windows: Vec<Arc<WindowResult>>,
-    /// Newest KPI row per (family, entity, window size).
-    pub(crate) kpis: Vec<Arc<Kpi>>,
-    /// Newest event of each open alert.
-    pub(crate) alerts: Vec<Arc<AlertEvent>>,
-    /// The newest dead letters, oldest first.
-    pub(crate) dead_letters: Vec<Arc<DeadLetterView>>,
 }
 
 /// Dead letters a snapshot carries at most.
@@ -343,5 +333,86 @@ impl LiveFeed {
     /// Connections currently subscribed to at least one KPI family.
     pub fn kpi_subscriber_count(&self) -> usize {
         self.kpi_tx.receiver_count()
+    }
+}
+
+/// Where a row sits in the in-memory history: by window start first, as the answers are
+/// ordered, then by what makes it one row (a camera's event type, a water parameter).
+type RowKey = (EpochMs, String, u64, String);
+
+fn row_key(kpi: &Kpi) -> RowKey {
+    (
+        kpi.window_start_ms(),
+        kpi.entity_id().to_owned(),
+        kpi.window_size_ms(),
+        kpi.row_part().to_owned(),
+    )
+}
+
+/// The newest KPI rows, per family, for history without ClickHouse. Bounded: a family over
+/// `max_per_family` rows drops its oldest window's rows first, counted in
+/// `ioc_api_history_memory_evicted_total`. A newer version of a row replaces the older.
+#[derive(Debug)]
+pub(crate) struct RecentKpis {
+    max_per_family: AtomicUsize,
+    families: Mutex<BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>>,
+    evicted: IntCounter,
+}
+
+impl RecentKpis {
+    /// Keeps at most `max_per_family` rows per family (0: none).
+    pub(crate) fn new(max_per_family: usize, evicted: IntCounter) -> Self {
+        RecentKpis {
+            max_per_family: AtomicUsize::new(max_per_family),
+            families: Mutex::default(),
+            evicted,
+        }
+    }
+
+    pub(crate) fn max_per_family(&self) -> usize {
+        self.max_per_family.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>> {
+        // Every change leaves the maps consistent: a panic elsewhere does not spoil them.
+        self.families.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn record(&self, kpi: &Arc<Kpi>) {
+        let max = self.max_per_family();
+        if max == 0 {
+            return;
+        }
+        let mut families = self.lock();
+        let rows = families.entry(kpi.family()).or_default();
+        rows.insert(row_key(kpi), Arc::clone(kpi));
+        while rows.len() > max {
+            rows.pop_first();
+            self.evicted.inc();
+        }
+    }
+
+    /// The rows matching `query`, as
+    /// [`HistorySource::kpi_history`](crate::HistorySource::kpi_history) answers them.
+    pub(crate) fn query(&self, query: &KpiHistoryQuery) -> Vec<Kpi> {
+        let families = self.lock();
+        let Some(rows) = families.get(&query.family) else {
+            return Vec::new();
+        };
+        let from = (query.from_ms, String::new(), 0, String::new());
+        rows.range(from..)
+            .map(|(_, kpi)| kpi)
+            .take_while(|kpi| kpi.window_start_ms() < query.to_ms)
+            .filter(|kpi| {
+                query.entity.as_deref().is_none_or(|e| kpi.entity_id() == e)
+                    && query.district.is_none_or(|d| kpi.district() == Some(d))
+                    && query.scope.is_none_or(|s| kpi.scope() == Some(s))
+                    && query
+                        .window_size_ms
+                        .is_none_or(|size| kpi.window_size_ms() == size)
+            })
+            .take(query.limit as usize)
+            .map(|kpi| Kpi::clone(kpi))
+            .collect()
     }
 }

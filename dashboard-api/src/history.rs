@@ -1,22 +1,30 @@
-//! `GET /api/v1/kpis/{family}`: KPI history by time range and entity, from ClickHouse, or
-//! without one from the recent rows kept in memory.
+//! The history routes: `GET /api/v1/kpis/{family}` (KPI history by time range and entity)
+//! and `GET /api/v1/dead-letters` (the newest rejected messages), each from the history
+//! source (ClickHouse), or without one from what the live feed keeps in memory; the choice
+//! between the two is [`from_store_or_memory`].
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use ioc_schemas::{now_ms, District, EpochMs, EventTime, Kpi, KpiFamily, Scope};
-use ioc_store::{has_scope, KpiHistoryQuery, KPI_HISTORY_MAX_ROWS};
-use prometheus::IntCounter;
+use ioc_schemas::api_error::ApiError as HttpError;
+use ioc_schemas::{
+    now_ms, District, EpochMs, EventTime, Kpi, KpiFamily, RejectCode, Scope, Transport,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
-use crate::rest::{invalid_query, query_value, RestError};
-use crate::ApiState;
+use crate::dead_letters::{DeadLetterView, KEPT_IN_MEMORY};
+use crate::error::chain;
+use crate::extract::{bad_parameter, invalid_path, invalid_query, query_value};
+use crate::source::{
+    DeadLetterQuery, HistoryError, HistorySource, KpiHistoryQuery, DEAD_LETTERS_MAX_ROWS,
+    KPI_HISTORY_MAX_ROWS,
+};
+use crate::state::ApiState;
 
 /// The longest range one request may ask for.
 const MAX_RANGE_MS: u64 = 31 * 24 * 3_600_000;
@@ -52,7 +60,9 @@ pub(crate) struct HistoryParams {
 /// Where an answer's rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum HistorySource {
+// The name the OpenAPI document has always given it.
+#[schemars(rename = "HistorySource")]
+pub(crate) enum AnswerSource {
     /// The KPI tables in ClickHouse: everything stored.
     Clickhouse,
     /// No ClickHouse is configured: the rows this process computed since it started, at
@@ -70,7 +80,7 @@ pub(crate) struct History {
     /// The range's end (exclusive), epoch ms.
     to_ms: EpochMs,
     /// Where the rows come from.
-    source: HistorySource,
+    source: AnswerSource,
     /// What the source means for the answer, when it is not the whole store.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<String>,
@@ -83,26 +93,26 @@ pub(crate) struct History {
     truncated: bool,
 }
 
-fn parse_time(name: &'static str, text: &str) -> Result<EpochMs, RestError> {
+fn parse_time(name: &'static str, text: &str) -> Result<EpochMs, HttpError> {
     let text = text.trim();
     EventTime::parse_ms_or_rfc3339(text)
         .map(|t| t.0)
         .map_err(|_| {
-            RestError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+            bad_parameter(
+                name,
                 format!("{name}: `{text}` is neither RFC 3339 nor epoch milliseconds"),
             )
-            .with_field(name)
         })
 }
 
-fn bad(field: &'static str, message: String) -> RestError {
-    RestError::new(StatusCode::BAD_REQUEST, "invalid_query", message).with_field(field)
+/// Whether the family's rows have a scope (traffic and health, the families with
+/// aggregates).
+fn has_scope(family: KpiFamily) -> bool {
+    matches!(family, KpiFamily::Traffic | KpiFamily::Health)
 }
 
 /// Checks the parameters and fills the defaults.
-fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery, RestError> {
+fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery, HttpError> {
     let to_ms = match p.to.as_deref() {
         Some(t) if !t.trim().is_empty() => parse_time("to", t)?,
         _ => now_ms(),
@@ -112,18 +122,18 @@ fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery,
         _ => to_ms.saturating_sub(DEFAULT_RANGE_MS),
     };
     if from_ms >= to_ms {
-        return Err(bad("from", "from must be before to".to_owned()));
+        return Err(bad_parameter("from", "from must be before to"));
     }
     if to_ms - from_ms > MAX_RANGE_MS {
-        return Err(bad(
+        return Err(bad_parameter(
             "from",
-            "the range is longer than 31 days: ask in parts".to_owned(),
+            "the range is longer than 31 days: ask in parts",
         ));
     }
     let district = query_value("district", p.district.as_deref(), District::from_slug)?;
     let scope = query_value("scope", p.scope.as_deref(), Scope::from_name)?;
     if scope.is_some() && !has_scope(family) {
-        return Err(bad(
+        return Err(bad_parameter(
             "scope",
             format!(
                 "scope: the {} family has no scope (traffic and health have)",
@@ -133,7 +143,7 @@ fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery,
     }
     let limit = p.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > KPI_HISTORY_MAX_ROWS {
-        return Err(bad(
+        return Err(bad_parameter(
             "limit",
             format!("limit must be 1 to {KPI_HISTORY_MAX_ROWS}"),
         ));
@@ -154,11 +164,10 @@ pub(crate) async fn kpi_history(
     State(state): State<ApiState>,
     family: Result<Path<String>, PathRejection>,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<History>, RestError> {
-    let Path(family) = family
-        .map_err(|e| RestError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text()))?;
+) -> Result<Json<History>, HttpError> {
+    let Path(family) = family.map_err(|e| invalid_path(&e))?;
     let family = KpiFamily::from_name(&family).ok_or_else(|| {
-        RestError::not_found(format!(
+        HttpError::not_found(format!(
             "no KPI family `{family}` (traffic, camera, air, water, hydrology, bridge, health)"
         ))
     })?;
@@ -167,7 +176,7 @@ pub(crate) async fn kpi_history(
     let (source, note, rows) = from_store_or_memory(
         &state,
         "kpi history",
-        |store| store.kpi_history(&query),
+        |source| source.kpi_history(&query),
         |why| {
             let recent = state.feed().recent();
             let note = format!(
@@ -191,118 +200,148 @@ pub(crate) async fn kpi_history(
     }))
 }
 
-/// Rows read by `read` from ClickHouse; or from memory (`from_memory`, given why, answers the
-/// note and the rows) while none is configured, none is reached yet, or it fails for a reason
-/// that passes (down or overloaded: the live rows still answer). `what` names the rows in
-/// logs and in the 503 of a query ClickHouse refuses for good.
+/// Rows read by `read` from the history source (ClickHouse); or from memory (`from_memory`,
+/// given why, answers the note and the rows) while none is configured, none is reached yet,
+/// or it is unavailable for a reason that passes (down or overloaded: the live rows still
+/// answer). `what` names the rows in logs, in the span of the read and in the answer to a
+/// read the source refuses for good (`400` for the query, `503` otherwise).
 pub(crate) async fn from_store_or_memory<'a, T, Fut>(
     state: &'a ApiState,
-    what: &str,
-    read: impl FnOnce(&'a ioc_store::Store) -> Fut,
+    what: &'static str,
+    read: impl FnOnce(&'a dyn HistorySource) -> Fut,
     from_memory: impl FnOnce(String) -> (String, Vec<T>),
-) -> Result<(HistorySource, Option<String>, Vec<T>), RestError>
+) -> Result<(AnswerSource, Option<String>, Vec<T>), HttpError>
 where
-    Fut: std::future::Future<Output = Result<Vec<T>, ioc_store::StoreError>>,
+    Fut: Future<Output = Result<Vec<T>, HistoryError>>,
 {
     let memory = |why: String| {
         let (note, rows) = from_memory(why);
-        (HistorySource::Memory, Some(note), rows)
+        (AnswerSource::Memory, Some(note), rows)
     };
-    Ok(match state.history_store() {
-        Some(store) => match read(store).await {
-            Ok(rows) => (HistorySource::Clickhouse, None, rows),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(error = %e, "{what} query failed; answering from memory");
-                memory(format!("ClickHouse is unavailable ({e})"))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} query failed");
-                return Err(RestError::unavailable(format!("cannot read {what}: {e}")));
-            }
-        },
-        None if state.history_store_expected() => memory("ClickHouse is not reached yet".into()),
-        None => memory("no ClickHouse is configured".into()),
+    let Some(source) = state.history_source() else {
+        let why = if state.history_source_expected() {
+            "ClickHouse is not reached yet"
+        } else {
+            "no ClickHouse is configured"
+        };
+        return Ok(memory(why.to_owned()));
+    };
+    let span = tracing::info_span!("history_read", what);
+    let error = match read(source).instrument(span).await {
+        Ok(rows) => return Ok((AnswerSource::Clickhouse, None, rows)),
+        Err(e) => e,
+    };
+    // Causes are sources, not repeated in the message: show the whole chain.
+    let text = chain(&error);
+    match error {
+        HistoryError::Unavailable(_) => {
+            tracing::warn!(error = %text, "{what} query failed; answering from memory");
+            Ok(memory(format!("ClickHouse is unavailable ({text})")))
+        }
+        HistoryError::BadQuery(_) => {
+            tracing::warn!(error = %text, "{what} query refused");
+            Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("cannot read {what}: {text}"),
+            ))
+        }
+        HistoryError::Failed(_) => {
+            tracing::warn!(error = %text, "{what} query failed");
+            Err(HttpError::unavailable(format!(
+                "cannot read {what}: {text}"
+            )))
+        }
+    }
+}
+
+/// Dead letters answered when the query names no `limit`.
+const DEFAULT_DEAD_LETTERS: u32 = 100;
+
+/// The query string of `GET /api/v1/dead-letters`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeadLetterParams {
+    /// Only this rejection class, e.g. `malformed_json`.
+    code: Option<String>,
+    /// Only this transport: `mqtt` or `kafka`.
+    transport: Option<String>,
+    /// Only letters received before this time (RFC 3339 or epoch ms), to page back.
+    before: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// The answer of `GET /api/v1/dead-letters`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DeadLetters {
+    /// Where the letters come from.
+    source: AnswerSource,
+    /// What the source means for the answer, when it is not the whole store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    /// The letters, newest first.
+    dead_letters: Vec<DeadLetterView>,
+    /// `dead_letters.len()`.
+    count: usize,
+}
+
+fn dead_letter_query(p: DeadLetterParams) -> Result<DeadLetterQuery, HttpError> {
+    let code = query_value("code", p.code.as_deref(), |c| {
+        RejectCode::ALL.into_iter().find(|k| k.as_str() == c)
+    })?;
+    let transport = query_value("transport", p.transport.as_deref(), |t| match t {
+        "mqtt" => Some(Transport::Mqtt),
+        "kafka" => Some(Transport::Kafka),
+        _ => None,
+    })?;
+    let before_ms = query_value("before", p.before.as_deref(), |t| {
+        EventTime::parse_ms_or_rfc3339(t).ok().map(|t| t.0)
+    })?;
+    let limit = p.limit.unwrap_or(DEFAULT_DEAD_LETTERS);
+    if limit == 0 || limit > DEAD_LETTERS_MAX_ROWS {
+        return Err(bad_parameter(
+            "limit",
+            format!("limit must be 1 to {DEAD_LETTERS_MAX_ROWS}"),
+        ));
+    }
+    Ok(DeadLetterQuery {
+        code,
+        transport,
+        before_ms,
+        limit,
     })
 }
 
-/// Where a row sits in the in-memory history: by window start first, as the answers are
-/// ordered, then by what makes it one row (a camera's event type, a water parameter).
-type RowKey = (EpochMs, String, u64, String);
-
-fn row_key(kpi: &Kpi) -> RowKey {
-    (
-        kpi.window_start_ms(),
-        kpi.entity_id().to_owned(),
-        kpi.window_size_ms(),
-        kpi.row_part().to_owned(),
+/// `GET /api/v1/dead-letters`.
+pub(crate) async fn dead_letters(
+    State(state): State<ApiState>,
+    params: Result<Query<DeadLetterParams>, QueryRejection>,
+) -> Result<Json<DeadLetters>, HttpError> {
+    let Query(params) = params.map_err(|e| invalid_query(&e))?;
+    let query = dead_letter_query(params)?;
+    let (source, note, letters) = from_store_or_memory(
+        &state,
+        "dead letters",
+        |source| async move {
+            let letters = source.dead_letters(&query).await?;
+            Ok(letters.iter().map(DeadLetterView::from).collect())
+        },
+        |why| {
+            let note = format!(
+                "{why}: only the newest {KEPT_IN_MEMORY} letters this process rejected since it \
+                 started are kept"
+            );
+            (note, state.feed().recent_dead_letters().query(&query))
+        },
     )
-}
-
-/// The newest KPI rows, per family, for history without ClickHouse. Bounded: a family over
-/// `max_per_family` rows drops its oldest window's rows first, counted in
-/// `ioc_api_history_memory_evicted_total`. A newer version of a row replaces the older.
-#[derive(Debug)]
-pub(crate) struct RecentKpis {
-    max_per_family: AtomicUsize,
-    families: Mutex<BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>>,
-    evicted: IntCounter,
-}
-
-impl RecentKpis {
-    /// Keeps at most `max_per_family` rows per family (0: none).
-    pub(crate) fn new(max_per_family: usize, evicted: IntCounter) -> Self {
-        RecentKpis {
-            max_per_family: AtomicUsize::new(max_per_family),
-            families: Mutex::default(),
-            evicted,
-        }
-    }
-
-    pub(crate) fn max_per_family(&self) -> usize {
-        self.max_per_family.load(Ordering::Relaxed)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>> {
-        // Every change leaves the maps consistent: a panic elsewhere does not spoil them.
-        self.families.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn record(&self, kpi: &Arc<Kpi>) {
-        let max = self.max_per_family();
-        if max == 0 {
-            return;
-        }
-        let mut families = self.lock();
-        let rows = families.entry(kpi.family()).or_default();
-        rows.insert(row_key(kpi), Arc::clone(kpi));
-        while rows.len() > max {
-            rows.pop_first();
-            self.evicted.inc();
-        }
-    }
-
-    /// The rows matching `query`, as [`ioc_store::Store::kpi_history`] answers them.
-    pub(crate) fn query(&self, query: &KpiHistoryQuery) -> Vec<Kpi> {
-        let families = self.lock();
-        let Some(rows) = families.get(&query.family) else {
-            return Vec::new();
-        };
-        let from = (query.from_ms, String::new(), 0, String::new());
-        rows.range(from..)
-            .map(|(_, kpi)| kpi)
-            .take_while(|kpi| kpi.window_start_ms() < query.to_ms)
-            .filter(|kpi| {
-                query.entity.as_deref().is_none_or(|e| kpi.entity_id() == e)
-                    && query.district.is_none_or(|d| kpi.district() == Some(d))
-                    && query.scope.is_none_or(|s| kpi.scope() == Some(s))
-                    && query
-                        .window_size_ms
-                        .is_none_or(|size| kpi.window_size_ms() == size)
-            })
-            .take(query.limit as usize)
-            .map(|kpi| Kpi::clone(kpi))
-            .collect()
-    }
+    .await?;
+    Ok(Json(DeadLetters {
+        source,
+        note,
+        count: letters.len(),
+        dead_letters: letters,
+    }))
 }
 
 #[cfg(test)]
@@ -384,5 +423,48 @@ mod tests {
             field(KpiFamily::Air, &[("limit", "10001")]).as_deref(),
             Some("limit")
         );
+    }
+
+    #[test]
+    fn bad_dead_letter_parameters_name_their_field() {
+        let bad = |p: DeadLetterParams| dead_letter_query(p).unwrap_err().field;
+        let p = || DeadLetterParams::default();
+        assert_eq!(
+            bad(DeadLetterParams {
+                code: Some("nope".into()),
+                ..p()
+            }),
+            Some("code".into())
+        );
+        assert_eq!(
+            bad(DeadLetterParams {
+                transport: Some("amqp".into()),
+                ..p()
+            }),
+            Some("transport".into())
+        );
+        assert_eq!(
+            bad(DeadLetterParams {
+                before: Some("yesterday".into()),
+                ..p()
+            }),
+            Some("before".into())
+        );
+        assert_eq!(
+            bad(DeadLetterParams {
+                limit: Some(1001),
+                ..p()
+            }),
+            Some("limit".into())
+        );
+        let q = dead_letter_query(DeadLetterParams {
+            code: Some("payload_too_large".into()),
+            before: Some("2026-12-06T00:00:00Z".into()),
+            ..p()
+        })
+        .unwrap();
+        assert_eq!(q.code, Some(RejectCode::PayloadTooLarge));
+        assert_eq!(q.before_ms, Some(1_796_515_200_000));
+        assert_eq!(q.limit, DEFAULT_DEAD_LETTERS);
     }
 }

@@ -9,11 +9,12 @@
 //! #     kpis: Vec<ioc_schemas::Kpi>,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
 //! use ioc_dashboard_api::{bind, serve, ApiState, HttpConfig, RegistryRequest};
-//! use ioc_schemas::{parse_fleet, DEFAULT_FLEET_JSON};
+//! use ioc_schemas::parse_fleet;
+//! use tracing::Instrument;
 //!
 //! let config = HttpConfig::default();
 //! let registry = prometheus::Registry::new(); // other crates register their metrics here too
-//! let fleet = parse_fleet(DEFAULT_FLEET_JSON)?;
+//! let fleet = parse_fleet(&std::fs::read_to_string("fleet.json")?)?;
 //! let (changes, mut pipeline_changes) = tokio::sync::mpsc::channel::<RegistryRequest>(16);
 //! let state = ApiState::new(&config, registry)?
 //!     .with_devices(fleet.into_values()) // the fleet the pipeline starts with
@@ -22,14 +23,20 @@
 //! let unknown = state.unknown_devices().clone();
 //! health.set_component("mqtt", false, "connecting");
 //! let listener = bind(&config).await?;
-//! let server = tokio::spawn(serve(listener, state, async { /* e.g. ctrl-c */ }));
+//! // Tasks are named by their span (tokio's own task names need tokio_unstable).
+//! let server = tokio::spawn(
+//!     serve(listener, state, async { /* e.g. ctrl-c */ }).instrument(tracing::info_span!("http_api")),
+//! );
 //! health.set_component("mqtt", true, "connected");
-//! tokio::spawn(async move {
-//!     while let Some(request) = pipeline_changes.recv().await {
-//!         // persist request.change, feed it to the dataflow, then:
-//!         let _ = request.reply.send(Ok(()));
+//! tokio::spawn(
+//!     async move {
+//!         while let Some(request) = pipeline_changes.recv().await {
+//!             // persist request.change, feed it to the dataflow, then:
+//!             let _ = request.reply.send(Ok(()));
+//!         }
 //!     }
-//! });
+//!     .instrument(tracing::info_span!("registry_changes")),
+//! );
 //! for result in results {
 //!     feed.publish(result); // never blocks
 //! }
@@ -52,11 +59,16 @@
 //! - `/api/v1/tokens...`: the token API, see access control below.
 //! - `GET /api/v1/health`: what `/healthz` answers, behind a token.
 //! - `GET /api/v1/kpis/{family}`: KPI history by time range (`from`, `to`), `entity`,
-//!   `district`, `scope`, `window_size_ms` and `limit`: from ClickHouse once given with
-//!   [`ApiState::set_history_store`], otherwise (none configured, none reached yet,
-//!   [`ApiState::expect_history_store`], or one failing) from the newest
-//!   `history_memory_rows` rows per family published with [`LiveFeed::publish_kpi`]
-//!   (`"source":"memory"` and a `note` saying why).
+//!   `district`, `scope`, `window_size_ms` and `limit`: from ClickHouse once a
+//!   [`HistorySource`] reading it is given with [`ApiState::set_history_source`], otherwise
+//!   (none configured, none reached yet, [`ApiState::expect_history_store`], or one
+//!   [unavailable](HistoryError::Unavailable)) from the newest `history_memory_rows` rows per
+//!   family published with [`LiveFeed::publish_kpi`] (`"source":"memory"` and a `note` saying
+//!   why). A read the source fails for good answers `503 unavailable`, one it refuses as a
+//!   query `400 invalid_query`.
+//! - `GET /api/v1/dead-letters`: the newest rejected messages by `code`, `transport`,
+//!   `before` and `limit`, from the same source, or from the newest 1000 published with
+//!   [`LiveFeed::publish_dead_letter`], in the same way.
 //! - `GET /openapi.json` (public): the OpenAPI 3.1 document of these routes
 //!   ([`api_description`]) merged with those added by [`ApiState::add_api_description`].
 //! - `GET /`, `/ui/config.json`, `/assets/...` (public): the operator page.
@@ -244,6 +256,7 @@ mod config;
 mod dead_letters;
 mod devices;
 mod error;
+mod extract;
 mod feed;
 mod health;
 mod history;
@@ -254,9 +267,12 @@ mod page;
 pub mod protocol;
 mod rest;
 mod server;
+mod source;
+mod state;
+mod token;
+mod token_store;
 mod ws;
 
-pub use auth::{generate_token, hash_token};
 pub use config::{AuthConfig, DashboardConfig, HttpConfig, TokenSpec};
 pub use dead_letters::DeadLetterView;
 pub use devices::{DeviceDirectory, DeviceView, RegistryRequest, UnknownDevice, UnknownDevices};
@@ -265,4 +281,10 @@ pub use feed::LiveFeed;
 pub use health::{ComponentHealth, Health, HealthReport, HealthStatus};
 pub use metrics::ApiMetrics;
 pub use openapi::api_description;
-pub use server::{bind, router, router_with, serve, serve_with, ApiState};
+pub use server::{bind, router, router_with, serve, serve_with};
+pub use source::{
+    BoxError, DeadLetterQuery, HistoryError, HistoryFuture, HistorySource, KpiHistoryQuery,
+    DEAD_LETTERS_MAX_ROWS, KPI_HISTORY_MAX_ROWS,
+};
+pub use state::ApiState;
+pub use token::{generate_token, hash_token};

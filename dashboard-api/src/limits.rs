@@ -4,16 +4,15 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use crate::rest::RestError;
-use crate::ApiState;
+use ioc_schemas::api_error::ApiError as HttpError;
+use prometheus::IntCounter;
 
 /// Most client addresses tracked at once; beyond it, addresses whose bucket is full again
 /// (idle clients) are forgotten first.
@@ -32,15 +31,18 @@ pub(crate) struct RateLimiter {
     per_s: f64,
     burst: f64,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// `ioc_api_rate_limited_total`.
+    refused: IntCounter,
 }
 
 impl RateLimiter {
-    /// A limiter, or none when `per_s` is 0 (off).
-    pub(crate) fn new(per_s: f64, burst: u32) -> Option<RateLimiter> {
+    /// A limiter counting refusals in `refused`, or none when `per_s` is 0 (off).
+    pub(crate) fn new(per_s: f64, burst: u32, refused: IntCounter) -> Option<RateLimiter> {
         (per_s > 0.0).then(|| RateLimiter {
             per_s,
             burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
+            refused,
         })
     }
 
@@ -71,9 +73,10 @@ impl RateLimiter {
     }
 }
 
-/// Answers 429 with `Retry-After` to a client over its rate; counts it.
+/// Answers 429 with `Retry-After` to a client over its rate; counts it. No limiter: every
+/// request passes.
 pub(crate) async fn rate_limit(
-    State(state): State<ApiState>,
+    State(limiter): State<Option<Arc<RateLimiter>>>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -83,10 +86,10 @@ pub(crate) async fn rate_limit(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if let (false, Some(limiter), Some(client)) = (exempt, state.rate_limiter(), client) {
+    if let (false, Some(limiter), Some(client)) = (exempt, limiter.as_deref(), client) {
         if let Err(retry_after_s) = limiter.take(client, Instant::now()) {
-            state.metrics().rate_limited.inc();
-            let mut response = RestError::new(
+            limiter.refused.inc();
+            let mut response = HttpError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("too many requests from {client}; retry in {retry_after_s} s"),
@@ -109,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_its_rate() {
-        let limiter = RateLimiter::new(2.0, 3).unwrap();
+        let limiter = RateLimiter::new(2.0, 3, IntCounter::new("x", "x").unwrap()).unwrap();
         let client: IpAddr = [10, 0, 0, 1].into();
         let t0 = Instant::now();
         assert!((0..3).all(|_| limiter.take(client, t0).is_ok()));
@@ -124,6 +127,9 @@ mod tests {
             .is_err());
         // Another client has its own bucket.
         assert!(limiter.take([10, 0, 0, 2].into(), t0).is_ok());
-        assert!(RateLimiter::new(0.0, 10).is_none(), "0 turns it off");
+        assert!(
+            RateLimiter::new(0.0, 10, limiter.refused.clone()).is_none(),
+            "0 turns it off"
+        );
     }
 }

@@ -1,9 +1,121 @@
-//! The API's Prometheus metrics.
+//! The API's Prometheus metrics. Series counted per request are resolved to their handles
+//! once (here, or on a route's first request), not looked up by label on every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-/// The `outcome` of a registry change asked for through the API (`rest::submit`).
-const REGISTRY_OUTCOMES: [&str; 5] = ["applied", "refused", "unavailable", "timeout", "read_only"];
+/// The `op` of a registry change asked for through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegistryOp {
+    Upsert,
+    Remove,
+}
+
+impl RegistryOp {
+    const ALL: [RegistryOp; 2] = [RegistryOp::Upsert, RegistryOp::Remove];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RegistryOp::Upsert => "upsert",
+            RegistryOp::Remove => "remove",
+        }
+    }
+}
+
+/// The `outcome` of a registry change asked for through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegistryOutcome {
+    Applied,
+    Refused,
+    Unavailable,
+    Timeout,
+    ReadOnly,
+}
+
+impl RegistryOutcome {
+    const ALL: [RegistryOutcome; 5] = [
+        RegistryOutcome::Applied,
+        RegistryOutcome::Refused,
+        RegistryOutcome::Unavailable,
+        RegistryOutcome::Timeout,
+        RegistryOutcome::ReadOnly,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RegistryOutcome::Applied => "applied",
+            RegistryOutcome::Refused => "refused",
+            RegistryOutcome::Unavailable => "unavailable",
+            RegistryOutcome::Timeout => "timeout",
+            RegistryOutcome::ReadOnly => "read_only",
+        }
+    }
+}
+
+/// The `reason` a request was refused by access control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthFailure {
+    Missing,
+    Unknown,
+    Forbidden,
+}
+
+impl AuthFailure {
+    const ALL: [AuthFailure; 3] = [
+        AuthFailure::Missing,
+        AuthFailure::Unknown,
+        AuthFailure::Forbidden,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Unknown => "unknown",
+            AuthFailure::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// `ioc_api_http_requests_total{route,status}` by handle: each pair is looked up by label
+/// once, on its first request. Route templates and status codes are small fixed sets, so the
+/// map stays small.
+#[derive(Debug)]
+pub(crate) struct RequestCounters {
+    vec: IntCounterVec,
+    resolved: RwLock<HashMap<Box<str>, HashMap<u16, IntCounter>>>,
+}
+
+impl RequestCounters {
+    fn new(vec: IntCounterVec) -> Self {
+        RequestCounters {
+            vec,
+            resolved: RwLock::default(),
+        }
+    }
+
+    /// Counts one request of `route` answered with `status`.
+    pub(crate) fn inc(&self, route: &str, status: u16) {
+        // Every write leaves the map consistent: a panic elsewhere does not spoil it.
+        let resolved = self.resolved.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(counter) = resolved.get(route).and_then(|s| s.get(&status)) {
+            counter.inc();
+            return;
+        }
+        drop(resolved);
+        let counter = self
+            .vec
+            .with_label_values(&[route, status.to_string().as_str()]);
+        counter.inc();
+        self.resolved
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.into())
+            .or_default()
+            .insert(status, counter);
+    }
+}
 
 /// Metrics of the HTTP API and its WebSocket feed.
 #[derive(Debug, Clone)]
@@ -45,11 +157,46 @@ pub struct ApiMetrics {
     /// (kept when no ClickHouse is configured) because their family held
     /// `history_memory_rows` rows; the oldest window goes first.
     pub history_memory_evicted: IntCounter,
+    /// `http_requests` by handle.
+    pub(crate) request_counters: Arc<RequestCounters>,
+    /// `registry_changes` by handle, in [`RegistryOp::ALL`] and [`RegistryOutcome::ALL`]
+    /// order.
+    registry_change_counters: [[IntCounter; 5]; 2],
+    /// `auth_failures` by handle, in [`AuthFailure::ALL`] order.
+    auth_failure_counters: [IntCounter; 3],
 }
 
 impl ApiMetrics {
     /// Creates the metrics and registers them with `registry`.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "ioc_api_http_requests_total",
+                "HTTP requests answered, by route template and status code.",
+            ),
+            &["route", "status"],
+        )?;
+        let registry_changes = IntCounterVec::new(
+            Opts::new(
+                "ioc_api_registry_changes_total",
+                "Device registry changes asked for through the API, by operation and outcome.",
+            ),
+            &["op", "outcome"],
+        )?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "ioc_api_auth_failures_total",
+                "Requests refused by access control, by reason (missing, unknown, forbidden).",
+            ),
+            &["reason"],
+        )?;
+        // Every series whose labels are known up front is exported from the start, at 0.
+        let registry_change_counters = RegistryOp::ALL.map(|op| {
+            RegistryOutcome::ALL
+                .map(|outcome| registry_changes.with_label_values(&[op.as_str(), outcome.as_str()]))
+        });
+        let auth_failure_counters =
+            AuthFailure::ALL.map(|reason| auth_failures.with_label_values(&[reason.as_str()]));
         let metrics = ApiMetrics {
             ws_clients: IntGauge::new("ioc_api_ws_clients", "WebSocket connections open now.")?,
             ws_updates: IntCounter::new(
@@ -71,20 +218,10 @@ impl ApiMetrics {
                 "ioc_api_snapshot_keys_dropped_total",
                 "Live updates of a new key not kept for WebSocket snapshots (the feed was full).",
             )?,
-            http_requests: IntCounterVec::new(
-                Opts::new(
-                    "ioc_api_http_requests_total",
-                    "HTTP requests answered, by route template and status code.",
-                ),
-                &["route", "status"],
-            )?,
-            registry_changes: IntCounterVec::new(
-                Opts::new(
-                    "ioc_api_registry_changes_total",
-                    "Device registry changes asked for through the API, by operation and outcome.",
-                ),
-                &["op", "outcome"],
-            )?,
+            request_counters: Arc::new(RequestCounters::new(http_requests.clone())),
+            http_requests,
+            registry_changes,
+            registry_change_counters,
             unknown_devices: IntGauge::new(
                 "ioc_api_unknown_devices",
                 "Unregistered device ids tracked now.",
@@ -97,30 +234,16 @@ impl ApiMetrics {
                 "ioc_api_rate_limited_total",
                 "Requests refused because their client was over its rate limit.",
             )?,
-            auth_failures: IntCounterVec::new(
-                Opts::new(
-                    "ioc_api_auth_failures_total",
-                    "Requests refused by access control, by reason (missing, unknown, forbidden).",
-                ),
-                &["reason"],
-            )?,
+            auth_failures,
+            auth_failure_counters,
             history_memory_evicted: IntCounter::new(
                 "ioc_api_history_memory_evicted_total",
                 "KPI rows dropped, oldest first, from the in-memory history (its family was full).",
             )?,
         };
         registry.register(Box::new(metrics.history_memory_evicted.clone()))?;
-        // Every series whose labels are known up front is exported from the start, at 0.
-        for reason in ["missing", "unknown", "forbidden"] {
-            metrics.auth_failures.with_label_values(&[reason]);
-        }
         for family in ioc_schemas::KpiFamily::ALL {
             metrics.ws_kpi_updates.with_label_values(&[family.as_str()]);
-        }
-        for op in ["upsert", "remove"] {
-            for outcome in REGISTRY_OUTCOMES {
-                metrics.registry_changes.with_label_values(&[op, outcome]);
-            }
         }
         registry.register(Box::new(metrics.auth_failures.clone()))?;
         registry.register(Box::new(metrics.rate_limited.clone()))?;
@@ -134,6 +257,19 @@ impl ApiMetrics {
         registry.register(Box::new(metrics.unknown_devices.clone()))?;
         registry.register(Box::new(metrics.unknown_devices_dropped.clone()))?;
         Ok(metrics)
+    }
+}
+
+impl ApiMetrics {
+    /// `ioc_api_registry_changes_total{op,outcome}`.
+    pub(crate) fn registry_change(&self, op: RegistryOp, outcome: RegistryOutcome) -> &IntCounter {
+        // `ALL` lists each enum in declaration order, so a discriminant is its index.
+        &self.registry_change_counters[op as usize][outcome as usize]
+    }
+
+    /// `ioc_api_auth_failures_total{reason}`.
+    pub(crate) fn auth_failure(&self, reason: AuthFailure) -> &IntCounter {
+        &self.auth_failure_counters[reason as usize]
     }
 }
 
@@ -156,5 +292,38 @@ mod tests {
             "{names:?}"
         );
         assert!(ApiMetrics::new(&registry).is_err());
+    }
+
+    #[test]
+    fn handles_count_the_labelled_series() {
+        let m = ApiMetrics::new(&Registry::new()).unwrap();
+        for (i, op) in RegistryOp::ALL.into_iter().enumerate() {
+            assert_eq!(op as usize, i);
+            for (j, outcome) in RegistryOutcome::ALL.into_iter().enumerate() {
+                assert_eq!(outcome as usize, j);
+                m.registry_change(op, outcome).inc();
+                let series = m
+                    .registry_changes
+                    .with_label_values(&[op.as_str(), outcome.as_str()]);
+                assert_eq!(series.get(), 1, "{op:?} {outcome:?}");
+            }
+        }
+        for (i, reason) in AuthFailure::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i);
+            m.auth_failure(reason).inc_by(2);
+            assert_eq!(
+                m.auth_failures.with_label_values(&[reason.as_str()]).get(),
+                2
+            );
+        }
+        for _ in 0..3 {
+            m.request_counters.inc("/api/v1/devices", 200);
+        }
+        m.request_counters.inc("unmatched", 404);
+        let get = |route, status| m.http_requests.with_label_values(&[route, status]).get();
+        assert_eq!(
+            (get("/api/v1/devices", "200"), get("unmatched", "404")),
+            (3, 1)
+        );
     }
 }

@@ -9,10 +9,12 @@ use ioc_schemas::openapi::{ApiDescription, Method, Operation};
 use ioc_schemas::{Device, KpiFamily};
 
 use crate::auth::{IssueRequest, Issued, TokenList};
-use crate::history::{History, HistoryParams};
+use crate::devices::DeviceView;
+use crate::health::HealthReport;
+use crate::history::{DeadLetterParams, DeadLetters, History, HistoryParams};
 use crate::page::PageConfig;
 use crate::rest::{DeviceList, ListQuery, UnknownList};
-use crate::{ApiState, DeviceView, HealthReport};
+use crate::state::ApiState;
 
 const DEVICE_ID: &str = "the device id";
 
@@ -183,8 +185,8 @@ pub fn api_description() -> ApiDescription {
                      without one from the newest 1000 kept in memory since start-up \
                      (`source`). The WebSocket's `dead_letters` channel pushes them live.",
                 )
-                .query_struct::<crate::dead_letters::DeadLetterParams>()
-                .ok::<crate::dead_letters::DeadLetters>(200, "the letters")
+                .query_struct::<DeadLetterParams>()
+                .ok::<DeadLetters>(200, "the letters")
                 .errors(&[(503, "ClickHouse cannot be read")]),
         )
         .route(

@@ -14,11 +14,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ioc_schemas::api_error::ApiError as HttpError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::rest::RestError;
-use crate::ApiState;
+use crate::state::ApiState;
 
 /// One bundled file: its path under `/assets/`, content type, caching and bytes.
 struct Asset {
@@ -204,7 +204,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
                 &ETAGS[i + 1],
             )
         }
-        None => RestError::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response(),
+        None => HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such asset").into_response(),
     }
 }
 
@@ -214,6 +214,7 @@ mod tests {
     use crate::HttpConfig;
     use std::collections::BTreeSet;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tracing::Instrument;
 
     fn text(bytes: &[u8]) -> &str {
         std::str::from_utf8(bytes).expect("utf-8")
@@ -379,9 +380,12 @@ mod tests {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(listener, state, async move {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(
+            crate::serve(listener, state, async move {
+                let _ = stopped.await;
+            })
+            .instrument(tracing::info_span!("http_api")),
+        );
 
         let (status, headers, body) = get(addr, "/", "").await;
         assert_eq!(status, 200);

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use ioc_schemas::{AlertEvent, District, EpochMs, Kind, Kpi, KpiFamily, WindowResult};
-
-use crate::dead_letters::DeadLetterView;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::dead_letters::DeadLetterView;
 
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -326,6 +327,19 @@ pub enum Feed {
     DeadLetters,
 }
 
+/// The latest values matching a filter, taken for a `snapshot` message.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Newest window result per (device, metric, window size).
+    pub(crate) windows: Vec<Arc<WindowResult>>,
+    /// Newest KPI row per (family, entity, window size).
+    pub(crate) kpis: Vec<Arc<Kpi>>,
+    /// Newest event of each open alert.
+    pub(crate) alerts: Vec<Arc<AlertEvent>>,
+    /// The newest dead letters, oldest first.
+    pub(crate) dead_letters: Vec<Arc<DeadLetterView>>,
+}
+
 /// `ServerMessage::Window` without cloning the result (one serialisation per client).
 #[derive(Serialize)]
 #[serde(tag = "type", rename = "window")]
@@ -405,7 +419,7 @@ pub(crate) fn kpi_json(kpi: &Kpi, seq: u64) -> String {
 }
 
 /// `{"type":"snapshot","seq":n,"windows":[...],"kpis":[...],"alerts":[...]}`.
-pub(crate) fn snapshot_json(snapshot: &crate::feed::Snapshot, seq: u64) -> String {
+pub(crate) fn snapshot_json(snapshot: &Snapshot, seq: u64) -> String {
     serde_json::to_string(&SnapshotRef {
         seq,
         windows: snapshot.windows.iter().map(AsRef::as_ref).collect(),
@@ -583,9 +597,9 @@ mod tests {
     fn v2_messages_have_the_documented_shape() {
         let r = result(Kind::Sensor, District::CamLe, "s-1", "pm25");
         let kpi = air("da-st-01", District::SonTra);
-        let snapshot = crate::feed::Snapshot {
-            windows: vec![std::sync::Arc::new(r.clone())],
-            kpis: vec![std::sync::Arc::new(kpi.clone())],
+        let snapshot = Snapshot {
+            windows: vec![Arc::new(r.clone())],
+            kpis: vec![Arc::new(kpi.clone())],
             alerts: Vec::new(),
             dead_letters: Vec::new(),
         };

@@ -1,9 +1,8 @@
-//! The shared state, the routes and the server loop.
+//! The routes and the server loop: every route of the crate on one router, with the layers
+//! that count, rate-limit and authorize each request.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
@@ -13,280 +12,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use ioc_schemas::openapi::ApiDescription;
-use ioc_schemas::{Department, Device, Principal, Role};
-use prometheus::{Registry, TextEncoder};
+use ioc_schemas::api_error::ApiError as HttpError;
+use ioc_schemas::Principal;
+use prometheus::TextEncoder;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
+use crate::config::HttpConfig;
+use crate::error::ApiError;
 use crate::health::HealthStatus;
-use crate::rest::{self, RestError};
-use crate::{
-    ApiError, ApiMetrics, DeviceDirectory, Health, HttpConfig, LiveFeed, RegistryRequest,
-    UnknownDevices,
-};
-
-/// Everything the handlers share. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct ApiState {
-    inner: Arc<StateInner>,
-}
-
-#[derive(Debug)]
-struct StateInner {
-    registry: Registry,
-    metrics: ApiMetrics,
-    health: Health,
-    feed: LiveFeed,
-    devices: DeviceDirectory,
-    unknown: UnknownDevices,
-    /// Where registry changes go; none: the registry is read-only.
-    registry_sender: RwLock<Option<mpsc::Sender<RegistryRequest>>>,
-    /// Held by the registry change in flight: changes go to the pipeline one at a time.
-    registry_writer: Arc<tokio::sync::Mutex<()>>,
-    registry_timeout: Duration,
-    rate_limiter: Option<crate::limits::RateLimiter>,
-    max_body_bytes: usize,
-    ws_buffer: usize,
-    ws_ping_interval: Duration,
-    /// The tokens access control knows.
-    tokens: crate::auth::Tokens,
-    /// The operations of the routes served beside this crate's (see [`router_with`]).
-    extra_api: RwLock<ApiDescription>,
-    /// Where KPI history is read; unset: from memory, or 503 once a store is expected.
-    history: std::sync::OnceLock<ioc_store::Store>,
-    /// Set by [`ApiState::expect_history_store`].
-    history_expected: std::sync::atomic::AtomicBool,
-    /// What the operator page needs to know of the server.
-    dashboard: crate::DashboardConfig,
-    /// Set when [`serve`]'s shutdown future resolves, so WebSocket connections (which the
-    /// HTTP server no longer tracks once upgraded) close too.
-    closing: watch::Sender<bool>,
-}
-
-impl ApiState {
-    /// Validates `config`, registers [`ApiMetrics`] in `registry` (which `/metrics`
-    /// renders, with whatever else is registered in it) and creates the live feed, the
-    /// health source, an empty device directory and the unknown-device list. Hand
-    /// [`ApiState::feed`], [`ApiState::health`] and [`ApiState::unknown_devices`] to the
-    /// components that publish results, report health and meet unregistered devices; fill
-    /// the directory with [`ApiState::with_devices`] and make the registry writable with
-    /// [`ApiState::set_registry_sender`].
-    pub fn new(config: &HttpConfig, registry: Registry) -> Result<Self, ApiError> {
-        config.validate()?;
-        let metrics = ApiMetrics::new(&registry)?;
-        let devices = DeviceDirectory::new();
-        let recent = Arc::new(crate::history::RecentKpis::new(
-            config.history_memory_rows,
-            metrics.history_memory_evicted.clone(),
-        ));
-        let feed = LiveFeed::with_directory(
-            config.broadcast_capacity,
-            config.snapshot_max_keys,
-            &metrics,
-            devices.clone(),
-            recent,
-        );
-        let unknown = UnknownDevices::new(config.unknown_devices_max, &metrics);
-        let (closing, _) = watch::channel(false);
-        let tokens = crate::auth::Tokens::new(&config.auth)?;
-        Ok(ApiState {
-            inner: Arc::new(StateInner {
-                registry,
-                metrics,
-                health: Health::new(),
-                feed,
-                devices,
-                unknown,
-                registry_sender: RwLock::new(None),
-                registry_writer: Arc::new(tokio::sync::Mutex::new(())),
-                registry_timeout: Duration::from_millis(config.registry_timeout_ms),
-                rate_limiter: crate::limits::RateLimiter::new(
-                    config.rate_limit_per_s,
-                    config.rate_limit_burst,
-                ),
-                max_body_bytes: config.max_body_bytes,
-                ws_buffer: config.ws_buffer,
-                ws_ping_interval: Duration::from_millis(config.ws_ping_interval_ms),
-                tokens,
-                history: std::sync::OnceLock::new(),
-                history_expected: std::sync::atomic::AtomicBool::new(false),
-                extra_api: RwLock::new(ApiDescription::new()),
-                dashboard: config.dashboard.clone(),
-                closing,
-            }),
-        })
-    }
-
-    /// Adds `token` (kept as its hash) with `role` (and, for the department role, its
-    /// department), e.g. a demo admin token made with [`generate_token`](crate::generate_token).
-    /// Like a configured token it is not written to the tokens file, lasts until the process
-    /// ends and cannot be deleted through the API. Fails if the name is taken or the spec is
-    /// invalid (see [`TokenSpec::validate`](crate::TokenSpec::validate)).
-    pub fn add_token(
-        &self,
-        name: &str,
-        role: Role,
-        department: Option<Department>,
-        token: &str,
-    ) -> Result<(), ApiError> {
-        self.inner
-            .tokens
-            .add_config(crate::TokenSpec::from_token(name, role, department, token))
-    }
-
-    pub(crate) fn tokens(&self) -> &crate::auth::Tokens {
-        &self.inner.tokens
-    }
-
-    /// The live feed: publish window results and KPI rows here.
-    pub fn feed(&self) -> &LiveFeed {
-        &self.inner.feed
-    }
-
-    /// Fills the device directory with the fleet the pipeline starts with (replacing what
-    /// it held) and returns the state, for chaining after [`ApiState::new`].
-    #[must_use]
-    pub fn with_devices(self, devices: impl IntoIterator<Item = Device>) -> Self {
-        self.inner.devices.replace_all(devices);
-        self
-    }
-
-    /// The registered devices `/api/v1/devices` lists. Apply here the registry changes the
-    /// pipeline makes other than through the API.
-    pub fn devices(&self) -> &DeviceDirectory {
-        &self.inner.devices
-    }
-
-    /// Makes the registry writable: `POST`/`PUT`/`DELETE /api/v1/devices...` send each
-    /// change on `sender` as a [`RegistryRequest`] and wait for its answer (see the crate
-    /// docs). Replaces any sender set before; until one is set, those routes answer 503
-    /// `registry_read_only`.
-    pub fn set_registry_sender(&self, sender: mpsc::Sender<RegistryRequest>) {
-        *self
-            .inner
-            .registry_sender
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
-    }
-
-    /// [`ApiState::set_registry_sender`], for chaining after [`ApiState::new`].
-    #[must_use]
-    pub fn with_registry_sender(self, sender: mpsc::Sender<RegistryRequest>) -> Self {
-        self.set_registry_sender(sender);
-        self
-    }
-
-    /// Makes the registry read-only again (e.g. while the pipeline restarts).
-    pub fn clear_registry_sender(&self) {
-        *self
-            .inner
-            .registry_sender
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    /// Unregistered devices that send readings: call [`UnknownDevices::record`] for each
-    /// such reading.
-    pub fn unknown_devices(&self) -> &UnknownDevices {
-        &self.inner.unknown
-    }
-
-    pub(crate) fn registry_sender(&self) -> Option<mpsc::Sender<RegistryRequest>> {
-        self.inner
-            .registry_sender
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn registry_writer(&self) -> Arc<tokio::sync::Mutex<()>> {
-        Arc::clone(&self.inner.registry_writer)
-    }
-
-    pub(crate) fn registry_timeout(&self) -> Duration {
-        self.inner.registry_timeout
-    }
-
-    /// The health source: set component states here.
-    pub fn health(&self) -> &Health {
-        &self.inner.health
-    }
-
-    /// The API's own metrics.
-    pub fn metrics(&self) -> &ApiMetrics {
-        &self.inner.metrics
-    }
-
-    /// The registry rendered at `/metrics`.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
-    }
-
-    pub(crate) fn rate_limiter(&self) -> Option<&crate::limits::RateLimiter> {
-        self.inner.rate_limiter.as_ref()
-    }
-
-    pub(crate) fn ws_buffer(&self) -> usize {
-        self.inner.ws_buffer
-    }
-
-    pub(crate) fn ws_ping_interval(&self) -> Duration {
-        self.inner.ws_ping_interval
-    }
-
-    /// Says ClickHouse will serve KPI history ([`ApiState::set_history_store`] follows
-    /// once it is reached). The recent rows are still kept in memory: while ClickHouse cannot
-    /// be reached, `GET /api/v1/kpis/{family}` answers from them, saying so.
-    pub fn expect_history_store(&self) {
-        self.inner
-            .history_expected
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub(crate) fn history_store_expected(&self) -> bool {
-        self.inner
-            .history_expected
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Serves KPI history (`GET /api/v1/kpis/{family}`) from `store`, and from memory only
-    /// while `store` fails. Only the first call counts.
-    pub fn set_history_store(&self, store: ioc_store::Store) {
-        let _ = self.inner.history.set(store);
-    }
-
-    /// Adds `description` (of the routes given to [`router_with`]) to `/openapi.json`.
-    pub fn add_api_description(&self, description: ApiDescription) {
-        let mut extra = self
-            .inner
-            .extra_api
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        *extra = std::mem::take(&mut *extra).merge(description);
-    }
-
-    pub(crate) fn extra_api_description(&self) -> ApiDescription {
-        self.inner
-            .extra_api
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    pub(crate) fn history_store(&self) -> Option<&ioc_store::Store> {
-        self.inner.history.get()
-    }
-
-    pub(crate) fn dashboard(&self) -> &crate::DashboardConfig {
-        &self.inner.dashboard
-    }
-
-    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
-        self.inner.closing.subscribe()
-    }
-}
+use crate::state::ApiState;
 
 /// The routes: `GET /healthz`, `GET /metrics`, `GET /ws` and the REST API under `/api/v1`
 /// (see the crate docs). Unknown paths and methods answer JSON errors.
@@ -303,16 +38,16 @@ pub fn router_with(state: ApiState, extra: Router) -> Router {
         .route("/openapi.json", get(crate::openapi::openapi_json))
         .route("/metrics", get(metrics))
         .route("/ws", get(websocket))
-        .merge(rest::routes())
+        .route("/api/v1/kpis/{family}", get(crate::history::kpi_history))
+        .route("/api/v1/dead-letters", get(crate::history::dead_letters))
+        .merge(crate::rest::routes())
         .merge(crate::auth::routes())
         .merge(crate::page::routes())
         .with_state(state.clone())
         .merge(extra)
-        .fallback(rest::not_found)
-        .method_not_allowed_fallback(rest::method_not_allowed)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.inner.max_body_bytes,
-        ))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(state.max_body_bytes()))
         // Inside the rate limit (a client guessing tokens is throttled) and the request
         // count (401 and 403 are counted).
         .layer(middleware::from_fn_with_state(
@@ -320,7 +55,7 @@ pub fn router_with(state: ApiState, extra: Router) -> Router {
             crate::auth::authorize,
         ))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.rate_limiter(),
             crate::limits::rate_limit,
         ))
         // `Router::layer` runs after routing, so the matched route template is known.
@@ -354,7 +89,7 @@ pub async fn serve_with(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
-    let closing = state.inner.closing.clone();
+    let closing = state.closer();
     match listener.local_addr() {
         Ok(addr) => info!(%addr, "http api listening"),
         Err(e) => warn!(error = %e, "http api listening on an unknown address"),
@@ -371,17 +106,32 @@ pub async fn serve_with(
         .map_err(ApiError::Serve)
 }
 
+/// The answer for paths no route matches.
+async fn not_found() -> HttpError {
+    HttpError::not_found("no such route")
+}
+
+/// The answer for a known path asked with a method it does not serve.
+async fn method_not_allowed() -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not serve that method",
+    )
+}
+
+/// Counts the request by route template and status, and runs it in a span naming both
+/// method and route (so what a handler logs says which request it was).
 async fn count_requests(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(request).await;
+    // A cheap clone (a shared string): the request moves on.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let span = tracing::info_span!("http_request", method = %request.method(), route);
+    let response = next.run(request).instrument(span).await;
     state
         .metrics()
-        .http_requests
-        .with_label_values(&[route.as_str(), response.status().as_str()])
-        .inc();
+        .request_counters
+        .inc(route, response.status().as_u16());
     response
 }
 
@@ -425,7 +175,7 @@ async fn websocket(
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(e) => {
-            return RestError::new(
+            return HttpError::new(
                 e.status(),
                 "websocket_required",
                 format!("/ws speaks WebSocket only: {}", e.body_text()),
@@ -433,11 +183,18 @@ async fn websocket(
             .into_response()
         }
     };
+    // A department's `alerts` channel carries its own department's alerts only.
+    let confined = principal
+        .as_ref()
+        .and_then(|axum::Extension(p)| p.confined_to());
+    // The session outlives this request: a span of its own, not a child of the request's.
+    let span = tracing::info_span!(
+        parent: None,
+        "ws_session",
+        client = principal.as_ref().map(|axum::Extension(p)| p.name.as_str()),
+        department = confined.map(|d| d.slug()),
+    );
     upgrade
         .max_message_size(crate::ws::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| {
-            // A department's `alerts` channel carries its own department's alerts only.
-            let confined = principal.and_then(|axum::Extension(p)| p.confined_to());
-            crate::ws::serve_socket(socket, state, confined)
-        })
+        .on_upgrade(move |socket| crate::ws::serve_socket(socket, state, confined).instrument(span))
 }

@@ -24,14 +24,15 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::dead_letters::DeadLetterView;
+use crate::feed::LiveFeed;
 use crate::protocol::{
     alert_json, dead_letter_json, kpi_json, snapshot_json, window_json, Channel, ClientMessage,
     Feed, Filter, ServerMessage, PROTOCOL_VERSION,
 };
-use crate::{ApiState, LiveFeed};
+use crate::state::ApiState;
 
 /// Largest client message accepted; a subscribe naming thousands of devices still fits.
 pub(crate) const MAX_CLIENT_MESSAGE: usize = 1 << 20;
@@ -108,13 +109,17 @@ pub(crate) async fn serve_socket(socket: WebSocket, state: ApiState, confined: O
     {
         return;
     }
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        out_rx,
-        state.closing(),
-        state.ws_ping_interval(),
-        Arc::clone(&last_seen),
-    ));
+    // Inside the session's span: the writer's logs say which session they are of.
+    let mut writer = tokio::spawn(
+        write_loop(
+            sink,
+            out_rx,
+            state.closing(),
+            state.ws_ping_interval(),
+            Arc::clone(&last_seen),
+        )
+        .instrument(tracing::info_span!("ws_writer")),
+    );
     let reader = read_loop(stream, cmd_tx, out_tx.clone(), state.closing(), last_seen);
     let forwarder = Forwarder {
         out: out_tx,

@@ -9,7 +9,7 @@ use common::{http_get, http_json, http_request, Response, Server};
 use ioc_dashboard_api::{ApiState, HttpConfig, RegistryRequest};
 use ioc_schemas::{
     parse_fleet, Department, Device, DeviceChange, DeviceStatus, District, HealthKpi, Kind, Kpi,
-    Scope, DEFAULT_FLEET_JSON,
+    Scope,
 };
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -258,7 +258,7 @@ async fn crud_round_trip_reaches_the_pipeline() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn status_comes_from_device_health_kpis() -> anyhow::Result<()> {
-    let fleet = parse_fleet(DEFAULT_FLEET_JSON)?;
+    let fleet = parse_fleet(ioc_simulator::DA_NANG_FLEET_JSON)?;
     let state = ApiState::new(&common::open_config(), prometheus::Registry::new())?
         .with_devices(fleet.into_values());
     let server = Server::serve_state(state).await?;

@@ -57,13 +57,6 @@ impl DataflowConfig {
     /// minute, so it is computed once), smallest first. The 5-minute tumbling windows the KPIs
     /// are built on are always among them.
     pub fn effective_windows(&self) -> Vec<WindowSpec> {
-        fn gcd(a: u64, b: u64) -> u64 {
-            if b == 0 {
-                a
-            } else {
-                gcd(b, a % b)
-            }
-        }
         let mut by_size: std::collections::BTreeMap<u64, u64> = Default::default();
         let base = WindowSpec::tumbling(crate::kpi::device::BASE_WINDOW_MS);
         for w in self.windows.iter().chain([&base]) {
@@ -80,6 +73,24 @@ impl DataflowConfig {
                 }
             })
             .collect()
+    }
+
+    /// Where a restart's rebuild of the windows open at the last stop starts, given the newest
+    /// stored on-time event time: early enough that every window ending after `margin_ms`
+    /// before the watermark the stored readings imply starts after it, aligned down to every
+    /// window's slide. Windows starting before it are left out of the rebuild (they closed
+    /// before the stop).
+    pub fn rebuild_from(&self, newest_ms: u64, margin_ms: u64) -> u64 {
+        let windows = self.effective_windows();
+        let span = windows
+            .iter()
+            .fold(1, |lcm, w| lcm / gcd(lcm, w.slide()) * w.slide());
+        let longest = windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
+        let t = newest_ms
+            .saturating_sub(self.allowed_lateness_ms)
+            .saturating_sub(margin_ms)
+            .saturating_sub(longest);
+        t - t % span
     }
 
     /// Checks the settings fit together.
@@ -109,6 +120,16 @@ impl DataflowConfig {
             return bad("dataflow.input_batch and input_capacity must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+/// The greatest common divisor: window slides and sizes are combined by it (the dataflow's
+/// one copy).
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -157,5 +178,38 @@ impl ClusterConfig {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rebuild_starts_a_window_before_the_watermark_on_every_slide() {
+        let t = |h: u64, m: u64, s: u64| ((h * 60 + m) * 60 + s) * 1000;
+        let tumbling = DataflowConfig {
+            allowed_lateness_ms: 10_000,
+            windows: vec![WindowSpec::MINUTE, WindowSpec::tumbling(900_000)],
+            ..DataflowConfig::default()
+        };
+        // Newest 10:37:30 → watermark 10:37:20 → minus the 60 s margin and the 15-minute
+        // window 10:21:20 → on a 15-minute boundary 10:15:00.
+        assert_eq!(tumbling.rebuild_from(t(10, 37, 30), 60_000), t(10, 15, 0));
+        assert_eq!(tumbling.rebuild_from(5_000, 60_000), 0);
+        let sliding = DataflowConfig {
+            windows: vec![WindowSpec::sliding(900_000, 60_000)],
+            ..tumbling
+        };
+        // The same, on a boundary of both the minute slide and the 5-minute KPI base windows
+        // that are always computed: 10:20:00.
+        assert_eq!(sliding.rebuild_from(t(10, 37, 30), 60_000), t(10, 20, 0));
+    }
+
+    #[test]
+    fn gcd_of_window_lengths() {
+        assert_eq!(gcd(900_000, 60_000), 60_000);
+        assert_eq!(gcd(300_000, 120_000), 60_000);
+        assert_eq!(gcd(7, 0), 7);
     }
 }

@@ -40,6 +40,7 @@ use timely::dataflow::operators::Exchange as _;
 use timely::dataflow::operators::{ActivateCapability, Concat, Inspect};
 use timely::dataflow::{ProbeHandle, Stream};
 use tokio::sync::mpsc;
+use tracing::field::Empty;
 
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, DataflowConfig};
@@ -49,8 +50,9 @@ use crate::kpi::city::CityInput;
 use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
 use crate::metrics::DataflowMetrics;
+use crate::name::device_route;
 use crate::registry::{
-    device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation, RegistryFeed,
+    join_registry, registry_changes, DeviceMeta, Enriched, Observation, RegistryFeed,
 };
 use crate::watermark::Watermarks;
 use crate::window::{event_time_windows, Sample, SeriesKey};
@@ -90,7 +92,7 @@ impl DataflowHandle {
     pub fn join(self) -> Result<(), DataflowError> {
         self.thread
             .join()
-            .map_err(|_| DataflowError::Worker("a dataflow worker panicked".into()))?
+            .map_err(|payload| DataflowError::panicked(payload.as_ref()))?
     }
 }
 
@@ -193,13 +195,17 @@ pub fn spawn<O: Outputs>(
                     },
                 )
             })
-            .map_err(DataflowError::Worker)?;
+            .map_err(|reason| DataflowError::Start { reason })?;
             for result in guards.join() {
-                result.map_err(DataflowError::Worker)??;
+                // timely hands a worker's panic over as the `Debug` of its payload.
+                result.map_err(|message| DataflowError::Panicked { message })??;
             }
             Ok(())
         })
-        .map_err(|e| DataflowError::Worker(format!("cannot start the dataflow thread: {e}")))?;
+        .map_err(|source| DataflowError::Thread {
+            thread: "ioc-dataflow",
+            source,
+        })?;
     Ok(DataflowHandle { thread })
 }
 
@@ -439,7 +445,7 @@ fn run_worker<O: Outputs>(
         (outputs.clone(), metrics.clone(), Arc::clone(&clock));
     let (kpi_outputs, kpi_metrics) = (outputs.clone(), metrics.clone());
     let (reading_outputs, reading_metrics) = (outputs.clone(), metrics.clone());
-    let repeats = metrics.duplicates.clone();
+    let repeats = metrics.resolved.duplicates.clone();
     let reading_rules = options.reading_rules;
     let (inputs, mut registry_input, (mut history_input, history_cap), probe) = worker
         .dataflow::<u64, _, _>(move |scope| {
@@ -486,8 +492,9 @@ fn run_worker<O: Outputs>(
                     let o = &e.observation;
                     if e.device.is_none() {
                         reading_metrics
+                            .resolved
                             .unknown_device_readings
-                            .with_label_values(&[o.kind.as_str()])
+                            .get(o.kind)
                             .inc();
                         reading_outputs.unknown_device(
                             o.device_id.as_str(),
@@ -519,10 +526,7 @@ fn run_worker<O: Outputs>(
                 "KpiSink",
                 &probe,
                 move |ExchangedKpi(kpi)| {
-                    kpi_metrics
-                        .kpis
-                        .with_label_values(&[kpi.family().as_str()])
-                        .inc();
+                    kpi_metrics.resolved.kpis(kpi.family()).inc();
                     kpi_outputs.kpi(kpi);
                 },
             );
@@ -579,7 +583,11 @@ fn run_worker<O: Outputs>(
         clock,
     };
     let mut queue = queue;
+    let index = worker.index();
     while let Some(rx) = queue.as_mut() {
+        // One step: a batch from the queue fed in, then the dataflow worked.
+        let step = tracing::debug_span!("dataflow_step", worker = index, records = Empty);
+        let _in_step = step.enter();
         let mut taken = 0;
         while taken < config.input_batch {
             match rx.try_recv() {
@@ -599,6 +607,7 @@ fn run_worker<O: Outputs>(
         feeder.apply_registry_changes();
         feeder.flush(&mut handle);
         feeder.advance();
+        step.record("records", taken);
         // Park briefly when idle: ingest has no way to unpark a timely worker.
         let park = if taken == 0 {
             Some(Duration::from_millis(5))
@@ -744,17 +753,14 @@ impl<O: Outputs> Feeder<'_, O> {
                 // A redelivery after a restart moves time as its first delivery did in the run
                 // before, so the rest of its partition is judged as an unbroken run judges it.
                 self.observe(&reading, event_ms);
-                self.metrics
-                    .duplicates
-                    .with_label_values(&[kind.as_str()])
-                    .inc();
+                self.metrics.resolved.duplicates.get(kind).inc();
                 self.outputs.duplicate(reading, ack);
             }
             return;
         }
         // Replays come in event-time order, so none is late; they are stored already.
         if !replayed && self.watermarks.is_late(event_ms) {
-            self.metrics.late.with_label_values(&[kind.as_str()]).inc();
+            self.metrics.resolved.late.get(kind).inc();
             self.outputs
                 .raw_reading(reading, Some(self.watermarks.watermark()), ack);
             return;
@@ -766,10 +772,7 @@ impl<O: Outputs> Feeder<'_, O> {
         }
         let Some(observation) = observation_of(&reading, id, replayed) else {
             // Its device or a metric is new and the name table is full (see `NAME_LIMIT`).
-            self.metrics
-                .unnamed_readings
-                .with_label_values(&[kind.as_str()])
-                .inc();
+            self.metrics.resolved.unnamed_readings.get(kind).inc();
             if !replayed {
                 self.outputs.raw_reading(reading, None, ack);
             }
@@ -810,16 +813,17 @@ impl<O: Outputs> Feeder<'_, O> {
             if let Some(old) = registry.current.remove(&id) {
                 registry.input.remove((id.clone(), old));
             }
+            // The `op`: 0 `upsert`, 1 `remove`.
             let op = match change {
                 DeviceChange::Upsert(device) => {
                     let meta = DeviceMeta::of(&device);
                     registry.input.insert((id.clone(), meta.clone()));
                     registry.current.insert(id, meta);
-                    "upsert"
+                    0
                 }
-                DeviceChange::Remove { .. } => "remove",
+                DeviceChange::Remove { .. } => 1,
             };
-            self.metrics.registry_changes.with_label_values(&[op]).inc();
+            self.metrics.resolved.registry_changes[op].inc();
         }
     }
 

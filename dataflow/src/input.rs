@@ -153,7 +153,10 @@ pub(crate) fn spread(
                 }
             }
         })
-        .map_err(|e| DataflowError::Worker(format!("cannot start the input thread: {e}")))?;
+        .map_err(|source| DataflowError::Thread {
+            thread: "ioc-dataflow-input",
+            source,
+        })?;
     Ok(receivers)
 }
 

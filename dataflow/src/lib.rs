@@ -28,11 +28,11 @@ pub use config::{ClusterConfig, DataflowConfig};
 pub use dedupe::RecentIds;
 pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
 pub use input::Topology;
-pub use metrics::DataflowMetrics;
-pub use name::{Name, NAME_LIMIT};
+pub use metrics::{ByKind, DataflowMetrics};
+pub use name::{device_route, Name, NAME_LIMIT};
 pub use registry::{
-    device_route, join_registry, registry_changes, DeviceMeta, Enriched, Observation,
-    RegistryChanges, RegistryFeed,
+    join_registry, registry_changes, DeviceMeta, Enriched, Observation, RegistryChanges,
+    RegistryFeed,
 };
 pub use watermark::Watermarks;
 pub use window::{event_time_windows, result_version, Agg, Sample, SeriesKey};
@@ -46,17 +46,57 @@ pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::Random
 /// What can go wrong running the dataflow.
 #[derive(Debug, thiserror::Error)]
 pub enum DataflowError {
-    /// The configuration does not fit together. Permanent.
+    /// The configuration does not fit together.
     #[error("invalid dataflow config: {0}")]
     Config(String),
-    /// A worker could not start or failed. Permanent for this run.
-    #[error("dataflow worker failed: {0}")]
-    Worker(String),
+    /// A thread of the dataflow could not be started.
+    #[error("cannot start the {thread} thread")]
+    Thread {
+        /// The thread's name.
+        thread: &'static str,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// timely could not start the workers: in a cluster, its network (a port to listen on, a
+    /// peer's handshake). timely reports the cause as text only.
+    #[error("cannot start the timely workers: {reason}")]
+    Start {
+        /// timely's account of it.
+        reason: String,
+    },
+    /// A worker panicked.
+    #[error("a dataflow worker panicked: {message}")]
+    Panicked {
+        /// The panic's message, when it has one.
+        message: String,
+    },
 }
 
 impl DataflowError {
-    /// Whether retrying may succeed: never, both are configuration or program faults.
+    /// Whether retrying may succeed, per variant:
+    ///
+    /// - `Config`: the same settings fail again.
+    /// - `Thread`: the system refuses a thread when it is short of threads or memory, which
+    ///   passes as others end.
+    /// - `Start`: in a cluster, mostly a port still held by the previous run, or a peer
+    ///   restarting during the handshake, which pass (timely already waits for peers that are
+    ///   not up yet); a wrong address is caught as `Config` first.
+    /// - `Panicked`: a program fault; the same input panics again.
     pub fn is_retryable(&self) -> bool {
-        false
+        match self {
+            DataflowError::Thread { .. } | DataflowError::Start { .. } => true,
+            DataflowError::Config(_) | DataflowError::Panicked { .. } => false,
+        }
+    }
+
+    /// A worker's panic, with its message when it is text.
+    pub(crate) fn panicked(payload: &(dyn std::any::Any + Send)) -> DataflowError {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        DataflowError::Panicked { message }
     }
 }

@@ -2,12 +2,50 @@
 
 use ioc_schemas::{Kind, KpiFamily, WindowResult};
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// The `op` of a registry change applied.
 const REGISTRY_OPS: [&str; 2] = ["upsert", "remove"];
+
+/// One counter of a `kind`-labelled family per reading kind, resolved once, so the per-reading
+/// paths count without looking a label up.
+#[derive(Debug, Clone)]
+pub struct ByKind([IntCounter; Kind::ALL.len()]);
+
+impl ByKind {
+    fn of(family: &IntCounterVec) -> ByKind {
+        ByKind(Kind::ALL.map(|kind| family.with_label_values(&[kind.as_str()])))
+    }
+
+    /// The counter of `kind`.
+    pub fn get(&self, kind: Kind) -> &IntCounter {
+        // `Kind::ALL` lists the kinds in declaration order (checked by a test).
+        &self.0[kind as usize]
+    }
+}
+
+/// The series the per-reading and per-result paths count, resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) late: ByKind,
+    pub(crate) duplicates: ByKind,
+    pub(crate) windows: ByKind,
+    pub(crate) unknown_device_readings: ByKind,
+    pub(crate) unnamed_readings: ByKind,
+    /// By family, in `KpiFamily::ALL` order (its declaration order, checked by a test).
+    kpis: [IntCounter; KpiFamily::ALL.len()],
+    /// `upsert` and `remove`.
+    pub(crate) registry_changes: [IntCounter; 2],
+}
+
+impl Resolved {
+    /// `ioc_dataflow_kpis_total` of `family`.
+    pub(crate) fn kpis(&self, family: KpiFamily) -> &IntCounter {
+        &self.kpis[family as usize]
+    }
+}
 
 /// Counters and gauges of the dataflow.
 #[derive(Debug, Clone)]
@@ -39,6 +77,8 @@ pub struct DataflowMetrics {
     pub kpis: IntCounterVec,
     /// `ioc_dataflow_registry_changes_total{op}`: registry changes applied (`upsert`, `remove`).
     pub registry_changes: IntCounterVec,
+    /// The series above that are counted per reading, resolved.
+    pub(crate) resolved: Resolved,
 }
 
 impl DataflowMetrics {
@@ -119,25 +159,17 @@ impl DataflowMetrics {
             ),
             &["op"],
         )?;
-        // Every series whose labels are known up front is exported from the start, at 0;
-        // the per-source watermarks appear with their source.
-        for kind in Kind::ALL.map(Kind::as_str) {
-            for by_kind in [
-                &late,
-                &duplicates,
-                &windows,
-                &unknown_device_readings,
-                &unnamed_readings,
-            ] {
-                by_kind.with_label_values(&[kind]);
-            }
-        }
-        for family in KpiFamily::ALL {
-            kpis.with_label_values(&[family.as_str()]);
-        }
-        for op in REGISTRY_OPS {
-            registry_changes.with_label_values(&[op]);
-        }
+        // Every series whose labels are known up front is exported from the start, at 0, by
+        // resolving it; the per-source watermarks appear with their source.
+        let resolved = Resolved {
+            late: ByKind::of(&late),
+            duplicates: ByKind::of(&duplicates),
+            windows: ByKind::of(&windows),
+            unknown_device_readings: ByKind::of(&unknown_device_readings),
+            unnamed_readings: ByKind::of(&unnamed_readings),
+            kpis: KpiFamily::ALL.map(|family| kpis.with_label_values(&[family.as_str()])),
+            registry_changes: REGISTRY_OPS.map(|op| registry_changes.with_label_values(&[op])),
+        };
         registry.register(Box::new(unknown_device_readings.clone()))?;
         registry.register(Box::new(unnamed_readings.clone()))?;
         registry.register(Box::new(kpis.clone()))?;
@@ -154,14 +186,13 @@ impl DataflowMetrics {
             watermark_ms,
             source_watermark_ms,
             pending_sources,
+            resolved,
         })
     }
 
     /// Records one emitted window.
     pub fn observe_window(&self, result: &WindowResult, now_ms: u64) {
-        self.windows
-            .with_label_values(&[result.kind.as_str()])
-            .inc();
+        self.resolved.windows.get(result.kind).inc();
         let delay_ms = now_ms.saturating_sub(result.window_end_ms());
         self.emit_delay.observe(delay_ms as f64 / 1000.0);
     }
@@ -194,5 +225,26 @@ mod tests {
         assert_eq!(series("ioc_dataflow_kpis_total"), KpiFamily::ALL.len());
         assert_eq!(series("ioc_dataflow_registry_changes_total"), 2);
         assert_eq!(series("ioc_dataflow_source_watermark_ms"), 0, "per source");
+    }
+
+    #[test]
+    fn resolved_counters_are_the_labelled_series() {
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "Kind::ALL follows the declaration order");
+        }
+        for (i, family) in KpiFamily::ALL.into_iter().enumerate() {
+            assert_eq!(
+                family as usize, i,
+                "KpiFamily::ALL follows the declaration order"
+            );
+        }
+        let m = DataflowMetrics::new(&Registry::new()).unwrap();
+        m.resolved.late.get(Kind::CameraEvent).inc();
+        m.resolved.kpis(KpiFamily::Hydrology).inc_by(2);
+        m.resolved.registry_changes[1].inc();
+        assert_eq!(m.late.with_label_values(&["camera_event"]).get(), 1);
+        assert_eq!(m.late.with_label_values(&["sensor"]).get(), 0);
+        assert_eq!(m.kpis.with_label_values(&["hydrology"]).get(), 2);
+        assert_eq!(m.registry_changes.with_label_values(&["remove"]).get(), 1);
     }
 }

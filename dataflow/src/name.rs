@@ -20,6 +20,13 @@ use crate::FastMap;
 /// (`ioc_dataflow_unnamed_readings_total`).
 pub const NAME_LIMIT: usize = 1 << 20;
 
+/// The worker a device's readings, registry entry and windows live on: differential's hash of
+/// the id (a fixed-seed hash, the same in every process of a cluster), as the registry
+/// arrangement routes it.
+pub fn device_route(device_id: &str) -> u64 {
+    device_id.hashed()
+}
+
 /// An interned device or metric id.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Name(u32);
@@ -81,7 +88,7 @@ impl Name {
                         }
                         let n = u32::try_from(table.names.len()).ok()?;
                         let text: &'static str = Box::leak(text.into());
-                        table.names.push((text, text.hashed()));
+                        table.names.push((text, device_route(text)));
                         table.index.insert(text, Name(n));
                         Name(n)
                     }
@@ -102,7 +109,7 @@ impl Name {
     }
 
     /// The worker its readings, registry entry and windows live on, as
-    /// [`crate::device_route`] of its text.
+    /// [`device_route`] of its text.
     pub fn route(self) -> u64 {
         LOCAL.with(|l| l.borrow_mut().entry(self).1)
     }
@@ -198,7 +205,7 @@ mod tests {
         let a = Name::of("name-test-device-1");
         assert_eq!(a, Name::of("name-test-device-1"));
         assert_eq!(a.as_str(), "name-test-device-1");
-        assert_eq!(a.route(), crate::device_route("name-test-device-1"));
+        assert_eq!(a.route(), device_route("name-test-device-1"));
         let (same, text) =
             std::thread::spawn(move || (Name::of("name-test-device-1"), a.as_str().to_owned()))
                 .join()
@@ -221,6 +228,17 @@ mod tests {
         assert_eq!(
             bincode::deserialize::<String>(&bytes).unwrap(),
             "name-test-metric"
+        );
+    }
+
+    #[test]
+    fn devices_route_as_the_registry_arrangement_does() {
+        // The arrangement exchanges by the key's fixed-seed hash; readings must go the same way.
+        assert_eq!(device_route("a"), "a".to_owned().hashed());
+        assert_eq!(device_route("a"), 15_567_111_018_434_449_279);
+        assert_ne!(
+            device_route("tsc-hai_chau-001"),
+            device_route("tsc-hai_chau-002")
         );
     }
 }

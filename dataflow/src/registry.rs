@@ -7,7 +7,7 @@
 //! a registry change never rewrites what was already computed, and a reading that arrives late
 //! within the lateness sees the registry of its own time.
 
-use differential_dataflow::{Hashable, VecCollection};
+use differential_dataflow::VecCollection;
 use ioc_schemas::{Department, Device, District, Kind, Medium, WaterClass};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -15,6 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use crate::metrics::ByKind;
 use crate::{FastMap, FastSet, Name, RecentIds};
 
 /// What the dataflow needs of a registered device.
@@ -138,13 +139,6 @@ impl RegistryFeed {
     }
 }
 
-/// The worker a device's readings, registry entry and windows live on: differential's hash of
-/// the id (a fixed-seed hash, the same in every process of a cluster), as the registry
-/// arrangement routes it.
-pub fn device_route(device_id: &str) -> u64 {
-    device_id.hashed()
-}
-
 /// A device's registry history on one worker: its entry as of the compaction frontier, and
 /// changes after it.
 #[derive(Debug, Default)]
@@ -227,7 +221,7 @@ pub fn registry_changes<'scope>(
 pub fn join_registry<'scope>(
     observations: Stream<'scope, u64, Vec<Observation>>,
     changes: RegistryChanges<'scope>,
-    repeats: prometheus::IntCounterVec,
+    repeats: ByKind,
 ) -> Stream<'scope, u64, Vec<Enriched>> {
     // With one worker, its feeder has dropped every repeat already.
     let one_feeder = observations.scope().peers() == 1;
@@ -269,7 +263,7 @@ pub fn join_registry<'scope>(
                             }
                             let first = taken.insert_fingerprint(o.id, o.event_ms);
                             if !first {
-                                repeats.with_label_values(&[o.kind.as_str()]).inc();
+                                repeats.get(o.kind).inc();
                             }
                             first
                         });
@@ -338,17 +332,6 @@ mod tests {
             water_class: None,
             flood_alarm_mm: None,
         }
-    }
-
-    #[test]
-    fn devices_route_as_the_registry_arrangement_does() {
-        // The arrangement exchanges by the key's fixed-seed hash; readings must go the same way.
-        assert_eq!(device_route("a"), "a".to_owned().hashed());
-        assert_eq!(device_route("a"), 15_567_111_018_434_449_279);
-        assert_ne!(
-            device_route("tsc-hai_chau-001"),
-            device_route("tsc-hai_chau-002")
-        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use crate::clock::Clock;
+use crate::config::gcd;
 use crate::{FastMap, Name};
 
 /// One measured series: a metric of a device.
@@ -103,14 +104,6 @@ impl Agg {
 /// restart gives the same versions and ClickHouse keeps the right row.
 pub fn result_version(count: u64, is_final: bool) -> u32 {
     u32::try_from(count.saturating_mul(2) + u64::from(is_final)).unwrap_or(u32::MAX)
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// A series' partial aggregate over one slice of event time.

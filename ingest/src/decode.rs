@@ -69,6 +69,17 @@ pub fn decode_reading(
     Ok(reading)
 }
 
+/// Decodes a payload stored when it arrived (and valid then) back into its reading, to be
+/// replayed: only its shape is checked again, not the clock-relative limits, which it met
+/// when it came.
+pub fn decode_stored(payload: &str) -> Result<Reading, Rejection> {
+    let limits = ValidationLimits {
+        max_future_ms: u64::MAX / 4,
+        min_event_time_ms: 0,
+    };
+    decode_reading(payload.as_bytes(), usize::MAX, 0, &limits)
+}
+
 /// What a decoder needs besides the bytes: the size limit, the receiver's clock and the
 /// validation limits.
 #[derive(Debug, Clone, Copy)]
@@ -454,6 +465,19 @@ mod tests {
             "{}",
             e.detail
         );
+    }
+
+    #[test]
+    fn a_stored_payload_is_judged_by_its_shape_not_the_clock() {
+        // Far ahead of `NOW`, which the live decoder refuses; stored, it was valid then.
+        let ahead = GOOD.replace("2026-11-28T08:00:00+07:00", "2027-11-28T08:00:00+07:00");
+        assert_eq!(
+            decode(&ahead).unwrap_err().code,
+            RejectCode::FutureEventTime
+        );
+        assert_eq!(decode_stored(&ahead).unwrap().device_id, "rain-cam_le-01");
+        let e = decode_stored("{not json").unwrap_err();
+        assert_eq!(e.code, RejectCode::MalformedJson);
     }
 
     #[test]

@@ -15,12 +15,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::decode::{decode_kafka, DecodeLimits, KafkaParts};
 use crate::metrics::IngestMetrics;
@@ -264,7 +267,10 @@ async fn static_partitions(
             let config = config.clone();
             tokio::task::spawn_blocking(move || describe_topics(&config))
                 .await
-                .map_err(|e| IngestError::Kafka(format!("metadata task failed: {e}")))?
+                .map_err(|source| IngestError::Task {
+                    task: "kafka metadata",
+                    source,
+                })?
         };
         match described {
             Ok(counts) if counts.values().all(|n| *n > 0) => break counts,
@@ -280,10 +286,7 @@ async fn static_partitions(
         }
     }
     if list.count() == 0 {
-        return Err(IngestError::Kafka(format!(
-            "no partition of {counts:?} falls to this process: give the topics at least as many \
-             partitions as the cluster has workers"
-        )));
+        return Err(IngestError::NoPartitions { counts });
     }
     Ok(list)
 }
@@ -310,18 +313,18 @@ pub async fn run_kafka(
         config
             .consumer_config()
             .create_with_context(context)
-            .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?,
+            .map_err(kafka_error("cannot create the consumer"))?,
     );
     let topics: Vec<&str> = Kind::ALL.iter().map(|k| config.topics.topic(*k)).collect();
     match &assignment {
         KafkaAssignment::Group => consumer
             .subscribe(&topics)
-            .map_err(|e| IngestError::Kafka(format!("cannot subscribe to {topics:?}: {e}")))?,
+            .map_err(kafka_error(format!("cannot subscribe to {topics:?}")))?,
         KafkaAssignment::Static(owns) => {
             let list = static_partitions(&config, owns.as_ref()).await?;
             consumer
                 .assign(&list)
-                .map_err(|e| IngestError::Kafka(format!("cannot assign {list:?}: {e}")))?;
+                .map_err(kafka_error(format!("cannot assign {list:?}")))?;
             for e in list.elements() {
                 partitions.assigned(e.topic(), e.partition());
             }
@@ -339,7 +342,7 @@ pub async fn run_kafka(
                 .set("bootstrap.servers", &config.brokers)
                 .set("client.id", format!("{}-dead-letters", config.client_id))
                 .create::<FutureProducer>()
-                .map_err(|e| IngestError::Kafka(format!("cannot create the producer: {e}")))?,
+                .map_err(kafka_error("cannot create the producer"))?,
         ),
         None => None,
     };
@@ -371,6 +374,7 @@ pub async fn run_kafka(
         tracker: &tracker,
         partitions: &partitions,
         metrics: &metrics,
+        ack_failures: metrics.ack_failures.with_label_values(&["kafka"]),
         dead_letters: dead_letter_producer.as_ref(),
     };
     let alignment = Alignment {
@@ -390,6 +394,7 @@ pub async fn run_kafka(
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(100);
+    let reconnects = metrics.reconnects.with_label_values(&["kafka"]);
     loop {
         let full = pending.len() >= PENDING_MAX;
         metrics.kafka_held.set(i64::from(full));
@@ -403,13 +408,18 @@ pub async fn run_kafka(
                 }
             }
             message = consumer.recv(), if !full => {
-                match message {
+                let message = match message {
                     Ok(m) => {
                         backoff = Duration::from_millis(100);
-                        queue(&m, &taking, &mut pending).await;
+                        let span = tracing::debug_span!("kafka_poll_batch", messages = Empty);
+                        poll_batch(m, &taking, &mut pending).instrument(span).await
                     }
-                    Err(e) => {
-                        metrics.reconnects.with_label_values(&["kafka"]).inc();
+                    Err(e) => Some(e),
+                };
+                match message {
+                    None => {}
+                    Some(e) => {
+                        reconnects.inc();
                         tracing::warn!(error = %e, "kafka consumer error");
                         tokio::select! {
                             () = &mut stop => break,
@@ -465,6 +475,44 @@ pub async fn run_kafka(
     }
     metrics.kafka_connected.set(0);
     Ok(())
+}
+
+/// Takes `first` and then every message the consumer has ready without waiting, until
+/// `pending` is full: one poll batch. Returns the error the consumer reported instead of a
+/// message, if it did.
+async fn poll_batch(
+    first: BorrowedMessage<'_>,
+    taking: &Take<'_>,
+    pending: &mut VecDeque<Ingested>,
+) -> Option<KafkaError> {
+    queue(&first, taking, pending).await;
+    let mut messages = 1usize;
+    let mut failed = None;
+    while pending.len() < PENDING_MAX {
+        match ready_now(taking.consumer.recv()) {
+            Some(Ok(m)) => {
+                queue(&m, taking, pending).await;
+                messages += 1;
+            }
+            Some(Err(e)) => {
+                failed = Some(e);
+                break;
+            }
+            None => break,
+        }
+    }
+    tracing::Span::current().record("messages", messages);
+    failed
+}
+
+/// The output of `future` if it is ready at once; otherwise it is dropped.
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// Takes a message into `pending`, after the marks of what happened before it: assignments
@@ -552,7 +600,9 @@ impl ProgressCheck {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
+        let span = tracing::info_span!("kafka_progress_check");
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             while !stopped.load(Ordering::Relaxed) {
                 if let Err(e) = check_progress(&consumer, &partitions, &metrics, from_latest) {
                     tracing::debug!(error = %e, "cannot compare kafka positions with their ends");
@@ -573,7 +623,7 @@ fn check_progress(
     partitions: &Partitions,
     metrics: &IngestMetrics,
     from_latest: bool,
-) -> Result<(), rdkafka::error::KafkaError> {
+) -> Result<(), KafkaError> {
     let timeout = Duration::from_secs(2);
     let unknown = partitions.without_start();
     if !unknown.is_empty() {
@@ -614,14 +664,14 @@ struct Take<'a> {
     tracker: &'a Arc<OffsetTracker>,
     partitions: &'a Partitions,
     metrics: &'a IngestMetrics,
+    /// `ioc_ingest_ack_failures_total{transport="kafka"}`, resolved once.
+    ack_failures: prometheus::IntCounter,
     dead_letters: Option<&'a FutureProducer>,
 }
 
 /// Decodes a message into a record, forwarding a reject to the dead-letter topic if set.
 async fn take(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
-    let record = to_record(
-        message, t.config, t.limits, t.consumer, t.tracker, t.metrics,
-    );
+    let record = to_record(message, t);
     let event_ms = match &record {
         Ingested::Reading(r, _) => Some(r.reading.event_time.0),
         _ => None,
@@ -646,7 +696,7 @@ fn spawn_lag_task(
     metrics: IngestMetrics,
     interval: Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+    let lag = async move {
         loop {
             tokio::time::sleep(interval).await;
             let consumer = Arc::clone(&consumer);
@@ -666,14 +716,15 @@ fn spawn_lag_task(
                         .with_label_values(&[e.topic(), &e.partition().to_string()])
                         .set((high - done).max(0));
                 }
-                Ok::<(), rdkafka::error::KafkaError>(())
+                Ok::<(), KafkaError>(())
             })
             .await;
             if let Ok(Err(e)) = measured {
                 tracing::debug!(error = %e, "cannot measure kafka lag");
             }
         }
-    })
+    };
+    tokio::spawn(lag.instrument(tracing::info_span!("kafka_lag")))
 }
 
 /// Produces a rejected message to the dead-letter topic, best effort (the table has it).
@@ -720,21 +771,16 @@ fn header<'a>(message: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a [u8]> 
 }
 
 /// Decodes one message into a record whose acknowledgement marks its offset as stored.
-fn to_record(
-    message: &BorrowedMessage<'_>,
-    config: &KafkaConfig,
-    limits: &ValidationLimits,
-    consumer: &Arc<IngestConsumer>,
-    tracker: &Arc<OffsetTracker>,
-    metrics: &IngestMetrics,
-) -> Ingested {
+fn to_record(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
+    let (config, limits, metrics) = (t.config, t.limits, t.metrics);
+    let (consumer, tracker) = (t.consumer, t.tracker);
     let received_at_ms = now_ms();
     let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
     tracker.taken(topic, partition, offset);
     let ack = {
         let (consumer, tracker) = (Arc::clone(consumer), Arc::clone(tracker));
         let topic = topic.to_owned();
-        let failures = metrics.ack_failures.with_label_values(&["kafka"]);
+        let failures = t.ack_failures.clone();
         Ack::new(move || {
             if let Some(upto) = tracker.stored(&topic, partition, offset) {
                 if let Err(e) = consumer.store_offset(&topic, partition, upto) {
@@ -766,7 +812,7 @@ fn to_record(
         source: KafkaSource::of_record(topic, partition, offset),
         payload,
         received_at_ms,
-        kind_label: kind.map_or("unknown", Kind::as_str),
+        kind,
     };
     record::to_record(arrival, decoded, Some(ack), metrics)
 }
@@ -776,13 +822,13 @@ pub fn describe_topics(config: &KafkaConfig) -> Result<BTreeMap<String, usize>, 
     let consumer: BaseConsumer = config
         .consumer_config()
         .create()
-        .map_err(|e| IngestError::Kafka(format!("cannot create the consumer: {e}")))?;
+        .map_err(kafka_error("cannot create the consumer"))?;
     let mut counts = BTreeMap::new();
     for kind in Kind::ALL {
         let topic = config.topics.topic(kind);
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| IngestError::Kafka(format!("cannot read metadata of {topic}: {e}")))?;
+            .map_err(kafka_error(format!("cannot read metadata of {topic}")))?;
         let partitions = metadata
             .topics()
             .first()
@@ -790,4 +836,74 @@ pub fn describe_topics(config: &KafkaConfig) -> Result<BTreeMap<String, usize>, 
         counts.insert(topic.to_owned(), partitions);
     }
     Ok(counts)
+}
+
+/// Wraps a Kafka client error with what was being done.
+fn kafka_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> IngestError {
+    let context = context.into();
+    move |source| IngestError::Kafka { context, source }
+}
+
+/// Whether a Kafka client error may pass: the broker or the network failed, or the group's
+/// coordinator or a partition's leader is moving; not bad settings, unknown topics or a client
+/// that cannot be created (those carry no error code, or a code of their own).
+pub(crate) fn is_retryable_kafka(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    error.rdkafka_error_code().is_some_and(|code| {
+        matches!(
+            code,
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::OperationTimedOut
+                | C::TimedOutQueue
+                | C::QueueFull
+                | C::Resolve
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::BrokerNotAvailable
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::NotCoordinator
+                | C::NotEnoughReplicas
+                | C::RebalanceInProgress
+                | C::ThrottlingQuotaExceeded
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_and_network_failures_are_retryable_bad_settings_are_not() {
+        assert!(is_retryable_kafka(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(is_retryable_kafka(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_retryable_kafka(&KafkaError::MetadataFetch(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!is_retryable_kafka(&KafkaError::ClientCreation(
+            "bad bootstrap.servers".into()
+        )));
+        assert!(!is_retryable_kafka(&KafkaError::Subscription(
+            "bad topic".into()
+        )));
+        let e = IngestError::Kafka {
+            context: "cannot read metadata of ioc.sensor".into(),
+            source: KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure),
+        };
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "kafka: cannot read metadata of ioc.sensor");
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(
+            cause.is_some_and(|c| c.contains("Broker transport failure")),
+            "{e:?}"
+        );
+    }
 }

@@ -3,13 +3,62 @@
 use ioc_schemas::{Kind, RejectCode, Transport};
 use prometheus::{CounterVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
+/// The `kind` labels counted: every reading kind, then `unknown`.
+const KIND_LABELS: usize = Kind::ALL.len() + 1;
+
 /// The transports, as labelled.
 const TRANSPORTS: [Transport; 2] = [Transport::Mqtt, Transport::Kafka];
 
-/// The `kind` labels: every reading kind, and `unknown` for a message whose topic or key
-/// names none.
-fn kind_labels() -> impl Iterator<Item = &'static str> {
-    Kind::ALL.iter().map(|k| k.as_str()).chain(["unknown"])
+/// The per-message counters of one transport, resolved once so that counting a message looks
+/// no label up: indexed by [`kind_index`], and the rejected ones by reject code.
+#[derive(Debug, Clone)]
+pub(crate) struct MessageCounters {
+    received: [IntCounter; KIND_LABELS],
+    accepted: [IntCounter; KIND_LABELS],
+    rejected: [[IntCounter; RejectCode::ALL.len()]; KIND_LABELS],
+}
+
+impl MessageCounters {
+    /// Resolves (and so exports, at 0) the series of `transport` in the `received`,
+    /// `accepted` and `rejected` families.
+    fn of(
+        [received, accepted, rejected]: [&IntCounterVec; 3],
+        transport: Transport,
+    ) -> MessageCounters {
+        let t = transport.as_str();
+        let kind = |k: usize| Kind::ALL.get(k).map_or("unknown", |kind| kind.as_str());
+        MessageCounters {
+            received: std::array::from_fn(|k| received.with_label_values(&[t, kind(k)])),
+            accepted: std::array::from_fn(|k| accepted.with_label_values(&[t, kind(k)])),
+            rejected: std::array::from_fn(|k| {
+                std::array::from_fn(|c| {
+                    rejected.with_label_values(&[t, kind(k), RejectCode::ALL[c].as_str()])
+                })
+            }),
+        }
+    }
+
+    /// `ioc_ingest_received_total` of a message of `kind` (`None`: unknown).
+    pub(crate) fn received(&self, kind: Option<Kind>) -> &IntCounter {
+        &self.received[kind_index(kind)]
+    }
+
+    /// `ioc_ingest_accepted_total` of a message of `kind`.
+    pub(crate) fn accepted(&self, kind: Option<Kind>) -> &IntCounter {
+        &self.accepted[kind_index(kind)]
+    }
+
+    /// `ioc_ingest_rejected_total` of a message of `kind` rejected with `code`.
+    pub(crate) fn rejected(&self, kind: Option<Kind>, code: RejectCode) -> &IntCounter {
+        // The codes are declared in the order of `RejectCode::ALL` (checked by a test).
+        &self.rejected[kind_index(kind)][code as usize]
+    }
+}
+
+/// The place of a kind among the `kind` labels: its place in `Kind::ALL` (the declaration
+/// order, checked by a test), `unknown` last.
+fn kind_index(kind: Option<Kind>) -> usize {
+    kind.map_or(Kind::ALL.len(), |k| k as usize)
 }
 
 /// Counters of what ingest received, accepted and rejected.
@@ -48,6 +97,10 @@ pub struct IngestMetrics {
     pub kafka_caught_up: IntGaugeVec,
     /// `ioc_ingest_kafka_held`: 1 while taking from Kafka waits for room in the pipeline.
     pub kafka_held: IntGauge,
+    /// The per-message counters of MQTT.
+    mqtt_messages: MessageCounters,
+    /// The per-message counters of Kafka.
+    kafka_messages: MessageCounters,
 }
 
 impl IngestMetrics {
@@ -55,21 +108,21 @@ impl IngestMetrics {
     /// rejection code) is exported from the start, at 0; the per-partition Kafka series
     /// appear with their partition.
     pub fn new(registry: &Registry) -> Result<IngestMetrics, prometheus::Error> {
+        // The per-message counters are resolved (so exported) by `register`.
         let metrics = IngestMetrics::register(registry)?;
         for transport in TRANSPORTS.map(Transport::as_str) {
             metrics.reconnects.with_label_values(&[transport]);
             metrics.ack_failures.with_label_values(&[transport]);
-            for kind in kind_labels() {
-                metrics.received.with_label_values(&[transport, kind]);
-                metrics.accepted.with_label_values(&[transport, kind]);
-                for code in RejectCode::ALL {
-                    metrics
-                        .rejected
-                        .with_label_values(&[transport, kind, code.as_str()]);
-                }
-            }
         }
         Ok(metrics)
+    }
+
+    /// The per-message counters of `transport`.
+    pub(crate) fn messages(&self, transport: Transport) -> &MessageCounters {
+        match transport {
+            Transport::Mqtt => &self.mqtt_messages,
+            Transport::Kafka => &self.kafka_messages,
+        }
     }
 
     fn register(registry: &Registry) -> Result<IngestMetrics, prometheus::Error> {
@@ -84,22 +137,28 @@ impl IngestMetrics {
             registry.register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let received = counter(
+            "ioc_ingest_received_total",
+            "Messages received.",
+            &["transport", "kind"],
+        )?;
+        let accepted = counter(
+            "ioc_ingest_accepted_total",
+            "Messages that decoded and validated.",
+            &["transport", "kind"],
+        )?;
+        let rejected = counter(
+            "ioc_ingest_rejected_total",
+            "Messages rejected to dead letters, by reason.",
+            &["transport", "kind", "code"],
+        )?;
+        let families = [&received, &accepted, &rejected];
         Ok(IngestMetrics {
-            received: counter(
-                "ioc_ingest_received_total",
-                "Messages received.",
-                &["transport", "kind"],
-            )?,
-            accepted: counter(
-                "ioc_ingest_accepted_total",
-                "Messages that decoded and validated.",
-                &["transport", "kind"],
-            )?,
-            rejected: counter(
-                "ioc_ingest_rejected_total",
-                "Messages rejected to dead letters, by reason.",
-                &["transport", "kind", "code"],
-            )?,
+            mqtt_messages: MessageCounters::of(families, Transport::Mqtt),
+            kafka_messages: MessageCounters::of(families, Transport::Kafka),
+            received,
+            accepted,
+            rejected,
             reconnects: counter(
                 "ioc_ingest_reconnects_total",
                 "Broken connections to a broker.",
@@ -215,5 +274,33 @@ mod tests {
         assert_eq!(series("ioc_ingest_reconnects_total"), 2);
         assert_eq!(series("ioc_ingest_ack_failures_total"), 2);
         assert_eq!(series("ioc_ingest_mqtt_oversized_packets_total"), 1);
+    }
+
+    #[test]
+    fn resolved_counters_are_the_labelled_series() {
+        for (i, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "Kind::ALL follows the declaration order");
+        }
+        for (i, code) in RejectCode::ALL.into_iter().enumerate() {
+            assert_eq!(
+                code as usize, i,
+                "RejectCode::ALL follows the declaration order"
+            );
+        }
+        let metrics = IngestMetrics::new(&Registry::new()).unwrap();
+        let kafka = metrics.messages(Transport::Kafka);
+        kafka.received(Some(Kind::Environment)).inc();
+        kafka.received(None).inc_by(2);
+        kafka
+            .rejected(Some(Kind::Sensor), RejectCode::PayloadTooLarge)
+            .inc();
+        let get = |vec: &IntCounterVec, labels: &[&str]| vec.with_label_values(labels).get();
+        assert_eq!(get(&metrics.received, &["kafka", "environment"]), 1);
+        assert_eq!(get(&metrics.received, &["kafka", "unknown"]), 2);
+        assert_eq!(get(&metrics.received, &["mqtt", "unknown"]), 0);
+        assert_eq!(
+            get(&metrics.rejected, &["kafka", "sensor", "payload_too_large"]),
+            1
+        );
     }
 }

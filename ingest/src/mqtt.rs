@@ -19,6 +19,8 @@ use ioc_schemas::{parse_topic, Ingested, Transport, ValidationLimits};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, StateError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::decode::{decode_mqtt, DecodeLimits};
 use crate::metrics::IngestMetrics;
@@ -151,6 +153,7 @@ pub async fn run_mqtt(
     let mut stash: VecDeque<Ingested> = VecDeque::new();
     let mut backoff = config.reconnect_initial_ms;
     let mut connected_at: Option<Instant> = None;
+    let reconnects = metrics.reconnects.with_label_values(&["mqtt"]);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -163,39 +166,73 @@ pub async fn run_mqtt(
                 }
                 metrics.stashed.set(stash.len() as i64);
             }
-            event = eventloop.poll(), if stash.len() < config.stash_capacity => match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    tracing::info!(host = %config.host, port = config.port, session_present = ack.session_present, "mqtt connected");
-                    metrics.connected.set(1);
-                    connected_at = Some(Instant::now());
-                    if let Some(acks) = &acks {
-                        acks.connected();
-                    }
-                    for topic in &config.topics {
-                        client
-                            .try_subscribe(topic.clone(), QoS::AtLeastOnce)
-                            .map_err(|e| IngestError::Mqtt(format!("cannot subscribe to {topic}: {e}")))?;
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let limits = DecodeLimits {
-                        max_payload_bytes: config.max_payload_bytes,
-                        now_ms: now_ms(),
-                        validation,
-                    };
-                    let record = to_record(&publish, acks.as_ref(), &limits, &metrics);
-                    match out.try_reserve() {
-                        Ok(permit) if stash.is_empty() => permit.send(record),
-                        _ => {
-                            stash.push_back(record);
-                            metrics.stashed.set(stash.len() as i64);
+            event = eventloop.poll(), if stash.len() < config.stash_capacity => {
+                let failed = match event {
+                    Ok(event) => {
+                        // One network read brings a bunch of packets, which the event loop
+                        // then hands out without reading again: they are one batch.
+                        let span = tracing::debug_span!("mqtt_batch", messages = Empty);
+                        async {
+                            let mut event = event;
+                            let mut messages = 0usize;
+                            loop {
+                                match event {
+                                    Event::Incoming(Packet::ConnAck(ack)) => {
+                                        tracing::info!(host = %config.host, port = config.port, session_present = ack.session_present, "mqtt connected");
+                                        metrics.connected.set(1);
+                                        connected_at = Some(Instant::now());
+                                        if let Some(acks) = &acks {
+                                            acks.connected();
+                                        }
+                                        for topic in &config.topics {
+                                            client
+                                                .try_subscribe(topic.clone(), QoS::AtLeastOnce)
+                                                .map_err(|source| IngestError::Subscribe {
+                                                    topic: topic.clone(),
+                                                    source,
+                                                })?;
+                                        }
+                                    }
+                                    Event::Incoming(Packet::Publish(publish)) => {
+                                        messages += 1;
+                                        let limits = DecodeLimits {
+                                            max_payload_bytes: config.max_payload_bytes,
+                                            now_ms: now_ms(),
+                                            validation,
+                                        };
+                                        let record = to_record(&publish, acks.as_ref(), &limits, &metrics);
+                                        match out.try_reserve() {
+                                            Ok(permit) if stash.is_empty() => permit.send(record),
+                                            _ => {
+                                                stash.push_back(record);
+                                                metrics.stashed.set(stash.len() as i64);
+                                            }
+                                        }
+                                    }
+                                    _ => {}
+                                }
+                                // Polling again returns what the last read brought, at once.
+                                if eventloop.state.events.is_empty()
+                                    || stash.len() >= config.stash_capacity
+                                {
+                                    break;
+                                }
+                                match eventloop.poll().await {
+                                    Ok(next) => event = next,
+                                    Err(e) => return Ok(Some(e)),
+                                }
+                            }
+                            tracing::Span::current().record("messages", messages);
+                            Ok::<_, IngestError>(None)
                         }
+                        .instrument(span)
+                        .await?
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
+                    Err(e) => Some(e),
+                };
+                if let Some(e) = failed {
                     metrics.connected.set(0);
-                    metrics.reconnects.with_label_values(&["mqtt"]).inc();
+                    reconnects.inc();
                     if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE_CONNECTION) {
                         backoff = config.reconnect_initial_ms;
                     }
@@ -218,7 +255,7 @@ pub async fn run_mqtt(
                     }
                     backoff = (backoff * 2).min(config.reconnect_max_ms);
                 }
-            },
+            }
         }
     }
     // Hand over what is stashed, then let the pipeline finish; keep polling so acks go out.
@@ -300,13 +337,12 @@ fn to_record(
         _ => None,
     };
     let topic = publish.topic.as_str();
-    let kind_label = parse_topic(topic).map_or("unknown", |p| p.kind.as_str());
     let arrival = Arrival {
         transport: Transport::Mqtt,
         source: topic.to_owned(),
         payload: &publish.payload,
         received_at_ms: limits.now_ms,
-        kind_label,
+        kind: parse_topic(topic).ok().map(|p| p.kind),
     };
     record::to_record(
         arrival,

@@ -1,7 +1,7 @@
 //! Turning a decoded (or rejected) message into a record, the same for every transport.
 
 use ioc_schemas::{
-    Ack, DeadLetter, District, Ingested, IngestedReading, Reading, Rejection, Transport,
+    Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Reading, Rejection, Transport,
 };
 
 use crate::metrics::IngestMetrics;
@@ -13,8 +13,9 @@ pub(crate) struct Arrival<'a> {
     pub source: String,
     pub payload: &'a [u8],
     pub received_at_ms: u64,
-    /// The kind the transport says the message is, for metrics; `unknown` when it cannot say.
-    pub kind_label: &'static str,
+    /// The kind the transport says the message is, for metrics; `None` (`unknown`) when it
+    /// cannot say.
+    pub kind: Option<Kind>,
 }
 
 /// Counts the message and builds the record: a reading, or a dead letter with its reason.
@@ -24,17 +25,11 @@ pub(crate) fn to_record(
     ack: Option<Ack>,
     metrics: &IngestMetrics,
 ) -> Ingested {
-    let transport = arrival.transport.as_str();
-    metrics
-        .received
-        .with_label_values(&[transport, arrival.kind_label])
-        .inc();
+    let counters = metrics.messages(arrival.transport);
+    counters.received(arrival.kind).inc();
     match decoded {
         Ok((reading, district)) => {
-            metrics
-                .accepted
-                .with_label_values(&[transport, arrival.kind_label])
-                .inc();
+            counters.accepted(arrival.kind).inc();
             Ingested::Reading(
                 IngestedReading {
                     reading,
@@ -49,10 +44,7 @@ pub(crate) fn to_record(
             )
         }
         Err(rejection) => {
-            metrics
-                .rejected
-                .with_label_values(&[transport, arrival.kind_label, rejection.code.as_str()])
-                .inc();
+            counters.rejected(arrival.kind, rejection.code).inc();
             tracing::debug!(source = %arrival.source, reason = %rejection, "rejected message");
             Ingested::DeadLetter(
                 DeadLetter::new(

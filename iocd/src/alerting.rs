@@ -10,6 +10,7 @@ use ioc_schemas::{AlertEvent, Department};
 use ioc_store::{department_code, AlertEventRow, Spool, SpoolRow, WebhookAttemptRow};
 use prometheus::IntCounter;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 /// The API's device directory, which follows every registry change.
 struct Registry(DeviceDirectory);
@@ -131,21 +132,27 @@ impl Alerting {
         // The pipeline holds its own handles; the manager stops once they are dropped.
         drop(alerts);
         let event_spool = spool.clone();
-        let events_task = tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                if let Some(spool) = &event_spool {
-                    spool.append(&SpoolRow::AlertEvent(AlertEventRow::from(&event)), None);
-                }
-                feed.publish_alert(event);
-            }
-        });
-        let attempts_task = tokio::spawn(async move {
-            while let Some(row) = attempts.recv().await {
-                if let Some(spool) = &spool {
-                    spool.append(&SpoolRow::WebhookAttempt(row), None);
+        let events_task = tokio::spawn(
+            async move {
+                while let Some(event) = events.recv().await {
+                    if let Some(spool) = &event_spool {
+                        spool.append(&SpoolRow::AlertEvent(AlertEventRow::from(&event)), None);
+                    }
+                    feed.publish_alert(event);
                 }
             }
-        });
+            .instrument(tracing::info_span!("alert_events_out")),
+        );
+        let attempts_task = tokio::spawn(
+            async move {
+                while let Some(row) = attempts.recv().await {
+                    if let Some(spool) = &spool {
+                        spool.append(&SpoolRow::WebhookAttempt(row), None);
+                    }
+                }
+            }
+            .instrument(tracing::info_span!("webhook_attempts_out")),
+        );
         (task, vec![events_task, attempts_task])
     }
 }

@@ -23,7 +23,6 @@ use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowGap, WindowRo
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::pipeline::feed_stored;
 
 /// Where the recomputed windows and KPIs go: those that fit in the range, to ClickHouse.
 #[derive(Clone)]
@@ -192,12 +191,13 @@ async fn recompute(
         }
     };
     report(0);
-    let (readings, _) = feed_stored(&mut cursor, &tx, |n| {
-        if n % 1_000 == 0 {
-            report(n);
-        }
-    })
-    .await?;
+    let (readings, _) = cursor
+        .feed(&tx, ioc_ingest::decode_stored, |n| {
+            if n % 1_000 == 0 {
+                report(n);
+            }
+        })
+        .await?;
     report(readings);
     drop(tx);
     tokio::task::spawn_blocking(move || dataflow.join())

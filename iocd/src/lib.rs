@@ -6,6 +6,7 @@ pub mod backfill;
 pub mod broker;
 pub mod config;
 pub mod config_reference;
+mod history;
 pub mod instance;
 pub mod pipeline;
 pub mod registry;

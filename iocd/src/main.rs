@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use figment::providers::Serialized;
 use figment::Figment;
 use iocd::config::{self, Config};
+use tracing::Instrument;
 
 /// mimalloc (v3): the hot path allocates a reading's strings on ingest's threads and frees
 /// them on the dataflow's; glibc's malloc made that the largest cost of a worker
@@ -288,15 +289,18 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
     let simulator = config.simulator.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sim = tokio::spawn(async move {
-        // Give the broker and the subscription a moment before the fleet starts talking.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let mut stop = stop_rx;
-        ioc_simulator::publish_mqtt(&simulator, &host, port, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-    });
+    let sim = tokio::spawn(
+        async move {
+            // Give the broker and the subscription a moment before the fleet starts talking.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut stop = stop_rx;
+            ioc_simulator::publish_mqtt(&simulator, &host, port, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+        }
+        .instrument(tracing::info_span!("demo_simulator")),
+    );
     let shutdown = async move {
         ctrl_c().await;
         let _ = stop_tx.send(true);

@@ -7,22 +7,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ioc_dashboard_api::{ApiState, LiveFeed, UnknownDevices};
-use ioc_dataflow::DataflowConfig;
 use ioc_dataflow::{DataflowMetrics, Observation, Outputs, SystemClock};
-use ioc_ingest::decode_reading;
 use ioc_ingest::IngestMetrics;
 use ioc_schemas::{
     Ack, DeadLetter, District, Ingested, IngestedReading, Kind, Kpi, SourceMark, SourceState,
-    ValidationLimits, WindowResult,
+    WindowResult,
 };
 use ioc_store::{
-    DeadLetterRow, LateReadingRow, ReadingRow, ReplayCursor, Spool, SpoolMetrics, SpoolRow, Store,
-    StoreMetrics, StoredReading, WindowRow,
+    DeadLetterRow, DisplayChain, Spool, SpoolMetrics, SpoolRow, Store, StoreMetrics, WindowRow,
 };
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::registry::{ChangeStore, LocalCopy};
@@ -41,13 +39,24 @@ struct PipelineOutputs {
     unknown: UnknownDevices,
     /// The alert manager, when alerts are on.
     alerts: Option<ioc_alerts::Alerts>,
-    /// `ioc_pipeline_unstored_total{record}`: records acknowledged without a store (demo).
-    unstored: IntCounterVec,
+    /// `ioc_pipeline_unstored_total{record}`: records acknowledged without a store (demo);
+    /// present when there is no spool.
+    unstored: Option<Unstored>,
 }
 
-impl PipelineOutputs {
-    fn unstored(&self, record: &str, ack: Option<Ack>) {
-        self.unstored.with_label_values(&[record]).inc();
+/// `ioc_pipeline_unstored_total` by `record`, resolved once: it counts per message.
+#[derive(Clone)]
+struct Unstored {
+    readings: IntCounter,
+    dead_letters: IntCounter,
+}
+
+impl Unstored {
+    /// Counts a record acknowledged without being stored, and acknowledges it.
+    fn count(counter: Option<&IntCounter>, ack: Option<Ack>) {
+        if let Some(counter) = counter {
+            counter.inc();
+        }
         if let Some(ack) = ack {
             ack.done();
         }
@@ -56,20 +65,9 @@ impl PipelineOutputs {
 
 impl Outputs for PipelineOutputs {
     fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>) {
-        let Some(spool) = &self.spool else {
-            return self.unstored("reading", ack);
-        };
-        let row = SpoolRow::Reading(ReadingRow::new(&reading, late_behind.is_some()));
-        match late_behind {
-            None => spool.append(&row, ack),
-            Some(watermark) => {
-                // Rows are committed in order: acknowledging the ledger entry covers both.
-                spool.append(&row, None);
-                spool.append(
-                    &SpoolRow::LateReading(LateReadingRow::new(&reading, watermark)),
-                    ack,
-                );
-            }
+        match &self.spool {
+            Some(spool) => spool.append_reading(&reading, late_behind, ack),
+            None => Unstored::count(self.unstored.as_ref().map(|u| &u.readings), ack),
         }
     }
 
@@ -77,7 +75,7 @@ impl Outputs for PipelineOutputs {
         self.feed.publish_dead_letter(&letter);
         match &self.spool {
             Some(spool) => spool.append(&SpoolRow::DeadLetter(DeadLetterRow::from(&letter)), ack),
-            None => self.unstored("dead_letter", ack),
+            None => Unstored::count(self.unstored.as_ref().map(|u| &u.dead_letters), ack),
         }
     }
 
@@ -162,12 +160,14 @@ pub async fn run(
         &["record"],
     )?;
     registry.register(Box::new(unstored.clone()))?;
-    if config.clickhouse.is_none() {
-        // At 0 from the start where they can move (Prometheus alerts on rate() need them).
-        for record in ["reading", "dead_letter"] {
-            unstored.with_label_values(&[record]);
-        }
-    }
+    // At 0 from the start where they can move (Prometheus alerts on rate() need them).
+    let unstored = match &config.clickhouse {
+        None => Some(Unstored {
+            readings: unstored.with_label_values(&["reading"]),
+            dead_letters: unstored.with_label_values(&["dead_letter"]),
+        }),
+        Some(_) => None,
+    };
     let rebuild_gauges = RebuildGauges::new(&registry)?;
 
     let sources_on = [
@@ -187,11 +187,12 @@ pub async fn run(
     let stop_tx = Arc::new(stop_tx);
     {
         let stop_tx = Arc::clone(&stop_tx);
-        tokio::spawn(async move {
+        let watch = async move {
             shutdown.await;
             tracing::info!("shutting down: draining the pipeline");
             stop_tx.send_replace(true);
-        });
+        };
+        tokio::spawn(watch.instrument(tracing::info_span!("shutdown_watch")));
     }
     // In a cluster the first process puts out windows, KPIs and alerts, and takes registry
     // changes; the others read their share of the sources and store its rows.
@@ -210,17 +211,15 @@ pub async fn run(
         .clone()
         .map(ioc_alerts::api::router)
         .unwrap_or_default();
-    let api = tokio::spawn(ioc_dashboard_api::serve_with(
-        listener,
-        state.clone(),
-        extra_routes,
-        {
+    let api = tokio::spawn(
+        ioc_dashboard_api::serve_with(listener, state.clone(), extra_routes, {
             let mut stop = stop_rx.clone();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             }
-        },
-    ));
+        })
+        .instrument(tracing::info_span!("http_api")),
+    );
 
     if config.clickhouse.is_some() {
         state.expect_history_store();
@@ -276,7 +275,7 @@ pub async fn run(
     let store_task = match (&config.clickhouse, &spool) {
         (Some(cfg), Some(spool)) => {
             let (caught_up_tx, mut caught_up) = watch::channel(false);
-            let task = tokio::spawn(run_store_side(StoreSide {
+            let side = run_store_side(StoreSide {
                 reached: store.clone(),
                 config: cfg.clone(),
                 metrics: store_metrics.clone(),
@@ -288,7 +287,8 @@ pub async fn run(
                 caught_up: caught_up_tx,
                 stop: stop_rx.clone(),
                 may_drain: may_drain_rx,
-            }));
+            });
+            let task = tokio::spawn(side.instrument(tracing::info_span!("store_side")));
             if store.is_some() {
                 // What the last run spooled is stored before windows are rebuilt from
                 // ClickHouse.
@@ -343,13 +343,16 @@ pub async fn run(
         Some(_) => ChangeStore::ClickHouse(store_rx.clone()),
         None => ChangeStore::Unstored,
     };
-    let registry_service = tokio::spawn(crate::registry::serve_changes(
-        change_requests,
-        change_store,
-        to_dataflow,
-        devices.clone(),
-        copy.clone(),
-    ));
+    let registry_service = tokio::spawn(
+        crate::registry::serve_changes(
+            change_requests,
+            change_store,
+            to_dataflow,
+            devices.clone(),
+            copy.clone(),
+        )
+        .instrument(tracing::info_span!("registry_changes")),
+    );
 
     let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), spool.clone()));
 
@@ -367,10 +370,11 @@ pub async fn run(
     // The first process reads every process's stored readings back; the dataflow takes each
     // to its device's worker.
     let rebuild = match (&store, config.restart.rebuild_windows && first) {
-        (Some(store), true) => store
-            .newest_on_time_event_ms()
-            .await?
-            .map(|newest| rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms)),
+        (Some(store), true) => store.newest_on_time_event_ms().await?.map(|newest| {
+            config
+                .dataflow
+                .rebuild_from(newest, config.restart.rebuild_margin_ms)
+        }),
         _ => None,
     };
     // The stored windows the KPIs with long horizons need from before the rebuild.
@@ -404,15 +408,20 @@ pub async fn run(
         None => (None, None),
     };
     let gap_task = match (gap.filter(|_| first), &spool) {
-        (Some(gap), Some(spool)) => Some(tokio::spawn(crate::storage::fill_window_gap(GapFill {
-            gap,
-            store: store_rx.clone(),
-            spool: spool.clone(),
-            final_until,
-            config: config.clone(),
-            devices: devices.clone(),
-            copy,
-        }))),
+        (Some(gap), Some(spool)) => {
+            let fill = crate::storage::fill_window_gap(GapFill {
+                gap,
+                store: store_rx.clone(),
+                spool: spool.clone(),
+                final_until,
+                config: config.clone(),
+                devices: devices.clone(),
+                copy,
+            });
+            Some(tokio::spawn(
+                fill.instrument(tracing::info_span!("window_gap_fill")),
+            ))
+        }
         _ => None,
     };
     let dataflow = ioc_dataflow::spawn(
@@ -434,11 +443,13 @@ pub async fn run(
     // (a worker failed; in a cluster, another process is gone) stops iocd with its error.
     let dataflow = {
         let (stop, health) = (Arc::clone(&stop_tx), state.clone());
+        let span = tracing::info_span!("dataflow_join");
         tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let result = dataflow.join();
             if !*stop.borrow() {
                 let why = match &result {
-                    Err(e) => e.to_string(),
+                    Err(e) => DisplayChain(e).to_string(),
                     Ok(()) => "it ended".to_owned(),
                 };
                 tracing::error!(error = %why, "the dataflow stopped while running; stopping iocd");
@@ -494,29 +505,27 @@ pub async fn run(
     };
     let mut sources = Vec::new();
     if config.mqtt.enabled {
-        sources.push((
-            "mqtt",
-            tokio::spawn(ioc_ingest::run_mqtt(
-                config.mqtt.clone(),
-                input_tx.clone(),
-                ingest_metrics.clone(),
-                until(&stop_rx),
-                until(&drained_rx),
-            )),
-        ));
+        let mqtt = ioc_ingest::run_mqtt(
+            config.mqtt.clone(),
+            input_tx.clone(),
+            ingest_metrics.clone(),
+            until(&stop_rx),
+            until(&drained_rx),
+        );
+        let span = tracing::info_span!("mqtt_source", client_id = %config.mqtt.client_id);
+        sources.push(("mqtt", tokio::spawn(mqtt.instrument(span))));
     }
     if config.kafka.enabled() {
-        sources.push((
-            "kafka",
-            tokio::spawn(ioc_ingest::run_kafka(
-                config.kafka.clone(),
-                kafka_assignment(&config),
-                input_tx.clone(),
-                ingest_metrics.clone(),
-                until(&stop_rx),
-                until(&drained_rx),
-            )),
-        ));
+        let kafka = ioc_ingest::run_kafka(
+            config.kafka.clone(),
+            kafka_assignment(&config),
+            input_tx.clone(),
+            ingest_metrics.clone(),
+            until(&stop_rx),
+            until(&drained_rx),
+        );
+        let span = tracing::info_span!("kafka_consumer", group = %config.kafka.group_id);
+        sources.push(("kafka", tokio::spawn(kafka.instrument(span))));
     }
     if sources.is_empty() {
         anyhow::bail!("no source configured: enable [mqtt] or set kafka.brokers");
@@ -583,10 +592,10 @@ pub async fn run(
                 tracing::info!(rows = left, "rows left in the spool for the next start")
             }
             Some(Ok(Ok(Err(e)))) => {
-                tracing::error!(error = %e, "a store writer failed; rows stay in the spool")
+                tracing::error!(error = %DisplayChain(&e), "a store writer failed; rows stay in the spool")
             }
             Some(Ok(Err(e))) => {
-                tracing::error!(error = %e, "the store task failed; rows stay in the spool")
+                tracing::error!(error = %DisplayChain(&e), "the store task failed; rows stay in the spool")
             }
             Some(Err(_)) => tracing::warn!(
                 rows = left,
@@ -627,53 +636,6 @@ fn kafka_assignment(config: &Config) -> ioc_ingest::KafkaAssignment {
     ioc_ingest::KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
 }
 
-/// Feeds stored readings into the dataflow as replays (counted in windows, not stored again),
-/// calling `each` with the number read so far. Returns `(read, fed)`: a stored payload that no
-/// longer decodes is logged and left out.
-pub(crate) async fn feed_stored(
-    cursor: &mut ReplayCursor,
-    input: &mpsc::Sender<Ingested>,
-    mut each: impl FnMut(u64),
-) -> anyhow::Result<(u64, u64)> {
-    let (mut rows, mut fed) = (0u64, 0u64);
-    while let Some(stored) = cursor.next().await? {
-        rows += 1;
-        if let Some(record) = replayed(stored) {
-            input
-                .send(record)
-                .await
-                .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
-            fed += 1;
-        }
-        each(rows);
-    }
-    Ok((rows, fed))
-}
-
-/// A stored reading as a replay (counted in windows, not stored again); `None`, logged, for
-/// a payload that no longer decodes.
-fn replayed(stored: StoredReading) -> Option<Ingested> {
-    // Stored readings were valid when they arrived; only their shape is checked again.
-    let limits = ValidationLimits {
-        max_future_ms: u64::MAX / 4,
-        min_event_time_ms: 0,
-    };
-    match decode_reading(stored.payload.as_bytes(), usize::MAX, 0, &limits) {
-        Ok(reading) => Some(Ingested::Replayed(IngestedReading {
-            reading,
-            district: stored.district,
-            transport: stored.transport,
-            source: stored.source,
-            received_at_ms: stored.received_at_ms,
-            payload: stored.payload,
-        })),
-        Err(e) => {
-            tracing::warn!(error = %e, "a stored reading no longer decodes; left out");
-            None
-        }
-    }
-}
-
 /// Feeds the spooled on-time readings of the windows open at the last stop back into the
 /// dataflow, for a start without ClickHouse (see [`SpoolRebuild`]).
 async fn rebuild_from_spool(
@@ -682,24 +644,9 @@ async fn rebuild_from_spool(
     input: &mpsc::Sender<Ingested>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mut next, mut fed) = (Some(0u64), 0u64);
-    while let Some(from_seq) = next {
-        let batch = {
-            let spool = spool.clone();
-            tokio::task::spawn_blocking(move || {
-                spool.spooled_readings(from_seq, 10_000, plan.replay_from)
-            })
-            .await??
-        };
-        next = batch.1;
-        for record in batch.0.into_iter().filter_map(replayed) {
-            input
-                .send(record)
-                .await
-                .map_err(|_| anyhow::anyhow!("the dataflow stopped while replaying"))?;
-            fed += 1;
-        }
-    }
+    let fed = spool
+        .feed_readings(plan.replay_from, input, ioc_ingest::decode_stored)
+        .await?;
     tracing::info!(
         readings = fed,
         from = %ioc_schemas::format_rfc3339_ms(plan.replay_from),
@@ -708,29 +655,6 @@ async fn rebuild_from_spool(
         "rebuilt open windows from the spool"
     );
     Ok(())
-}
-
-/// Where the rebuild starts: early enough that every window ending after `margin_ms` before the
-/// watermark the stored readings imply starts after it, aligned down to every window's slide.
-/// Windows starting before it are left out of the rebuild (they closed before the stop).
-pub(crate) fn rebuild_from(newest_ms: u64, config: &DataflowConfig, margin_ms: u64) -> u64 {
-    fn gcd(a: u64, b: u64) -> u64 {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
-    }
-    let windows = config.effective_windows();
-    let span = windows
-        .iter()
-        .fold(1, |lcm, w| lcm / gcd(lcm, w.slide()) * w.slide());
-    let longest = windows.iter().map(|w| w.size_ms).max().unwrap_or(0);
-    let t = newest_ms
-        .saturating_sub(config.allowed_lateness_ms)
-        .saturating_sub(margin_ms)
-        .saturating_sub(longest);
-    t - t % span
 }
 
 /// `ioc_pipeline_rebuild_rows` and `ioc_pipeline_rebuild_seconds`: 0 until a start-up
@@ -767,7 +691,9 @@ async fn rebuild_open_windows(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut cursor = store.replay_on_time_readings(from)?;
-    let (rows, replayed) = feed_stored(&mut cursor, input, |_| {}).await?;
+    let (rows, replayed) = cursor
+        .feed(input, ioc_ingest::decode_stored, |_| {})
+        .await?;
     let seconds = started.elapsed().as_secs_f64();
     gauges.rows.set(rows as i64);
     gauges.seconds.set(seconds);
@@ -801,14 +727,15 @@ fn admit_while_spool_has_room(
     input: mpsc::Sender<Ingested>,
 ) -> mpsc::Sender<Ingested> {
     let (tx, mut rx) = mpsc::channel::<Ingested>(256);
-    tokio::spawn(async move {
+    let gate = async move {
         while let Some(record) = rx.recv().await {
             spool.wait_for_room().await;
             if input.send(record).await.is_err() {
                 break;
             }
         }
-    });
+    };
+    tokio::spawn(gate.instrument(tracing::info_span!("spool_admission")));
     tx
 }
 
@@ -837,7 +764,7 @@ fn spawn_health(
             ingest.kafka_connected.clone(),
         ),
     ];
-    tokio::spawn(async move {
+    let refresh = async move {
         loop {
             if let Some(spool) = &spool {
                 spool.refresh_metrics();
@@ -863,7 +790,8 @@ fn spawn_health(
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
+    };
+    tokio::spawn(refresh.instrument(tracing::info_span!("health")))
 }
 
 /// The `clickhouse` health component: what, if anything, keeps rows out of ClickHouse, and
@@ -903,31 +831,4 @@ async fn finish_api(
 ) -> anyhow::Result<()> {
     api.await.context("http task")??;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rebuild_starts_a_window_before_the_watermark_on_every_slide() {
-        use ioc_schemas::WindowSpec;
-        let t = |h: u64, m: u64, s: u64| ((h * 60 + m) * 60 + s) * 1000;
-        let tumbling = DataflowConfig {
-            allowed_lateness_ms: 10_000,
-            windows: vec![WindowSpec::MINUTE, WindowSpec::tumbling(900_000)],
-            ..DataflowConfig::default()
-        };
-        // Newest 10:37:30 → watermark 10:37:20 → minus the 60 s margin and the 15-minute
-        // window 10:21:20 → on a 15-minute boundary 10:15:00.
-        assert_eq!(rebuild_from(t(10, 37, 30), &tumbling, 60_000), t(10, 15, 0));
-        assert_eq!(rebuild_from(5_000, &tumbling, 60_000), 0);
-        let sliding = DataflowConfig {
-            windows: vec![WindowSpec::sliding(900_000, 60_000)],
-            ..tumbling
-        };
-        // The same, on a boundary of both the minute slide and the 5-minute KPI base windows
-        // that are always computed: 10:20:00.
-        assert_eq!(rebuild_from(t(10, 37, 30), &sliding, 60_000), t(10, 20, 0));
-    }
 }

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use ioc_dashboard_api::RegistryRequest;
-use ioc_schemas::{parse_fleet, Device, DeviceChange, DEFAULT_FLEET_JSON};
+use ioc_schemas::{parse_fleet, Device, DeviceChange};
+use ioc_simulator::DA_NANG_FLEET_JSON;
 use ioc_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// A fleet file (a JSON array of devices, see `schemas/json/device.schema.json`) to start
-    /// from; the checked-in Da Nang fleet (`registry/da_nang.json`) when absent.
+    /// from; the checked-in Da Nang fleet (`simulator/registry/da_nang.json`) when absent.
     pub path: Option<PathBuf>,
     /// Capacity of the bounded queue of changes into the dataflow; an API change waits while
     /// it is full.
@@ -53,7 +54,7 @@ pub async fn initial_devices(
     let text = match &config.path {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the fleet file {}", path.display()))?,
-        None => DEFAULT_FLEET_JSON.to_owned(),
+        None => DA_NANG_FLEET_JSON.to_owned(),
     };
     let file = parse_fleet(&text).with_context(|| match &config.path {
         Some(path) => format!("fleet file {}", path.display()),
@@ -181,7 +182,10 @@ async fn apply(
         store
             .save_device_change(change, ioc_schemas::now_ms())
             .await
-            .map_err(|e| format!("not stored, so not applied: {e}"))?;
+            .map_err(|e| {
+                let e = ioc_store::DisplayChain(&e);
+                format!("not stored, so not applied: {e}")
+            })?;
     }
     dataflow
         .send(change.clone())

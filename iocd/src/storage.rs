@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use ioc_dashboard_api::ApiState;
 use ioc_schemas::Device;
-use ioc_store::{ClickHouseConfig, Spool, Store, StoreError, StoreMetrics, WindowGap};
+use ioc_store::{
+    ClickHouseConfig, DisplayChain, Spool, Store, StoreError, StoreMetrics, WindowGap,
+};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::config::Config;
+use crate::history::StoreHistory;
 use crate::registry::LocalCopy;
 
 /// Why ClickHouse was last found unreachable (`None`: not tried yet, or reached).
@@ -50,8 +54,8 @@ pub(crate) async fn connect_store(
                 return Ok(Some(store));
             }
             Err(e) if e.is_retryable() => {
-                note(unreachable, Some(e.to_string()));
-                tracing::warn!(error = %e, url = %config.url, "clickhouse not reachable; retrying");
+                note(unreachable, Some(DisplayChain(&e).to_string()));
+                tracing::warn!(error = %DisplayChain(&e), url = %config.url, "clickhouse not reachable; retrying");
                 tokio::select! {
                     _ = stop.wait_for(|s| *s) => return Ok(None),
                     () = tokio::time::sleep(delay) => {}
@@ -59,7 +63,7 @@ pub(crate) async fn connect_store(
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
-                note(unreachable, Some(e.to_string()));
+                note(unreachable, Some(DisplayChain(&e).to_string()));
                 return Err(e);
             }
         }
@@ -115,7 +119,7 @@ pub(crate) async fn run_store_side(side: StoreSide) -> Result<(), StoreError> {
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     // Live on and keep spooling: an operator can fix the schema meanwhile.
-                    tracing::error!(error = %e, "cannot prepare the clickhouse schema; retrying in 30 s");
+                    tracing::error!(error = %DisplayChain(&e), "cannot prepare the clickhouse schema; retrying in 30 s");
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(30)) => {}
@@ -124,11 +128,15 @@ pub(crate) async fn run_store_side(side: StoreSide) -> Result<(), StoreError> {
             }
         },
     };
-    state.set_history_store(store.clone());
+    // The API reads history through its own interface; it never sees the store.
+    state.set_history_source(Arc::new(StoreHistory::new(store.clone())));
     store_tx.send_replace(Some(store.clone()));
     if config.retention.enabled {
         let every = Duration::from_secs(config.retention.check_every_s);
-        tokio::spawn(keep_retention(store.clone(), every, stop.clone()));
+        tokio::spawn(
+            keep_retention(store.clone(), every, stop.clone())
+                .instrument(tracing::info_span!("retention")),
+        );
     }
     tokio::select! {
         _ = may_drain.wait_for(|m| *m) => {}
@@ -146,7 +154,7 @@ pub(crate) async fn run_store_side(side: StoreSide) -> Result<(), StoreError> {
 async fn keep_retention(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
         if let Err(e) = store.enforce_retention(ioc_schemas::now_ms()).await {
-            tracing::warn!(error = %e, "retention check failed; trying again at the next");
+            tracing::warn!(error = %DisplayChain(&e), "retention check failed; trying again at the next");
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -179,8 +187,9 @@ pub(crate) async fn plan_window_gap(
     let (false, true, Some(newest)) = (reached, config.restart.rebuild_windows, newest) else {
         return Ok((earlier, None));
     };
-    let replay_from =
-        crate::pipeline::rebuild_from(newest, &config.dataflow, config.restart.rebuild_margin_ms);
+    let replay_from = config
+        .dataflow
+        .rebuild_from(newest, config.restart.rebuild_margin_ms);
     // The readings after the newest one that left for ClickHouse are all in the spool.
     let live_from = spool
         .newest_on_time_deleted_ms()
@@ -289,6 +298,6 @@ pub(crate) async fn fill_window_gap(fill: GapFill) {
         }
     }
     if let Err(e) = spool.set_window_gap(None).await {
-        tracing::warn!(error = %e, "cannot clear the recomputed windows from the spool; they will be recomputed again");
+        tracing::warn!(error = %DisplayChain(&e), "cannot clear the recomputed windows from the spool; they will be recomputed again");
     }
 }

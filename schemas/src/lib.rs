@@ -36,7 +36,7 @@ pub use reading::{
 };
 pub use registry::{
     fleet_json, parse_fleet, Department, Device, DeviceChange, FleetError, InvalidDevice,
-    WaterClass, DEFAULT_FLEET_JSON,
+    WaterClass,
 };
 pub use reject::{RejectCode, Rejection};
 pub use topic::{parse_topic, reading_topic, TopicParts, TOPIC_PREFIX};

@@ -1,8 +1,8 @@
 //! The device registry: what each device is, where it stands and who owns it.
 //!
-//! The city's fleet ships as a checked-in JSON file (`registry/da_nang.json`, see
-//! [`DEFAULT_FLEET_JSON`]); operators change it at run time through the API. Readings are
-//! enriched from it inside the dataflow.
+//! A fleet is a JSON array of devices ([`parse_fleet`], [`fleet_json`]); the city's ships with
+//! the simulator, which generates it (`simulator/registry/da_nang.json`), and operators change
+//! it at run time through the API. Readings are enriched from it inside the dataflow.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::district::District;
 use crate::reading::{check_id, Kind, Medium};
-
-/// The checked-in description of Da Nang's fleet.
-pub const DEFAULT_FLEET_JSON: &str = include_str!("../../registry/da_nang.json");
 
 /// A city department that owns devices and receives their alerts.
 #[derive(
@@ -379,15 +376,5 @@ mod tests {
         assert!(matches!(parse_fleet(&text), Err(FleetError::Duplicate(_))));
         let extra = r#"[{"id":"x","kind":"sensor","name":"x","district":"hai_chau","lat":0,"lon":0,"department":"transport","expected_interval_s":1,"colour":"red"}]"#;
         assert!(matches!(parse_fleet(extra), Err(FleetError::Json(_))));
-    }
-
-    #[test]
-    fn the_checked_in_fleet_is_valid() {
-        let fleet = parse_fleet(DEFAULT_FLEET_JSON).unwrap();
-        let junctions = fleet
-            .values()
-            .filter(|d| d.kind == Kind::TrafficSignal)
-            .count();
-        assert_eq!(junctions, 166);
     }
 }

@@ -145,10 +145,12 @@ impl SimulatorConfig {
     /// The registry of the fleet this config publishes (`Fleet::da_nang(seed)`), with the
     /// intervals it actually sends at ([`Fleet::paced`]). In real-time mode at a
     /// `rate_per_s` of at least the fleet's natural rate (the default 200 is), its intervals
-    /// are those of the checked-in `registry/da_nang.json` (which holds seed 42's
+    /// are those of the checked-in `simulator/registry/da_nang.json` (which holds seed 42's
     /// positions); a lower ceiling stretches them, and a demo must then register these.
     pub fn registry(&self) -> Vec<ioc_schemas::Device> {
-        Fleet::da_nang(self.seed).paced(self).registry()
+        Fleet::da_nang(self.seed)
+            .paced(self.real_time, self.rate_per_s)
+            .registry()
     }
 }
 

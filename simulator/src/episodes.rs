@@ -1558,7 +1558,7 @@ mod reading_tests {
         }
     }
 
-    /// The `crowd_gathering` alerts of `alerts/rules/da_nang.toml` on these readings: a
+    /// The `crowd_gathering` alerts of `alert-engine/rules/da_nang.toml` on these readings: a
     /// detection counting more than 1 breaches (an alert opens, if none is open); the alert
     /// clears 900 s (`clear_after_s`) after the last detection. Per camera: (opened, cleared)
     /// in minutes from `start`, the last `None` while still open at `end`.

@@ -5,7 +5,6 @@
 
 use ioc_schemas::{Department, Device, District, Kind, Medium, WaterClass};
 
-use crate::config::SimulatorConfig;
 use crate::error::SimulatorError;
 use crate::rng::Rng;
 
@@ -778,7 +777,7 @@ impl Fleet {
     /// least of an exponential gap of mean `m` and the heartbeat's `k m` (`k` = 2 quiet
     /// intervals), whose mean is `m (1 − e^−k)`. About 27.5 for Da Nang's fleet.
     pub fn natural_rate_per_s(&self) -> f64 {
-        let k = crate::generator::HEARTBEAT_AFTER_GAPS as f64;
+        let k = HEARTBEAT_AFTER_GAPS as f64;
         self.devices
             .iter()
             .map(|d| {
@@ -792,16 +791,16 @@ impl Fleet {
             .sum()
     }
 
-    /// The fleet as `cfg` makes it send. In real-time mode `rate_per_s` is a ceiling: when
+    /// The fleet as a simulator sends it. In real-time mode `rate_per_s` is a ceiling: when
     /// the fleet's natural rate is above it, every interval is stretched by natural rate /
     /// `rate_per_s` and rounded up to whole seconds, so the fleet sends at most `rate_per_s`
     /// and [`Fleet::registry`] of the result declares the intervals actually sent at.
     /// Otherwise (a ceiling at or above the natural rate, or not real time, where the rate
     /// sets how fast simulated time runs instead) the fleet is unchanged.
-    pub fn paced(mut self, cfg: &SimulatorConfig) -> Fleet {
+    pub fn paced(mut self, real_time: bool, rate_per_s: f64) -> Fleet {
         let natural = self.natural_rate_per_s();
-        if cfg.real_time && cfg.rate_per_s > 0.0 && natural > cfg.rate_per_s {
-            let stretch = natural / cfg.rate_per_s;
+        if real_time && rate_per_s > 0.0 && natural > rate_per_s {
+            let stretch = natural / rate_per_s;
             for d in &mut self.devices {
                 // Less a hair, so that an exact product is not rounded up a whole second.
                 let s = (f64::from(d.interval_s) * stretch - 1e-9).ceil();
@@ -834,7 +833,7 @@ impl Fleet {
         })
     }
 
-    /// The fleet as registry entries. `registry/da_nang.json` holds these for
+    /// The fleet as registry entries. `registry/da_nang.json` (in this crate) holds these for
     /// [`REGISTRY_SEED`]'s positions; ids, names and intervals are the same for every seed.
     /// For a fleet [`paced`](Fleet::paced) below its natural rate, the entries declare the
     /// stretched intervals.
@@ -903,6 +902,11 @@ fn place(rng: &mut Rng, d: District) -> (f64, f64) {
     (lat + rng.range(-dlat, dlat), lon + rng.range(-dlon, dlon))
 }
 
+/// A camera that has sent nothing for this many mean gaps sends a heartbeat (as ONVIF and
+/// camera platforms keep their link alive), so a healthy camera is never silent for the
+/// three intervals that make a device offline.
+pub const HEARTBEAT_AFTER_GAPS: u64 = 2;
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -913,14 +917,14 @@ mod tests {
     #[test]
     fn the_checked_in_registry_is_the_simulated_fleet() {
         let expected = ioc_schemas::fleet_json(&Fleet::da_nang(REGISTRY_SEED).registry());
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../registry/da_nang.json");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/registry/da_nang.json");
         if std::env::var_os("IOC_BLESS").is_some() {
             std::fs::write(path, &expected).unwrap();
         }
         let actual = std::fs::read_to_string(path).unwrap();
         assert!(
             actual == expected,
-            "registry/da_nang.json is stale: run IOC_BLESS=1 cargo test -p ioc-simulator"
+            "simulator/registry/da_nang.json is stale: run IOC_BLESS=1 cargo test -p ioc-simulator"
         );
         // Ids, names and intervals do not depend on the seed.
         let other: Vec<_> = Fleet::da_nang(7)

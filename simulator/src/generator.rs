@@ -8,7 +8,7 @@ use ioc_schemas::{reading_topic, Body, EventTime, Reading, RejectCode};
 use crate::config::SimulatorConfig;
 use crate::episodes::{EpisodePlan, EpisodeWindow};
 use crate::error::SimulatorError;
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, HEARTBEAT_AFTER_GAPS};
 use crate::patterns::{make_body, DeviceState};
 use crate::rng::{splitmix64, Rng};
 
@@ -186,7 +186,7 @@ impl Generator {
                 "the fleet has no devices".to_owned(),
             ));
         }
-        let fleet = fleet.paced(cfg);
+        let fleet = fleet.paced(cfg.real_time, cfg.rate_per_s);
         let mut mix = seed ^ start_ms.rotate_left(23) ^ 0x5EED_F00D_0123_4567;
         let run_id = splitmix64(&mut mix) as u32;
         let mut rng = Rng::new(splitmix64(&mut mix));
@@ -605,11 +605,6 @@ fn break_range(body: &mut Body) {
         Body::Sensor(b) => b.value = 5e12,
     }
 }
-
-/// A camera that has sent nothing for this many mean gaps sends a heartbeat (as ONVIF and
-/// camera platforms keep their link alive), so a healthy camera is never silent for the
-/// three intervals that make a device offline.
-pub const HEARTBEAT_AFTER_GAPS: u64 = 2;
 
 /// The time to a camera's next message, µs, and whether it is a heartbeat: its events are a
 /// Poisson process of mean gap `gap`, and a heartbeat comes when none has come for
@@ -1108,7 +1103,7 @@ mod rate_tests {
         assert!(cfg.real_time && cfg.rate_per_s == 200.0);
         // The demo registers the checked-in registry: it declares what the fleet sends.
         let checked_in: Vec<ioc_schemas::Device> =
-            ioc_schemas::parse_fleet(ioc_schemas::DEFAULT_FLEET_JSON)
+            ioc_schemas::parse_fleet(crate::DA_NANG_FLEET_JSON)
                 .unwrap()
                 .into_values()
                 .collect();

@@ -17,7 +17,7 @@
 //!
 //! Pacing: with `real_time` (the demo default) event times follow the wall clock and every
 //! device sends at the interval its registry entry declares (`expected_interval_s`, in
-//! `registry/da_nang.json`), about 27.5 messages a second for the whole fleet; `rate_per_s`
+//! `simulator/registry/da_nang.json`), about 27.5 messages a second for the whole fleet; `rate_per_s`
 //! is a ceiling, and only one below that stretches every interval by a common factor
 //! ([`Fleet::paced`], whose registry, [`SimulatorConfig::registry`], declares the stretched
 //! intervals). Without `real_time` the intervals are kept, simulated time starts at
@@ -47,3 +47,8 @@ pub use fleet::{DeviceRole, Fleet, RiverGauge, SimDevice, REGISTRY_SEED};
 pub use generator::{scenario_readings, Generator, MalformedReason, MessageClass, SimMessage};
 pub use kafka::{publish_kafka, KafkaSink};
 pub use publish::{publish_mqtt, PublishReport};
+
+/// Da Nang's fleet as a registry (a JSON array of devices): [`Fleet::da_nang`] with
+/// [`REGISTRY_SEED`], checked in and kept equal to it by a test (`IOC_BLESS=1 cargo test -p
+/// ioc-simulator` rewrites it). `iocd` registers it when no `registry.path` is set.
+pub const DA_NANG_FLEET_JSON: &str = include_str!("../registry/da_nang.json");

@@ -11,7 +11,7 @@ use rumqttc::{
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::{sleep, sleep_until, timeout, Instant};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::SimulatorConfig;
 use crate::error::SimulatorError;
@@ -123,7 +123,9 @@ pub async fn publish_mqtt(
         Duration::from_millis(cfg.reconnect_backoff_initial_ms),
         Duration::from_millis(cfg.reconnect_backoff_max_ms),
     );
-    let mut driver = tokio::spawn(drive(eventloop, acked_tx, backoff));
+    let mut driver = tokio::spawn(
+        drive(eventloop, acked_tx, backoff).instrument(tracing::info_span!("simulator_mqtt")),
+    );
 
     info!(
         host,

@@ -1,6 +1,14 @@
-//! The crate's error type and the retryable/permanent split of ClickHouse failures.
+//! The crate's error types, the retryable/permanent split of ClickHouse failures, and
+//! [`DisplayChain`] for showing an error with its causes.
 
-/// What can go wrong talking to ClickHouse.
+use std::path::PathBuf;
+
+/// What can go wrong talking to ClickHouse, or reading back what was stored.
+///
+/// A variant's text says what was being done; the cause is its [`source`]
+/// (`std::error::Error::source`), so show the whole chain with [`DisplayChain`].
+///
+/// [`source`]: std::error::Error::source
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The configured database name would need quoting; it is interpolated into DDL.
@@ -12,7 +20,7 @@ pub enum StoreError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// ClickHouse (or the network to it) failed; `context` says what was being done.
-    #[error("clickhouse {context}: {source}")]
+    #[error("clickhouse {context}")]
     ClickHouse {
         /// What was being done, such as `migration 1 (initial tables)`.
         context: String,
@@ -34,29 +42,55 @@ pub enum StoreError {
         /// What is wrong with the row.
         reason: String,
     },
+    /// A stored row, as JSON, does not read back as what was written.
+    #[error("unreadable row in {table}")]
+    Json {
+        /// The table read.
+        table: &'static str,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A writer's task panicked or was cancelled.
-    #[error("the {table} writer task failed: {reason}")]
+    #[error("the {table} writer task failed")]
     WriterTask {
         /// The table the writer fills.
         table: &'static str,
-        /// The panic message or cancellation.
-        reason: String,
+        /// The panic or cancellation.
+        #[source]
+        source: tokio::task::JoinError,
     },
+    /// The dataflow's input closed while stored readings were fed back into it.
+    #[error("the dataflow stopped while replaying")]
+    ReplayStopped,
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed: network failures, timeouts, 5xx answers that
-    /// are not a ClickHouse exception, and ClickHouse exceptions of an overloaded or
-    /// recovering server. Schema and SQL errors, bad settings and closed writers are
-    /// permanent.
+    /// Whether trying again later may succeed, per variant:
+    ///
+    /// - `ClickHouse`: network failures, timeouts, 5xx answers that are not a ClickHouse
+    ///   exception, and exceptions of an overloaded or recovering server pass; schema and SQL
+    ///   errors do not ([`is_retryable_clickhouse`]).
+    /// - `InvalidDatabaseName`, `Config`: the same settings fail again.
+    /// - `Closed`: a stopped writer never takes rows again; new writers are needed.
+    /// - `Decode`, `Json`: the stored row stays as it is.
+    /// - `WriterTask`: a panic is a program fault; a cancellation happens only at shutdown.
+    /// - `ReplayStopped`: the dataflow that was fed is gone.
+    /// - `Spool`: see [`SpoolError::is_retryable`].
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::ClickHouse { source, .. } => is_retryable_clickhouse(source),
+            StoreError::Spool(e) => e.is_retryable(),
             StoreError::InvalidDatabaseName(_)
             | StoreError::Config(_)
             | StoreError::Closed { .. }
             | StoreError::Decode { .. }
-            | StoreError::WriterTask { .. } => false,
+            | StoreError::Json { .. }
+            | StoreError::WriterTask { .. }
+            | StoreError::ReplayStopped => false,
         }
     }
 
@@ -65,6 +99,86 @@ impl StoreError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// What went wrong with the spool file; the cause is the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The folder could not be made, or the committer thread started.
+    #[error("spool {path}: {context}")]
+    Io {
+        /// The spool file.
+        path: PathBuf,
+        /// What was being done.
+        context: &'static str,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file could not be opened, read or written: disk full, permissions, another
+    /// process holding it, a damaged file.
+    #[error("spool {path}")]
+    File {
+        /// The spool file.
+        path: PathBuf,
+        /// redb's error.
+        #[source]
+        source: redb::Error,
+    },
+    /// [`Spool::shutdown`](crate::Spool::shutdown) has closed the file.
+    #[error("spool {path} is shut down")]
+    ShutDown {
+        /// The spool file.
+        path: PathBuf,
+    },
+    /// The blocking task that wrote the file panicked or was cancelled.
+    #[error("spool {path}: the writing task failed")]
+    Task {
+        /// The spool file.
+        path: PathBuf,
+        /// The panic or cancellation.
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+impl SpoolError {
+    /// Whether trying again later may succeed: never without an operator. A spool that cannot
+    /// be written (disk full, permissions, a damaged file, another process holding it) needs
+    /// someone to act; a shut-down spool stays shut; a failed task is a program fault.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SpoolError::Io { .. }
+            | SpoolError::File { .. }
+            | SpoolError::ShutDown { .. }
+            | SpoolError::Task { .. } => false,
+        }
+    }
+}
+
+/// Shows an error with every cause after it, `what failed: why: why that`. Errors here keep
+/// their cause as a [`source`](std::error::Error::source) rather than in their text, so
+/// whatever logs or reports one as text shows it through this:
+/// `tracing::warn!(error = %DisplayChain(&e), ...)`. A cause whose text already ends the text
+/// before it (some errors repeat their source) is not shown twice.
+#[derive(Debug, Clone, Copy)]
+pub struct DisplayChain<'a>(pub &'a (dyn std::error::Error + Send + Sync + 'a));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            cause = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +281,23 @@ mod tests {
         assert_eq!(exception_code("Code: 60. DB::Exception"), Some(60));
         assert_eq!(exception_code("Code:81"), Some(81));
         assert_eq!(exception_code("503 Service Unavailable"), None);
+    }
+
+    #[test]
+    fn a_chain_shows_every_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = StoreError::clickhouse("reading the devices", Error::Network(Box::new(io)));
+        assert_eq!(e.to_string(), "clickhouse reading the devices");
+        assert_eq!(
+            DisplayChain(&e).to_string(),
+            "clickhouse reading the devices: network error: refused"
+        );
+        assert!(e.is_retryable());
+        let stopped = StoreError::ReplayStopped;
+        assert_eq!(
+            DisplayChain(&stopped).to_string(),
+            "the dataflow stopped while replaying"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn has_scope(family: KpiFamily) -> bool {
 impl Store {
     /// The newest version of each row matching `query`, oldest window first. Fails with
     /// [`StoreError::Config`] when `scope` is asked of a family without one, and with
-    /// [`StoreError::Decode`] on a row this version cannot read.
+    /// [`StoreError::Json`] on a row this version cannot read.
     pub async fn kpi_history(&self, query: &KpiHistoryQuery) -> Result<Vec<Kpi>, StoreError> {
         if query.scope.is_some() && !has_scope(query.family) {
             return Err(StoreError::Config(format!(
@@ -125,9 +125,8 @@ impl Store {
             .filter(|line| !line.is_empty())
             .map(|line| {
                 serde_json::from_slice(line)
-                    .map_err(|e| e.to_string())
                     .and_then(|row| kpi_of_row(query.family, row))
-                    .map_err(|reason| StoreError::Decode { table, reason })
+                    .map_err(|source| StoreError::Json { table, source })
             })
             .collect()
     }
@@ -136,14 +135,14 @@ impl Store {
 /// A KPI table's row (as `JSONEachRow` renders it) as the [`Kpi`] it was written from: the
 /// columns are the struct's fields, plus the `DateTime` copies of the window for analysts,
 /// with booleans as `UInt8`.
-fn kpi_of_row(family: KpiFamily, mut row: Map<String, Value>) -> Result<Kpi, String> {
+fn kpi_of_row(family: KpiFamily, mut row: Map<String, Value>) -> Result<Kpi, serde_json::Error> {
     row.remove("window_start");
     row.remove("window_end");
     if let Some(flag) = row.get_mut("exceeded") {
         *flag = Value::Bool(flag.as_u64().is_some_and(|v| v != 0));
     }
     row.insert("family".into(), Value::from(family.as_str()));
-    let mut kpi = serde_json::from_value(Value::Object(row)).map_err(|e| e.to_string())?;
+    let mut kpi = serde_json::from_value(Value::Object(row))?;
     // Not stored: the advice follows from the band.
     if let Kpi::Air(air) = &mut kpi {
         air.advice = air.band.map(|b| b.advice());

@@ -1,5 +1,5 @@
-//! KPI rows (one table per family, migration 3) and [`KpiWriter`], which routes any [`Kpi`]
-//! to its table's batched writer.
+//! KPI rows (one table per family, migration 3); `KpiWriter` (in the writer module) routes
+//! any [`ioc_schemas::Kpi`] to its table's batched writer.
 //!
 //! Every KPI table holds the struct's fields in order, with `window_start DateTime`,
 //! `window_start_ms UInt64`, `window_end DateTime` and `window_size_ms UInt64` after the
@@ -8,13 +8,11 @@
 
 use ioc_schemas::{
     AqiBand, AqiKpi, AqiPeriod, BridgeKpi, CameraKpi, Congestion, Department, DeviceStatus,
-    EpochMs, HealthKpi, HydrologyKpi, Kpi, Medium, Scope, TrafficKpi, WaterKpi,
+    EpochMs, HealthKpi, HydrologyKpi, Medium, Scope, TrafficKpi, WaterKpi,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::error::StoreError;
 use crate::rows::{district_code, position_code, seconds, StoreRow};
-use crate::writer::TableWriter;
 
 /// `Enum8` value of a KPI scope. Exhaustive, so a new variant fails to compile here: add it
 /// to the `SCOPE_ENUM` literal in a new migration.
@@ -537,68 +535,6 @@ impl From<&HealthKpi> for HealthKpiRow {
 
 impl StoreRow for HealthKpiRow {
     const TABLE: &'static str = "kpi_health";
-}
-
-/// Writes KPI results of every family: [`send`](Self::send) routes each to its table's
-/// batched, retrying [`TableWriter`] (one task per table, with the same backpressure and
-/// metrics as the other tables). No acknowledgement: KPIs are recomputed from stored
-/// windows, not redelivered by a source. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct KpiWriter {
-    pub(crate) traffic: TableWriter<TrafficKpiRow>,
-    pub(crate) camera: TableWriter<CameraKpiRow>,
-    pub(crate) aqi: TableWriter<AqiKpiRow>,
-    pub(crate) water: TableWriter<WaterKpiRow>,
-    pub(crate) hydrology: TableWriter<HydrologyKpiRow>,
-    pub(crate) bridge: TableWriter<BridgeKpiRow>,
-    pub(crate) health: TableWriter<HealthKpiRow>,
-}
-
-impl KpiWriter {
-    /// Queues a KPI for its table, waiting while that table's queue is full. Fails only when
-    /// the table's writer has stopped.
-    pub async fn send(&self, kpi: &Kpi) -> Result<(), StoreError> {
-        match kpi {
-            Kpi::Traffic(k) => self.traffic.send(k.into(), None).await,
-            Kpi::Camera(k) => self.camera.send(k.into(), None).await,
-            Kpi::Air(k) => self.aqi.send(k.into(), None).await,
-            Kpi::Water(k) => self.water.send(k.into(), None).await,
-            Kpi::Hydrology(k) => self.hydrology.send(k.into(), None).await,
-            Kpi::Bridge(k) => self.bridge.send(k.into(), None).await,
-            Kpi::Health(k) => self.health.send(k.into(), None).await,
-        }
-    }
-
-    /// [`send`](Self::send) for threads outside the async runtime, such as timely workers:
-    /// blocks the thread while the table's queue is full.
-    ///
-    /// # Panics
-    ///
-    /// When called from within an async context (tokio forbids blocking there).
-    pub fn blocking_send(&self, kpi: &Kpi) -> Result<(), StoreError> {
-        match kpi {
-            Kpi::Traffic(k) => self.traffic.blocking_send(k.into(), None),
-            Kpi::Camera(k) => self.camera.blocking_send(k.into(), None),
-            Kpi::Air(k) => self.aqi.blocking_send(k.into(), None),
-            Kpi::Water(k) => self.water.blocking_send(k.into(), None),
-            Kpi::Hydrology(k) => self.hydrology.blocking_send(k.into(), None),
-            Kpi::Bridge(k) => self.bridge.blocking_send(k.into(), None),
-            Kpi::Health(k) => self.health.blocking_send(k.into(), None),
-        }
-    }
-
-    /// The table a KPI goes to.
-    pub fn table_of(kpi: &Kpi) -> &'static str {
-        match kpi {
-            Kpi::Traffic(_) => TrafficKpiRow::TABLE,
-            Kpi::Camera(_) => CameraKpiRow::TABLE,
-            Kpi::Air(_) => AqiKpiRow::TABLE,
-            Kpi::Water(_) => WaterKpiRow::TABLE,
-            Kpi::Hydrology(_) => HydrologyKpiRow::TABLE,
-            Kpi::Bridge(_) => BridgeKpiRow::TABLE,
-            Kpi::Health(_) => HealthKpiRow::TABLE,
-        }
-    }
 }
 
 /// The enums without an `ALL` list in `ioc-schemas`, in declaration order (for the tests that

@@ -83,26 +83,26 @@ mod writer;
 
 pub use alerts::{AlertEventRow, WebhookAttemptRow};
 pub use config::ClickHouseConfig;
-pub use error::{is_retryable_clickhouse, StoreError};
+pub use error::{is_retryable_clickhouse, DisplayChain, SpoolError, StoreError};
 pub use history::{
     has_scope, kpi_table, DeadLetterQuery, KpiHistoryQuery, DEAD_LETTERS_MAX_ROWS,
     KPI_HISTORY_MAX_ROWS,
 };
 pub use kpi::{
     department_code, AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow,
-    KpiWriter, TrafficKpiRow, WaterKpiRow,
+    TrafficKpiRow, WaterKpiRow,
 };
 pub use metrics::StoreMetrics;
 pub use migrate::{bootstrap_sql, migrate, migrations, Migration, MigrationReport};
 pub use registry::{DeviceRow, StoredRegistry};
-pub use replay::{ReplayCursor, StoredReading};
+pub use replay::{DecodeStored, ReplayCursor, StoredReading};
 pub use retention::{DroppedPartition, RetentionConfig};
 pub use rows::{
     district_code, kind_code, transport_code, DeadLetterRow, LateReadingRow, ReadingRow, StoreRow,
     WindowRow,
 };
-pub use spool::{Spool, SpoolBacklog, SpoolConfig, SpoolError, SpoolMetrics, SpoolRow, WindowGap};
-pub use writer::{TableWriter, WriterTasks, Writers};
+pub use spool::{Spool, SpoolBacklog, SpoolConfig, SpoolMetrics, SpoolRow, WindowGap};
+pub use writer::{KpiWriter, TableWriter, WriterTasks, Writers};
 
 /// Example analyst queries over the KPI tables, separated by `;`, each after a `-- ` line
 /// saying what it answers; tables are prefixed with the database `ioc.`.

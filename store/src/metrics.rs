@@ -1,6 +1,9 @@
 //! Prometheus metrics of the writers, labelled by table (and failure kind).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
 
 use crate::StoreRow;
 
@@ -43,7 +46,34 @@ pub struct StoreMetrics {
     pub(crate) retention_dropped: IntCounterVec,
 }
 
+/// One table's series, resolved once so a writer task never looks a label up.
+#[derive(Debug, Clone)]
+pub(crate) struct TableMetrics {
+    pub(crate) rows_written: IntCounter,
+    pub(crate) batch_seconds: Histogram,
+    pub(crate) retryable_failures: IntCounter,
+    pub(crate) permanent_failures: IntCounter,
+    pub(crate) queue_rows: IntGauge,
+    pub(crate) failing: IntGauge,
+}
+
 impl StoreMetrics {
+    /// The series of `table`.
+    pub(crate) fn table(&self, table: &str) -> TableMetrics {
+        TableMetrics {
+            rows_written: self.rows_written.with_label_values(&[table]),
+            batch_seconds: self.batch_seconds.with_label_values(&[table]),
+            retryable_failures: self
+                .batch_failures
+                .with_label_values(&[table, FAILURE_KINDS[0]]),
+            permanent_failures: self
+                .batch_failures
+                .with_label_values(&[table, FAILURE_KINDS[1]]),
+            queue_rows: self.queue_rows.with_label_values(&[table]),
+            failing: self.failing.with_label_values(&[table]),
+        }
+    }
+
     /// The tables whose current batch is failing to insert (ClickHouse down or refusing).
     pub fn failing_tables(&self) -> Vec<String> {
         use prometheus::core::Collector;

@@ -187,7 +187,7 @@ pub fn migrations(db: &str) -> Result<Vec<Migration>, StoreError> {
         Migration {
             version: 4,
             name: "alert_events, webhook_attempts",
-            statements: crate::alerts::alert_tables(db),
+            statements: alert_tables(db),
         },
         Migration {
             version: 5,
@@ -606,10 +606,71 @@ fn added_column<'a>(db: &str, sql: &'a str) -> Option<(&'a str, &'a str)> {
     Some((table, column))
 }
 
+/// Migration 4: the alert lifecycle and webhook attempts.
+fn alert_tables(db: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.alert_events (\
+             event_id String, \
+             alert_id String, \
+             rule_id String, \
+             entity_id String, \
+             district Nullable({DISTRICT_ENUM}), \
+             department {DEPARTMENT_ENUM}, \
+             category {CATEGORY_ENUM}, \
+             severity {SEVERITY_ENUM}, \
+             state {STATE_ENUM}, \
+             transition {TRANSITION_ENUM}, \
+             at DateTime, \
+             at_ms UInt64, \
+             actor String, \
+             message String, \
+             value Nullable(Float64), \
+             breaches UInt32, \
+             escalations UInt32, \
+             notified UInt8, \
+             suppressed UInt8, \
+             opened_ms UInt64\
+             ) ENGINE = ReplacingMergeTree(at_ms) \
+             PARTITION BY toYYYYMM(at) \
+             ORDER BY (alert_id, event_id)"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.webhook_attempts (\
+             delivery_id String, \
+             webhook_id String, \
+             subscription_id String, \
+             department {DEPARTMENT_ENUM}, \
+             url String, \
+             attempt UInt32, \
+             at DateTime, \
+             at_ms UInt64, \
+             status Nullable(UInt16), \
+             latency_ms UInt64, \
+             error Nullable(String), \
+             outcome String\
+             ) ENGINE = MergeTree \
+             PARTITION BY toYYYYMMDD(at) \
+             ORDER BY (subscription_id, at_ms, delivery_id)"
+        ),
+    ]
+}
+
+/// `category` values, in `Category::ALL` order.
+const CATEGORY_ENUM: &str = "Enum8('traffic' = 1, 'air_quality' = 2, 'water_quality' = 3, \
+     'flood' = 4, 'structure' = 5, 'public_safety' = 6, 'device_health' = 7, 'storm' = 8)";
+/// `severity` values, in `Severity::ALL` order.
+const SEVERITY_ENUM: &str = "Enum8('info' = 1, 'warning' = 2, 'major' = 3, 'critical' = 4)";
+/// Alert `state` values.
+const STATE_ENUM: &str = "Enum8('active' = 1, 'acknowledged' = 2, 'resolved' = 3)";
+/// `transition` values, in `Transition::ALL` order.
+const TRANSITION_ENUM: &str = "Enum8('opened' = 1, 'updated' = 2, 'acknowledged' = 3, \
+     'escalated' = 4, 'resolved' = 5, 'commented' = 6, 'suppressed' = 7)";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ioc_schemas::{District, Kind, RejectCode};
+    use ioc_schemas::{Category, District, Kind, RejectCode, Severity, Transition};
 
     fn enum8<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
         let values: Vec<String> = names
@@ -721,5 +782,50 @@ mod tests {
         );
         assert!(migrations("ioc.x").is_err());
         assert!(bootstrap_sql("x`y").is_err());
+    }
+
+    /// The enum literals are written out (a released migration never changes); they must
+    /// still list the Rust names in order.
+    #[test]
+    fn alert_enum_literals_follow_the_rust_names() {
+        let names = |all: Vec<String>| {
+            all.iter()
+                .enumerate()
+                .map(|(i, n)| format!("'{n}' = {}", i + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let inner = |e: &str| {
+            e.trim_start_matches("Enum8(")
+                .trim_end_matches(')')
+                .replace("     ", " ")
+        };
+        assert_eq!(
+            inner(CATEGORY_ENUM),
+            names(
+                Category::ALL
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect()
+            )
+        );
+        assert_eq!(
+            inner(SEVERITY_ENUM),
+            names(
+                Severity::ALL
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect()
+            )
+        );
+        assert_eq!(
+            inner(TRANSITION_ENUM),
+            names(
+                Transition::ALL
+                    .iter()
+                    .map(|c| c.as_str().to_owned())
+                    .collect()
+            )
+        );
     }
 }

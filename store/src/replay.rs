@@ -1,6 +1,10 @@
-//! Reading back what is stored: the readings that rebuild open windows after a restart.
+//! Reading back what is stored: the readings that rebuild open windows after a restart, fed
+//! back into the dataflow as replays.
 
-use ioc_schemas::{District, Kind, Transport, WindowResult};
+use ioc_schemas::{
+    District, Ingested, IngestedReading, Kind, Reading, Rejection, Transport, WindowResult,
+};
+use tokio::sync::mpsc;
 
 use crate::rows::{ReadingRow, WindowRow};
 use crate::{Store, StoreError};
@@ -45,6 +49,49 @@ impl StoredReading {
             received_at_ms: row.received_at_ms,
         })
     }
+}
+
+/// Decodes a stored payload back into its reading: ingest's decoder
+/// (`ioc_ingest::decode_stored`), handed in by whoever replays, since the store and ingest
+/// are crates of one layer and do not depend on each other.
+pub type DecodeStored = fn(&str) -> Result<Reading, Rejection>;
+
+impl StoredReading {
+    /// The reading as a replay (counted in windows, not stored again); `None`, logged, for a
+    /// payload that no longer decodes.
+    pub fn into_replayed(self, decode: DecodeStored) -> Option<Ingested> {
+        match decode(&self.payload) {
+            Ok(reading) => Some(Ingested::Replayed(IngestedReading {
+                reading,
+                district: self.district,
+                transport: self.transport,
+                source: self.source,
+                received_at_ms: self.received_at_ms,
+                payload: self.payload,
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored reading no longer decodes; left out");
+                None
+            }
+        }
+    }
+}
+
+/// Sends a stored reading into the dataflow's `input` as a replay. `false`: its payload no
+/// longer decodes (logged, left out).
+pub(crate) async fn send_replay(
+    stored: StoredReading,
+    decode: DecodeStored,
+    input: &mpsc::Sender<Ingested>,
+) -> Result<bool, StoreError> {
+    let Some(record) = stored.into_replayed(decode) else {
+        return Ok(false);
+    };
+    input
+        .send(record)
+        .await
+        .map_err(|_| StoreError::ReplayStopped)?;
+    Ok(true)
 }
 
 impl WindowRow {
@@ -187,5 +234,24 @@ impl ReplayCursor {
             Some(row) => StoredReading::from_row(row).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Feeds the rest of the readings, decoded by `decode`, into the dataflow's `input` as
+    /// replays (counted in windows, not stored again), calling `each` with the number read so
+    /// far. Returns `(read, fed)`: a stored payload that no longer decodes is logged and left
+    /// out.
+    pub async fn feed(
+        &mut self,
+        input: &mpsc::Sender<Ingested>,
+        decode: DecodeStored,
+        mut each: impl FnMut(u64),
+    ) -> Result<(u64, u64), StoreError> {
+        let (mut read, mut fed) = (0u64, 0u64);
+        while let Some(stored) = self.next().await? {
+            read += 1;
+            fed += u64::from(send_replay(stored, decode, input).await?);
+            each(read);
+        }
+        Ok((read, fed))
     }
 }

@@ -18,21 +18,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{Ack, Kpi};
+use ioc_schemas::{Ack, Ingested, IngestedReading};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
+use tracing::field::Empty;
+use tracing::Instrument;
 
-use crate::alerts::{AlertEventRow, WebhookAttemptRow};
-use crate::kpi::{
-    AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, TrafficKpiRow,
-    WaterKpiRow,
-};
-use crate::replay::StoredReading;
-use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, WindowRow};
+use crate::error::{DisplayChain, SpoolError, StoreError};
+use crate::replay::{send_replay, DecodeStored, StoredReading};
+use crate::rows::{LateReadingRow, ReadingRow};
 use crate::writer::Writers;
-use crate::StoreError;
+
+mod record;
+
+pub use record::SpoolRow;
 
 /// Spooled rows by sequence number: `[format][appended_at_ms: u64 LE][bincode of SpoolRow]`.
 const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
@@ -50,20 +51,6 @@ const NEWEST_DELETED: &str = "newest_deleted_event_ms";
 const GAP_FROM: &str = "gap_from_ms";
 const GAP_UNTIL: &str = "gap_until_ms";
 const GAP_TO: &str = "gap_to_ms";
-/// The record format; bumped when [`SpoolRow`] changes shape.
-const FORMAT: u8 = 6;
-/// Trailing `Option` fields added to a row since format 1, as `(the first format with them,
-/// the row's variant tag in bincode, how many)`: an older record of that row reads back with
-/// them absent (bincode writes `None` as one 0 byte).
-const ADDED_FIELDS: [(u8, u32, usize); 6] = [
-    (2, 6, 1), // AqiKpi: o3_8h
-    (3, 4, 2), // TrafficKpi: free_flow_kmh, worst_level
-    (4, 8, 1), // HydrologyKpi: rain_12h_mm
-    (5, 8, 1), // HydrologyKpi: alarm_level
-    (6, 4, 1), // TrafficKpi: covered_ms
-    (6, 5, 1), // CameraKpi: covered_ms
-];
-const HEADER: usize = 9;
 /// redb's page cache for the spool file.
 const SPOOL_CACHE_BYTES: usize = 16 << 20;
 
@@ -91,107 +78,6 @@ impl Default for SpoolConfig {
     }
 }
 
-/// A row bound for ClickHouse, as spooled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum SpoolRow {
-    /// `readings`.
-    Reading(ReadingRow),
-    /// `late_readings`.
-    LateReading(LateReadingRow),
-    /// `dead_letters`.
-    DeadLetter(DeadLetterRow),
-    /// `window_results`.
-    Window(WindowRow),
-    /// `kpi_traffic`.
-    TrafficKpi(TrafficKpiRow),
-    /// `kpi_camera`.
-    CameraKpi(CameraKpiRow),
-    /// `kpi_aqi`.
-    AqiKpi(AqiKpiRow),
-    /// `kpi_water`.
-    WaterKpi(WaterKpiRow),
-    /// `kpi_hydrology`.
-    HydrologyKpi(HydrologyKpiRow),
-    /// `kpi_bridge`.
-    BridgeKpi(BridgeKpiRow),
-    /// `kpi_health`.
-    HealthKpi(HealthKpiRow),
-    /// `alert_events`.
-    AlertEvent(AlertEventRow),
-    /// `webhook_attempts`.
-    WebhookAttempt(WebhookAttemptRow),
-}
-
-impl From<&Kpi> for SpoolRow {
-    fn from(kpi: &Kpi) -> SpoolRow {
-        match kpi {
-            Kpi::Traffic(k) => SpoolRow::TrafficKpi(k.into()),
-            Kpi::Camera(k) => SpoolRow::CameraKpi(k.into()),
-            Kpi::Air(k) => SpoolRow::AqiKpi(k.into()),
-            Kpi::Water(k) => SpoolRow::WaterKpi(k.into()),
-            Kpi::Hydrology(k) => SpoolRow::HydrologyKpi(k.into()),
-            Kpi::Bridge(k) => SpoolRow::BridgeKpi(k.into()),
-            Kpi::Health(k) => SpoolRow::HealthKpi(k.into()),
-        }
-    }
-}
-
-impl SpoolRow {
-    fn encode(&self, appended_at_ms: u64) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(256);
-        bytes.push(FORMAT);
-        bytes.extend_from_slice(&appended_at_ms.to_le_bytes());
-        // Serializing plain structs into a Vec cannot fail.
-        let _ = bincode::serialize_into(&mut bytes, self);
-        bytes
-    }
-
-    fn decode(bytes: &[u8]) -> Result<(u64, SpoolRow), String> {
-        let format = bytes.first().copied().unwrap_or(0);
-        if bytes.len() < HEADER || !(1..=FORMAT).contains(&format) {
-            return Err(format!("record format {format} is not 1 to {FORMAT}"));
-        }
-        let mut at = [0u8; 8];
-        at.copy_from_slice(&bytes[1..HEADER]);
-        let body = &bytes[HEADER..];
-        let absent: usize = ADDED_FIELDS
-            .iter()
-            .filter(|(since, tag, _)| format < *since && body.starts_with(&tag.to_le_bytes()))
-            .map(|(_, _, n)| n)
-            .sum();
-        let row = if absent > 0 {
-            let mut body = body.to_vec();
-            body.resize(body.len() + absent, 0);
-            bincode::deserialize(&body)
-        } else {
-            bincode::deserialize(body)
-        }
-        .map_err(|e| e.to_string())?;
-        Ok((u64::from_le_bytes(at), row))
-    }
-
-    /// Queues the row for its table's writer; `ack` is called once it is inserted.
-    async fn send(self, writers: &Writers, ack: Ack) -> Result<(), StoreError> {
-        let ack = Some(ack);
-        let k = &writers.kpis;
-        match self {
-            SpoolRow::Reading(r) => writers.readings.send(r, ack).await,
-            SpoolRow::LateReading(r) => writers.late_readings.send(r, ack).await,
-            SpoolRow::DeadLetter(r) => writers.dead_letters.send(r, ack).await,
-            SpoolRow::Window(r) => writers.windows.send(r, ack).await,
-            SpoolRow::TrafficKpi(r) => k.traffic.send(r, ack).await,
-            SpoolRow::CameraKpi(r) => k.camera.send(r, ack).await,
-            SpoolRow::AqiKpi(r) => k.aqi.send(r, ack).await,
-            SpoolRow::WaterKpi(r) => k.water.send(r, ack).await,
-            SpoolRow::HydrologyKpi(r) => k.hydrology.send(r, ack).await,
-            SpoolRow::BridgeKpi(r) => k.bridge.send(r, ack).await,
-            SpoolRow::HealthKpi(r) => k.health.send(r, ack).await,
-            SpoolRow::AlertEvent(r) => writers.alert_events.send(r, ack).await,
-            SpoolRow::WebhookAttempt(r) => writers.webhook_attempts.send(r, ack).await,
-        }
-    }
-}
-
 /// Windows a start without ClickHouse could not compute, because the readings of the last run
 /// they need were in ClickHouse: those starting in `[from_ms, until_ms)`, all of which end by
 /// `to_ms`. Kept in the spool until they are recomputed from ClickHouse.
@@ -215,20 +101,6 @@ impl WindowGap {
             to_ms: self.to_ms.max(other.to_ms),
         }
     }
-}
-
-/// What went wrong with the spool file.
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    /// The file could not be opened, read or written (permanent until an operator acts: disk
-    /// full, permissions, another process holding it).
-    #[error("spool {path}: {reason}")]
-    File {
-        /// The spool file.
-        path: PathBuf,
-        /// What failed.
-        reason: String,
-    },
 }
 
 /// The spool's metrics.
@@ -397,30 +269,35 @@ impl Spool {
         metrics: SpoolMetrics,
     ) -> Result<Spool, SpoolError> {
         let path = dir.join("spool.redb");
-        let fail = |reason: String| SpoolError::File {
+        let fail = |source: redb::Error| SpoolError::File {
             path: path.clone(),
-            reason,
+            source,
         };
-        std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create the folder: {e}")))?;
+        let io = |context, source| SpoolError::Io {
+            path: path.clone(),
+            context,
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create the folder", e))?;
         // redb's default page cache is 1 GiB: a spool filled by a long outage would sit in
         // memory. Rows are written once and read once, so a small cache does.
         let db = Database::builder()
             .set_cache_size(SPOOL_CACHE_BYTES)
             .create(&path)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
         let (first, last, rows, bytes) = {
-            let tx = db.begin_write().map_err(|e| fail(e.to_string()))?;
+            let tx = db.begin_write().map_err(|e| fail(e.into()))?;
             {
-                tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
-                tx.open_table(UNREADABLE).map_err(|e| fail(e.to_string()))?;
-                tx.open_table(META).map_err(|e| fail(e.to_string()))?;
+                tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
+                tx.open_table(UNREADABLE).map_err(|e| fail(e.into()))?;
+                tx.open_table(META).map_err(|e| fail(e.into()))?;
             }
-            tx.commit().map_err(|e| fail(e.to_string()))?;
-            let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
-            let table = tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
+            tx.commit().map_err(|e| fail(e.into()))?;
+            let tx = db.begin_read().map_err(|e| fail(e.into()))?;
+            let table = tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
             let (mut first, mut last, mut rows, mut bytes) = (None, 0, 0u64, 0u64);
-            for entry in table.iter().map_err(|e| fail(e.to_string()))? {
-                let (k, v) = entry.map_err(|e| fail(e.to_string()))?;
+            for entry in table.iter().map_err(|e| fail(e.into()))? {
+                let (k, v) = entry.map_err(|e| fail(e.into()))?;
                 first.get_or_insert(k.value());
                 last = k.value();
                 rows += 1;
@@ -430,11 +307,11 @@ impl Spool {
         };
         let oldest = match first {
             Some(seq) => {
-                let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
-                let table = tx.open_table(ROWS).map_err(|e| fail(e.to_string()))?;
+                let tx = db.begin_read().map_err(|e| fail(e.into()))?;
+                let table = tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
                 let appended = table
                     .get(seq)
-                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(|e| fail(e.into()))?
                     .and_then(|v| SpoolRow::decode(v.value()).ok())
                     .map_or_else(ioc_schemas::now_ms, |(at, _)| at);
                 VecDeque::from([(seq, appended)])
@@ -442,11 +319,11 @@ impl Spool {
             None => VecDeque::new(),
         };
         let meta = |key: &str| -> Result<Option<u64>, SpoolError> {
-            let tx = db.begin_read().map_err(|e| fail(e.to_string()))?;
-            let table = tx.open_table(META).map_err(|e| fail(e.to_string()))?;
+            let tx = db.begin_read().map_err(|e| fail(e.into()))?;
+            let table = tx.open_table(META).map_err(|e| fail(e.into()))?;
             Ok(table
                 .get(key)
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.into()))?
                 .map(|v| v.value()))
         };
         let newest_on_time = meta(NEWEST_ON_TIME)?.unwrap_or(0);
@@ -490,7 +367,7 @@ impl Spool {
         let thread = std::thread::Builder::new()
             .name("spool-commit".into())
             .spawn(move || committer.run_committer(last + 1))
-            .map_err(|e| fail(format!("cannot start the committer thread: {e}")))?;
+            .map_err(|e| io("cannot start the committer thread", e))?;
         *lock(&inner.committer) = Some(thread);
         let spool = Spool { inner };
         spool.refresh_metrics();
@@ -522,6 +399,26 @@ impl Spool {
         pending.rows.push((bytes, ack));
         drop(pending);
         self.inner.wake.notify_one();
+    }
+
+    /// Appends a valid reading: raw, and, when it came later than the allowed lateness
+    /// (`late_behind`: the watermark it missed), in the late ledger too. Rows commit in order,
+    /// so `ack` goes with the last row and covers both.
+    pub fn append_reading(
+        &self,
+        reading: &IngestedReading,
+        late_behind: Option<u64>,
+        ack: Option<Ack>,
+    ) {
+        let raw = SpoolRow::Reading(ReadingRow::new(reading, late_behind.is_some()));
+        match late_behind {
+            None => self.append(&raw, ack),
+            Some(watermark) => {
+                self.append(&raw, None);
+                let ledger = LateReadingRow::new(reading, watermark);
+                self.append(&SpoolRow::LateReading(ledger), ack);
+            }
+        }
     }
 
     /// Waits while the spool holds `max_bytes` or more.
@@ -573,13 +470,7 @@ impl Spool {
         limit: usize,
         from_event_ms: u64,
     ) -> Result<(Vec<StoredReading>, Option<u64>), SpoolError> {
-        let rows = self
-            .inner
-            .read(from_seq, u64::MAX, limit)
-            .map_err(|reason| SpoolError::File {
-                path: self.inner.path.clone(),
-                reason,
-            })?;
+        let rows = self.inner.read(from_seq, u64::MAX, limit)?;
         let next = (rows.len() == limit.max(1))
             .then(|| rows.last().map(|r| r.0 + 1))
             .flatten();
@@ -593,6 +484,35 @@ impl Spool {
             })
             .collect();
         Ok((readings, next))
+    }
+
+    /// Feeds the spooled on-time readings with an event time from `from_event_ms`, decoded by
+    /// `decode`, into the dataflow's `input` as replays (counted in windows, not stored
+    /// again), in spool order, a batch of 10,000 at a time. Returns how many were fed; a
+    /// payload that no longer decodes is logged and left out.
+    pub async fn feed_readings(
+        &self,
+        from_event_ms: u64,
+        input: &mpsc::Sender<Ingested>,
+        decode: DecodeStored,
+    ) -> Result<u64, StoreError> {
+        let (mut next, mut fed) = (Some(0u64), 0u64);
+        while let Some(from_seq) = next {
+            let spool = self.clone();
+            let (batch, after) = tokio::task::spawn_blocking(move || {
+                spool.spooled_readings(from_seq, 10_000, from_event_ms)
+            })
+            .await
+            .map_err(|source| SpoolError::Task {
+                path: self.inner.path.clone(),
+                source,
+            })??;
+            next = after;
+            for stored in batch {
+                fed += u64::from(send_replay(stored, decode, input).await?);
+            }
+        }
+        Ok(fed)
     }
 
     /// The windows a start without ClickHouse left out and nobody has recomputed yet.
@@ -626,12 +546,11 @@ impl Spool {
             })
         })
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
-        written.map_err(|reason| SpoolError::File {
+        .map_err(|source| SpoolError::Task {
             path: self.inner.path.clone(),
-            reason,
+            source,
         })?;
+        written?;
         *lock(&self.inner.gap) = gap;
         Ok(())
     }
@@ -735,61 +654,86 @@ impl Spool {
                 }
                 continue;
             }
-            let read = {
+            // One step: a batch of committed rows read and handed to the writers.
+            let step = tracing::debug_span!("spool_drain_step", from = next, upto, rows = Empty);
+            if !self
+                .drain_step(&writers, &mut next, upto)
+                .instrument(step)
+                .await
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reads up to `drain_batch_rows` committed rows from `next` through `upto` and queues
+    /// them for their writers, moving `next` past them. `false`: the drain must stop.
+    async fn drain_step(&self, writers: &Writers, next: &mut u64, upto: u64) -> bool {
+        let inner = &self.inner;
+        let read = {
+            let inner = Arc::clone(inner);
+            let (from, limit) = (*next, inner.drain_batch_rows);
+            tokio::task::spawn_blocking(move || inner.read(from, upto, limit)).await
+        };
+        let rows = match read {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::error!(error = %DisplayChain(&e), "cannot read the spool; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(error = %DisplayChain(&e), "spool read task failed");
+                return false;
+            }
+        };
+        tracing::Span::current().record("rows", rows.len());
+        for (seq, len, row) in rows {
+            *next = seq + 1;
+            let on_time = match &row {
+                Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
+                _ => 0,
+            };
+            let ack = {
                 let inner = Arc::clone(inner);
-                let limit = inner.drain_batch_rows;
-                tokio::task::spawn_blocking(move || inner.read(next, upto, limit)).await
+                Ack::new(move || inner.inserted(seq, len, on_time))
             };
-            let rows = match read {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot read the spool; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
+            match row {
+                Ok(row) => {
+                    if let Err(e) = row.send(writers, ack).await {
+                        tracing::error!(error = %DisplayChain(&e), "spooled row not queued; it stays in the spool");
+                        return false;
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "spool read task failed");
-                    return;
-                }
-            };
-            for (seq, len, row) in rows {
-                next = seq + 1;
-                let on_time = match &row {
-                    Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
-                    _ => 0,
-                };
-                let ack = {
+                Err(reason) => {
                     let inner = Arc::clone(inner);
-                    Ack::new(move || inner.inserted(seq, len, on_time))
-                };
-                match row {
-                    Ok(row) => {
-                        if let Err(e) = row.send(&writers, ack).await {
-                            tracing::error!(error = %e, "spooled row not queued; it stays in the spool");
-                            return;
-                        }
-                    }
-                    Err(reason) => {
-                        let inner = Arc::clone(inner);
-                        let _ = tokio::task::spawn_blocking(move || inner.quarantine(seq, &reason))
-                            .await;
-                        ack.done();
-                    }
+                    let _ =
+                        tokio::task::spawn_blocking(move || inner.quarantine(seq, &reason)).await;
+                    ack.done();
                 }
             }
         }
+        true
     }
 }
 
 impl Inner {
-    fn with_db<R>(&self, f: impl FnOnce(&Database) -> Result<R, redb::Error>) -> Result<R, String> {
+    fn with_db<R>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<R, redb::Error>,
+    ) -> Result<R, SpoolError> {
         let db = self
             .db
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match db.as_ref() {
-            Some(db) => f(db).map_err(|e| e.to_string()),
-            None => Err("the spool is shut down".into()),
+            Some(db) => f(db).map_err(|source| SpoolError::File {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Err(SpoolError::ShutDown {
+                path: self.path.clone(),
+            }),
         }
     }
 
@@ -800,7 +744,7 @@ impl Inner {
         from: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, Result<SpoolRow, String>)>, String> {
+    ) -> Result<Vec<(u64, u64, Result<SpoolRow, String>)>, SpoolError> {
         self.with_db(|db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(ROWS)?;
@@ -841,7 +785,7 @@ impl Inner {
             Ok(())
         });
         if let Err(e) = moved {
-            tracing::error!(seq, error = %e, "cannot move an unreadable spooled row");
+            tracing::error!(seq, error = %DisplayChain(&e), "cannot move an unreadable spooled row");
         }
     }
 
@@ -960,7 +904,7 @@ impl Inner {
                     // try again. Their acks wait, so the sources hold back meanwhile, and
                     // dropping them instead would stall MQTT's in-order acknowledgements.
                     self.metrics.commit_failures.inc();
-                    tracing::error!(error = %e, rows = rows.len(), path = %self.path.display(),
+                    tracing::error!(error = %DisplayChain(&e), rows = rows.len(), path = %self.path.display(),
                         "cannot write to the spool; retrying in 1 s");
                     let mut pending = lock(&self.pending);
                     let newer = std::mem::replace(&mut pending.rows, rows);
@@ -980,6 +924,7 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
+    use super::record::tests::dead_letter;
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
@@ -996,147 +941,6 @@ mod tests {
             SpoolMetrics::new(&Registry::new()).unwrap(),
         )
         .unwrap()
-    }
-
-    fn dead_letter(i: u64) -> SpoolRow {
-        SpoolRow::DeadLetter(DeadLetterRow {
-            received_at: 1,
-            received_at_ms: 1_000 + i,
-            transport: 1,
-            source: format!("t/{i}"),
-            code: 1,
-            reason: "bad".into(),
-            payload: vec![0xff, 0, b'{'],
-            payload_bytes: 3,
-        })
-    }
-
-    #[test]
-    fn a_row_reads_back_as_written() {
-        let row = dead_letter(7);
-        let (at, back) = SpoolRow::decode(&row.encode(42)).unwrap();
-        assert_eq!((at, back), (42, row));
-        assert!(SpoolRow::decode(&[2, 0, 0]).is_err());
-        let mut other = dead_letter(7).encode(1);
-        other[0] = FORMAT + 1;
-        assert!(SpoolRow::decode(&other).unwrap_err().contains("format"));
-    }
-
-    #[test]
-    fn records_of_format_1_read_back() {
-        let aqi = SpoolRow::AqiKpi(AqiKpiRow {
-            station_id: "aq-1".into(),
-            district: 1,
-            period: 2,
-            window_start: 1,
-            window_start_ms: 1_000,
-            window_end: 86_401,
-            window_size_ms: 86_400_000,
-            pm25: Some(30.0),
-            pm10: None,
-            o3: Some(150.0),
-            no2: None,
-            so2: None,
-            co: None,
-            aqi_pm25: Some(60),
-            aqi_pm10: None,
-            aqi_o3: Some(47),
-            aqi_no2: None,
-            aqi_so2: None,
-            aqi_co: None,
-            aqi: Some(60),
-            dominant: Some("pm25".into()),
-            band: Some(1),
-            colour: Some("#ffff00".into()),
-            coverage: 288,
-            o3_8h: None,
-        });
-        // Format 1 wrote the same bytes without the trailing `o3_8h` (a `None`: one 0 byte).
-        let mut old = aqi.encode(5);
-        assert_eq!(old.pop(), Some(0));
-        old[0] = 1;
-        assert_eq!(SpoolRow::decode(&old).unwrap(), (5, aqi.clone()));
-        let mut old = dead_letter(3).encode(6);
-        old[0] = 1;
-        assert_eq!(SpoolRow::decode(&old).unwrap(), (6, dead_letter(3)));
-        // Formats 1 and 2 wrote traffic rows without `free_flow_kmh`, `worst_level` and
-        // `covered_ms`, formats 3 to 5 without `covered_ms`.
-        let traffic = SpoolRow::TrafficKpi(TrafficKpiRow {
-            scope: 1,
-            entity_id: "tl-1".into(),
-            district: 1,
-            window_start: 1,
-            window_start_ms: 1_000,
-            window_end: 301,
-            window_size_ms: 300_000,
-            junctions: 1,
-            volume_veh_h: 900.0,
-            occupancy_pct: 30.0,
-            mean_speed_kmh: 25.0,
-            queue_m: 40.0,
-            level: 3,
-            availability_pct: 100.0,
-            free_flow_kmh: None,
-            worst_level: None,
-            covered_ms: None,
-        });
-        for (format, missing) in [(1, 3), (2, 3), (3, 1), (5, 1)] {
-            let mut old = traffic.encode(7);
-            old.truncate(old.len() - missing);
-            old[0] = format;
-            assert_eq!(SpoolRow::decode(&old).unwrap(), (7, traffic.clone()));
-        }
-        // Formats 1 to 5 wrote camera rows without `covered_ms`.
-        let camera = SpoolRow::CameraKpi(CameraKpiRow {
-            district: 1,
-            event_type: "plate_read".into(),
-            window_start: 1,
-            window_start_ms: 1_000,
-            window_end: 301,
-            window_size_ms: 300_000,
-            events: 40,
-            cameras: 2,
-            per_hour: 480.0,
-            violations_per_100_vehicles: None,
-            covered_ms: None,
-        });
-        let mut old = camera.encode(9);
-        assert_eq!(old.pop(), Some(0));
-        old[0] = 5;
-        assert_eq!(SpoolRow::decode(&old).unwrap(), (9, camera.clone()));
-        // Formats 1 to 3 wrote hydrology rows without `rain_12h_mm` and `alarm_level`, format
-        // 4 without `alarm_level`.
-        let hydrology = SpoolRow::HydrologyKpi(HydrologyKpiRow {
-            gauge_id: "rain-1".into(),
-            district: 1,
-            window_start: 1,
-            window_start_ms: 1_000,
-            window_end: 301,
-            window_size_ms: 300_000,
-            rain_mm: Some(2.0),
-            rain_1h_mm: Some(20.0),
-            rain_3h_mm: Some(40.0),
-            rain_24h_mm: Some(90.0),
-            water_level_m: None,
-            rise_rate_m_per_h: None,
-            coverage: 288,
-            rain_12h_mm: None,
-            alarm_level: None,
-        });
-        for (format, missing) in [(3, 2), (4, 1)] {
-            let mut old = hydrology.encode(8);
-            old.truncate(old.len() - missing);
-            old[0] = format;
-            assert_eq!(SpoolRow::decode(&old).unwrap(), (8, hydrology.clone()));
-        }
-        // The tags are the variants' places in `SpoolRow`.
-        let tag = |row: &SpoolRow| {
-            u32::from_le_bytes(row.encode(0)[HEADER..HEADER + 4].try_into().unwrap())
-        };
-        let rows = [&aqi, &traffic, &hydrology, &hydrology, &traffic, &camera];
-        for ((_, expected, _), row) in ADDED_FIELDS.iter().zip(rows) {
-            assert_eq!(tag(row), *expected, "{row:?}");
-        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,19 +3,20 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use ioc_schemas::Ack;
+use ioc_schemas::{Ack, Kpi};
 use prometheus::IntGauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::alerts::{AlertEventRow, WebhookAttemptRow};
 use crate::config::ClickHouseConfig;
-use crate::error::{is_retryable_clickhouse, StoreError};
+use crate::error::{is_retryable_clickhouse, DisplayChain, StoreError};
 use crate::kpi::{
-    AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, KpiWriter, TrafficKpiRow,
+    AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow, TrafficKpiRow,
     WaterKpiRow,
 };
-use crate::metrics::StoreMetrics;
+use crate::metrics::{StoreMetrics, TableMetrics};
 use crate::rows::{DeadLetterRow, LateReadingRow, ReadingRow, StoreRow, WindowRow};
 
 /// A handle that queues rows for one table. Cheap to clone; the table's task finishes (after
@@ -74,6 +75,68 @@ impl<R: StoreRow> TableWriter<R> {
     }
 }
 
+/// Writes KPI results of every family: [`send`](Self::send) routes each to its table's
+/// batched, retrying [`TableWriter`] (one task per table, with the same backpressure and
+/// metrics as the other tables). No acknowledgement: KPIs are recomputed from stored
+/// windows, not redelivered by a source. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KpiWriter {
+    pub(crate) traffic: TableWriter<TrafficKpiRow>,
+    pub(crate) camera: TableWriter<CameraKpiRow>,
+    pub(crate) aqi: TableWriter<AqiKpiRow>,
+    pub(crate) water: TableWriter<WaterKpiRow>,
+    pub(crate) hydrology: TableWriter<HydrologyKpiRow>,
+    pub(crate) bridge: TableWriter<BridgeKpiRow>,
+    pub(crate) health: TableWriter<HealthKpiRow>,
+}
+
+impl KpiWriter {
+    /// Queues a KPI for its table, waiting while that table's queue is full. Fails only when
+    /// the table's writer has stopped.
+    pub async fn send(&self, kpi: &Kpi) -> Result<(), StoreError> {
+        match kpi {
+            Kpi::Traffic(k) => self.traffic.send(k.into(), None).await,
+            Kpi::Camera(k) => self.camera.send(k.into(), None).await,
+            Kpi::Air(k) => self.aqi.send(k.into(), None).await,
+            Kpi::Water(k) => self.water.send(k.into(), None).await,
+            Kpi::Hydrology(k) => self.hydrology.send(k.into(), None).await,
+            Kpi::Bridge(k) => self.bridge.send(k.into(), None).await,
+            Kpi::Health(k) => self.health.send(k.into(), None).await,
+        }
+    }
+
+    /// [`send`](Self::send) for threads outside the async runtime, such as timely workers:
+    /// blocks the thread while the table's queue is full.
+    ///
+    /// # Panics
+    ///
+    /// When called from within an async context (tokio forbids blocking there).
+    pub fn blocking_send(&self, kpi: &Kpi) -> Result<(), StoreError> {
+        match kpi {
+            Kpi::Traffic(k) => self.traffic.blocking_send(k.into(), None),
+            Kpi::Camera(k) => self.camera.blocking_send(k.into(), None),
+            Kpi::Air(k) => self.aqi.blocking_send(k.into(), None),
+            Kpi::Water(k) => self.water.blocking_send(k.into(), None),
+            Kpi::Hydrology(k) => self.hydrology.blocking_send(k.into(), None),
+            Kpi::Bridge(k) => self.bridge.blocking_send(k.into(), None),
+            Kpi::Health(k) => self.health.blocking_send(k.into(), None),
+        }
+    }
+
+    /// The table a KPI goes to.
+    pub fn table_of(kpi: &Kpi) -> &'static str {
+        match kpi {
+            Kpi::Traffic(_) => TrafficKpiRow::TABLE,
+            Kpi::Camera(_) => CameraKpiRow::TABLE,
+            Kpi::Air(_) => AqiKpiRow::TABLE,
+            Kpi::Water(_) => WaterKpiRow::TABLE,
+            Kpi::Hydrology(_) => HydrologyKpiRow::TABLE,
+            Kpi::Bridge(_) => BridgeKpiRow::TABLE,
+            Kpi::Health(_) => HealthKpiRow::TABLE,
+        }
+    }
+}
+
 /// The writers of every table.
 #[derive(Debug, Clone)]
 pub struct Writers {
@@ -108,12 +171,10 @@ impl WriterTasks {
     pub async fn join(self) -> Result<(), StoreError> {
         let mut first_error = None;
         for (table, task) in self.tasks {
-            if let Err(e) = task.await {
-                tracing::error!(table, error = %e, "store writer task failed");
-                first_error.get_or_insert(StoreError::WriterTask {
-                    table,
-                    reason: e.to_string(),
-                });
+            if let Err(source) = task.await {
+                let e = StoreError::WriterTask { table, source };
+                tracing::error!(table, error = %DisplayChain(&e), "store writer task failed");
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -165,15 +226,19 @@ fn spawn_writer<R: StoreRow>(
     metrics: &StoreMetrics,
 ) -> (TableWriter<R>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(cfg.channel_capacity);
-    let queued = metrics.queue_rows.with_label_values(&[R::TABLE]);
+    let metrics = metrics.table(R::TABLE);
+    let queued = metrics.queue_rows.clone();
     let task = Task::<R> {
         client: client.clone(),
         rx,
         settings: Settings::from(cfg),
-        metrics: metrics.clone(),
-        queued: queued.clone(),
+        metrics,
     };
-    (TableWriter { tx, queued }, tokio::spawn(task.run()))
+    let span = tracing::info_span!("store_writer", table = R::TABLE);
+    (
+        TableWriter { tx, queued },
+        tokio::spawn(task.run().instrument(span)),
+    )
 }
 
 /// The writer settings a task needs.
@@ -202,8 +267,7 @@ struct Task<R> {
     client: clickhouse::Client,
     rx: mpsc::Receiver<(R, Option<Ack>)>,
     settings: Settings,
-    metrics: StoreMetrics,
-    queued: IntGauge,
+    metrics: TableMetrics,
 }
 
 impl<R: StoreRow> Task<R> {
@@ -236,13 +300,12 @@ impl<R: StoreRow> Task<R> {
                 rows.push(row);
                 acks.extend(ack);
             }
-            self.insert_until_done(&rows).await;
+            let span =
+                tracing::info_span!("clickhouse_insert", table = R::TABLE, rows = rows.len());
+            self.insert_until_done(&rows).instrument(span).await;
             let n = rows.len() as u64;
-            self.metrics
-                .rows_written
-                .with_label_values(&[R::TABLE])
-                .inc_by(n);
-            self.queued.sub(n as i64);
+            self.metrics.rows_written.inc_by(n);
+            self.metrics.queue_rows.sub(n as i64);
             rows.clear();
             // Only now is the batch durable, so only now may the sources forget it.
             for ack in acks.drain(..) {
@@ -264,9 +327,8 @@ impl<R: StoreRow> Task<R> {
                 Ok(()) => {
                     self.metrics
                         .batch_seconds
-                        .with_label_values(&[R::TABLE])
                         .observe(started.elapsed().as_secs_f64());
-                    self.metrics.failing.with_label_values(&[R::TABLE]).set(0);
+                    self.metrics.failing.set(0);
                     if failures > 0 {
                         tracing::info!(
                             table = R::TABLE,
@@ -280,15 +342,16 @@ impl<R: StoreRow> Task<R> {
                 Err(e) => {
                     failures += 1;
                     let retryable = is_retryable_clickhouse(&e);
-                    let kind = if retryable { "retryable" } else { "permanent" };
-                    self.metrics
-                        .batch_failures
-                        .with_label_values(&[R::TABLE, kind])
-                        .inc();
-                    self.metrics.failing.with_label_values(&[R::TABLE]).set(1);
+                    if retryable {
+                        self.metrics.retryable_failures.inc();
+                    } else {
+                        self.metrics.permanent_failures.inc();
+                    }
+                    self.metrics.failing.set(1);
                     // A permanent error (such as a schema mismatch) needs an operator; keep
                     // the data and try again slowly rather than drop it.
                     let delay = jitter(if retryable { backoff } else { s.retry_max });
+                    let e = DisplayChain(&e);
                     if retryable {
                         tracing::warn!(table = R::TABLE, rows = rows.len(), failures, error = %e,
                             retry_in_ms = delay.as_millis() as u64, "store insert failed; retrying");

@@ -8,10 +8,11 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
+use ioc_schemas::api_error::ApiError;
 use ioc_schemas::openapi::{ApiDescription, Method, Operation};
-use ioc_schemas::query::{query_problem, unknown_parameter, QueryProblem};
-use ioc_schemas::{Department, Principal};
+use ioc_schemas::query::unknown_parameter;
+use ioc_schemas::Department;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 
@@ -20,7 +21,9 @@ use super::dispatcher::{Dispatcher, RotatedSecret};
 use super::error::WebhookError;
 use super::payload::payload_schema;
 use super::subscription::{Subscription, SubscriptionRequest};
-use crate::api::PathId;
+use crate::http::{
+    confined, error_text, forbidden, query_rejected, scoped_department, Caller, PathId,
+};
 
 /// Largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -91,139 +94,42 @@ pub fn router<S: Clone + Send + Sync + 'static>(dispatcher: Dispatcher) -> Route
         .with_state(dispatcher)
 }
 
-/// An error answer.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<Cow<'static, str>>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    fn field(mut self, field: &'static str) -> Self {
-        self.field = Some(Cow::Borrowed(field));
-        self
-    }
-
-    fn query(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
-    }
-
-    /// `400 invalid_query` for a query string a route cannot take, naming the parameter as
-    /// every route of the API does ([`ioc_schemas::query`]).
-    pub(crate) fn bad_query(problem: QueryProblem) -> Self {
-        ApiError {
-            field: problem.field.map(Cow::Owned),
-            ..ApiError::query(problem.message)
-        }
-    }
-
-    /// [`ApiError::bad_query`] for an extractor's rejection.
-    pub(crate) fn query_rejected(rejection: &QueryRejection) -> Self {
-        ApiError::bad_query(query_problem(&rejection.body_text()))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
-                field: self.field.as_deref(),
-            },
-        };
-        (
-            self.status,
-            [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-            Json(body),
-        )
-            .into_response()
-    }
+/// `400 invalid_query` with a message (the caller names the parameter).
+fn invalid_query(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
 }
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
-        let message = e.to_string();
+        let message = error_text(&e);
         match e {
             WebhookError::InvalidSubscription { field, .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_subscription", message).field(field)
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_subscription", message)
+                    .with_field(field)
             }
             WebhookError::UrlNotAllowed(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "url_not_allowed", message).field("url")
+                ApiError::new(StatusCode::BAD_REQUEST, "url_not_allowed", message).with_field("url")
             }
-            WebhookError::Unresolvable(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "url_unresolvable", message).field("url")
+            WebhookError::Unresolvable { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "url_unresolvable", message)
+                    .with_field("url")
             }
-            WebhookError::NotFound { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
-            }
+            WebhookError::NotFound { .. } => ApiError::not_found(message),
             WebhookError::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             WebhookError::ShuttingDown
             | WebhookError::Store(_)
-            | WebhookError::StoreLocked(_)
-            | WebhookError::Random => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
+            | WebhookError::Permissions(_)
+            | WebhookError::Task(_)
+            | WebhookError::StoreLocked
+            | WebhookError::Random => ApiError::unavailable(message),
             WebhookError::InvalidConfig(_)
             | WebhookError::Record(_)
+            | WebhookError::Payload { .. }
             | WebhookError::Client(_)
             | WebhookError::Metrics(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }
-    }
-}
-
-/// The caller, when access control put a principal in the request's extensions.
-pub(crate) type Caller = Option<Extension<Principal>>;
-
-/// The department a request is confined to: `Some` for a department token.
-pub(crate) fn confined(caller: &Caller) -> Option<Department> {
-    caller.as_ref().and_then(|Extension(p)| p.confined_to())
-}
-
-/// `403 forbidden`.
-pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-}
-
-/// The department filter of a listing for the caller: a department token gets its own (and
-/// `403` when the query asks for another one); others get what they asked for.
-pub(crate) fn scoped_department(
-    caller: &Caller,
-    asked: Option<Department>,
-) -> Result<Option<Department>, ApiError> {
-    match (confined(caller), asked) {
-        (Some(own), Some(other)) if other != own => Err(forbidden(format!(
-            "a {} token sees only its own department",
-            own.slug()
-        ))),
-        (Some(own), _) => Ok(Some(own)),
-        (None, asked) => Ok(asked),
     }
 }
 
@@ -301,7 +207,7 @@ fn query_map(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     allowed: &[&str],
 ) -> Result<HashMap<String, String>, ApiError> {
-    let Query(map) = query.map_err(|e| ApiError::query_rejected(&e))?;
+    let Query(map) = query.map_err(|e| query_rejected(&e))?;
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::bad_query(unknown_parameter(unknown, allowed)));
     }
@@ -345,7 +251,7 @@ impl SubscriptionQuery {
         let map = query_map(query, Self::PARAMETERS)?;
         let department = match map.get("department") {
             Some(slug) => Some(Department::from_slug(slug).ok_or_else(|| {
-                ApiError::query(format!("unknown department {slug:?}")).field("department")
+                invalid_query(format!("unknown department {slug:?}")).with_field("department")
             })?),
             None => None,
         };
@@ -508,17 +414,17 @@ async fn list_deliveries(
             "delivered" => DeliveryState::Delivered,
             "dead" => DeliveryState::Dead,
             other => {
-                return Err(ApiError::query(format!(
+                return Err(invalid_query(format!(
                     "unknown state {other:?}; known: pending, delivered, dead"
                 ))
-                .field("state"))
+                .with_field("state"))
             }
         });
     }
     query.subscription = map.get("subscription").cloned();
     if let Some(slug) = map.get("department") {
         query.department = Some(Department::from_slug(slug).ok_or_else(|| {
-            ApiError::query(format!("unknown department {slug:?}")).field("department")
+            invalid_query(format!("unknown department {slug:?}")).with_field("department")
         })?);
     }
     query.department = scoped_department(&caller, query.department)?;
@@ -526,7 +432,7 @@ async fn list_deliveries(
         query.before = Some(
             before
                 .parse()
-                .map_err(|_| ApiError::query("before is a delivery id").field("before"))?,
+                .map_err(|_| invalid_query("before is a delivery id").with_field("before"))?,
         );
     }
     if let Some(limit) = map.get("limit") {
@@ -535,8 +441,8 @@ async fn list_deliveries(
             .ok()
             .filter(|l| (1..=DeliveryQuery::MAX_LIMIT).contains(l))
             .ok_or_else(|| {
-                ApiError::query(format!("limit is 1 to {}", DeliveryQuery::MAX_LIMIT))
-                    .field("limit")
+                invalid_query(format!("limit is 1 to {}", DeliveryQuery::MAX_LIMIT))
+                    .with_field("limit")
             })?;
     }
     let limit = query.limit;

@@ -110,8 +110,7 @@ impl WebhookConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for spec in &self.subscriptions {
-            validate_id(&spec.id)
-                .map_err(|e| WebhookError::InvalidConfig(format!("subscriptions: {e}")))?;
+            validate_id(&spec.id).map_err(|e| WebhookError::config_entry("subscriptions", &e))?;
             if !seen.insert(spec.id.as_str()) {
                 return Err(WebhookError::InvalidConfig(format!(
                     "subscriptions: id {} is declared twice",
@@ -119,7 +118,7 @@ impl WebhookConfig {
                 )));
             }
             spec.filter.validate().map_err(|e| {
-                WebhookError::InvalidConfig(format!("subscriptions.{}: {e}", spec.id))
+                WebhookError::config_entry(format!("subscriptions.{}", spec.id), &e)
             })?;
         }
         Ok(())

@@ -1,9 +1,11 @@
 //! The webhook dispatcher's error type.
 
-/// What can go wrong while managing subscriptions or delivering webhooks.
+/// What can go wrong while managing subscriptions or delivering webhooks. Each variant says
+/// what failed; its source, when it has one, why (print the chain, not only the top).
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// The configuration is not usable; the message names the field.
+    /// The configuration is not usable; the message names the field and says what is wrong
+    /// with it (a subscription's refusal included: it is the verdict, not a cause).
     #[error("invalid webhook config: {0}")]
     InvalidConfig(String),
     /// A subscription (from the API or the config) is not valid; the message names the field.
@@ -19,8 +21,14 @@ pub enum WebhookError {
     #[error("url not allowed: {0}")]
     UrlNotAllowed(String),
     /// The URL's host does not resolve (now); it may later.
-    #[error("url host does not resolve: {0}")]
-    Unresolvable(String),
+    #[error("url host does not resolve: {host}")]
+    Unresolvable {
+        /// The host name.
+        host: String,
+        /// The resolver's answer.
+        #[source]
+        source: std::io::Error,
+    },
     /// No subscription or delivery with that id.
     #[error("{kind} not found: {id}")]
     NotFound {
@@ -34,20 +42,36 @@ pub enum WebhookError {
     #[error("conflict: {0}")]
     Conflict(String),
     /// The durable outbox (redb) failed.
-    #[error("outbox store error: {0}")]
-    Store(String),
+    #[error("outbox store error")]
+    Store(#[source] redb::Error),
+    /// The outbox file could not be made readable by its owner only.
+    #[error("outbox store error: outbox permissions")]
+    Permissions(#[source] std::io::Error),
+    /// An outbox call on the blocking pool panicked, or was cancelled by the runtime
+    /// shutting down.
+    #[error("outbox store error: outbox task failed")]
+    Task(#[source] tokio::task::JoinError),
     /// The outbox file is held open by another dispatcher (in this or another process).
-    #[error("outbox already open: {0}")]
-    StoreLocked(String),
+    #[error("outbox already open: the file is open elsewhere")]
+    StoreLocked,
     /// A stored record could not be (de)serialised.
-    #[error("outbox record error: {0}")]
-    Record(String),
+    #[error("outbox record error")]
+    Record(#[source] serde_json::Error),
+    /// An event's webhook payload could not be serialised.
+    #[error("outbox record error: payload of {event_id}")]
+    Payload {
+        /// The alert event.
+        event_id: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The HTTP client could not be built.
-    #[error("http client error: {0}")]
-    Client(String),
+    #[error("http client error")]
+    Client(#[source] reqwest::Error),
     /// The metrics could not be registered (already registered in that registry?).
-    #[error("metrics registration failed: {0}")]
-    Metrics(String),
+    #[error("metrics registration failed")]
+    Metrics(#[source] prometheus::Error),
     /// The system's secure random source failed, so no secret can be generated.
     #[error("secure random source failed")]
     Random,
@@ -57,21 +81,27 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    /// Whether running the same call again may succeed.
+    /// Whether running the same call again may succeed: an outbox failure that may pass (I/O,
+    /// a transaction in the way), a lock the other dispatcher lets go of when it closes, a
+    /// name that may resolve later, the random source coming back. Bad config, subscriptions
+    /// and URLs, missing or conflicting ids, unreadable records, a corrupt outbox, a panicked
+    /// outbox call, the client and the metrics fail the same way again; a dispatcher shutting
+    /// down takes no more work.
     pub fn is_retryable(&self) -> bool {
         match self {
-            // I/O may recover; a lock is released when the other dispatcher closes; a name
-            // may resolve later; the random source may be back.
-            WebhookError::Store(_)
-            | WebhookError::StoreLocked(_)
-            | WebhookError::Unresolvable(_)
+            WebhookError::Store(e) => crate::storage::redb_is_transient(e),
+            WebhookError::StoreLocked
+            | WebhookError::Unresolvable { .. }
             | WebhookError::Random => true,
             WebhookError::InvalidConfig(_)
             | WebhookError::InvalidSubscription { .. }
             | WebhookError::UrlNotAllowed(_)
             | WebhookError::NotFound { .. }
             | WebhookError::Conflict(_)
+            | WebhookError::Permissions(_)
+            | WebhookError::Task(_)
             | WebhookError::Record(_)
+            | WebhookError::Payload { .. }
             | WebhookError::Client(_)
             | WebhookError::Metrics(_)
             | WebhookError::ShuttingDown => false,
@@ -85,13 +115,16 @@ impl WebhookError {
         }
     }
 
+    /// [`WebhookError::InvalidConfig`] of a config entry at `at` (`subscriptions.<id>.url`,
+    /// ...) refused for `reason` (a verdict on the entry: it has no source of its own).
+    pub(crate) fn config_entry(at: impl std::fmt::Display, reason: &WebhookError) -> Self {
+        WebhookError::InvalidConfig(format!("{at}: {reason}"))
+    }
+
     pub(crate) fn store(e: impl Into<redb::Error>) -> Self {
-        let e: redb::Error = e.into();
-        match e {
-            redb::Error::DatabaseAlreadyOpen => {
-                WebhookError::StoreLocked("the file is open elsewhere".to_owned())
-            }
-            other => WebhookError::Store(other.to_string()),
+        match e.into() {
+            redb::Error::DatabaseAlreadyOpen => WebhookError::StoreLocked,
+            other => WebhookError::Store(other),
         }
     }
 }
@@ -100,23 +133,35 @@ impl WebhookError {
 mod tests {
     use super::*;
 
+    fn json_error() -> serde_json::Error {
+        serde_json::from_str::<u8>("x").unwrap_err()
+    }
+
     #[test]
     fn messages_are_lowercase_and_retry_is_classified() {
         let cases = [
             WebhookError::InvalidConfig("max_attempts must be at least 1".into()),
+            WebhookError::config_entry("subscriptions.a.url", &WebhookError::Random),
             WebhookError::invalid("url", "scheme must be http or https"),
             WebhookError::UrlNotAllowed("127.0.0.1 is loopback".into()),
-            WebhookError::Unresolvable("nowhere.invalid".into()),
+            WebhookError::Unresolvable {
+                host: "nowhere.invalid".into(),
+                source: std::io::Error::other("no address"),
+            },
             WebhookError::NotFound {
                 kind: "delivery",
                 id: "7".into(),
             },
             WebhookError::Conflict("subscription x exists".into()),
-            WebhookError::Store("disk full".into()),
-            WebhookError::StoreLocked("x".into()),
-            WebhookError::Record("bad json".into()),
-            WebhookError::Client("x".into()),
-            WebhookError::Metrics("x".into()),
+            WebhookError::Store(redb::Error::Io(std::io::ErrorKind::StorageFull.into())),
+            WebhookError::Permissions(std::io::ErrorKind::PermissionDenied.into()),
+            WebhookError::StoreLocked,
+            WebhookError::Record(json_error()),
+            WebhookError::Payload {
+                event_id: "e".into(),
+                source: json_error(),
+            },
+            WebhookError::Metrics(prometheus::Error::Msg("x".into())),
             WebhookError::Random,
             WebhookError::ShuttingDown,
         ];
@@ -125,12 +170,31 @@ mod tests {
             let first = text.chars().next().unwrap_or('x');
             assert!(first.is_lowercase(), "{text}");
         }
-        assert!(WebhookError::Store("x".into()).is_retryable());
+        assert!(
+            WebhookError::Store(redb::Error::Io(std::io::ErrorKind::StorageFull.into()))
+                .is_retryable()
+        );
+        assert!(!WebhookError::Store(redb::Error::Corrupted("x".into())).is_retryable());
         assert!(!WebhookError::UrlNotAllowed("x".into()).is_retryable());
         assert!(!WebhookError::ShuttingDown.is_retryable());
         assert_eq!(
             WebhookError::store(redb::DatabaseError::DatabaseAlreadyOpen).to_string(),
             "outbox already open: the file is open elsewhere"
+        );
+    }
+
+    #[test]
+    fn the_display_leaves_the_cause_to_the_source() {
+        let e = WebhookError::Unresolvable {
+            host: "nowhere.invalid".into(),
+            source: std::io::Error::other("no address"),
+        };
+        assert_eq!(e.to_string(), "url host does not resolve: nowhere.invalid");
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("no address"));
+        assert_eq!(
+            crate::http::error_text(&e),
+            "url host does not resolve: nowhere.invalid: no address"
         );
     }
 }

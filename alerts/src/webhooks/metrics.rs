@@ -9,8 +9,14 @@ use super::error::WebhookError;
 /// [`Dispatcher::register_metrics`](super::Dispatcher::register_metrics).
 #[derive(Debug, Clone)]
 pub(crate) struct WebhookMetrics {
-    /// `ioc_alerts_webhook_attempts_total{outcome}`.
+    /// `ioc_alerts_webhook_attempts_total{outcome}`, for registration.
     attempts: IntCounterVec,
+    /// Its `outcome="delivered"` counter, resolved once (no label lookup per attempt).
+    delivered: IntCounter,
+    /// Its `outcome="retry"` counter.
+    retried: IntCounter,
+    /// Its `outcome="dead"` counter.
+    dead_attempts: IntCounter,
     /// `ioc_alerts_webhook_dead_total`.
     pub(crate) dead: IntCounter,
     /// `ioc_alerts_webhook_pending`.
@@ -23,10 +29,6 @@ pub(crate) struct WebhookMetrics {
     pub(crate) subscriptions: IntGauge,
 }
 
-fn metric_error(e: prometheus::Error) -> WebhookError {
-    WebhookError::Metrics(e.to_string())
-}
-
 impl WebhookMetrics {
     pub(crate) fn new() -> Result<Self, WebhookError> {
         let attempts = IntCounterVec::new(
@@ -36,27 +38,29 @@ impl WebhookMetrics {
             ),
             &["outcome"],
         )
-        .map_err(metric_error)?;
+        .map_err(WebhookError::Metrics)?;
         // Every outcome is exported from the start, at 0.
-        for outcome in [
-            AttemptOutcome::Delivered,
-            AttemptOutcome::Retry,
-            AttemptOutcome::Dead,
-        ] {
-            attempts.with_label_values(&[outcome.as_str()]);
-        }
+        let of = |outcome: AttemptOutcome| attempts.with_label_values(&[outcome.as_str()]);
+        let (delivered, retried, dead_attempts) = (
+            of(AttemptOutcome::Delivered),
+            of(AttemptOutcome::Retry),
+            of(AttemptOutcome::Dead),
+        );
         Ok(WebhookMetrics {
             attempts,
+            delivered,
+            retried,
+            dead_attempts,
             dead: IntCounter::new(
                 "ioc_alerts_webhook_dead_total",
                 "Webhook deliveries dead-lettered after their last attempt failed.",
             )
-            .map_err(metric_error)?,
+            .map_err(WebhookError::Metrics)?,
             pending: IntGauge::new(
                 "ioc_alerts_webhook_pending",
                 "Webhook deliveries pending in the outbox.",
             )
-            .map_err(metric_error)?,
+            .map_err(WebhookError::Metrics)?,
             latency: Histogram::with_opts(
                 HistogramOpts::new(
                     "ioc_alerts_webhook_latency_seconds",
@@ -66,45 +70,49 @@ impl WebhookMetrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
             )
-            .map_err(metric_error)?,
+            .map_err(WebhookError::Metrics)?,
             overflow: IntCounter::new(
                 "ioc_alerts_webhook_queue_overflow_total",
                 "Deliveries left in the outbox (not dropped) because their subscriber's \
                  in-memory queue was full; read back when it has room.",
             )
-            .map_err(metric_error)?,
+            .map_err(WebhookError::Metrics)?,
             subscriptions: IntGauge::new(
                 "ioc_alerts_webhook_subscriptions",
                 "Enabled webhook subscriptions.",
             )
-            .map_err(metric_error)?,
+            .map_err(WebhookError::Metrics)?,
         })
     }
 
     pub(crate) fn register(&self, registry: &Registry) -> Result<(), WebhookError> {
         registry
             .register(Box::new(self.attempts.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         registry
             .register(Box::new(self.dead.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         registry
             .register(Box::new(self.pending.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         registry
             .register(Box::new(self.latency.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         registry
             .register(Box::new(self.overflow.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         registry
             .register(Box::new(self.subscriptions.clone()))
-            .map_err(metric_error)?;
+            .map_err(WebhookError::Metrics)?;
         Ok(())
     }
 
     pub(crate) fn attempt(&self, outcome: AttemptOutcome, latency_s: f64) {
-        self.attempts.with_label_values(&[outcome.as_str()]).inc();
+        match outcome {
+            AttemptOutcome::Delivered => self.delivered.inc(),
+            AttemptOutcome::Retry => self.retried.inc(),
+            AttemptOutcome::Dead => self.dead_attempts.inc(),
+        }
         self.latency.observe(latency_s);
         if outcome == AttemptOutcome::Dead {
             self.dead.inc();

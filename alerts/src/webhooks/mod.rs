@@ -51,5 +51,3 @@ pub use error::WebhookError;
 pub use payload::{payload_schema, webhook_id, WebhookEventType, WebhookPayload};
 pub use ssrf::forbidden_reason;
 pub use subscription::{Subscription, SubscriptionFilter, SubscriptionRequest, SubscriptionSource};
-
-pub(crate) use ioc_schemas::now_ms;

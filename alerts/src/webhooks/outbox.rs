@@ -78,11 +78,11 @@ pub(crate) struct Outbox {
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, WebhookError> {
-    serde_json::to_vec(value).map_err(|e| WebhookError::Record(e.to_string()))
+    serde_json::to_vec(value).map_err(WebhookError::Record)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, WebhookError> {
-    serde_json::from_slice(bytes).map_err(|e| WebhookError::Record(e.to_string()))
+    serde_json::from_slice(bytes).map_err(WebhookError::Record)
 }
 
 impl Outbox {
@@ -94,7 +94,7 @@ impl Outbox {
         {
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| WebhookError::Store(format!("outbox permissions: {e}")))?;
+                .map_err(WebhookError::Permissions)?;
         }
         let tx = db.begin_write().map_err(WebhookError::store)?;
         {
@@ -511,7 +511,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!(
             "ioc-outbox-{name}-{}-{}",
             std::process::id(),
-            super::super::now_ms()
+            ioc_schemas::now_ms()
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir.join("outbox.redb")

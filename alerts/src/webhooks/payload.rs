@@ -1,11 +1,11 @@
 //! The body of every webhook request, its JSON Schema, and webhook ids.
 
+use ioc_alert_engine::model::{AlertEvent, Transition};
 use ioc_schemas::format_rfc3339_ms;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::WebhookError;
-use crate::model::{AlertEvent, Transition};
 
 /// The payload's `type`: `alert.` and the transition.
 #[derive(
@@ -106,8 +106,10 @@ pub fn payload_schema() -> String {
 
 /// The body of an event's deliveries.
 pub(crate) fn payload_body(event: &AlertEvent) -> Result<String, WebhookError> {
-    serde_json::to_string(&WebhookPayload::of(event))
-        .map_err(|e| WebhookError::Record(format!("payload of {}: {e}", event.event_id)))
+    serde_json::to_string(&WebhookPayload::of(event)).map_err(|source| WebhookError::Payload {
+        event_id: event.event_id.clone(),
+        source,
+    })
 }
 
 /// The `webhook-id` of an event's delivery to a subscription: `msg_<event id>_<subscription

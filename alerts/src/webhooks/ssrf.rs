@@ -171,10 +171,16 @@ pub(crate) async fn check_url(url: &str, allow_private: bool) -> Result<Url, Web
 async fn resolve(name: &str) -> Result<Vec<SocketAddr>, WebhookError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name, 0))
         .await
-        .map_err(|e| WebhookError::Unresolvable(format!("{name}: {e}")))?
+        .map_err(|source| WebhookError::Unresolvable {
+            host: name.to_owned(),
+            source,
+        })?
         .collect();
     if addrs.is_empty() {
-        return Err(WebhookError::Unresolvable(format!("{name}: no address")));
+        return Err(WebhookError::Unresolvable {
+            host: name.to_owned(),
+            source: std::io::Error::other("no address"),
+        });
     }
     Ok(addrs)
 }

@@ -1,12 +1,12 @@
 //! Subscriptions: who receives which alerts, where, signed with which secret.
 
+use ioc_alert_engine::model::{Alert, Category, Severity};
 use ioc_schemas::{Department, District, EpochMs};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::error::WebhookError;
 use super::signing::{secret_key, secret_prefix};
-use crate::model::{Alert, Category, Severity};
 
 /// The longest subscription id.
 const MAX_ID_LEN: usize = 64;
@@ -313,7 +313,7 @@ impl StoredSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AlertState;
+    use ioc_alert_engine::model::AlertState;
 
     fn alert(
         rule: &str,

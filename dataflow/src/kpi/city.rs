@@ -574,4 +574,14 @@ mod tests {
             (3, 1, 12, 15)
         );
     }
+
+    #[test]
+    fn device_rows_of_every_family_survive_bincode() {
+        for row in crate::wire::tests::one_of_each() {
+            let city = CityInput::Device(row);
+            let bytes = bincode::serialize(&city).expect("serializes");
+            let back: CityInput = bincode::deserialize(&bytes).expect("reads");
+            assert_eq!(back, city);
+        }
+    }
 }
