@@ -105,12 +105,6 @@ fn parse_time(name: &'static str, text: &str) -> Result<EpochMs, HttpError> {
         })
 }
 
-/// Whether the family's rows have a scope (traffic and health, the families with
-/// aggregates).
-fn has_scope(family: KpiFamily) -> bool {
-    matches!(family, KpiFamily::Traffic | KpiFamily::Health)
-}
-
 /// Checks the parameters and fills the defaults.
 fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery, HttpError> {
     let to_ms = match p.to.as_deref() {
@@ -132,7 +126,7 @@ fn history_query(family: KpiFamily, p: HistoryParams) -> Result<KpiHistoryQuery,
     }
     let district = query_value("district", p.district.as_deref(), District::from_slug)?;
     let scope = query_value("scope", p.scope.as_deref(), Scope::from_name)?;
-    if scope.is_some() && !has_scope(family) {
+    if scope.is_some() && !family.has_scope() {
         return Err(bad_parameter(
             "scope",
             format!(

@@ -33,6 +33,12 @@ pub enum KpiFamily {
 }
 
 impl KpiFamily {
+    /// Whether its rows have a scope: traffic and health, the families with aggregates (of a
+    /// district, a department or the city) beside the per-device rows.
+    pub fn has_scope(self) -> bool {
+        matches!(self, KpiFamily::Traffic | KpiFamily::Health)
+    }
+
     /// Every family.
     pub const ALL: [KpiFamily; 7] = [
         KpiFamily::Traffic,

@@ -45,17 +45,12 @@ pub fn kpi_table(family: KpiFamily) -> (&'static str, &'static str) {
     }
 }
 
-/// Whether the family's table has a `scope` column.
-pub fn has_scope(family: KpiFamily) -> bool {
-    matches!(family, KpiFamily::Traffic | KpiFamily::Health)
-}
-
 impl Store {
     /// The newest version of each row matching `query`, oldest window first. Fails with
     /// [`StoreError::Config`] when `scope` is asked of a family without one, and with
     /// [`StoreError::Json`] on a row this version cannot read.
     pub async fn kpi_history(&self, query: &KpiHistoryQuery) -> Result<Vec<Kpi>, StoreError> {
-        if query.scope.is_some() && !has_scope(query.family) {
+        if query.scope.is_some() && !query.family.has_scope() {
             return Err(StoreError::Config(format!(
                 "the {} family has no scope",
                 query.family.as_str()

@@ -85,8 +85,7 @@ pub use alerts::{AlertEventRow, WebhookAttemptRow};
 pub use config::ClickHouseConfig;
 pub use error::{is_retryable_clickhouse, DisplayChain, SpoolError, StoreError};
 pub use history::{
-    has_scope, kpi_table, DeadLetterQuery, KpiHistoryQuery, DEAD_LETTERS_MAX_ROWS,
-    KPI_HISTORY_MAX_ROWS,
+    kpi_table, DeadLetterQuery, KpiHistoryQuery, DEAD_LETTERS_MAX_ROWS, KPI_HISTORY_MAX_ROWS,
 };
 pub use kpi::{
     department_code, AqiKpiRow, BridgeKpiRow, CameraKpiRow, HealthKpiRow, HydrologyKpiRow,
