@@ -361,6 +361,16 @@ mod tests {
         out
     }
 
+    /// The camera row of `event_type` among `out`.
+    fn camera_row(out: &[Kpi], event_type: &str) -> CameraKpi {
+        out.iter()
+            .find_map(|k| match k {
+                Kpi::Camera(c) if c.event_type == event_type => Some(c.clone()),
+                _ => None,
+            })
+            .expect("a camera row")
+    }
+
     /// The district traffic row of `slug` among `out`.
     fn district_row<'a>(out: &'a [Kpi], slug: &str) -> &'a TrafficKpi {
         out.iter()
@@ -472,14 +482,7 @@ mod tests {
         city.take(CityInput::Camera(camera("c1", "red_light_violation", 3.0)));
         city.take(CityInput::Camera(camera("c2", "wrong_way", 1.0)));
         let out = close(&mut city);
-        let row = |t: &str| {
-            out.iter()
-                .find_map(|k| match k {
-                    Kpi::Camera(c) if c.event_type == t => Some(c.clone()),
-                    _ => None,
-                })
-                .unwrap()
-        };
+        let row = |t: &str| camera_row(&out, t);
         let plates = row("plate_read");
         assert_eq!((plates.events, plates.cameras), (200, 2));
         assert_eq!(plates.per_hour, 2400.0);
@@ -508,14 +511,7 @@ mod tests {
             "c3", "accident", 1.0, 120_000,
         )));
         let out = close(&mut city);
-        let row = |t: &str| {
-            out.iter()
-                .find_map(|k| match k {
-                    Kpi::Camera(c) if c.event_type == t => Some(c.clone()),
-                    _ => None,
-                })
-                .unwrap()
-        };
+        let row = |t: &str| camera_row(&out, t);
         let plates = row("plate_read");
         assert_eq!(plates.events, 40);
         assert!(
