@@ -72,7 +72,8 @@ pub struct IngestMetrics {
     pub rejected: IntCounterVec,
     /// `ioc_ingest_reconnects_total{transport}`.
     pub reconnects: IntCounterVec,
-    /// `ioc_ingest_ack_failures_total{transport}`: acknowledgements that could not be queued.
+    /// `ioc_ingest_ack_failures_total{transport}`: acknowledgements never sent (an MQTT PUBACK
+    /// whose connection ended first, a Kafka offset that could not be stored).
     pub ack_failures: IntCounterVec,
     /// `ioc_ingest_mqtt_oversized_packets_total`: packets over `mqtt.max_packet_bytes`, each of
     /// which cost the connection.
@@ -166,7 +167,7 @@ impl IngestMetrics {
             )?,
             ack_failures: counter(
                 "ioc_ingest_ack_failures_total",
-                "Acknowledgements that could not be queued (the source redelivers).",
+                "Acknowledgements never sent: the connection ended first, or the offset could not be stored (the source redelivers).",
                 &["transport"],
             )?,
             oversized_packets: {

@@ -166,6 +166,7 @@ pub async fn run_mqtt(
                 }
                 metrics.stashed.set(stash.len() as i64);
             }
+            () = kept_back(acks.as_deref()) => flush(acks.as_deref()),
             event = eventloop.poll(), if stash.len() < config.stash_capacity => {
                 let failed = match event {
                     Ok(event) => {
@@ -230,6 +231,8 @@ pub async fn run_mqtt(
                     }
                     Err(e) => Some(e),
                 };
+                // The event loop took requests off the queue: room for PUBACKs kept back.
+                flush(acks.as_deref());
                 if let Some(e) = failed {
                     metrics.connected.set(0);
                     reconnects.inc();
@@ -272,10 +275,17 @@ pub async fn run_mqtt(
     loop {
         tokio::select! {
             () = &mut drained => break,
-            event = eventloop.poll() => if event.is_err() { break },
+            () = kept_back(acks.as_deref()) => flush(acks.as_deref()),
+            event = eventloop.poll() => {
+                if event.is_err() {
+                    break;
+                }
+                flush(acks.as_deref());
+            }
         }
     }
-    // Flush the acknowledgements queued by the last batches, then leave.
+    // Send the acknowledgements queued by the last batches, then leave.
+    flush(acks.as_deref());
     let _ = client.try_disconnect();
     let deadline = tokio::time::sleep(Duration::from_secs(2));
     tokio::pin!(deadline);
@@ -292,6 +302,22 @@ pub async fn run_mqtt(
     Ok(())
 }
 
+/// Resolves when a PUBACK was kept back for want of room in the request queue (never without
+/// acknowledgement after store).
+async fn kept_back(acks: Option<&PubackOrder>) {
+    match acks {
+        Some(acks) => acks.kept_back().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends what PUBACKs were kept back, as far as the request queue now takes them.
+fn flush(acks: Option<&PubackOrder>) {
+    if let Some(acks) = acks {
+        acks.flush();
+    }
+}
+
 /// The size of a packet the client refused for being over its packet limit.
 fn oversized_packet(e: &ConnectionError) -> Option<usize> {
     match e {
@@ -303,23 +329,20 @@ fn oversized_packet(e: &ConnectionError) -> Option<usize> {
 }
 
 /// Acknowledgements released in arrival order through the client's request queue
-/// (`mqtt.request_capacity`). It is full when the connection is gone, or when more
-/// acknowledgements are released at once than it holds (iocd may owe more than that: see the
-/// README); the message is then counted in `ioc_ingest_ack_failures_total` and redelivered on
+/// (`mqtt.request_capacity`). One the queue cannot take yet is kept, in order, and sent once
+/// the event loop has made room ([`PubackOrder::flush`]); one still kept when its connection
+/// ends is counted in `ioc_ingest_ack_failures_total`, and the broker redelivers the message on
 /// the next connection, where it is stored once.
 fn puback_order(client: &AsyncClient, metrics: &IngestMetrics) -> Arc<PubackOrder> {
     let client = client.clone();
-    let failures = metrics.ack_failures.with_label_values(&["mqtt"]);
     PubackOrder::new(
         Box::new(move |pkid| {
             let mut receipt = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
             receipt.pkid = pkid;
-            if let Err(e) = client.try_ack(&receipt) {
-                failures.inc();
-                tracing::warn!(error = %e, "cannot queue mqtt acknowledgement");
-            }
+            client.try_ack(&receipt).is_ok()
         }),
         metrics.mqtt_unacked.clone(),
+        metrics.ack_failures.with_label_values(&["mqtt"]),
     )
 }
 

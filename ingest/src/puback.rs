@@ -4,15 +4,20 @@
 //!
 //! Brokers hold this rule to different degrees: rumqttd drops a connection on an ack out of
 //! order, mosquitto tolerates it. Keeping it makes the client correct against both.
+//!
+//! A PUBACK the client's request queue cannot take yet is kept, in order, and sent by
+//! [`PubackOrder::flush`] once the event loop has made room: a lost PUBACK would hold the
+//! broker's in-flight slot for that message until the next connection.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ioc_schemas::Ack;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
+use tokio::sync::Notify;
 
-/// Queues the acknowledgement of one packet id.
-pub(crate) type SendAck = Box<dyn Fn(u16) + Send + Sync>;
+/// Queues the acknowledgement of one packet id; `false` when the request queue is full.
+pub(crate) type SendAck = Box<dyn Fn(u16) -> bool + Send + Sync>;
 
 /// The acknowledgements of one MQTT connection, released in arrival order.
 pub(crate) struct PubackOrder {
@@ -20,6 +25,11 @@ pub(crate) struct PubackOrder {
     send: SendAck,
     /// `ioc_ingest_mqtt_unacked_messages`: arrived and not yet acknowledged.
     held: IntGauge,
+    /// Woken when a PUBACK is kept back for [`PubackOrder::flush`].
+    kept: Notify,
+    /// `ioc_ingest_ack_failures_total{transport="mqtt"}`: PUBACKs never sent because their
+    /// connection ended first (the broker redelivers those messages).
+    lost: IntCounter,
 }
 
 impl std::fmt::Debug for PubackOrder {
@@ -39,6 +49,9 @@ struct Queue {
     first: u64,
     /// Every message of this connection not yet acknowledged, in arrival order.
     slots: VecDeque<Slot>,
+    /// Packet ids due a PUBACK that the request queue has not taken yet, in order; later ones
+    /// wait behind them.
+    unsent: VecDeque<u16>,
 }
 
 #[derive(Debug)]
@@ -49,11 +62,13 @@ struct Slot {
 
 impl PubackOrder {
     /// `send` queues one PUBACK; it is called with the queue locked, so calls come in order.
-    pub(crate) fn new(send: SendAck, held: IntGauge) -> Arc<PubackOrder> {
+    pub(crate) fn new(send: SendAck, held: IntGauge, lost: IntCounter) -> Arc<PubackOrder> {
         Arc::new(PubackOrder {
             queue: Mutex::new(Queue::default()),
             send,
             held,
+            kept: Notify::new(),
+            lost,
         })
     }
 
@@ -68,6 +83,8 @@ impl PubackOrder {
         q.connection += 1;
         q.first += q.slots.len() as u64;
         q.slots.clear();
+        self.lost.inc_by(q.unsent.len() as u64);
+        q.unsent.clear();
         self.held.set(0);
     }
 
@@ -103,15 +120,43 @@ impl PubackOrder {
                 break;
             }
             q.first += 1;
-            (self.send)(slot.pkid);
+            q.unsent.push_back(slot.pkid);
         }
-        self.held.set(q.slots.len() as i64);
+        if !self.send_unsent(&mut q) {
+            self.kept.notify_one();
+        }
+        self.held.set((q.slots.len() + q.unsent.len()) as i64);
+    }
+
+    /// Sends the PUBACKs kept back, in order, as far as the request queue takes them. `true`:
+    /// none is left.
+    pub(crate) fn flush(&self) -> bool {
+        let mut q = self.lock();
+        let done = self.send_unsent(&mut q);
+        self.held.set((q.slots.len() + q.unsent.len()) as i64);
+        done
+    }
+
+    /// Resolves once a PUBACK has been kept back since the last [`PubackOrder::flush`].
+    pub(crate) async fn kept_back(&self) {
+        self.kept.notified().await;
+    }
+
+    fn send_unsent(&self, q: &mut Queue) -> bool {
+        while let Some(&pkid) = q.unsent.front() {
+            if !(self.send)(pkid) {
+                return false;
+            }
+            q.unsent.pop_front();
+        }
+        true
     }
 
     /// Messages arrived on this connection and not yet acknowledged.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.lock().slots.len()
+        let q = self.lock();
+        q.slots.len() + q.unsent.len()
     }
 }
 
@@ -123,8 +168,12 @@ mod tests {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&sent);
         let order = PubackOrder::new(
-            Box::new(move |pkid| log.lock().unwrap().push(pkid)),
+            Box::new(move |pkid| {
+                log.lock().unwrap().push(pkid);
+                true
+            }),
             IntGauge::new("held", "held").unwrap(),
+            IntCounter::new("lost", "lost").unwrap(),
         );
         (order, sent)
     }
@@ -171,5 +220,59 @@ mod tests {
             assert_eq!(sent.lock().unwrap().len(), usize::from(round + 1) * 2);
         }
         assert_eq!(*sent.lock().unwrap(), vec![1, 2, 1, 2, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_puback_the_full_queue_refuses_is_kept_and_sent_in_order_later() {
+        let room = Arc::new(Mutex::new(2usize));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (r, log) = (Arc::clone(&room), Arc::clone(&sent));
+        let order = PubackOrder::new(
+            Box::new(move |pkid| {
+                let mut room = r.lock().unwrap();
+                if *room == 0 {
+                    return false;
+                }
+                *room -= 1;
+                log.lock().unwrap().push(pkid);
+                true
+            }),
+            IntGauge::new("held", "held").unwrap(),
+            IntCounter::new("lost", "lost").unwrap(),
+        );
+        let acks: Vec<Ack> = (1..=5).map(|pkid| order.arrived(pkid)).collect();
+        for ack in acks {
+            ack.done();
+        }
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
+        assert_eq!(order.held(), 3, "3, 4 and 5 kept back, not lost");
+        // The flusher is woken, and a later release waits behind what is kept.
+        tokio::time::timeout(std::time::Duration::from_secs(1), order.kept_back())
+            .await
+            .expect("woken");
+        order.arrived(6).done();
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
+        *room.lock().unwrap() = 3;
+        assert!(!order.flush(), "room for 3 of 4");
+        *room.lock().unwrap() = 10;
+        assert!(order.flush());
+        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(order.held(), 0);
+    }
+
+    #[test]
+    fn a_new_connection_forgets_the_pubacks_kept_back() {
+        let lost = IntCounter::new("lost", "lost").unwrap();
+        let order = PubackOrder::new(
+            Box::new(|_| false),
+            IntGauge::new("held", "held").unwrap(),
+            lost.clone(),
+        );
+        order.arrived(1).done();
+        assert_eq!(order.held(), 1);
+        order.connected();
+        assert_eq!(order.held(), 0);
+        assert_eq!(lost.get(), 1, "counted: the broker redelivers it");
+        assert!(order.flush());
     }
 }

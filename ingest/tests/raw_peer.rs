@@ -2,6 +2,8 @@
 //! plays the broker and records exactly what the client sends back:
 //! - PUBACKs leave in the order the PUBLISHes arrived (§4.6, [MQTT-4.6.0-2]) whatever order the
 //!   pipeline stores the messages in;
+//! - a burst of PUBACKs larger than the client's request queue all reach the broker, in order,
+//!   on the same connection;
 //! - a payload over `max_payload_bytes` is a dead letter and is acknowledged in its turn, on
 //!   the same connection;
 //! - a packet over `max_packet_bytes` costs the connection, is counted, and the reconnects that
@@ -227,6 +229,53 @@ async fn pubacks_leave_in_arrival_order_whatever_order_messages_are_stored_in() 
     assert_eq!(pubacks, expected, "PUBACKs in arrival order");
     assert_eq!(connections, 1, "no message cost the connection");
     assert_eq!(metric(&client.registry, "ioc_ingest_reconnects_total"), 0.0);
+    assert_eq!(
+        metric(&client.registry, "ioc_ingest_mqtt_unacked_messages"),
+        0.0
+    );
+    let _ = client.stop.send(());
+    client.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_burst_of_pubacks_larger_than_the_request_queue_reaches_the_broker_in_order() {
+    // A spool commit releases every message it made durable at once: here 2,000 PUBACKs
+    // into a request queue of 8.
+    const MESSAGES: usize = 2_000;
+    let messages = (0..MESSAGES)
+        .map(|i| (NOW_TOPIC.to_owned(), reading(i)))
+        .collect();
+    let (mut client, seen) = start(messages, |c| c.request_capacity = 8).await;
+    let mut acks = Vec::new();
+    while acks.len() < MESSAGES {
+        let record = tokio::time::timeout(Duration::from_secs(10), client.records.recv())
+            .await
+            .expect("a record within 10 s")
+            .expect("the source is running");
+        match record {
+            Ingested::Reading(_, ack) => acks.push(ack.expect("QoS 1 carries an ack")),
+            other => panic!("a valid reading was not read as one: {other:?}"),
+        }
+    }
+    for ack in acks {
+        ack.done();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().pubacks.len() < MESSAGES && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (pubacks, connections) = {
+        let seen = seen.lock().unwrap();
+        (seen.pubacks.clone(), seen.connections)
+    };
+    let expected: Vec<u16> = (1..=MESSAGES as u16).collect();
+    assert_eq!(pubacks.len(), MESSAGES, "every PUBACK reached the broker");
+    assert_eq!(pubacks, expected, "in arrival order");
+    assert_eq!(connections, 1);
+    assert_eq!(
+        metric(&client.registry, "ioc_ingest_ack_failures_total"),
+        0.0
+    );
     assert_eq!(
         metric(&client.registry, "ioc_ingest_mqtt_unacked_messages"),
         0.0
