@@ -124,6 +124,15 @@ struct Client {
     registry: prometheus::Registry,
 }
 
+impl Client {
+    async fn next_record(&mut self) -> Ingested {
+        tokio::time::timeout(Duration::from_secs(10), self.records.recv())
+            .await
+            .expect("a record within 10 s")
+            .expect("the source is running")
+    }
+}
+
 async fn start(
     messages: Vec<(String, Vec<u8>)>,
     tune: impl FnOnce(&mut MqttConfig),
@@ -194,10 +203,7 @@ async fn pubacks_leave_in_arrival_order_whatever_order_messages_are_stored_in() 
     let mut acks = Vec::new();
     let mut too_large = Vec::new();
     while acks.len() < 40 {
-        let record = tokio::time::timeout(Duration::from_secs(10), client.records.recv())
-            .await
-            .expect("a record within 10 s")
-            .expect("the source is running");
+        let record = client.next_record().await;
         match record {
             Ingested::Reading(_, ack) => acks.push(ack.expect("QoS 1 carries an ack")),
             Ingested::DeadLetter(letter, ack) => {
@@ -248,10 +254,7 @@ async fn a_burst_of_pubacks_larger_than_the_request_queue_reaches_the_broker_in_
     let (mut client, seen) = start(messages, |c| c.request_capacity = 8).await;
     let mut acks = Vec::new();
     while acks.len() < MESSAGES {
-        let record = tokio::time::timeout(Duration::from_secs(10), client.records.recv())
-            .await
-            .expect("a record within 10 s")
-            .expect("the source is running");
+        let record = client.next_record().await;
         match record {
             Ingested::Reading(_, ack) => acks.push(ack.expect("QoS 1 carries an ack")),
             other => panic!("a valid reading was not read as one: {other:?}"),
