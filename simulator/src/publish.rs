@@ -1,12 +1,13 @@
 //! Publishing the generated stream to an MQTT broker.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Outgoing,
-    Packet, QoS, Request,
+    Packet, Publish, QoS, Request,
 };
 use serde::Serialize;
 use tokio::sync::watch;
@@ -124,7 +125,8 @@ pub async fn publish_mqtt(
         Duration::from_millis(cfg.reconnect_backoff_max_ms),
     );
     let mut driver = tokio::spawn(
-        drive(eventloop, acked_tx, backoff).instrument(tracing::info_span!("simulator_mqtt")),
+        drive(eventloop, client.clone(), acked_tx, backoff)
+            .instrument(tracing::info_span!("simulator_mqtt")),
     );
 
     info!(
@@ -217,32 +219,40 @@ pub async fn publish_mqtt(
     Ok(report)
 }
 
-/// Runs the MQTT event loop: counts PUBACKs, reconnects with exponential backoff, and puts
-/// unacknowledged publishes back after a reconnect. Ends after a clean disconnect or on an
-/// error a retry will not fix.
+/// Runs the MQTT event loop: counts PUBACKs, reconnects with exponential backoff, and sends
+/// the unacknowledged publishes of a lost connection again. Ends after a clean disconnect or
+/// on an error a retry will not fix.
 async fn drive(
     mut eventloop: EventLoop,
+    client: AsyncClient,
     acked: watch::Sender<u64>,
     (initial, max): (Duration, Duration),
 ) -> Result<(), SimulatorError> {
     let mut backoff = initial;
-    // What was in flight or queued when the connection dropped. rumqttc forgets it when the
-    // new session is clean, so it is restored here (at-least-once).
-    let mut unsent: Vec<Request> = Vec::new();
+    // What was in flight or queued when the connection dropped (rumqttc forgets it when the new
+    // session is clean), to be sent again (at-least-once). It goes back through the request
+    // queue, so rumqttc's in-flight window applies: put straight into its pending list, publishes
+    // past the window took packet ids still in flight, and each collision lost one.
+    let mut resend: VecDeque<Publish> = VecDeque::new();
     loop {
+        while let Some(p) = resend.front() {
+            let queued = client.try_publish(p.topic.clone(), p.qos, p.retain, p.payload.to_vec());
+            if queued.is_err() {
+                break;
+            }
+            resend.pop_front();
+        }
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::PubAck(_))) => acked.send_modify(|n| *n += 1),
-            Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = initial;
-                if !connack.session_present && !unsent.is_empty() {
+                if resend.is_empty() {
+                    debug!("connected to the mqtt broker");
+                } else {
                     info!(
-                        resent = unsent.len(),
+                        resent = resend.len(),
                         "reconnected; re-sending unacknowledged publishes"
                     );
-                    eventloop.pending.extend(unsent.drain(..));
-                } else {
-                    unsent.clear();
-                    debug!("connected to the mqtt broker");
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
@@ -254,8 +264,11 @@ async fn drive(
             }
             Err(ConnectionError::RequestsDone) => return Ok(()),
             Err(e) => {
-                if !eventloop.pending.is_empty() {
-                    unsent = eventloop.pending.iter().cloned().collect();
+                // In flight, pending, or queued: the event loop gathered them all here.
+                for request in eventloop.pending.drain(..) {
+                    if let Request::Publish(p) = request {
+                        resend.push_back(p);
+                    }
                 }
                 warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection error; reconnecting");
                 sleep(backoff).await;

@@ -13,6 +13,7 @@ use ioc_simulator::{
     publish_mqtt, Fleet, Generator, MessageClass, PublishReport, SimulatorConfig, SimulatorError,
 };
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -160,8 +161,14 @@ async fn all_2000_messages_reach_a_subscriber() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A TCP proxy to mosquitto that cuts its first connection after `cut_after`.
-async fn flaky_proxy(cut_after: Duration) -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
+/// A TCP proxy to mosquitto that cuts its first connection after `cut_after`. With
+/// `withhold_acks`, that connection stops passing the broker's packets on after its first
+/// 100 ms (the CONNACK passes), so the client's in-flight window fills before the cut, and the
+/// later ones pass them on 50 ms late.
+async fn flaky_proxy(
+    cut_after: Duration,
+    withhold_acks: bool,
+) -> anyhow::Result<(u16, Arc<AtomicUsize>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -173,29 +180,63 @@ async fn flaky_proxy(cut_after: Duration) -> anyhow::Result<(u16, Arc<AtomicUsiz
                 let Ok(mut upstream) = TcpStream::connect(BROKER).await else {
                     return;
                 };
-                let pipe = tokio::io::copy_bidirectional(&mut inbound, &mut upstream);
-                if first {
-                    // Dropping both sockets mid-stream loses whatever was in flight.
-                    let _ = tokio::time::timeout(cut_after, pipe).await;
-                } else {
-                    let _ = pipe.await;
+                if !first && withhold_acks {
+                    // A slow broker: what it sends comes 50 ms late, so acknowledgements lag
+                    // while the client sends its backlog again.
+                    let (mut from_client, mut to_client) = inbound.split();
+                    let (mut from_broker, mut to_broker) = upstream.split();
+                    let upward = tokio::io::copy(&mut from_client, &mut to_broker);
+                    let downward = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        while let Ok(n @ 1..) = from_broker.read(&mut buf).await {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            if to_client.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::join!(upward, downward);
+                    return;
                 }
+                if !first {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut upstream).await;
+                    return;
+                }
+                // Dropping both sockets mid-stream loses whatever was in flight.
+                let (mut from_client, mut to_client) = inbound.split();
+                let (mut from_broker, mut to_broker) = upstream.split();
+                let upward = tokio::io::copy(&mut from_client, &mut to_broker);
+                let downward = async {
+                    if withhold_acks {
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(100),
+                            tokio::io::copy(&mut from_broker, &mut to_client),
+                        )
+                        .await;
+                        std::future::pending::<()>().await;
+                    } else {
+                        let _ = tokio::io::copy(&mut from_broker, &mut to_client).await;
+                    }
+                };
+                let _ =
+                    tokio::time::timeout(cut_after, async { tokio::join!(upward, downward) }).await;
             });
         }
     });
     Ok((port, connections))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_connection_loses_nothing() -> anyhow::Result<()> {
+/// Publishes 3,000 messages through a proxy that cuts the first connection after 400 ms, and
+/// checks every one is acknowledged and delivered.
+async fn publish_through_a_cut(name: &str, withhold_acks: bool) -> anyhow::Result<()> {
     let cfg = SimulatorConfig {
         reconnect_backoff_initial_ms: 50,
-        ..replay_cfg("reconnect", 3_000, 3_000.0)
+        ..replay_cfg(name, 3_000, 3_000.0)
     };
     let expected = expected(&cfg)?;
-    let (sub, eventloop) = subscriber("reconnect").await?;
+    let (sub, eventloop) = subscriber(name).await?;
     let seen = collect(eventloop, &expected);
-    let (port, connections) = flaky_proxy(Duration::from_millis(400)).await?;
+    let (port, connections) = flaky_proxy(Duration::from_millis(400), withhold_acks).await?;
 
     let report = publish_mqtt(&cfg, "127.0.0.1", port, std::future::pending()).await?;
     assert_eq!(report, report_of(&expected));
@@ -207,6 +248,18 @@ async fn a_dropped_connection_loses_nothing() -> anyhow::Result<()> {
     assert_eq!(seen.missing, 0, "{seen:?}");
     drop(sub);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_loses_nothing() -> anyhow::Result<()> {
+    publish_through_a_cut("reconnect", false).await
+}
+
+/// The cut comes with the in-flight window full and the request queue holding more: all of
+/// them are sent again on the new connection, none lost to a packet id still in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_with_its_window_full_loses_nothing() -> anyhow::Result<()> {
+    publish_through_a_cut("fullwindow", true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
