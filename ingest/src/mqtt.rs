@@ -183,7 +183,7 @@ pub async fn run_mqtt(
                                         metrics.connected.set(1);
                                         connected_at = Some(Instant::now());
                                         if let Some(acks) = &acks {
-                                            acks.connected();
+                                            acks.forget_connection();
                                         }
                                         for topic in &config.topics {
                                             client
@@ -236,6 +236,13 @@ pub async fn run_mqtt(
                 if let Some(e) = failed {
                     metrics.connected.set(0);
                     reconnects.inc();
+                    if let Some(acks) = &acks {
+                        acks.forget_connection();
+                        // A PUBACK queued since the event loop emptied its queue at the error
+                        // would go out on the next connection: empty it again (rumqttc drops
+                        // the PUBACKs and keeps the rest for the next connection).
+                        eventloop.clean();
+                    }
                     if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE_CONNECTION) {
                         backoff = config.reconnect_initial_ms;
                     }

@@ -77,8 +77,11 @@ impl PubackOrder {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new connection: what was pending belongs to the old one and is forgotten.
-    pub(crate) fn connected(&self) {
+    /// The connection ended, or a new one began: what was pending belongs to the old one and
+    /// is forgotten (the broker redelivers those messages). Forgotten when the old one ends, so
+    /// that no PUBACK released meanwhile goes out on the next: after a clean session its packet
+    /// id may name another message.
+    pub(crate) fn forget_connection(&self) {
         let mut q = self.lock();
         q.connection += 1;
         q.first += q.slots.len() as u64;
@@ -200,7 +203,7 @@ mod tests {
     fn a_new_connection_forgets_the_old_ones_acknowledgements() {
         let (order, sent) = recording();
         let old = order.arrived(7);
-        order.connected();
+        order.forget_connection();
         let new = order.arrived(7);
         old.done();
         assert!(sent.lock().unwrap().is_empty(), "the old ack is not sent");
@@ -270,7 +273,7 @@ mod tests {
         );
         order.arrived(1).done();
         assert_eq!(order.held(), 1);
-        order.connected();
+        order.forget_connection();
         assert_eq!(order.held(), 0);
         assert_eq!(lost.get(), 1, "counted: the broker redelivers it");
         assert!(order.flush());
