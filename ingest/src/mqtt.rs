@@ -182,9 +182,6 @@ pub async fn run_mqtt(
                                         tracing::info!(host = %config.host, port = config.port, session_present = ack.session_present, "mqtt connected");
                                         metrics.connected.set(1);
                                         connected_at = Some(Instant::now());
-                                        if let Some(acks) = &acks {
-                                            acks.forget_connection();
-                                        }
                                         for topic in &config.topics {
                                             client
                                                 .try_subscribe(topic.clone(), QoS::AtLeastOnce)

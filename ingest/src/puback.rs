@@ -77,10 +77,9 @@ impl PubackOrder {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The connection ended, or a new one began: what was pending belongs to the old one and
-    /// is forgotten (the broker redelivers those messages). Forgotten when the old one ends, so
-    /// that no PUBACK released meanwhile goes out on the next: after a clean session its packet
-    /// id may name another message.
+    /// The connection ended: what was pending belongs to it and is forgotten (the broker
+    /// redelivers those messages). Forgotten at once, so that no PUBACK released before the next
+    /// connection goes out on it: after a clean session its packet id may name another message.
     pub(crate) fn forget_connection(&self) {
         let mut q = self.lock();
         q.connection += 1;
@@ -200,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_connection_forgets_the_old_ones_acknowledgements() {
+    fn a_lost_connection_forgets_its_acknowledgements() {
         let (order, sent) = recording();
         let old = order.arrived(7);
         order.forget_connection();
@@ -264,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_connection_forgets_the_pubacks_kept_back() {
+    fn a_lost_connection_forgets_the_pubacks_kept_back() {
         let lost = IntCounter::new("lost", "lost").unwrap();
         let order = PubackOrder::new(
             Box::new(|_| false),
