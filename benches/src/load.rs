@@ -249,9 +249,18 @@ impl Pipeline {
 
     /// A gauge's value from the pipeline's `/metrics` (0 when absent or unreadable).
     async fn gauge(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The pipeline's `/metrics` text (empty when it cannot be read).
+    async fn metrics(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let Ok(mut stream) = tokio::net::TcpStream::connect(self.addr).await else {
-            return 0.0;
+            return String::new();
         };
         let request = format!(
             "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -261,11 +270,25 @@ impl Pipeline {
         if stream.write_all(request.as_bytes()).await.is_err()
             || stream.read_to_string(&mut text).await.is_err()
         {
-            return 0.0;
+            return String::new();
         }
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        text
+    }
+
+    /// Rows the pipeline has written, per table that has any: what the readings cost
+    /// ClickHouse besides their own rows.
+    async fn rows_written(&self) -> String {
+        let prefix = "ioc_store_rows_written_total{table=\"";
+        self.metrics()
+            .await
+            .lines()
+            .filter_map(|l| {
+                let (table, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+                let count: f64 = count.parse().ok()?;
+                (count > 0.0).then(|| format!("{table} {count}"))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Stops the pipeline and drops its database.
@@ -585,7 +608,7 @@ fn rss_kib() -> u64 {
 }
 
 /// The pipeline from Kafka: time from starting iocd until ClickHouse holds every reading,
-/// including schema set-up, consumer start-up and group join. Also returns when the first rows
+/// including schema set-up and consumer start-up. Also returns when the first rows
 /// were stored.
 async fn kafka_pipeline(
     args: &Args,
@@ -640,12 +663,14 @@ async fn kafka_pipeline(
         .query("SELECT count() FROM late_readings")
         .fetch_one()
         .await?;
+    let rows = pipeline.rows_written().await;
     #[allow(clippy::print_stdout)]
     {
         println!(
             "pipeline: {late} readings marked late, peak rss of ioc-load while iocd caught up: {} MiB",
             pipeline.peak_rss_kib.load(std::sync::atomic::Ordering::Relaxed) / 1024
         );
+        println!("rows written: {rows}");
     }
     // A cluster stops as a whole: every process is told before any is awaited.
     for other in &mut others {
@@ -672,8 +697,8 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
         let (bare, join) = bare_consumer(brokers, run, count, &args.bare_consumer_set).await?;
         let load_pipeline = load_average();
         let (through, first_rows, elapsed) = kafka_pipeline(args, run, count).await?;
-        // Like the bare consumer's, from the first rows on: the group join (about 6 s on tansu
-        // for a static member, which iocd is) and the schema set-up are left out.
+        // Like the bare consumer's, from the first rows on: the schema set-up and consumer
+        // start-up (with `kafka.assignment = "group"`, also the group join) are left out.
         let steady = count as f64 / (elapsed - first_rows).as_secs_f64();
         println!(
             "transport: kafka, readings: {count}, topics: 4 x {} partitions (load.{run}.<kind>), \
@@ -692,7 +717,7 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
         );
         println!(
             "kafka -> iocd -> clickhouse:                    {through:>10.0} readings/s \
-             (includes schema set-up, consumer start-up and group join; first rows stored \
+             (includes schema set-up and consumer start-up; first rows stored \
              after {:.2} s)",
             first_rows.as_secs_f64()
         );

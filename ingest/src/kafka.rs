@@ -1,4 +1,6 @@
-//! The Kafka source: one topic per reading kind, keyed by device id, read in a consumer group.
+//! The Kafka source: one topic per reading kind, keyed by device id. By default this instance
+//! assigns itself the partitions (all of them, or in a cluster its workers' share) and commits
+//! their offsets in the consumer group; with `assignment = "group"` the group shares them out.
 //!
 //! Offsets are stored for committing only once every message up to them is durably stored
 //! ([`OffsetTracker`]); librdkafka commits the stored offsets in the background and once more
@@ -25,12 +27,13 @@ use tokio::sync::mpsc;
 use tracing::field::Empty;
 use tracing::Instrument;
 
+use crate::assignment::{partition_counts, KafkaAssignment, PartitionWatch};
 use crate::decode::{decode_kafka, DecodeLimits, KafkaParts};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
 use crate::partitions::Partitions;
 use crate::record::{self, Arrival};
-use crate::{now_ms, IngestError, DISTRICT_HEADER};
+use crate::{kafka_error, now_ms, IngestError, DISTRICT_HEADER};
 
 /// The topic of each reading kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -74,19 +77,42 @@ impl KafkaTopics {
     }
 }
 
+/// How an instance gets its Kafka partitions (`kafka.assignment`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionAssignment {
+    /// This instance assigns itself its partitions; no group join, no rebalance.
+    #[default]
+    Static,
+    /// The consumer group shares the partitions out among its members.
+    Group,
+}
+
 /// How to reach and read Kafka.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, comma-separated (`host:port,...`); empty leaves Kafka off.
     pub brokers: String,
-    /// Consumer group; members of one group split the partitions between them.
+    /// Consumer group: the offsets are committed in it, and with `assignment = "group"` its
+    /// members split the partitions between them.
     pub group_id: String,
+    /// How this instance gets its partitions. `static`: every partition of the topics (in a
+    /// cluster, its workers' share), assigned at once with no group join, and partitions or
+    /// topics added later within `partition_watch_interval_ms`. `group`: the group shares them
+    /// out among its members, and again when one comes or goes (not in a cluster).
+    pub assignment: PartitionAssignment,
+    /// With `assignment = "static"`, how often (ms) the topics' partitions are listed again,
+    /// so that partitions and topics added since the start are read too.
+    pub partition_watch_interval_ms: u64,
     /// Client id, as brokers log it.
     pub client_id: String,
-    /// Static group membership (KIP-345): a stable id per instance lets a restarted instance
-    /// take its partitions back at once instead of waiting for the group to notice it left.
-    /// None: iocd derives one per instance, as for the MQTT client id.
+    /// With `assignment = "group"`, static group membership (KIP-345): a stable id per
+    /// instance lets a restarted instance take its partitions back at once instead of waiting
+    /// for the group to notice it left. None: iocd derives one per instance, as for the MQTT
+    /// client id.
     pub group_instance_id: Option<String>,
     /// The topic of each reading kind.
     pub topics: KafkaTopics,
@@ -97,7 +123,7 @@ pub struct KafkaConfig {
     pub auto_offset_reset: String,
     /// How often (ms) stored offsets are committed.
     pub commit_interval_ms: u64,
-    /// Group session timeout (ms).
+    /// Group session timeout (ms), with `assignment = "group"`.
     pub session_timeout_ms: u64,
     /// Most data (KiB) librdkafka prefetches per partition while the pipeline is behind; with
     /// the bounded queue into the pipeline this bounds memory during a store outage.
@@ -121,11 +147,13 @@ pub struct KafkaConfig {
     /// has caught up, and alignment is decided.
     pub progress_interval_ms: u64,
     /// librdkafka's `max.poll.interval.ms`. iocd polls the consumer every quarter of it even
-    /// while the pipeline is full, so a long storage outage does not cost the group.
+    /// while the pipeline is full, so a long storage outage does not cost a member of the group
+    /// (`assignment = "group"`) its membership.
     pub max_poll_interval_ms: u64,
-    /// How long (ms) event time waits at start-up for the group's first assignment, so that
-    /// MQTT cannot move it past the partitions' backlog before they are assigned. Past it,
-    /// iocd logs a warning and the other sources move event time alone.
+    /// How long (ms) event time waits at start-up for the first assignment (with `static`,
+    /// for every topic to exist), so that MQTT cannot move it past the partitions' backlog
+    /// before they are assigned. Past it, iocd logs a warning and the other sources move event
+    /// time alone.
     pub assignment_wait_ms: u64,
 }
 
@@ -134,6 +162,8 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: String::new(),
             group_id: "iocd".into(),
+            assignment: PartitionAssignment::Static,
+            partition_watch_interval_ms: 10_000,
             client_id: "iocd".into(),
             group_instance_id: None,
             topics: KafkaTopics::default(),
@@ -160,7 +190,17 @@ impl KafkaConfig {
         !self.brokers.trim().is_empty()
     }
 
-    fn consumer_config(&self) -> ClientConfig {
+    /// The topics of every kind.
+    fn topic_names(&self) -> Vec<String> {
+        Kind::ALL
+            .iter()
+            .map(|k| self.topics.topic(*k).to_owned())
+            .collect()
+    }
+
+    /// The consumer's settings; `joins`: it joins the group (subscribes). Only a member that
+    /// joins has a membership to keep: one that assigns itself commits as a simple consumer.
+    fn consumer_config(&self, joins: bool) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group_id)
@@ -187,7 +227,7 @@ impl KafkaConfig {
                 self.max_poll_interval_ms.to_string(),
             )
             .set("enable.partition.eof", "false");
-        if let Some(id) = &self.group_instance_id {
+        if let (true, Some(id)) = (joins, &self.group_instance_id) {
             c.set("group.instance.id", id);
         }
         c
@@ -195,7 +235,7 @@ impl KafkaConfig {
 }
 
 /// Consumer callbacks: partition assignment and revocation.
-struct IngestContext {
+pub(crate) struct IngestContext {
     tracker: Arc<OffsetTracker>,
     partitions: Arc<Partitions>,
     assigned: prometheus::IntGauge,
@@ -233,63 +273,7 @@ impl ConsumerContext for IngestContext {
     }
 }
 
-type IngestConsumer = StreamConsumer<IngestContext>;
-
-/// How partitions come to this consumer.
-#[derive(Clone)]
-pub enum KafkaAssignment {
-    /// The group shares them out among its members, and again when one comes or goes.
-    Group,
-    /// Fixed: every partition the predicate accepts, of every topic (a timely cluster's share,
-    /// by worker index). Offsets are still committed in the group.
-    Static(Arc<dyn Fn(i32) -> bool + Send + Sync>),
-}
-
-impl std::fmt::Debug for KafkaAssignment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            KafkaAssignment::Group => "Group",
-            KafkaAssignment::Static(_) => "Static",
-        })
-    }
-}
-
-/// The partitions `owns` accepts, of every topic. Topics that do not exist yet are waited for
-/// up to `assignment_wait_ms`; an empty share is an error, since this process would then hold
-/// event time for the whole cluster without reading anything.
-async fn static_partitions(
-    config: &KafkaConfig,
-    owns: &(dyn Fn(i32) -> bool + Send + Sync),
-) -> Result<TopicPartitionList, IngestError> {
-    let due = Instant::now() + Duration::from_millis(config.assignment_wait_ms);
-    let counts = loop {
-        let described = {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || describe_topics(&config))
-                .await
-                .map_err(|source| IngestError::Task {
-                    task: "kafka metadata",
-                    source,
-                })?
-        };
-        match described {
-            Ok(counts) if counts.values().all(|n| *n > 0) => break counts,
-            Ok(counts) if Instant::now() >= due => break counts,
-            Err(e) if Instant::now() >= due => return Err(e),
-            _ => tokio::time::sleep(Duration::from_secs(1)).await,
-        }
-    };
-    let mut list = TopicPartitionList::new();
-    for (topic, count) in &counts {
-        for partition in (0..*count as i32).filter(|p| owns(*p)) {
-            list.add_partition(topic, partition);
-        }
-    }
-    if list.count() == 0 {
-        return Err(IngestError::NoPartitions { counts });
-    }
-    Ok(list)
-}
+pub(crate) type IngestConsumer = StreamConsumer<IngestContext>;
 
 /// Consumes the configured topics and forwards decoded records to `out` until `stop`
 /// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
@@ -311,31 +295,35 @@ pub async fn run_kafka(
     };
     let consumer: Arc<IngestConsumer> = Arc::new(
         config
-            .consumer_config()
+            .consumer_config(matches!(assignment, KafkaAssignment::Group))
             .create_with_context(context)
             .map_err(kafka_error("cannot create the consumer"))?,
     );
     let topics: Vec<&str> = Kind::ALL.iter().map(|k| config.topics.topic(*k)).collect();
-    match &assignment {
-        KafkaAssignment::Group => consumer
-            .subscribe(&topics)
-            .map_err(kafka_error(format!("cannot subscribe to {topics:?}")))?,
-        KafkaAssignment::Static(owns) => {
-            let list = static_partitions(&config, owns.as_ref()).await?;
+    tokio::pin!(stop);
+    let watch = match &assignment {
+        KafkaAssignment::Group => {
             consumer
-                .assign(&list)
-                .map_err(kafka_error(format!("cannot assign {list:?}")))?;
-            for e in list.elements() {
-                partitions.assigned(e.topic(), e.partition());
-            }
-            partitions.joined();
-            metrics.kafka_assigned.add(list.count() as i64);
-            tracing::info!(
-                partitions = list.count(),
-                "kafka partitions assigned by the cluster"
-            );
+                .subscribe(&topics)
+                .map_err(kafka_error(format!("cannot subscribe to {topics:?}")))?;
+            None
         }
-    }
+        KafkaAssignment::Static(owns) => {
+            let interval = Duration::from_millis(config.partition_watch_interval_ms.max(100));
+            let start = PartitionWatch::new(Arc::clone(owns), config.topic_names(), interval)
+                .start(
+                    &consumer,
+                    Duration::from_millis(config.assignment_wait_ms),
+                    &partitions,
+                    &metrics,
+                );
+            tokio::select! {
+                // Stopped while waiting for the topics: nothing was taken.
+                () = &mut stop => return Ok(()),
+                watch = start => Some(watch?),
+            }
+        }
+    };
     let dead_letter_producer = match &config.dead_letter_topic {
         Some(_) => Some(
             ClientConfig::new()
@@ -366,6 +354,7 @@ pub async fn run_kafka(
         metrics.clone(),
         progress_interval,
         config.auto_offset_reset == "latest",
+        watch,
     );
     let taking = Take {
         config: &config,
@@ -392,7 +381,6 @@ pub async fn run_kafka(
         config.max_poll_interval_ms.max(1_000) / 4,
     ));
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tokio::pin!(stop);
     let mut backoff = Duration::from_millis(100);
     let reconnects = metrics.reconnects.with_label_values(&["kafka"]);
     loop {
@@ -584,7 +572,8 @@ impl Alignment<'_> {
 }
 
 /// Compares each partition's position with its end on a thread of its own (the broker calls
-/// block), so the partitions that have caught up stop holding event time back.
+/// block), so the partitions that have caught up stop holding event time back; with a static
+/// assignment, also assigns the partitions added since the start.
 struct ProgressCheck {
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -596,6 +585,7 @@ impl ProgressCheck {
         metrics: IngestMetrics,
         interval: Duration,
         from_latest: bool,
+        mut watch: Option<PartitionWatch>,
     ) -> ProgressCheck {
         use std::sync::atomic::{AtomicBool, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
@@ -604,6 +594,11 @@ impl ProgressCheck {
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             while !stopped.load(Ordering::Relaxed) {
+                if let Some(watch) = &mut watch {
+                    if let Err(e) = watch.look(consumer.as_ref(), &partitions, &metrics) {
+                        tracing::warn!(error = %e, "cannot look for new kafka partitions");
+                    }
+                }
                 if let Err(e) = check_progress(&consumer, &partitions, &metrics, from_latest) {
                     tracing::debug!(error = %e, "cannot compare kafka positions with their ends");
                 }
@@ -820,28 +815,10 @@ fn to_record(message: &BorrowedMessage<'_>, t: &Take<'_>) -> Ingested {
 /// Per-topic partition counts, for operators checking a deployment (`iocd` logs them).
 pub fn describe_topics(config: &KafkaConfig) -> Result<BTreeMap<String, usize>, IngestError> {
     let consumer: BaseConsumer = config
-        .consumer_config()
+        .consumer_config(false)
         .create()
         .map_err(kafka_error("cannot create the consumer"))?;
-    let mut counts = BTreeMap::new();
-    for kind in Kind::ALL {
-        let topic = config.topics.topic(kind);
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(kafka_error(format!("cannot read metadata of {topic}")))?;
-        let partitions = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len());
-        counts.insert(topic.to_owned(), partitions);
-    }
-    Ok(counts)
-}
-
-/// Wraps a Kafka client error with what was being done.
-fn kafka_error(context: impl Into<String>) -> impl FnOnce(KafkaError) -> IngestError {
-    let context = context.into();
-    move |source| IngestError::Kafka { context, source }
+    partition_counts(&consumer, &config.topic_names())
 }
 
 /// Whether a Kafka client error may pass: the broker or the network failed, or the group's

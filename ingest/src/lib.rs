@@ -4,6 +4,8 @@
 //! or a dead letter with its reason — carrying the acknowledgement to run once the record is
 //! durable. Bad input never panics and is never dropped: it becomes a dead letter.
 
+#[cfg(feature = "kafka")]
+mod assignment;
 mod decode;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -15,11 +17,13 @@ mod partitions;
 mod puback;
 mod record;
 
+#[cfg(feature = "kafka")]
+pub use assignment::KafkaAssignment;
 pub use decode::{
     decode_kafka, decode_mqtt, decode_reading, decode_stored, DecodeLimits, KafkaParts,
 };
 #[cfg(feature = "kafka")]
-pub use kafka::{describe_topics, run_kafka, KafkaAssignment, KafkaConfig, KafkaTopics};
+pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics, PartitionAssignment};
 pub use metrics::IngestMetrics;
 pub use mqtt::{run_mqtt, MqttConfig};
 pub use offsets::OffsetTracker;
@@ -95,6 +99,15 @@ impl IngestError {
             | IngestError::Task { .. } => false,
         }
     }
+}
+
+/// Wraps a Kafka client error with what was being done.
+#[cfg(feature = "kafka")]
+pub(crate) fn kafka_error(
+    context: impl Into<String>,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> IngestError {
+    let context = context.into();
+    move |source| IngestError::Kafka { context, source }
 }
 
 /// Wall-clock now in epoch ms.

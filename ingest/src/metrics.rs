@@ -86,7 +86,7 @@ pub struct IngestMetrics {
     pub stashed: IntGauge,
     /// `ioc_ingest_kafka_connected`: 1 while the Kafka consumer runs.
     pub kafka_connected: IntGauge,
-    /// `ioc_ingest_kafka_assigned_partitions`: partitions the group gives this consumer.
+    /// `ioc_ingest_kafka_assigned_partitions`: partitions this consumer reads.
     pub kafka_assigned: IntGauge,
     /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
     pub kafka_lag: IntGaugeVec,
@@ -196,7 +196,7 @@ impl IngestMetrics {
             )?,
             kafka_assigned: gauge(
                 "ioc_ingest_kafka_assigned_partitions",
-                "Partitions the consumer group has assigned to this consumer.",
+                "Kafka partitions this consumer reads (assigned to itself, or by the group).",
             )?,
             kafka_paused: {
                 let g = IntGaugeVec::new(

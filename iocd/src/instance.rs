@@ -119,8 +119,9 @@ pub fn fill_instance_ids(config: &mut crate::Config) {
     if config.mqtt.client_id.is_empty() {
         config.mqtt.client_id = id.clone();
     }
-    // Static membership: a restarted instance takes its partitions back at once (with tansu,
-    // a restart without it was seen to get none for minutes).
+    // Static membership, for `kafka.assignment = "group"`: a restarted instance takes its
+    // partitions back at once (with tansu, a restart without it was seen to get none for
+    // minutes).
     config.kafka.group_instance_id.get_or_insert(id);
 }
 

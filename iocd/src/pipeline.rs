@@ -139,6 +139,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::instance::fill_instance_ids(&mut config);
+    let kafka_assignment = kafka_assignment(&config)?;
     let registry = prometheus::Registry::new();
     let auth = &config.http.auth;
     if auth.enabled && auth.tokens.is_empty() && auth.tokens_file.is_none() {
@@ -518,7 +519,7 @@ pub async fn run(
     if config.kafka.enabled() {
         let kafka = ioc_ingest::run_kafka(
             config.kafka.clone(),
-            kafka_assignment(&config),
+            kafka_assignment,
             input_tx.clone(),
             ingest_metrics.clone(),
             until(&stop_rx),
@@ -627,13 +628,23 @@ pub async fn run(
 }
 
 /// How this process gets its Kafka partitions: in a cluster, the share of its workers (each
-/// partition belongs to one worker of the cluster); otherwise from the group.
-fn kafka_assignment(config: &Config) -> ioc_ingest::KafkaAssignment {
-    if !config.cluster.is_cluster() {
-        return ioc_ingest::KafkaAssignment::Group;
-    }
-    let topology = ioc_dataflow::Topology::new(&config.cluster, config.dataflow.workers);
-    ioc_ingest::KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
+/// partition belongs to one worker of the cluster); otherwise all of them, or from the group
+/// with `kafka.assignment = "group"`.
+fn kafka_assignment(config: &Config) -> anyhow::Result<ioc_ingest::KafkaAssignment> {
+    use ioc_ingest::{KafkaAssignment, PartitionAssignment};
+    let cluster = config.cluster.is_cluster();
+    Ok(match (config.kafka.assignment, cluster) {
+        (PartitionAssignment::Group, true) => anyhow::bail!(
+            "kafka.assignment = \"group\" cannot be used in a cluster, whose workers share the \
+             partitions by index: leave it at \"static\""
+        ),
+        (PartitionAssignment::Group, false) => KafkaAssignment::Group,
+        (PartitionAssignment::Static, true) => {
+            let topology = ioc_dataflow::Topology::new(&config.cluster, config.dataflow.workers);
+            KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
+        }
+        (PartitionAssignment::Static, false) => KafkaAssignment::Static(Arc::new(|_| true)),
+    })
 }
 
 /// Feeds the spooled on-time readings of the windows open at the last stop back into the

@@ -4,8 +4,9 @@
 //! `spool.max_bytes`; then the backpressure reaches Kafka, which keeps the rest. Nothing is
 //! lost (every reading stored exactly once) and iocd's resident memory stays under a stated
 //! bound, because what it takes waits on disk, not in memory. The outage lasts three times
-//! `kafka.max_poll_interval_ms`: iocd pauses its partitions and keeps polling, so it stays in
-//! its group (no rebalance) throughout.
+//! `kafka.max_poll_interval_ms`, with iocd a member of its group (`kafka.assignment = "group"`,
+//! where a consumer not polled in time is dropped): iocd pauses its partitions and keeps
+//! polling, so it stays in its group (no rebalance) throughout.
 
 mod common;
 
@@ -140,7 +141,7 @@ async fn a_clickhouse_outage_loses_nothing_and_memory_stays_bounded() {
         ConfigExtra {
             // Lag measured every second.
             kafka: &format!(
-                "queued_max_kbytes = {QUEUED_MAX_KBYTES}\nstatistics_interval_ms = 1000\n\
+                "assignment = \"group\"\nqueued_max_kbytes = {QUEUED_MAX_KBYTES}\nstatistics_interval_ms = 1000\n\
                  max_poll_interval_ms = {MAX_POLL_INTERVAL_MS}\n"
             ),
             // Retried at least every second, so the catch-up starts soon after the restart.

@@ -331,3 +331,121 @@ async fn simulated_fleet_over_kafka_with_dead_letters() {
     drop_database(&database).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With the default static assignment, iocd reads a topic created after it started: its
+/// partitions are assigned within `kafka.partition_watch_interval_ms`, and every reading
+/// produced to them is stored once and on time. (Partitions added to a topic take the same
+/// path, but tansu 0.6.0 cannot add partitions: `UnsupportedFeature`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_while_running_is_read() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::producer::FutureRecord;
+
+    let run = run_id("kafka_new_topic");
+    let prefix = format!("test.{run}");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", KAFKA)
+            .create()
+            .unwrap();
+    let create = |kinds: &[&str], partitions: i32| {
+        let names: Vec<String> = kinds.iter().map(|k| format!("{prefix}.{k}")).collect();
+        let admin = &admin;
+        async move {
+            let topics: Vec<NewTopic<'_>> = names
+                .iter()
+                .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+                .collect();
+            for r in admin
+                .create_topics(&topics, &AdminOptions::new())
+                .await
+                .unwrap()
+            {
+                r.unwrap();
+            }
+        }
+    };
+    // Every topic but the sensors' exists at the start.
+    create(&KINDS[1..], 2).await;
+
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    let database = format!("ioc_test_{run}");
+    let port = free_port();
+    let config = kafka_config_with(
+        &prefix,
+        &run,
+        "http://127.0.0.1:8123",
+        &database,
+        port,
+        ConfigExtra {
+            kafka: "assignment_wait_ms = 1000\npartition_watch_interval_ms = 300\n\
+                    fetch_wait_max_ms = 10\n",
+            ..ConfigExtra::default()
+        },
+    );
+    let iocd = Iocd::start(&dir, "iocd", &config);
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let assigned = || scrape_metric(api, "ioc_ingest_kafka_assigned_partitions", "");
+    let wait_assigned = |n: f64| {
+        let log = iocd.log.display().to_string();
+        async move {
+            wait_until(
+                &format!("{n} partitions assigned; see {log}"),
+                Duration::from_secs(60),
+                || async { assigned().await == n },
+            )
+            .await;
+        }
+    };
+    wait_assigned(6.0).await;
+
+    let sensor = format!("{prefix}.sensor");
+    create(&KINDS[..1], 4).await;
+    wait_assigned(10.0).await;
+
+    // Readings of the last minutes, each device in a partition of its own.
+    let now = ioc_dataflow::Clock::now_ms(&ioc_dataflow::SystemClock);
+    let devices = 8;
+    let per_device = 50;
+    let producer = producer();
+    for seq in 0..per_device {
+        for device in 0..devices {
+            let reading = gauge_reading(&run, device, seq, now - 60_000 + seq as u64 * 1_000);
+            let payload = serde_json::to_vec(&reading).unwrap();
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "district",
+                value: Some(district_of(device).slug()),
+            });
+            let record = FutureRecord::to(&sensor)
+                .partition((device % 4) as i32)
+                .key(reading.device_id.as_str())
+                .payload(&payload)
+                .headers(headers);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+    }
+    let total = (devices * per_device) as u64;
+    let client = clickhouse("http://127.0.0.1:8123", &database);
+    wait_until(
+        &format!("every reading stored; see {}", iocd.log.display()),
+        Duration::from_secs(60),
+        || async { stored_readings(&client).await.1 >= total },
+    )
+    .await;
+    iocd.stop();
+    assert_eq!(stored_readings(&client).await, (total, total));
+    assert_eq!(late_counts(&client).await, (0, 0), "no reading late");
+    // `source` is `<topic>/<partition>@<offset>`.
+    let partitions: Vec<String> = client
+        .query("SELECT DISTINCT splitByChar('@', source)[1] AS p FROM readings ORDER BY p")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(partitions.len(), 4, "{partitions:?}");
+    drop_database(&database).await;
+}

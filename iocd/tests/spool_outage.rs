@@ -532,12 +532,8 @@ topics = [{topics}]
 brokers = "{KAFKA}"
 group_id = "{run}"
 client_id = "{run}"
-group_instance_id = "{run}"
 commit_interval_ms = 200
 fetch_wait_max_ms = 10
-# Past the session timeout, tansu 0.6.0 revokes a rejoining static member's partitions once
-# after assigning them, and in one run the member never got them back.
-session_timeout_ms = 120000
 [kafka.topics]
 sensor = "{prefix}.sensor"
 traffic_signal = "{prefix}.traffic_signal"

@@ -396,9 +396,14 @@ impl Spool {
             }
         }
         pending.accepted += 1;
+        // The committer waits only while nothing is pending (it looks under this lock): wake
+        // it for the first row, not for every row, each a futex call on the worker's thread.
+        let was_idle = pending.rows.is_empty();
         pending.rows.push((bytes, ack));
         drop(pending);
-        self.inner.wake.notify_one();
+        if was_idle {
+            self.inner.wake.notify_one();
+        }
     }
 
     /// Appends a valid reading: raw, and, when it came later than the allowed lateness
@@ -806,13 +811,18 @@ impl Inner {
         drop(guard);
         // The front commit holds the oldest row not yet inserted (when there is one).
         let mut commits = lock(&self.commits);
+        let mut whole_commits_inserted = false;
         while commits.len() > 1 && commits[1].0 <= through + 1 {
             commits.pop_front();
+            whole_commits_inserted = true;
         }
         drop(commits);
         self.room.notify_waiters();
-        // The committer deletes up to `through` with its next commit.
-        self.wake.notify_one();
+        // The committer deletes up to `through` with its next commit, or within its idle
+        // timeout; woken once a commit's rows are all in, not for every row.
+        if whole_commits_inserted {
+            self.wake.notify_one();
+        }
     }
 
     /// The committer: writes what gathered while the previous commit synced, in one
