@@ -95,6 +95,10 @@ struct Args {
     /// The pipeline's `kafka.alignment_max_drift_ms` (0: no watermark alignment).
     #[arg(long, default_value_t = 60_000)]
     alignment_max_drift_ms: u64,
+    /// The pipeline's `kafka.progress_interval_ms`: how often each partition's position is
+    /// compared with its end (two ListOffsets requests a partition behind).
+    #[arg(long, default_value_t = 200)]
+    progress_interval_ms: u64,
     /// The pipeline's `clickhouse.batch_max_wait_ms` (ClickHouse 18.16 writes a part per
     /// insert; fewer, larger inserts cost it less).
     #[arg(long)]
@@ -554,10 +558,11 @@ async fn bare_consumer(
     run: &str,
     count: u64,
     extra: &[String],
-) -> anyhow::Result<(f64, Duration)> {
+) -> anyhow::Result<(f64, Duration, u64)> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
         .set("group.id", format!("load-bare-{run}"))
         .set("client.id", format!("load-bare-{run}"))
         .set("auto.offset.reset", "earliest")
@@ -569,7 +574,9 @@ async fn bare_consumer(
             .with_context(|| format!("--bare-consumer-set {setting}: expected KEY=VALUE"))?;
         config.set(key, value);
     }
-    let consumer: StreamConsumer = config.create().context("cannot create the bare consumer")?;
+    let consumer: StreamConsumer<FetchCount> = config
+        .create_with_context(FetchCount::default())
+        .context("cannot create the bare consumer")?;
     let names: Vec<String> = Kind::ALL.iter().map(|k| kafka_topic(run, *k)).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer.subscribe(&names)?;
@@ -593,9 +600,42 @@ async fn bare_consumer(
     black_box(touched);
     let first = first.context("no message received")?;
     let rate = (count.saturating_sub(1)).max(1) as f64 / first.elapsed().as_secs_f64();
+    // Polled a little longer, for the statistics of the last fetches (no message comes).
+    let _ = tokio::time::timeout(
+        Duration::from_millis(2 * STATISTICS_INTERVAL_MS),
+        consumer.recv(),
+    )
+    .await;
+    let fetches = consumer
+        .context()
+        .0
+        .load(std::sync::atomic::Ordering::Relaxed);
     consumer.unsubscribe();
-    Ok((rate, first.duration_since(subscribed)))
+    Ok((rate, first.duration_since(subscribed), fetches))
 }
+
+/// How often (ms) both consumers report librdkafka's statistics, which count their fetches.
+const STATISTICS_INTERVAL_MS: u64 = 500;
+
+/// The bare consumer's context: the fetch requests it has sent, from librdkafka's statistics.
+#[derive(Default)]
+struct FetchCount(std::sync::atomic::AtomicU64);
+
+impl rdkafka::ClientContext for FetchCount {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let sent: i64 = statistics
+            .brokers
+            .values()
+            .filter_map(|b| b.req.get("Fetch"))
+            .sum();
+        self.0.store(
+            u64::try_from(sent).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for FetchCount {}
 
 /// This process's resident set, KiB (0 where /proc is missing).
 fn rss_kib() -> u64 {
@@ -624,6 +664,8 @@ async fn kafka_pipeline(
         group_instance_id: None,
         fetch_wait_max_ms: args.pipeline_fetch_wait_max_ms,
         alignment_max_drift_ms: args.alignment_max_drift_ms,
+        statistics_interval_ms: STATISTICS_INTERVAL_MS,
+        progress_interval_ms: args.progress_interval_ms,
         topics: KafkaTopics {
             sensor: kafka_topic(run, Kind::Sensor),
             traffic_signal: kafka_topic(run, Kind::TrafficSignal),
@@ -664,6 +706,9 @@ async fn kafka_pipeline(
         .fetch_one()
         .await?;
     let rows = pipeline.rows_written().await;
+    let fetches = pipeline
+        .gauge("ioc_ingest_kafka_fetch_requests_total")
+        .await;
     #[allow(clippy::print_stdout)]
     {
         println!(
@@ -671,6 +716,9 @@ async fn kafka_pipeline(
             pipeline.peak_rss_kib.load(std::sync::atomic::Ordering::Relaxed) / 1024
         );
         println!("rows written: {rows}");
+        println!(
+            "fetch requests iocd sent (to within {STATISTICS_INTERVAL_MS} ms of the last row): {fetches}"
+        );
     }
     // A cluster stops as a whole: every process is told before any is awaited.
     for other in &mut others {
@@ -694,7 +742,8 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
         let produced = produce(brokers, run, &messages).await?;
         drop(messages);
         let load_bare = load_average();
-        let (bare, join) = bare_consumer(brokers, run, count, &args.bare_consumer_set).await?;
+        let (bare, join, bare_fetches) =
+            bare_consumer(brokers, run, count, &args.bare_consumer_set).await?;
         let load_pipeline = load_average();
         let (through, first_rows, elapsed) = kafka_pipeline(args, run, count).await?;
         // Like the bare consumer's, from the first rows on: the schema set-up and consumer
@@ -715,6 +764,7 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
              (group join + first fetch before it: {:.2} s, not counted)",
             join.as_secs_f64()
         );
+        println!("  fetch requests it sent:                       {bare_fetches:>10}");
         println!(
             "kafka -> iocd -> clickhouse:                    {through:>10.0} readings/s \
              (includes schema set-up and consumer start-up; first rows stored \

@@ -128,7 +128,8 @@ pub struct KafkaConfig {
     /// Most data (KiB) librdkafka prefetches per partition while the pipeline is behind; with
     /// the bounded queue into the pipeline this bounds memory during a store outage.
     pub queued_max_kbytes: u64,
-    /// How often (ms) consumer lag (end offset less committed offset) is measured.
+    /// How often (ms) consumer lag (end offset less committed offset) is measured, and
+    /// librdkafka reports its statistics (the fetch requests sent).
     pub statistics_interval_ms: u64,
     /// Longest time (ms) the broker may hold a fetch waiting for data (librdkafka's
     /// `fetch.wait.max.ms`). Some brokers wait it out even when data is there, which then caps
@@ -234,14 +235,30 @@ impl KafkaConfig {
     }
 }
 
-/// Consumer callbacks: partition assignment and revocation.
+/// Consumer callbacks: partition assignment and revocation, and librdkafka's statistics.
 pub(crate) struct IngestContext {
     tracker: Arc<OffsetTracker>,
     partitions: Arc<Partitions>,
     assigned: prometheus::IntGauge,
+    /// `ioc_ingest_kafka_fetch_requests_total`, and the librdkafka total it last reached.
+    fetches: (prometheus::IntCounter, std::sync::atomic::AtomicU64),
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// Counts the fetch requests sent (librdkafka's total over the brokers), which is what a
+    /// broker's work grows with; the rest of the statistics are left out, not logged.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let sent: u64 = statistics
+            .brokers
+            .values()
+            .filter_map(|b| b.req.get("Fetch"))
+            .map(|n| u64::try_from(*n).unwrap_or(0))
+            .sum();
+        let (counter, last) = &self.fetches;
+        let before = last.swap(sent, std::sync::atomic::Ordering::Relaxed);
+        counter.inc_by(sent.saturating_sub(before));
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -292,6 +309,7 @@ pub async fn run_kafka(
         tracker: Arc::clone(&tracker),
         partitions: Arc::clone(&partitions),
         assigned: metrics.kafka_assigned.clone(),
+        fetches: (metrics.kafka_fetches.clone(), Default::default()),
     };
     let consumer: Arc<IngestConsumer> = Arc::new(
         config

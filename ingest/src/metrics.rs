@@ -98,6 +98,8 @@ pub struct IngestMetrics {
     pub kafka_caught_up: IntGaugeVec,
     /// `ioc_ingest_kafka_held`: 1 while taking from Kafka waits for room in the pipeline.
     pub kafka_held: IntGauge,
+    /// `ioc_ingest_kafka_fetch_requests_total`: fetch requests the consumer has sent.
+    pub kafka_fetches: IntCounter,
     /// The per-message counters of MQTT.
     mqtt_messages: MessageCounters,
     /// The per-message counters of Kafka.
@@ -170,6 +172,15 @@ impl IngestMetrics {
                 "Acknowledgements never sent: the connection ended first, or the offset could not be stored (the source redelivers).",
                 &["transport"],
             )?,
+            kafka_fetches: {
+                let c = IntCounter::new(
+                    "ioc_ingest_kafka_fetch_requests_total",
+                    "Fetch requests the Kafka consumer has sent to the brokers, from librdkafka's \
+                     statistics (every kafka.statistics_interval_ms).",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
             oversized_packets: {
                 let c = IntCounter::new(
                     "ioc_ingest_mqtt_oversized_packets_total",

@@ -26,6 +26,8 @@ struct Part {
     aligned_since: Option<Instant>,
     /// Every message before this offset was taken and the log ended there: caught up.
     caught_up_at: Option<i64>,
+    /// The log's end when last asked (it only grows).
+    known_end: Option<i64>,
 }
 
 impl Part {
@@ -141,13 +143,19 @@ impl Partitions {
         }
     }
 
-    /// Partitions not caught up whose position is known: those whose end is worth asking.
+    /// Partitions not caught up whose position is known and has reached the end last seen:
+    /// those whose end is worth asking. One still short of an end already seen cannot have
+    /// caught up, so a backlog costs the broker no request per partition and check.
     pub(crate) fn behind(&self) -> Vec<Tp> {
         let inner = self.lock();
         inner
             .parts
             .iter()
-            .filter(|(_, p)| !p.caught_up() && p.position().is_some())
+            .filter(|(_, p)| {
+                !p.caught_up()
+                    && p.position()
+                        .is_some_and(|at| p.known_end.is_none_or(|end| at >= end))
+            })
             .map(|(tp, _)| tp.clone())
             .collect()
     }
@@ -159,6 +167,7 @@ impl Partitions {
         let Some(p) = inner.parts.get_mut(tp) else {
             return false;
         };
+        p.known_end = Some(p.known_end.map_or(end, |known| known.max(end)));
         let Some(position) = p.position() else {
             return false;
         };
@@ -272,7 +281,12 @@ mod tests {
         parts.taken("t", 0, 5, Some(105));
         assert!(!parts.ends_at(&tp(0), 8), "6 and 7 still to come");
         parts.taken("t", 0, 6, Some(106));
+        assert!(
+            parts.behind().is_empty(),
+            "short of the end already seen: not worth asking"
+        );
         parts.taken("t", 0, 7, None);
+        assert_eq!(parts.behind(), vec![tp(0)], "at the end seen: ask again");
         assert!(parts.ends_at(&tp(0), 8));
         assert!(parts.behind().is_empty());
         // More arrives: behind again, and caught up again later at the new end.
