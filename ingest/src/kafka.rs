@@ -236,7 +236,7 @@ impl KafkaConfig {
 }
 
 /// Consumer callbacks: partition assignment and revocation, and librdkafka's statistics.
-pub(crate) struct IngestContext {
+struct IngestContext {
     tracker: Arc<OffsetTracker>,
     partitions: Arc<Partitions>,
     assigned: prometheus::IntGauge,
@@ -290,7 +290,7 @@ impl ConsumerContext for IngestContext {
     }
 }
 
-pub(crate) type IngestConsumer = StreamConsumer<IngestContext>;
+type IngestConsumer = StreamConsumer<IngestContext>;
 
 /// Consumes the configured topics and forwards decoded records to `out` until `stop`
 /// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
