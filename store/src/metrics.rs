@@ -34,6 +34,8 @@ const FAILURE_KINDS: [&str; 2] = ["retryable", "permanent"];
 pub struct StoreMetrics {
     /// Rows durably inserted, by table.
     pub(crate) rows_written: IntCounterVec,
+    /// Rows left out of a batch because a later row of the same batch replaces them.
+    pub(crate) rows_replaced: IntCounterVec,
     /// Latency of successful inserts, by table.
     pub(crate) batch_seconds: HistogramVec,
     /// Failed insert attempts, by table and `kind` (`retryable` or `permanent`).
@@ -50,6 +52,7 @@ pub struct StoreMetrics {
 #[derive(Debug, Clone)]
 pub(crate) struct TableMetrics {
     pub(crate) rows_written: IntCounter,
+    pub(crate) rows_replaced: IntCounter,
     pub(crate) batch_seconds: Histogram,
     pub(crate) retryable_failures: IntCounter,
     pub(crate) permanent_failures: IntCounter,
@@ -62,6 +65,7 @@ impl StoreMetrics {
     pub(crate) fn table(&self, table: &str) -> TableMetrics {
         TableMetrics {
             rows_written: self.rows_written.with_label_values(&[table]),
+            rows_replaced: self.rows_replaced.with_label_values(&[table]),
             batch_seconds: self.batch_seconds.with_label_values(&[table]),
             retryable_failures: self
                 .batch_failures
@@ -92,6 +96,14 @@ impl StoreMetrics {
             Opts::new(
                 "ioc_store_rows_written_total",
                 "Rows durably inserted into ClickHouse.",
+            ),
+            &["table"],
+        )?;
+        let rows_replaced = IntCounterVec::new(
+            Opts::new(
+                "ioc_store_rows_replaced_total",
+                "Rows left out of a batch because a later row of the same batch replaces them \
+                 (a newer version of the same window), as the table would on merging.",
             ),
             &["table"],
         )?;
@@ -135,6 +147,7 @@ impl StoreMetrics {
         )?;
         for table in TABLES {
             rows_written.with_label_values(&[table]);
+            rows_replaced.with_label_values(&[table]);
             batch_seconds.with_label_values(&[table]);
             queue_rows.with_label_values(&[table]);
             failing.with_label_values(&[table]);
@@ -146,11 +159,13 @@ impl StoreMetrics {
         registry.register(Box::new(retention_dropped.clone()))?;
         registry.register(Box::new(failing.clone()))?;
         registry.register(Box::new(rows_written.clone()))?;
+        registry.register(Box::new(rows_replaced.clone()))?;
         registry.register(Box::new(batch_seconds.clone()))?;
         registry.register(Box::new(batch_failures.clone()))?;
         registry.register(Box::new(queue_rows.clone()))?;
         Ok(StoreMetrics {
             rows_written,
+            rows_replaced,
             batch_seconds,
             batch_failures,
             queue_rows,

@@ -13,6 +13,16 @@ pub trait StoreRow:
 {
     /// The table's name in the configured database.
     const TABLE: &'static str;
+
+    /// Leaves out the rows of `batch` that a later row of the same batch replaces, as the
+    /// table would once its parts merge; returns how many. None, unless the table keeps one
+    /// version per key.
+    fn drop_replaced(_batch: &mut Vec<Self>) -> usize
+    where
+        Self: Sized,
+    {
+        0
+    }
 }
 
 /// A valid reading as stored in `readings`.
@@ -132,6 +142,44 @@ impl From<&WindowResult> for WindowRow {
 
 impl StoreRow for WindowRow {
     const TABLE: &'static str = "window_results";
+
+    /// Keeps, per window (the table's sorting key), the highest version, and the last of
+    /// equal ones, as `ReplacingMergeTree(version)` does: in a backlog a window's provisional
+    /// row and its final one often share a batch, and only the final one is worth inserting.
+    fn drop_replaced(batch: &mut Vec<Self>) -> usize {
+        let keep = {
+            // The sorting key `(kind, device_id, metric, window_size_ms, window_start_ms)`.
+            type Key<'a> = (i8, &'a str, &'a str, u64, u64);
+            // Per key: the newest version and where it is.
+            let mut newest: std::collections::HashMap<Key<'_>, (u32, usize)> =
+                std::collections::HashMap::with_capacity(batch.len());
+            for (i, r) in batch.iter().enumerate() {
+                let key = (
+                    r.kind,
+                    r.device_id.as_str(),
+                    r.metric.as_str(),
+                    r.window_size_ms,
+                    r.window_start_ms,
+                );
+                let slot = newest.entry(key).or_insert((r.version, i));
+                if r.version >= slot.0 {
+                    *slot = (r.version, i);
+                }
+            }
+            if newest.len() == batch.len() {
+                return 0;
+            }
+            let mut keep = vec![false; batch.len()];
+            for (_, i) in newest.into_values() {
+                keep[i] = true;
+            }
+            keep
+        };
+        let before = batch.len();
+        let mut kept = keep.into_iter();
+        batch.retain(|_| kept.next().unwrap_or(true));
+        before - batch.len()
+    }
 }
 
 /// A late reading as recorded in the late ledger `late_readings`.
@@ -407,5 +455,53 @@ mod tests {
         assert_eq!((row.code, row.received_at), (1, 5));
         assert_eq!(row.reason, "byte 0 is not utf-8");
         assert_eq!(row.payload_bytes, 3);
+    }
+
+    #[test]
+    fn a_batch_keeps_the_newest_version_of_each_window_and_the_last_of_equal_ones() {
+        let row = |device: &str, start_ms: u64, version: u32, sum: f64| WindowRow {
+            kind: 2,
+            district: 1,
+            device_id: device.into(),
+            metric: "vehicles".into(),
+            window_size_ms: 60_000,
+            window_start: (start_ms / 1000) as u32,
+            window_start_ms: start_ms,
+            count: u64::from(version / 2),
+            sum,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            emitted_at: 0,
+            emitted_at_ms: 0,
+            version,
+            is_final: u8::from(version % 2 == 1),
+        };
+        let mut batch = vec![
+            row("a", 0, 4, 1.0),      // provisional, replaced by the final below
+            row("b", 0, 6, 2.0),      // the only row of its window
+            row("a", 60_000, 2, 3.0), // another window of the same series
+            row("a", 0, 5, 4.0),      // final
+            row("c", 0, 3, 5.0),      // equal versions: the later one wins
+            row("c", 0, 3, 6.0),
+            row("a", 0, 4, 7.0), // an older version after the final: still replaced
+        ];
+        assert_eq!(WindowRow::drop_replaced(&mut batch), 3);
+        let kept: Vec<(&str, u64, u32, f64)> = batch
+            .iter()
+            .map(|r| (r.device_id.as_str(), r.window_start_ms, r.version, r.sum))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("b", 0, 6, 2.0),
+                ("a", 60_000, 2, 3.0),
+                ("a", 0, 5, 4.0),
+                ("c", 0, 3, 6.0)
+            ]
+        );
+        let mut unique = batch.clone();
+        assert_eq!(WindowRow::drop_replaced(&mut unique), 0);
+        assert_eq!(unique, batch);
     }
 }

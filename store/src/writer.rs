@@ -300,12 +300,14 @@ impl<R: StoreRow> Task<R> {
                 rows.push(row);
                 acks.extend(ack);
             }
+            let taken = rows.len() as i64;
+            let replaced = R::drop_replaced(&mut rows);
             let span =
                 tracing::info_span!("clickhouse_insert", table = R::TABLE, rows = rows.len());
             self.insert_until_done(&rows).instrument(span).await;
-            let n = rows.len() as u64;
-            self.metrics.rows_written.inc_by(n);
-            self.metrics.queue_rows.sub(n as i64);
+            self.metrics.rows_written.inc_by(rows.len() as u64);
+            self.metrics.rows_replaced.inc_by(replaced as u64);
+            self.metrics.queue_rows.sub(taken);
             rows.clear();
             // Only now is the batch durable, so only now may the sources forget it.
             for ack in acks.drain(..) {

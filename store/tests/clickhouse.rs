@@ -528,6 +528,54 @@ async fn a_replayed_reading_or_window_counts_once_with_final() -> Result<()> {
     drop_database(&cfg).await
 }
 
+/// A window's provisional row and its final one in the same batch: only the final one is
+/// inserted (the table would keep only it anyway), both acknowledgements fire, and the row
+/// left out is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_replaced_within_its_batch_is_not_inserted() -> Result<()> {
+    let cfg = ClickHouseConfig {
+        // One batch for both rows, however the writer's task is scheduled.
+        batch_max_wait_ms: 2_000,
+        ..test_config("replaced")
+    };
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let (writers, tasks) = store.writers();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut provisional = window("tl-1", T0);
+    provisional.is_final = false;
+    provisional.version = 2;
+    let last = window("tl-1", T0 + 10_000);
+    for (i, w) in [&provisional, &last].into_iter().enumerate() {
+        writers
+            .windows
+            .send(WindowRow::from(w), Some(recording_ack(&acked, i)))
+            .await?;
+    }
+    drop(writers);
+    tasks.join().await?;
+
+    // Without FINAL: what was inserted, not what the merge keeps.
+    let stored: Vec<(u32, u8)> = store
+        .client()
+        .query("SELECT version, is_final FROM window_results")
+        .fetch_all()
+        .await?;
+    assert_eq!(stored, [(last.version, 1)]);
+    assert_eq!(*acked.lock().expect("ack log"), [0, 1]);
+    let table = [("table", "window_results")];
+    assert_eq!(
+        metric(&registry, "ioc_store_rows_replaced_total", &table),
+        1.0
+    );
+    assert_eq!(
+        metric(&registry, "ioc_store_rows_written_total", &table),
+        1.0
+    );
+    assert_eq!(metric(&registry, "ioc_store_queue_rows", &table), 0.0);
+    drop_database(&cfg).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_fire_in_order_only_after_the_insert_succeeded() -> Result<()> {
     let cfg = test_config("acks");
