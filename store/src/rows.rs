@@ -151,8 +151,12 @@ impl StoreRow for WindowRow {
             // The sorting key `(kind, device_id, metric, window_size_ms, window_start_ms)`.
             type Key<'a> = (i8, &'a str, &'a str, u64, u64);
             // Per key: the newest version and where it is.
-            let mut newest: std::collections::HashMap<Key<'_>, (u32, usize)> =
-                std::collections::HashMap::with_capacity(batch.len());
+            // Randomly seeded foldhash, as in the dataflow's per-reading maps: SipHash cost more.
+            let mut newest: std::collections::HashMap<Key<'_>, (u32, usize), _> =
+                std::collections::HashMap::with_capacity_and_hasher(
+                    batch.len(),
+                    foldhash::fast::RandomState::default(),
+                );
             for (i, r) in batch.iter().enumerate() {
                 let key = (
                     r.kind,

@@ -1,12 +1,12 @@
 //! The spool: a durable local queue between the pipeline and ClickHouse.
 //!
 //! Every row bound for ClickHouse is appended here first. [`Spool::append`] never blocks: it
-//! hands the row to a committer thread, which writes what has gathered in one
+//! hands the row to a committer thread, which writes what has gathered as one entry in one
 //! [redb](https://crates.io/crates/redb) transaction (checksummed, synced on commit) and only
 //! then calls the rows' acknowledgements, so a source forgets a message once it is on local
 //! disk, not once it is in ClickHouse. A drain task reads the spool in order and feeds the
-//! table writers, which insert with their retries; once a row is inserted it is deleted from
-//! the spool. So a ClickHouse outage fills the spool while the live path runs on; ingest waits
+//! table writers, which insert with their retries; once all rows of an entry are inserted it
+//! is deleted from the spool. So a ClickHouse outage fills the spool while the live path runs on; ingest waits
 //! ([`Spool::wait_for_room`]) only once the spool holds `max_bytes`.
 //!
 //! A crash loses nothing: what was committed is drained at the next start, and a row inserted
@@ -32,10 +32,14 @@ use crate::rows::{LateReadingRow, ReadingRow};
 use crate::writer::Writers;
 
 mod record;
+mod segment;
 
 pub use record::SpoolRow;
+use segment::Segment;
 
-/// Spooled rows by sequence number: `[format][appended_at_ms: u64 LE][bincode of SpoolRow]`.
+/// Spooled rows, one entry per commit keyed by its first row's sequence number: a segment
+/// (`segment.rs`) of records `[format][appended_at_ms: u64 LE][bincode of SpoolRow]`, or, as
+/// written before segments, a single record.
 const ROWS: TableDefinition<u64, &[u8]> = TableDefinition::new("rows");
 /// Rows this version could not read back (from another version of iocd), kept for an operator,
 /// numbered in the order they were found.
@@ -181,7 +185,9 @@ impl SpoolMetrics {
 /// Rows appended and not yet committed.
 #[derive(Default)]
 struct Pending {
-    rows: Vec<(Vec<u8>, Option<Ack>)>,
+    rows: Segment,
+    /// Their acknowledgements, in order.
+    acks: Vec<Ack>,
     /// The newest event time of an on-time reading among `rows`.
     newest_on_time: u64,
     /// Rows taken since the spool was opened.
@@ -214,8 +220,9 @@ struct Inner {
     /// Set once everything appended before [`Spool::close`] is committed.
     flushed: watch::Sender<bool>,
     inserted: Mutex<Inserted>,
-    /// Committed sequence numbers, oldest first, with when they were appended: one entry per
-    /// commit (its first row), for the oldest row's age.
+    /// The entries not yet deleted, oldest first, by their first row's sequence number, with
+    /// when they were appended: one per commit. For the oldest row's age, and deleting an
+    /// entry once all its rows are in.
     commits: Mutex<VecDeque<(u64, u64)>>,
     /// Rows through this sequence number are deleted from the file.
     deleted_through: AtomicU64,
@@ -228,6 +235,15 @@ struct Inner {
     rows: AtomicU64,
     room: Notify,
     metrics: SpoolMetrics,
+}
+
+/// A row read back from the spool.
+struct SpooledRow {
+    seq: u64,
+    /// Its record's bytes, as counted in the backlog.
+    len: u64,
+    /// The row, or why it does not read back and its bytes.
+    row: Result<SpoolRow, (String, Vec<u8>)>,
 }
 
 /// A handle on the spool. Cheap to clone.
@@ -285,7 +301,7 @@ impl Spool {
             .set_cache_size(SPOOL_CACHE_BYTES)
             .create(&path)
             .map_err(|e| fail(e.into()))?;
-        let (first, last, rows, bytes) = {
+        let (entries, last, rows, bytes) = {
             let tx = db.begin_write().map_err(|e| fail(e.into()))?;
             {
                 tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
@@ -295,29 +311,22 @@ impl Spool {
             tx.commit().map_err(|e| fail(e.into()))?;
             let tx = db.begin_read().map_err(|e| fail(e.into()))?;
             let table = tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
-            let (mut first, mut last, mut rows, mut bytes) = (None, 0, 0u64, 0u64);
+            let (mut entries, mut last, mut rows, mut bytes) = (VecDeque::new(), 0, 0u64, 0u64);
             for entry in table.iter().map_err(|e| fail(e.into()))? {
                 let (k, v) = entry.map_err(|e| fail(e.into()))?;
-                first.get_or_insert(k.value());
-                last = k.value();
-                rows += 1;
-                bytes += v.value().len() as u64;
+                let (entry_rows, entry_bytes) = segment::rows(v.value());
+                let appended = segment::records(v.value())
+                    .next()
+                    .and_then(|r| SpoolRow::appended_at(r.ok()?))
+                    .unwrap_or_else(ioc_schemas::now_ms);
+                entries.push_back((k.value(), appended));
+                last = k.value() + entry_rows - 1;
+                rows += entry_rows;
+                bytes += entry_bytes;
             }
-            (first, last, rows, bytes)
+            (entries, last, rows, bytes)
         };
-        let oldest = match first {
-            Some(seq) => {
-                let tx = db.begin_read().map_err(|e| fail(e.into()))?;
-                let table = tx.open_table(ROWS).map_err(|e| fail(e.into()))?;
-                let appended = table
-                    .get(seq)
-                    .map_err(|e| fail(e.into()))?
-                    .and_then(|v| SpoolRow::decode(v.value()).ok())
-                    .map_or_else(ioc_schemas::now_ms, |(at, _)| at);
-                VecDeque::from([(seq, appended)])
-            }
-            None => VecDeque::new(),
-        };
+        let first = entries.front().map(|&(seq, _)| seq);
         let meta = |key: &str| -> Result<Option<u64>, SpoolError> {
             let tx = db.begin_read().map_err(|e| fail(e.into()))?;
             let table = tx.open_table(META).map_err(|e| fail(e.into()))?;
@@ -353,7 +362,7 @@ impl Spool {
                 done: Default::default(),
                 newest_on_time: newest_deleted,
             }),
-            commits: Mutex::new(oldest),
+            commits: Mutex::new(entries),
             deleted_through: AtomicU64::new(first.map_or(last, |f| f - 1)),
             last_at_open: last,
             newest_on_time: AtomicU64::new(newest_on_time),
@@ -379,16 +388,19 @@ impl Spool {
 
     /// Appends a row; `ack` is called once it is durable in the spool. Never blocks.
     pub fn append(&self, row: &SpoolRow, ack: Option<Ack>) {
-        let bytes = row.encode(ioc_schemas::now_ms());
+        let now = ioc_schemas::now_ms();
         let mut pending = lock(&self.inner.pending);
         if pending.closed {
             // Only after shutdown; the ack is dropped uncalled, so the source redelivers.
             tracing::warn!("spool closed; row not spooled");
             return;
         }
-        self.inner
-            .bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // The committer waits only while nothing is pending (it looks under this lock): wake
+        // it for the first row, not for every row, each a futex call on the worker's thread.
+        let was_idle = pending.rows.is_empty();
+        let bytes = pending.rows.push(row, now);
+        pending.acks.extend(ack);
+        self.inner.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.inner.rows.fetch_add(1, Ordering::Relaxed);
         if let SpoolRow::Reading(r) = row {
             if r.late == 0 {
@@ -396,10 +408,6 @@ impl Spool {
             }
         }
         pending.accepted += 1;
-        // The committer waits only while nothing is pending (it looks under this lock): wake
-        // it for the first row, not for every row, each a futex call on the worker's thread.
-        let was_idle = pending.rows.is_empty();
-        pending.rows.push((bytes, ack));
         drop(pending);
         if was_idle {
             self.inner.wake.notify_one();
@@ -476,12 +484,12 @@ impl Spool {
         from_event_ms: u64,
     ) -> Result<(Vec<StoredReading>, Option<u64>), SpoolError> {
         let rows = self.inner.read(from_seq, u64::MAX, limit)?;
-        let next = (rows.len() == limit.max(1))
-            .then(|| rows.last().map(|r| r.0 + 1))
+        let next = (rows.len() >= limit.max(1))
+            .then(|| rows.last().map(|r| r.seq + 1))
             .flatten();
         let readings = rows
             .into_iter()
-            .filter_map(|(_, _, row)| match row {
+            .filter_map(|r| match r.row {
                 Ok(SpoolRow::Reading(r)) if r.late == 0 && r.event_time_ms >= from_event_ms => {
                     StoredReading::from_row(r).ok()
                 }
@@ -615,12 +623,13 @@ impl Spool {
             .take();
     }
 
-    /// Waits until every row inserted so far is deleted from the file, so a restart does not
-    /// insert it again.
+    /// Waits until every entry whose rows are all inserted so far is deleted from the file, so
+    /// a restart does not insert them again (the rows of an entry partly inserted are, and the
+    /// tables' replacing engines collapse them).
     pub async fn deleted(&self) {
         loop {
-            let inserted = lock(&self.inner.inserted).through;
-            if self.inner.deleted_through.load(Ordering::Relaxed) >= inserted {
+            let deletable_below = self.inner.deletable().0;
+            if self.inner.deleted_through.load(Ordering::Relaxed) + 1 >= deletable_below {
                 return;
             }
             self.inner.wake.notify_one();
@@ -693,7 +702,7 @@ impl Spool {
             }
         };
         tracing::Span::current().record("rows", rows.len());
-        for (seq, len, row) in rows {
+        for SpooledRow { seq, len, row } in rows {
             *next = seq + 1;
             let on_time = match &row {
                 Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
@@ -710,10 +719,12 @@ impl Spool {
                         return false;
                     }
                 }
-                Err(reason) => {
+                Err((reason, bytes)) => {
                     let inner = Arc::clone(inner);
-                    let _ =
-                        tokio::task::spawn_blocking(move || inner.quarantine(seq, &reason)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        inner.quarantine(seq, &reason, &bytes);
+                    })
+                    .await;
                     ack.done();
                 }
             }
@@ -742,56 +753,82 @@ impl Inner {
         }
     }
 
-    /// Up to `limit` rows from `from` through `upto`: `(seq, bytes, row or why unreadable)`.
-    #[allow(clippy::type_complexity)]
-    fn read(
-        &self,
-        from: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, u64, Result<SpoolRow, String>)>, SpoolError> {
+    /// Up to `limit` rows from `from` through `upto`.
+    fn read(&self, from: u64, upto: u64, limit: usize) -> Result<Vec<SpooledRow>, SpoolError> {
         self.with_db(|db| {
             let tx = db.begin_read()?;
             let table = tx.open_table(ROWS)?;
+            // The entry holding `from` starts at or before it.
+            let start = match table.range(..=from)?.next_back() {
+                Some(entry) => entry?.0.value(),
+                None => from,
+            };
             let mut out = Vec::new();
-            for entry in table.range(from..=upto)?.take(limit) {
+            'entries: for entry in table.range(start..=upto)? {
                 let (k, v) = entry?;
-                let bytes = v.value();
-                out.push((
-                    k.value(),
-                    bytes.len() as u64,
-                    SpoolRow::decode(bytes).map(|(_, row)| row),
-                ));
+                for (seq, record) in (k.value()..).zip(segment::records(v.value())) {
+                    if seq < from || seq > upto {
+                        continue;
+                    }
+                    if out.len() >= limit {
+                        break 'entries;
+                    }
+                    // `len` as counted at open: a record's bytes; none for a cut entry's rest.
+                    let (len, row) = match record {
+                        Ok(bytes) => match SpoolRow::decode(bytes) {
+                            Ok((_, row)) => (bytes.len(), Ok(row)),
+                            Err(reason) => (bytes.len(), Err((reason, bytes.to_vec()))),
+                        },
+                        Err((reason, bytes)) => (0, Err((reason.to_owned(), bytes.to_vec()))),
+                    };
+                    out.push(SpooledRow {
+                        seq,
+                        len: len as u64,
+                        row,
+                    });
+                }
             }
             Ok(out)
         })
     }
 
-    /// Moves an unreadable row out of the way, keeping it for an operator.
-    fn quarantine(&self, seq: u64, reason: &str) {
+    /// Keeps an unreadable row for an operator; it leaves the spool like an inserted one.
+    fn quarantine(&self, seq: u64, reason: &str, bytes: &[u8]) {
         self.metrics.unreadable.inc();
         tracing::error!(seq, reason, path = %self.path.display(),
             "a spooled row cannot be read by this version; kept in the spool's `unreadable` table");
-        let moved = self.with_db(|db| {
+        let kept = self.with_db(|db| {
             let tx = db.begin_write()?;
             {
-                let mut rows = tx.open_table(ROWS)?;
-                let bytes = rows.get(seq)?.map(|v| v.value().to_vec());
-                if let Some(bytes) = bytes {
-                    // Numbered on their own: sequence numbers start again once the spool is
-                    // empty.
-                    let mut unreadable = tx.open_table(UNREADABLE)?;
-                    let key = unreadable.last()?.map_or(1, |(k, _)| k.value() + 1);
-                    unreadable.insert(key, bytes.as_slice())?;
-                    rows.remove(seq)?;
-                }
+                // Numbered on their own: sequence numbers start again once the spool is empty.
+                let mut unreadable = tx.open_table(UNREADABLE)?;
+                let key = unreadable.last()?.map_or(1, |(k, _)| k.value() + 1);
+                unreadable.insert(key, bytes)?;
             }
             tx.commit()?;
             Ok(())
         });
-        if let Err(e) = moved {
-            tracing::error!(seq, error = %DisplayChain(&e), "cannot move an unreadable spooled row");
+        if let Err(e) = kept {
+            tracing::error!(seq, error = %DisplayChain(&e), "cannot keep an unreadable spooled row");
         }
+    }
+
+    /// Entries below this sequence number may be deleted (all their rows are in ClickHouse),
+    /// and the newest on-time reading among the rows inserted, or a newer one.
+    fn deletable(&self) -> (u64, u64) {
+        // The entry holding the oldest row not inserted, read before `inserted`, which moves
+        // first: an older entry here only deletes less.
+        let front = lock(&self.commits).front().map(|&(seq, _)| seq);
+        let (through, newest) = {
+            let inserted = lock(&self.inserted);
+            (inserted.through, inserted.newest_on_time)
+        };
+        let below = if through >= *self.committed.borrow() {
+            through + 1
+        } else {
+            front.map_or(through + 1, |seq| seq.min(through + 1))
+        };
+        (below, newest)
     }
 
     /// Records that row `seq` (of `len` bytes, an on-time reading of event time `on_time_ms`
@@ -831,10 +868,10 @@ impl Inner {
         let mut deleted_through = self.deleted_through.load(Ordering::Relaxed);
         let mut newest_deleted = lock(&self.inserted).newest_on_time;
         loop {
-            let (rows, newest_on_time, closing) = {
+            let (mut rows, acks, newest_on_time, closing) = {
                 let mut pending = lock(&self.pending);
                 loop {
-                    let trim = lock(&self.inserted).through > deleted_through;
+                    let trim = self.deletable().0 > deleted_through + 1;
                     let flush = pending.closed && !*self.flushed.borrow();
                     if !pending.rows.is_empty() || flush || trim {
                         break;
@@ -849,24 +886,23 @@ impl Inner {
                 }
                 (
                     std::mem::take(&mut pending.rows),
+                    std::mem::take(&mut pending.acks),
                     std::mem::take(&mut pending.newest_on_time),
                     pending.closed,
                 )
             };
             // What is deleted with this commit; its newest reading is recorded with it (or a
             // newer one inserted meanwhile: later is on the safe side).
-            let (trim_through, trimmed_newest) = {
-                let inserted = lock(&self.inserted);
-                (inserted.through, inserted.newest_on_time)
-            };
+            let (delete_below, trimmed_newest) = self.deletable();
+            let trim_through = delete_below - 1;
             let started = Instant::now();
             let first = next_seq;
             let result = self.with_db(|db| {
                 let tx = db.begin_write()?;
                 {
                     let mut table = tx.open_table(ROWS)?;
-                    for (i, (bytes, _)) in rows.iter().enumerate() {
-                        table.insert(first + i as u64, bytes.as_slice())?;
+                    if !rows.is_empty() {
+                        table.insert(first, rows.finish())?;
                     }
                     if trim_through > deleted_through {
                         table.retain_in(deleted_through + 1..=trim_through, |_, _| false)?;
@@ -890,20 +926,26 @@ impl Inner {
                         .observe(started.elapsed().as_secs_f64());
                     if trim_through > deleted_through {
                         newest_deleted = newest_deleted.max(trimmed_newest);
+                        deleted_through = trim_through;
+                        self.deleted_through.store(trim_through, Ordering::Relaxed);
                     }
-                    deleted_through = trim_through;
-                    self.deleted_through.store(trim_through, Ordering::Relaxed);
                     self.newest_on_time
                         .fetch_max(newest_on_time, Ordering::Relaxed);
                     if !rows.is_empty() {
-                        next_seq += rows.len() as u64;
-                        self.metrics.appended.inc_by(rows.len() as u64);
-                        lock(&self.commits).push_back((first, ioc_schemas::now_ms()));
+                        next_seq += u64::from(rows.rows());
+                        self.metrics.appended.inc_by(u64::from(rows.rows()));
+                        let through = lock(&self.inserted).through;
+                        let mut commits = lock(&self.commits);
+                        // Entries wholly inserted, the last one's too, which stayed at the
+                        // front with nothing after it.
+                        commits.push_back((first, ioc_schemas::now_ms()));
+                        while commits.len() > 1 && commits[1].0 <= through + 1 {
+                            commits.pop_front();
+                        }
+                        drop(commits);
                         self.committed.send_replace(next_seq - 1);
-                        for (_, ack) in rows {
-                            if let Some(ack) = ack {
-                                ack.done();
-                            }
+                        for ack in acks {
+                            ack.done();
                         }
                     } else {
                         self.committed.send_modify(|_| {});
@@ -914,11 +956,13 @@ impl Inner {
                     // try again. Their acks wait, so the sources hold back meanwhile, and
                     // dropping them instead would stall MQTT's in-order acknowledgements.
                     self.metrics.commit_failures.inc();
-                    tracing::error!(error = %DisplayChain(&e), rows = rows.len(), path = %self.path.display(),
+                    tracing::error!(error = %DisplayChain(&e), rows = rows.rows(), path = %self.path.display(),
                         "cannot write to the spool; retrying in 1 s");
                     let mut pending = lock(&self.pending);
                     let newer = std::mem::replace(&mut pending.rows, rows);
                     pending.rows.extend(newer);
+                    let newer = std::mem::replace(&mut pending.acks, acks);
+                    pending.acks.extend(newer);
                     pending.newest_on_time = pending.newest_on_time.max(newest_on_time);
                     drop(pending);
                     std::thread::sleep(Duration::from_secs(1));
@@ -994,21 +1038,78 @@ mod tests {
         assert_eq!(spool.backlog().rows, 1000);
         let read = spool.inner.read(1, 1000, 10_000).unwrap();
         assert_eq!(read.len(), 1000);
-        assert_eq!(read[0].0, 1);
-        assert_eq!(read[999].2.as_ref().unwrap(), &dead_letter(999));
-        // Marking rows inserted, out of order, deletes only the contiguous prefix.
-        for seq in [2, 3, 1, 5] {
-            spool.inner.inserted(seq, read[seq as usize - 1].1, 0);
-        }
-        spool.deleted().await;
-        assert_eq!(spool.backlog().rows, 996);
-        let left = spool.inner.read(1, 1000, 10_000).unwrap();
+        assert_eq!(read[0].seq, 1);
+        assert_eq!(read[999].row.as_ref().unwrap(), &dead_letter(999));
         assert_eq!(
-            left.first().map(|r| r.0),
-            Some(4),
-            "4 is not in, so 5 stays"
+            spool.inner.read(998, 1000, 2).unwrap()[1]
+                .row
+                .as_ref()
+                .unwrap(),
+            &dead_letter(998),
+            "from the middle of a commit"
         );
-        assert_eq!(left.len(), 997);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Appends `rows` dead letters and waits for their commit.
+    async fn commit(spool: &Spool, rows: std::ops::Range<u64>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let last = rows.end - 1;
+        let mut tx = Some(tx);
+        for i in rows {
+            let ack = (i == last).then(|| tx.take()).flatten().map(|tx| {
+                Ack::new(move || {
+                    let _ = tx.send(());
+                })
+            });
+            spool.append(&dead_letter(i), ack);
+        }
+        rx.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_is_deleted_once_all_its_rows_are_inserted() {
+        let dir = temp_dir("trim");
+        {
+            let spool = open(&dir);
+            commit(&spool, 1..4).await;
+            commit(&spool, 4..7).await;
+            let read = spool.inner.read(1, 6, 10).unwrap();
+            assert_eq!(
+                read.iter().map(|r| r.seq).collect::<Vec<_>>(),
+                [1, 2, 3, 4, 5, 6]
+            );
+            // Inserted out of order: the first commit is whole, the second is not (4 is not in).
+            for seq in [2, 3, 1, 5] {
+                spool.inner.inserted(seq, read[seq as usize - 1].len, 0);
+            }
+            spool.deleted().await;
+            assert_eq!(spool.backlog().rows, 2);
+            let left = spool.inner.read(1, 6, 10).unwrap();
+            assert_eq!(left.iter().map(|r| r.seq).collect::<Vec<_>>(), [4, 5, 6]);
+            spool.shutdown().await;
+        }
+        // A restart inserts the second commit again, 5 included.
+        let spool = open(&dir);
+        assert_eq!(spool.backlog().rows, 3);
+        assert_eq!(spool.appended_through(), 6);
+        let read = spool.inner.read(1, 6, 10).unwrap();
+        assert_eq!(read.first().map(|r| r.seq), Some(4));
+        assert_eq!(read[2].row.as_ref().unwrap(), &dead_letter(6));
+        for r in &read {
+            spool.inner.inserted(r.seq, r.len, 0);
+        }
+        assert_eq!(
+            spool.backlog(),
+            SpoolBacklog {
+                rows: 0,
+                bytes: 0,
+                oldest_ms: 0
+            }
+        );
+        spool.deleted().await;
+        assert!(spool.inner.read(1, u64::MAX, 10).unwrap().is_empty());
+        spool.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -1016,14 +1117,38 @@ mod tests {
     async fn an_unreadable_row_is_kept_aside_not_dropped() {
         let dir = temp_dir("unreadable");
         let spool = open(&dir);
-        for i in 0..3 {
-            spool.append(&dead_letter(i), None);
+        commit(&spool, 0..1).await;
+        // Entries this version cannot read: a record of a later format, as an earlier version
+        // wrote them (one per entry), and a segment whose last row is cut short.
+        let mut later_format = dead_letter(1).encode(0);
+        later_format[0] = 99;
+        let mut cut = Segment::default();
+        cut.push(&dead_letter(2), 0);
+        cut.push(&dead_letter(3), 0);
+        let cut = cut.finish().to_vec();
+        spool
+            .inner
+            .with_db(|db| {
+                let tx = db.begin_write()?;
+                {
+                    let mut rows = tx.open_table(ROWS)?;
+                    rows.insert(2, later_format.as_slice())?;
+                    rows.insert(3, &cut[..cut.len() - 1])?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .unwrap();
+        let read = spool.inner.read(1, 4, 10).unwrap();
+        assert_eq!(read.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(read[2].row.as_ref().unwrap(), &dead_letter(2));
+        for r in &read[1..] {
+            if let Err((reason, bytes)) = &r.row {
+                spool.inner.quarantine(r.seq, reason, bytes);
+            }
         }
-        spool.close().await;
-        spool.inner.quarantine(2, "from another version");
-        spool.inner.quarantine(3, "from another version");
-        let left = spool.inner.read(1, 3, 10).unwrap();
-        assert_eq!(left.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
+        let (reason, _) = read[1].row.as_ref().unwrap_err();
+        assert_eq!(reason, "record format 99 is not 1 to 6");
         let kept: Vec<(u64, Vec<u8>)> = spool
             .inner
             .with_db(|db| {
@@ -1037,9 +1162,45 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept.len(), 2);
-        assert_eq!(kept[0].0, 1);
-        assert_eq!(SpoolRow::decode(&kept[1].1).unwrap().1, dead_letter(2));
+        assert_eq!(kept[0], (1, later_format));
+        assert_eq!(kept[1].0, 2);
+        assert!(!kept[1].1.is_empty() && cut[..cut.len() - 1].ends_with(&kept[1].1));
         assert_eq!(spool.inner.metrics.unreadable.get(), 2);
+        spool.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn rows_spooled_one_per_entry_by_an_earlier_version_read_back() {
+        let dir = temp_dir("earlier");
+        {
+            let spool = open(&dir);
+            spool
+                .inner
+                .with_db(|db| {
+                    let tx = db.begin_write()?;
+                    {
+                        let mut rows = tx.open_table(ROWS)?;
+                        for seq in [7, 8] {
+                            rows.insert(seq, dead_letter(seq).encode(seq).as_slice())?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .unwrap();
+            spool.shutdown().await;
+        }
+        let spool = open(&dir);
+        assert_eq!(spool.backlog().rows, 2);
+        assert_eq!(spool.appended_through(), 8);
+        let read = spool.inner.read(7, 8, 10).unwrap();
+        assert_eq!(read.iter().map(|r| r.seq).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(read[1].row.as_ref().unwrap(), &dead_letter(8));
+        assert_eq!(
+            spool.backlog().bytes,
+            read.iter().map(|r| r.len).sum::<u64>()
+        );
         spool.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1095,12 +1256,12 @@ mod tests {
             assert_eq!(spool.spooled_readings(1, 2, 0).unwrap().1, Some(3));
             assert_eq!(spool.newest_on_time_deleted_ms(), None);
             // Everything inserted and trimmed: the facts stay.
-            for (seq, len, row) in spool.inner.read(1, 4, 10).unwrap() {
-                let on_time = match row {
+            for r in spool.inner.read(1, 4, 10).unwrap() {
+                let on_time = match r.row {
                     Ok(SpoolRow::Reading(r)) if r.late == 0 => r.event_time_ms,
                     _ => 0,
                 };
-                spool.inner.inserted(seq, len, on_time);
+                spool.inner.inserted(r.seq, r.len, on_time);
             }
             spool.inserted_through(4).await;
             spool.shutdown().await;
@@ -1150,9 +1311,8 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
-        let rows = spool.inner.read(1, 10, 100).unwrap();
-        for (seq, len, _) in rows {
-            spool.inner.inserted(seq, len, 0);
+        for r in spool.inner.read(1, 10, 100).unwrap() {
+            spool.inner.inserted(r.seq, r.len, 0);
         }
         tokio::time::timeout(Duration::from_secs(5), waiting)
             .await

@@ -73,13 +73,28 @@ impl From<&Kpi> for SpoolRow {
 }
 
 impl SpoolRow {
+    #[cfg(test)]
     pub(super) fn encode(&self, appended_at_ms: u64) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(256);
-        bytes.push(FORMAT);
-        bytes.extend_from_slice(&appended_at_ms.to_le_bytes());
-        // Serializing plain structs into a Vec cannot fail.
-        let _ = bincode::serialize_into(&mut bytes, self);
+        self.encode_into(appended_at_ms, &mut bytes);
         bytes
+    }
+
+    /// Appends the record to `out`.
+    pub(super) fn encode_into(&self, appended_at_ms: u64, out: &mut Vec<u8>) {
+        out.push(FORMAT);
+        out.extend_from_slice(&appended_at_ms.to_le_bytes());
+        // Serializing plain structs into a Vec cannot fail.
+        let _ = bincode::serialize_into(out, self);
+    }
+
+    /// When a record was appended, without decoding the row (`None`: not a record).
+    pub(super) fn appended_at(bytes: &[u8]) -> Option<u64> {
+        let format = *bytes.first()?;
+        let at = bytes.get(1..HEADER)?.try_into().ok()?;
+        (1..=FORMAT)
+            .contains(&format)
+            .then(|| u64::from_le_bytes(at))
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<(u64, SpoolRow), String> {
