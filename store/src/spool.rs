@@ -6,8 +6,8 @@
 //! then calls the rows' acknowledgements, so a source forgets a message once it is on local
 //! disk, not once it is in ClickHouse. A drain task reads the spool in order and feeds the
 //! table writers, which insert with their retries; once all rows of an entry are inserted it
-//! is deleted from the spool. So a ClickHouse outage fills the spool while the live path runs on; ingest waits
-//! ([`Spool::wait_for_room`]) only once the spool holds `max_bytes`.
+//! is deleted from the spool. So a ClickHouse outage fills the spool while the live path runs
+//! on; ingest waits ([`Spool::wait_for_room`]) only once the spool holds `max_bytes`.
 //!
 //! A crash loses nothing: what was committed is drained at the next start, and a row inserted
 //! but not yet deleted is inserted again, which the tables' replacing engines collapse.
