@@ -623,13 +623,8 @@ struct FetchCount(std::sync::atomic::AtomicU64);
 
 impl rdkafka::ClientContext for FetchCount {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let sent: i64 = statistics
-            .brokers
-            .values()
-            .filter_map(|b| b.req.get("Fetch"))
-            .sum();
         self.0.store(
-            u64::try_from(sent).unwrap_or(0),
+            ioc_ingest::fetch_requests_sent(&statistics),
             std::sync::atomic::Ordering::Relaxed,
         );
     }

@@ -248,12 +248,7 @@ impl ClientContext for IngestContext {
     /// Counts the fetch requests sent (librdkafka's total over the brokers), which is what a
     /// broker's work grows with; the rest of the statistics are left out, not logged.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let sent: u64 = statistics
-            .brokers
-            .values()
-            .filter_map(|b| b.req.get("Fetch"))
-            .map(|n| u64::try_from(*n).unwrap_or(0))
-            .sum();
+        let sent = fetch_requests_sent(&statistics);
         let (counter, last) = &self.fetches;
         let before = last.swap(sent, std::sync::atomic::Ordering::Relaxed);
         counter.inc_by(sent.saturating_sub(before));
@@ -292,6 +287,16 @@ impl ConsumerContext for IngestContext {
 
 type IngestConsumer = StreamConsumer<IngestContext>;
 
+/// The fetch requests a client has sent, over all brokers, from its librdkafka statistics.
+pub fn fetch_requests_sent(statistics: &rdkafka::Statistics) -> u64 {
+    statistics
+        .brokers
+        .values()
+        .filter_map(|b| b.req.get("Fetch"))
+        .map(|n| u64::try_from(*n).unwrap_or(0))
+        .sum()
+}
+
 /// Consumes the configured topics and forwards decoded records to `out` until `stop`
 /// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
 /// stored offsets before leaving the group. While `out` is full consumption pauses.
@@ -317,24 +322,23 @@ pub async fn run_kafka(
             .create_with_context(context)
             .map_err(kafka_error("cannot create the consumer"))?,
     );
-    let topics: Vec<&str> = Kind::ALL.iter().map(|k| config.topics.topic(*k)).collect();
+    let topics = config.topic_names();
     tokio::pin!(stop);
     let watch = match &assignment {
         KafkaAssignment::Group => {
             consumer
-                .subscribe(&topics)
+                .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
                 .map_err(kafka_error(format!("cannot subscribe to {topics:?}")))?;
             None
         }
         KafkaAssignment::Static(owns) => {
             let interval = Duration::from_millis(config.partition_watch_interval_ms.max(100));
-            let start = PartitionWatch::new(Arc::clone(owns), config.topic_names(), interval)
-                .start(
-                    &consumer,
-                    Duration::from_millis(config.assignment_wait_ms),
-                    &partitions,
-                    &metrics,
-                );
+            let start = PartitionWatch::new(Arc::clone(owns), topics.clone(), interval).start(
+                &consumer,
+                Duration::from_millis(config.assignment_wait_ms),
+                &partitions,
+                &metrics,
+            );
             tokio::select! {
                 // Stopped while waiting for the topics: nothing was taken.
                 () = &mut stop => return Ok(()),

@@ -23,7 +23,9 @@ pub use decode::{
     decode_kafka, decode_mqtt, decode_reading, decode_stored, DecodeLimits, KafkaParts,
 };
 #[cfg(feature = "kafka")]
-pub use kafka::{describe_topics, run_kafka, KafkaConfig, KafkaTopics, PartitionAssignment};
+pub use kafka::{
+    describe_topics, fetch_requests_sent, run_kafka, KafkaConfig, KafkaTopics, PartitionAssignment,
+};
 pub use metrics::IngestMetrics;
 pub use mqtt::{run_mqtt, MqttConfig};
 pub use offsets::OffsetTracker;

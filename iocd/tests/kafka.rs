@@ -338,35 +338,12 @@ async fn simulated_fleet_over_kafka_with_dead_letters() {
 /// path, but tansu 0.6.0 cannot add partitions: `UnsupportedFeature`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_while_running_is_read() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::producer::FutureRecord;
 
     let run = run_id("kafka_new_topic");
     let prefix = format!("test.{run}");
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", KAFKA)
-            .create()
-            .unwrap();
-    let create = |kinds: &[&str], partitions: i32| {
-        let names: Vec<String> = kinds.iter().map(|k| format!("{prefix}.{k}")).collect();
-        let admin = &admin;
-        async move {
-            let topics: Vec<NewTopic<'_>> = names
-                .iter()
-                .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
-                .collect();
-            for r in admin
-                .create_topics(&topics, &AdminOptions::new())
-                .await
-                .unwrap()
-            {
-                r.unwrap();
-            }
-        }
-    };
     // Every topic but the sensors' exists at the start.
-    create(&KINDS[1..], 2).await;
+    create_topics_of(&prefix, &KINDS[1..], 2).await;
 
     let dir = std::env::temp_dir().join(&run);
     std::fs::create_dir_all(&dir).unwrap();
@@ -401,7 +378,7 @@ async fn a_topic_created_while_running_is_read() {
     wait_assigned(6.0).await;
 
     let sensor = format!("{prefix}.sensor");
-    create(&KINDS[..1], 4).await;
+    create_topics_of(&prefix, &KINDS[..1], 4).await;
     wait_assigned(10.0).await;
 
     // Readings of the last minutes, each device in a partition of its own.

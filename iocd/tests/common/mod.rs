@@ -34,11 +34,16 @@ pub fn run_id(test: &str) -> String {
 
 /// Creates one topic per kind, `<prefix>.<kind>`, with `partitions` partitions.
 pub async fn create_topics(prefix: &str, partitions: i32) {
+    create_topics_of(prefix, &KINDS, partitions).await;
+}
+
+/// Creates `<prefix>.<kind>` for each of `kinds`, with `partitions` partitions.
+pub async fn create_topics_of(prefix: &str, kinds: &[&str], partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", KAFKA)
         .create()
         .unwrap();
-    let names: Vec<String> = KINDS.iter().map(|k| format!("{prefix}.{k}")).collect();
+    let names: Vec<String> = kinds.iter().map(|k| format!("{prefix}.{k}")).collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
