@@ -175,5 +175,5 @@ pub(crate) async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
         "peak rss (load generator and iocd in one process): {:.0} MiB",
         peak_rss as f64 / 1024.0
     );
-    pipeline.finish().await
+    pipeline.finish().await?.drop().await
 }

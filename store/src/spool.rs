@@ -70,6 +70,12 @@ pub struct SpoolConfig {
     pub max_bytes: u64,
     /// Rows read from the spool per drain step.
     pub drain_batch_rows: usize,
+    /// The least time (ms) from the start of one commit to the next. A commit syncs the file
+    /// to disk and costs about the same for a few rows as for thousands, so under load rows
+    /// wait up to this long to be committed together. The sources are acknowledged after the
+    /// commit, so this adds as much to the acknowledgement's delay. 0: commit as soon as rows
+    /// wait.
+    pub commit_interval_ms: u64,
 }
 
 impl Default for SpoolConfig {
@@ -78,6 +84,7 @@ impl Default for SpoolConfig {
             dir: PathBuf::new(),
             max_bytes: 4 << 30,
             drain_batch_rows: 10_000,
+            commit_interval_ms: 5,
         }
     }
 }
@@ -213,6 +220,7 @@ struct Inner {
     path: PathBuf,
     max_bytes: u64,
     drain_batch_rows: usize,
+    commit_interval: Duration,
     pending: Mutex<Pending>,
     wake: Condvar,
     /// The newest committed sequence number (0: none yet).
@@ -353,6 +361,7 @@ impl Spool {
             path: path.clone(),
             max_bytes: config.max_bytes,
             drain_batch_rows: config.drain_batch_rows.max(1),
+            commit_interval: Duration::from_millis(config.commit_interval_ms),
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             committed,
@@ -867,6 +876,7 @@ impl Inner {
     fn run_committer(self: Arc<Self>, mut next_seq: u64) {
         let mut deleted_through = self.deleted_through.load(Ordering::Relaxed);
         let mut newest_deleted = lock(&self.inserted).newest_on_time;
+        let mut last_started: Option<Instant> = None;
         loop {
             let (mut rows, acks, newest_on_time, closing) = {
                 let mut pending = lock(&self.pending);
@@ -874,7 +884,18 @@ impl Inner {
                     let trim = self.deletable().0 > deleted_through + 1;
                     let flush = pending.closed && !*self.flushed.borrow();
                     if !pending.rows.is_empty() || flush || trim {
-                        break;
+                        // Rows arriving meanwhile join this commit (see `commit_interval_ms`).
+                        let wait = last_started.map_or(Duration::ZERO, |at| {
+                            self.commit_interval.saturating_sub(at.elapsed())
+                        });
+                        if wait.is_zero() || flush {
+                            break;
+                        }
+                        pending = self
+                            .wake
+                            .wait_timeout(pending, wait)
+                            .map_or_else(|e| e.into_inner().0, |(p, _)| p);
+                        continue;
                     }
                     if Arc::strong_count(&self) == 1 || self.stopping.load(Ordering::Relaxed) {
                         return;
@@ -896,6 +917,7 @@ impl Inner {
             let (delete_below, trimmed_newest) = self.deletable();
             let trim_through = delete_below - 1;
             let started = Instant::now();
+            last_started = Some(started);
             let first = next_seq;
             let result = self.with_db(|db| {
                 let tx = db.begin_write()?;
@@ -1109,6 +1131,37 @@ mod tests {
         );
         spool.deleted().await;
         assert!(spool.inner.read(1, u64::MAX, 10).unwrap().is_empty());
+        spool.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_arriving_within_the_commit_interval_share_one_commit() {
+        let dir = temp_dir("interval");
+        let config = SpoolConfig {
+            commit_interval_ms: 400,
+            ..SpoolConfig::default()
+        };
+        let spool =
+            Spool::open(&dir, &config, SpoolMetrics::new(&Registry::new()).unwrap()).unwrap();
+        // The first commit goes at once; the rows after it wait for the interval to pass,
+        // however they trickle in.
+        commit(&spool, 1..2).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        for i in 2..6 {
+            let ack = (i == 5).then(|| tx.take()).flatten().map(|tx| {
+                Ack::new(move || {
+                    let _ = tx.send(());
+                })
+            });
+            spool.append(&dead_letter(i), ack);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        rx.await.unwrap();
+        let entries: Vec<u64> = lock(&spool.inner.commits).iter().map(|c| c.0).collect();
+        assert_eq!(entries, [1, 2], "rows 2 to 5 committed as one entry");
+        assert_eq!(spool.inner.read(1, 5, 10).unwrap().len(), 5);
         spool.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
