@@ -220,10 +220,16 @@ impl Pipeline {
     /// Waits until ClickHouse holds `count` readings; returns when iocd read its first message
     /// and when the first rows were seen, both counted from `started`.
     async fn wait_for(&self, count: u64, started: Instant) -> anyhow::Result<Milestones> {
-        let (mut first_read, mut first_rows) = (None, None);
+        let (mut first_read, mut last_read, mut first_rows) = (None, None, None);
         loop {
-            if first_read.is_none() && self.received().await > 0.0 {
-                first_read = Some(started.elapsed());
+            if last_read.is_none() {
+                let received = self.received().await;
+                if first_read.is_none() && received > 0.0 {
+                    first_read = Some(started.elapsed());
+                }
+                if received >= count as f64 {
+                    last_read = Some(started.elapsed());
+                }
             }
             let stored: u64 = self
                 .client
@@ -240,6 +246,7 @@ impl Pipeline {
                 let first_rows = first_rows.unwrap_or_default();
                 return Ok(Milestones {
                     first_read: first_read.unwrap_or(first_rows),
+                    last_read: last_read.unwrap_or_else(|| started.elapsed()),
                     first_rows,
                 });
             }
@@ -335,6 +342,8 @@ impl Pipeline {
 struct Milestones {
     /// iocd read its first message.
     first_read: Duration,
+    /// iocd had read every message.
+    last_read: Duration,
     /// ClickHouse held the first rows.
     first_rows: Duration,
 }
@@ -813,9 +822,12 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
         println!(
             "kafka -> iocd -> clickhouse, 1st message read -> Nth row stored: \
              {from_read:>10.0} readings/s (first message read after {:.2} s, first rows \
-             stored after {:.2} s)",
+             stored after {:.2} s, last message read after {:.2} s, last row stored after \
+             {:.2} s)",
             milestones.first_read.as_secs_f64(),
-            milestones.first_rows.as_secs_f64()
+            milestones.first_rows.as_secs_f64(),
+            milestones.last_read.as_secs_f64(),
+            elapsed.as_secs_f64()
         );
         println!(
             "  the same from iocd's start (schema set-up and consumer start-up): \
@@ -836,9 +848,20 @@ async fn kafka(args: &Args, run: &str) -> anyhow::Result<()> {
     result
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Sized as iocd sizes its own (`runtime.io_threads`): the pipelines run in this runtime,
+    // beside all their processes' timely workers.
+    let mut config = iocd::Config::default();
+    config.dataflow.workers = args.workers * args.cluster_processes;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads(true))
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     // iocd's own log, on stderr, when `RUST_LOG` asks for it (to see where a run's time goes).
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()

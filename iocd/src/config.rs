@@ -45,6 +45,18 @@ pub struct Config {
     /// The processes of a multi-process timely cluster ([scaling out](operations.md#scaling-out));
     /// none by default.
     pub cluster: ioc_dataflow::ClusterConfig,
+    /// The threads that run the sources, the store's writers and the API.
+    pub runtime: RuntimeConfig,
+}
+
+/// The tokio runtime beside the dataflow's timely workers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads of the tokio runtime that runs the sources, the store's writers and the API.
+    /// 0: one per core not taken by a timely worker (`dataflow.workers`), and at least one.
+    /// More threads than cores cost time in waking and parking them.
+    pub io_threads: usize,
 }
 
 /// How windows open at the last stop are rebuilt.
@@ -132,6 +144,17 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Config, Box<figme
 }
 
 impl Config {
+    /// The tokio runtime's threads ([`RuntimeConfig::io_threads`]); `dataflow` says whether
+    /// the command runs the dataflow beside it.
+    pub fn io_threads(&self, dataflow: bool) -> usize {
+        if self.runtime.io_threads > 0 {
+            return self.runtime.io_threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let taken = if dataflow { self.dataflow.workers } else { 0 };
+        cores.saturating_sub(taken).max(1)
+    }
+
     /// In a cluster, what must differ between processes that share one file: each has its own
     /// state folder (`process-N` inside the configured one; with it its own spool, MQTT session
     /// and Kafka instance id), an MQTT client id and Kafka instance id set in the file get
@@ -219,6 +242,19 @@ mod tests {
             assert!(e.to_string().contains("hots"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_runtime_takes_the_cores_the_workers_leave() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut c = Config::default();
+        c.dataflow.workers = 1;
+        assert_eq!(c.io_threads(true), cores.saturating_sub(1).max(1));
+        assert_eq!(c.io_threads(false), cores, "no dataflow beside it");
+        c.dataflow.workers = cores + 3;
+        assert_eq!(c.io_threads(true), 1, "at least one");
+        c.runtime.io_threads = 7;
+        assert_eq!(c.io_threads(true), 7, "set, it wins");
     }
 
     #[test]

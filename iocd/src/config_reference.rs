@@ -725,19 +725,22 @@ fn heading(t: &Table) -> String {
     }
 }
 
-/// The flags of `iocd`'s subcommands that set a key: in each of `main.rs`'s `async fn demo`,
-/// `run` and `simulate`, every `("section.key", value(args.field...))` pair of the overrides
-/// handed to `config::load`. clap names a field's flag after it (`no_clickhouse` is
-/// `--no-clickhouse`); `.then_some(v)` makes a switch that sets `v`.
+/// The flags of `iocd`'s subcommands that set a key: in each of `main.rs`'s `fn demo_config`,
+/// `run_config` and `simulate_config`, every `("section.key", value(args.field...))` pair of
+/// the overrides handed to `config::load`. clap names a field's flag after it
+/// (`no_clickhouse` is `--no-clickhouse`); `.then_some(v)` makes a switch that sets `v`.
 pub fn flag_overrides(main_rs: &str) -> Vec<FlagOverride> {
     let mut out = Vec::new();
     let mut rest = main_rs;
-    while let Some(at) = rest.find("\nasync fn ") {
-        rest = &rest[at + "\nasync fn ".len()..];
-        let command: String = rest
+    while let Some(at) = rest.find("\nfn ") {
+        rest = &rest[at + "\nfn ".len()..];
+        let name: String = rest
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
+        let Some(command) = name.strip_suffix("_config").map(str::to_owned) else {
+            continue;
+        };
         let body_end = rest.find("\n}").unwrap_or(rest.len());
         let body = &rest[..body_end];
         let Some(list) = body.find("flags(vec![") else {

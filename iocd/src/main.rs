@@ -171,31 +171,42 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .init();
     let cli = Cli::parse();
+    // The configuration comes first: it sizes the runtime.
+    let (config, dataflow) = match &cli.command {
+        Command::Demo(args) => (demo_config(args)?, true),
+        Command::Run(args) => (run_config(args)?, true),
+        Command::Simulate(args) => (simulate_config(args)?, false),
+        Command::Backfill(args) => (config::load(args.config.as_deref(), Figment::new())?, true),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads(dataflow))
         .enable_all()
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Demo(args) => demo(args).await,
-            Command::Run(args) => run(args).await,
-            Command::Simulate(args) => simulate(args).await,
-            Command::Backfill(args) => backfill(args).await,
+            Command::Demo(args) => demo(args, config).await,
+            Command::Run(_) => run(config).await,
+            Command::Simulate(args) => simulate(args, config).await,
+            Command::Backfill(args) => backfill(args, config).await,
         }
     })
 }
 
-async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+fn demo_config(args: &DemoArgs) -> anyhow::Result<Config> {
     let overrides = flags(vec![
         ("http.listen", value(args.listen.map(|a| a.to_string()))),
-        ("clickhouse.url", value(args.clickhouse_url)),
+        ("clickhouse.url", value(args.clickhouse_url.as_deref())),
         ("simulator.rate_per_s", value(args.rate)),
-        ("demo.broker_listen", value(args.broker_listen)),
+        ("demo.broker_listen", value(args.broker_listen.as_deref())),
         (
             "demo.find_clickhouse",
             value(args.no_clickhouse.then_some(false)),
         ),
     ]);
-    let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    Ok(config::load(args.config.as_deref(), overrides)?)
+}
+
+async fn demo(args: DemoArgs, mut config: Config) -> anyhow::Result<()> {
     // Before anything is printed: a second demo on the same folder or broker port stops here.
     let state = iocd::instance::lock_state_dir(&config.alerts.state_dir)?;
     if args.fresh {
@@ -337,12 +348,15 @@ async fn clickhouse_answers(url: &str) -> bool {
         .unwrap_or(false)
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+fn run_config(args: &RunArgs) -> anyhow::Result<Config> {
     let overrides = flags(vec![(
         "http.listen",
         value(args.listen.map(|a| a.to_string())),
     )]);
-    let mut config: Config = config::load(args.config.as_deref(), overrides)?;
+    Ok(config::load(args.config.as_deref(), overrides)?)
+}
+
+async fn run(mut config: Config) -> anyhow::Result<()> {
     config.clickhouse.get_or_insert_with(Default::default);
     let _state = iocd::instance::lock_state_dir(&config.alerts.state_dir)?;
     let listener = ioc_dashboard_api::bind(&config.http).await?;
@@ -350,9 +364,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     iocd::pipeline::run(config, listener, ctrl_c()).await
 }
 
-async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+fn simulate_config(args: &SimulateArgs) -> anyhow::Result<Config> {
     let overrides = flags(vec![
-        ("mqtt.host", value(args.mqtt_host)),
+        ("mqtt.host", value(args.mqtt_host.as_deref())),
         ("mqtt.port", value(args.mqtt_port)),
         ("simulator.rate_per_s", value(args.rate)),
         ("simulator.max_messages", value(args.count)),
@@ -363,7 +377,10 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
             value(args.out_of_order_share),
         ),
     ]);
-    let config: Config = config::load(args.config.as_deref(), overrides)?;
+    Ok(config::load(args.config.as_deref(), overrides)?)
+}
+
+async fn simulate(args: SimulateArgs, config: Config) -> anyhow::Result<()> {
     let report = match args.kafka {
         Some(brokers) => {
             let topics = config.kafka.topics.clone();
@@ -396,8 +413,7 @@ fn parse_time(text: &str) -> anyhow::Result<u64> {
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
-    let config: Config = config::load(args.config.as_deref(), Figment::new())?;
+async fn backfill(args: BackfillArgs, config: Config) -> anyhow::Result<()> {
     let (from, to) = (parse_time(&args.from)?, parse_time(&args.to)?);
     let report = iocd::backfill::backfill(&config, from, to).await?;
     tracing::info!(
