@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ioc_schemas::{parse_topic, Ingested, Transport, ValidationLimits};
-use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, Publish, QoS, StateError};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
+    StateError,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::field::Empty;
@@ -76,7 +79,8 @@ pub struct MqttConfig {
     pub max_future_ms: u64,
     /// Records held while the pipeline is behind before the connection stops reading.
     pub stash_capacity: usize,
-    /// Capacity of the client's request queue (acknowledgements and subscriptions).
+    /// Capacity of the client's request queue (subscriptions and the disconnect;
+    /// acknowledgements are written to the connection directly, in batches).
     pub request_capacity: usize,
 }
 
@@ -143,9 +147,14 @@ pub async fn run_mqtt(
         ));
     }
     let (client, mut eventloop) = AsyncClient::new(config.options(), config.request_capacity);
-    let acks = config
-        .ack_after_store
-        .then(|| puback_order(&client, &metrics));
+    let acks = config.ack_after_store.then(|| {
+        PubackOrder::new(
+            metrics.mqtt_unacked.clone(),
+            metrics.ack_failures.with_label_values(&["mqtt"]),
+        )
+    });
+    // The packet ids of the PUBACKs being written.
+    let mut pubacks = Vec::new();
     let validation = ValidationLimits {
         max_future_ms: config.max_future_ms,
         ..ValidationLimits::default()
@@ -166,7 +175,9 @@ pub async fn run_mqtt(
                 }
                 metrics.stashed.set(stash.len() as i64);
             }
-            () = kept_back(acks.as_deref()) => flush(acks.as_deref()),
+            () = due(acks.as_deref()) => {
+                write_pubacks(&mut eventloop, acks.as_deref(), &mut pubacks).await;
+            }
             event = eventloop.poll(), if stash.len() < config.stash_capacity => {
                 let failed = match event {
                     Ok(event) => {
@@ -228,17 +239,11 @@ pub async fn run_mqtt(
                     }
                     Err(e) => Some(e),
                 };
-                // The event loop took requests off the queue: room for PUBACKs kept back.
-                flush(acks.as_deref());
                 if let Some(e) = failed {
                     metrics.connected.set(0);
                     reconnects.inc();
                     if let Some(acks) = &acks {
                         acks.forget_connection();
-                        // A PUBACK queued since the event loop emptied its queue at the error
-                        // would go out on the next connection: empty it again (rumqttc drops
-                        // the PUBACKs and keeps the rest for the next connection).
-                        eventloop.clean();
                     }
                     if connected_at.take().is_some_and(|at| at.elapsed() >= STABLE_CONNECTION) {
                         backoff = config.reconnect_initial_ms;
@@ -279,17 +284,18 @@ pub async fn run_mqtt(
     loop {
         tokio::select! {
             () = &mut drained => break,
-            () = kept_back(acks.as_deref()) => flush(acks.as_deref()),
+            () = due(acks.as_deref()) => {
+                write_pubacks(&mut eventloop, acks.as_deref(), &mut pubacks).await;
+            }
             event = eventloop.poll() => {
                 if event.is_err() {
                     break;
                 }
-                flush(acks.as_deref());
             }
         }
     }
-    // Send the acknowledgements queued by the last batches, then leave.
-    flush(acks.as_deref());
+    // Send the acknowledgements released by the last batches, then leave.
+    write_pubacks(&mut eventloop, acks.as_deref(), &mut pubacks).await;
     let _ = client.try_disconnect();
     let deadline = tokio::time::sleep(Duration::from_secs(2));
     tokio::pin!(deadline);
@@ -306,19 +312,40 @@ pub async fn run_mqtt(
     Ok(())
 }
 
-/// Resolves when a PUBACK was kept back for want of room in the request queue (never without
-/// acknowledgement after store).
-async fn kept_back(acks: Option<&PubackOrder>) {
+/// Resolves when PUBACKs are due (never without acknowledgement after store).
+async fn due(acks: Option<&PubackOrder>) {
     match acks {
-        Some(acks) => acks.kept_back().await,
+        Some(acks) => acks.due().await,
         None => std::future::pending().await,
     }
 }
 
-/// Sends what PUBACKs were kept back, as far as the request queue now takes them.
-fn flush(acks: Option<&PubackOrder>) {
-    if let Some(acks) = acks {
-        acks.flush();
+/// Writes the PUBACKs due, in order, to the connection and flushes them together. Through the
+/// client's request queue, rumqttc would write and flush each on its own: a system call, and
+/// a wake-up of the broker, per message. Those a failed connection could not take are counted
+/// lost; the broker redelivers their messages.
+async fn write_pubacks(eventloop: &mut EventLoop, acks: Option<&PubackOrder>, ids: &mut Vec<u16>) {
+    let Some(acks) = acks else { return };
+    acks.take(ids);
+    if ids.is_empty() {
+        return;
+    }
+    let count = ids.len();
+    let timeout = Duration::from_secs(eventloop.network_options().connection_timeout());
+    let written = match eventloop.network.as_mut() {
+        Some(network) => tokio::time::timeout(timeout, async {
+            for pkid in ids.drain(..) {
+                network.write(Packet::PubAck(PubAck::new(pkid))).await?;
+            }
+            network.flush().await
+        })
+        .await
+        .is_ok_and(|r| r.is_ok()),
+        None => false,
+    };
+    ids.clear();
+    if !written {
+        acks.lost(count);
     }
 }
 
@@ -330,24 +357,6 @@ fn oversized_packet(e: &ConnectionError) -> Option<usize> {
         )) => Some(*size),
         _ => None,
     }
-}
-
-/// Acknowledgements released in arrival order through the client's request queue
-/// (`mqtt.request_capacity`). One the queue cannot take yet is kept, in order, and sent once
-/// the event loop has made room ([`PubackOrder::flush`]); one still kept when its connection
-/// ends is counted in `ioc_ingest_ack_failures_total`, and the broker redelivers the message on
-/// the next connection, where it is stored once.
-fn puback_order(client: &AsyncClient, metrics: &IngestMetrics) -> Arc<PubackOrder> {
-    let client = client.clone();
-    PubackOrder::new(
-        Box::new(move |pkid| {
-            let mut receipt = Publish::new("", QoS::AtLeastOnce, Vec::<u8>::new());
-            receipt.pkid = pkid;
-            client.try_ack(&receipt).is_ok()
-        }),
-        metrics.mqtt_unacked.clone(),
-        metrics.ack_failures.with_label_values(&["mqtt"]),
-    )
 }
 
 /// Decodes one message into a record carrying its acknowledgement (none for QoS 0, or when

@@ -5,9 +5,8 @@
 //! Brokers hold this rule to different degrees: rumqttd drops a connection on an ack out of
 //! order, mosquitto tolerates it. Keeping it makes the client correct against both.
 //!
-//! A PUBACK the client's request queue cannot take yet is kept, in order, and sent by
-//! [`PubackOrder::flush`] once the event loop has made room: a lost PUBACK would hold the
-//! broker's in-flight slot for that message until the next connection.
+//! The PUBACKs due wait here, in order, until the MQTT task takes them all at once
+//! ([`PubackOrder::take`]) and writes them to the connection in one go.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,17 +15,13 @@ use ioc_schemas::Ack;
 use prometheus::{IntCounter, IntGauge};
 use tokio::sync::Notify;
 
-/// Queues the acknowledgement of one packet id; `false` when the request queue is full.
-pub(crate) type SendAck = Box<dyn Fn(u16) -> bool + Send + Sync>;
-
 /// The acknowledgements of one MQTT connection, released in arrival order.
 pub(crate) struct PubackOrder {
     queue: Mutex<Queue>,
-    send: SendAck,
     /// `ioc_ingest_mqtt_unacked_messages`: arrived and not yet acknowledged.
     held: IntGauge,
-    /// Woken when a PUBACK is kept back for [`PubackOrder::flush`].
-    kept: Notify,
+    /// Woken when PUBACKs are due, for [`PubackOrder::take`].
+    due: Notify,
     /// `ioc_ingest_ack_failures_total{transport="mqtt"}`: PUBACKs never sent because their
     /// connection ended first (the broker redelivers those messages).
     lost: IntCounter,
@@ -49,8 +44,8 @@ struct Queue {
     first: u64,
     /// Every message of this connection not yet acknowledged, in arrival order.
     slots: VecDeque<Slot>,
-    /// Packet ids due a PUBACK that the request queue has not taken yet, in order; later ones
-    /// wait behind them.
+    /// Packet ids due a PUBACK, in order, not yet taken to be written. At most one per packet
+    /// id in flight on the connection (65,535).
     unsent: VecDeque<u16>,
 }
 
@@ -61,13 +56,11 @@ struct Slot {
 }
 
 impl PubackOrder {
-    /// `send` queues one PUBACK; it is called with the queue locked, so calls come in order.
-    pub(crate) fn new(send: SendAck, held: IntGauge, lost: IntCounter) -> Arc<PubackOrder> {
+    pub(crate) fn new(held: IntGauge, lost: IntCounter) -> Arc<PubackOrder> {
         Arc::new(PubackOrder {
             queue: Mutex::new(Queue::default()),
-            send,
             held,
-            kept: Notify::new(),
+            due: Notify::new(),
             lost,
         })
     }
@@ -99,14 +92,14 @@ impl PubackOrder {
                 pkid,
                 durable: false,
             });
-            self.held.set(q.slots.len() as i64);
+            self.held.set((q.slots.len() + q.unsent.len()) as i64);
             (q.connection, q.first + q.slots.len() as u64 - 1)
         };
         let order = Arc::clone(self);
         Ack::new(move || order.durable(connection, number))
     }
 
-    /// Marks a message durable and sends the PUBACKs of the prefix that is now complete.
+    /// Marks a message durable and makes the PUBACKs of the prefix now complete due.
     fn durable(&self, connection: u64, number: u64) {
         let mut q = self.lock();
         if q.connection != connection || number < q.first {
@@ -116,6 +109,7 @@ impl PubackOrder {
         if let Some(slot) = q.slots.get_mut(index) {
             slot.durable = true;
         }
+        let was_due = q.unsent.len();
         while let Some(slot) = q.slots.pop_front() {
             if !slot.durable {
                 q.slots.push_front(slot);
@@ -124,34 +118,29 @@ impl PubackOrder {
             q.first += 1;
             q.unsent.push_back(slot.pkid);
         }
-        if !self.send_unsent(&mut q) {
-            self.kept.notify_one();
+        if q.unsent.len() > was_due {
+            self.due.notify_one();
         }
         self.held.set((q.slots.len() + q.unsent.len()) as i64);
     }
 
-    /// Sends the PUBACKs kept back, in order, as far as the request queue takes them. `true`:
-    /// none is left.
-    pub(crate) fn flush(&self) -> bool {
+    /// Resolves once PUBACKs are due (at once if some became due since the last wait).
+    pub(crate) async fn due(&self) {
+        self.due.notified().await;
+    }
+
+    /// Appends the packet ids due a PUBACK to `out`, in order; they are the connection's to
+    /// write now.
+    pub(crate) fn take(&self, out: &mut Vec<u16>) {
         let mut q = self.lock();
-        let done = self.send_unsent(&mut q);
-        self.held.set((q.slots.len() + q.unsent.len()) as i64);
-        done
+        out.extend(q.unsent.drain(..));
+        self.held.set(q.slots.len() as i64);
     }
 
-    /// Resolves once a PUBACK has been kept back since the last [`PubackOrder::flush`].
-    pub(crate) async fn kept_back(&self) {
-        self.kept.notified().await;
-    }
-
-    fn send_unsent(&self, q: &mut Queue) -> bool {
-        while let Some(&pkid) = q.unsent.front() {
-            if !(self.send)(pkid) {
-                return false;
-            }
-            q.unsent.pop_front();
-        }
-        true
+    /// PUBACKs taken but not written, because their connection failed: the broker
+    /// redelivers their messages.
+    pub(crate) fn lost(&self, count: usize) {
+        self.lost.inc_by(count as u64);
     }
 
     /// Messages arrived on this connection and not yet acknowledged.
@@ -166,115 +155,91 @@ impl PubackOrder {
 mod tests {
     use super::*;
 
-    fn recording() -> (Arc<PubackOrder>, Arc<Mutex<Vec<u16>>>) {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&sent);
-        let order = PubackOrder::new(
-            Box::new(move |pkid| {
-                log.lock().unwrap().push(pkid);
-                true
-            }),
-            IntGauge::new("held", "held").unwrap(),
-            IntCounter::new("lost", "lost").unwrap(),
-        );
-        (order, sent)
+    fn order() -> (Arc<PubackOrder>, IntCounter) {
+        let lost = IntCounter::new("lost", "lost").unwrap();
+        let order = PubackOrder::new(IntGauge::new("held", "held").unwrap(), lost.clone());
+        (order, lost)
+    }
+
+    fn taken(order: &PubackOrder) -> Vec<u16> {
+        let mut out = Vec::new();
+        order.take(&mut out);
+        out
     }
 
     #[test]
     fn acknowledgements_leave_in_arrival_order_whatever_order_they_are_stored_in() {
-        let (order, sent) = recording();
+        let (order, _) = order();
         let mut acks: Vec<Option<Ack>> = (1..=5).map(|pkid| Some(order.arrived(pkid))).collect();
         // Stored as 3, 5, 1, 4, 2.
         for (i, expect) in [
             (2, vec![]),
             (4, vec![]),
             (0, vec![1]),
-            (3, vec![1]),
-            (1, vec![1, 2, 3, 4, 5]),
+            (3, vec![]),
+            (1, vec![2, 3, 4, 5]),
         ] {
             acks[i].take().unwrap().done();
-            assert_eq!(*sent.lock().unwrap(), expect, "after storing {}", i + 1);
+            assert_eq!(taken(&order), expect, "after storing {}", i + 1);
         }
         assert_eq!(order.held(), 0);
     }
 
     #[test]
     fn a_lost_connection_forgets_its_acknowledgements() {
-        let (order, sent) = recording();
+        let (order, _) = order();
         let old = order.arrived(7);
         order.forget_connection();
         let new = order.arrived(7);
         old.done();
-        assert!(sent.lock().unwrap().is_empty(), "the old ack is not sent");
+        assert!(taken(&order).is_empty(), "the old ack is not sent");
         assert_eq!(order.held(), 1);
         new.done();
-        assert_eq!(*sent.lock().unwrap(), vec![7]);
+        assert_eq!(taken(&order), vec![7]);
     }
 
     #[test]
     fn packet_ids_may_repeat_once_acknowledged() {
-        let (order, sent) = recording();
-        for round in 0..3u16 {
+        let (order, _) = order();
+        let mut sent = Vec::new();
+        for _ in 0..3 {
             let a = order.arrived(1);
             let b = order.arrived(2);
             b.done();
             a.done();
-            assert_eq!(sent.lock().unwrap().len(), usize::from(round + 1) * 2);
+            order.take(&mut sent);
         }
-        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 1, 2, 1, 2]);
+        assert_eq!(sent, vec![1, 2, 1, 2, 1, 2]);
     }
 
     #[tokio::test]
-    async fn a_puback_the_full_queue_refuses_is_kept_and_sent_in_order_later() {
-        let room = Arc::new(Mutex::new(2usize));
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let (r, log) = (Arc::clone(&room), Arc::clone(&sent));
-        let order = PubackOrder::new(
-            Box::new(move |pkid| {
-                let mut room = r.lock().unwrap();
-                if *room == 0 {
-                    return false;
-                }
-                *room -= 1;
-                log.lock().unwrap().push(pkid);
-                true
-            }),
-            IntGauge::new("held", "held").unwrap(),
-            IntCounter::new("lost", "lost").unwrap(),
-        );
+    async fn pubacks_due_wake_the_writer_and_wait_for_it_in_order() {
+        let (order, _) = order();
         let acks: Vec<Ack> = (1..=5).map(|pkid| order.arrived(pkid)).collect();
         for ack in acks {
             ack.done();
         }
-        assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
-        assert_eq!(order.held(), 3, "3, 4 and 5 kept back, not lost");
-        // The flusher is woken, and a later release waits behind what is kept.
-        tokio::time::timeout(std::time::Duration::from_secs(1), order.kept_back())
+        assert_eq!(order.held(), 5, "due, not yet taken");
+        tokio::time::timeout(std::time::Duration::from_secs(1), order.due())
             .await
             .expect("woken");
         order.arrived(6).done();
-        assert_eq!(*sent.lock().unwrap(), vec![1, 2]);
-        *room.lock().unwrap() = 3;
-        assert!(!order.flush(), "room for 3 of 4");
-        *room.lock().unwrap() = 10;
-        assert!(order.flush());
-        assert_eq!(*sent.lock().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            taken(&order),
+            vec![1, 2, 3, 4, 5, 6],
+            "all at once, in order"
+        );
         assert_eq!(order.held(), 0);
     }
 
     #[test]
-    fn a_lost_connection_forgets_the_pubacks_kept_back() {
-        let lost = IntCounter::new("lost", "lost").unwrap();
-        let order = PubackOrder::new(
-            Box::new(|_| false),
-            IntGauge::new("held", "held").unwrap(),
-            lost.clone(),
-        );
+    fn a_lost_connection_forgets_the_pubacks_due() {
+        let (order, lost) = order();
         order.arrived(1).done();
         assert_eq!(order.held(), 1);
         order.forget_connection();
         assert_eq!(order.held(), 0);
         assert_eq!(lost.get(), 1, "counted: the broker redelivers it");
-        assert!(order.flush());
+        assert!(taken(&order).is_empty());
     }
 }
