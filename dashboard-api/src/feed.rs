@@ -3,7 +3,7 @@
 //! newest KPI rows kept for history without ClickHouse ([`RecentKpis`]).
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -20,8 +20,6 @@ use crate::source::KpiHistoryQuery;
 /// Keys kept per feed when none is configured (`http.snapshot_max_keys`).
 pub(crate) const DEFAULT_SNAPSHOT_MAX_KEYS: usize = 100_000;
 
-/// A window result's key: device, metric, window size.
-type WindowKey = (String, String, u64);
 /// A KPI row's key: family, entity id, sub-key (a camera row's event type, else empty),
 /// window size (which also tells an AQI's period).
 type KpiKey = (&'static str, String, String, u64);
@@ -41,12 +39,81 @@ impl<K: Ord, V> Latest<K, V> {
 
     /// The map; a panic elsewhere while it was held cannot leave it half-updated.
     fn lock(&self) -> MutexGuard<'_, BTreeMap<K, Arc<V>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.map)
     }
 
     /// The values passing `keep`, in key order.
     fn matching(&self, keep: impl Fn(&V) -> bool) -> Vec<Arc<V>> {
         self.lock().values().filter(|v| keep(v)).cloned().collect()
+    }
+}
+
+/// The newest window result of each device, metric and window size. Every window of every
+/// series publishes here, mostly to a key already held, so a result is found by the strings it
+/// carries, hashed, without building a key or comparing down a tree.
+#[derive(Debug, Default)]
+struct LatestWindows {
+    /// Device, then metric, then one result per window size.
+    devices: HashMap<String, HashMap<String, Vec<Arc<WindowResult>>, FastHash>, FastHash>,
+    keys: usize,
+}
+
+type FastHash = foldhash::fast::RandomState;
+
+/// A mutex's value; a panic elsewhere while it was held cannot leave it half-updated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LatestWindows {
+    /// Keeps `result` unless the one held for its key is newer (a later window, or a later
+    /// version of the same one); a new key is not kept once `max_keys` are, only counted.
+    fn keep(&mut self, result: &Arc<WindowResult>, max_keys: usize, dropped: &IntCounter) {
+        let held = self
+            .devices
+            .get_mut(result.device_id.as_str())
+            .and_then(|metrics| metrics.get_mut(result.metric.as_str()))
+            .and_then(|sizes| {
+                sizes
+                    .iter_mut()
+                    .find(|r| r.window_size_ms == result.window_size_ms)
+            });
+        if let Some(held) = held {
+            if (held.window_start_ms, held.version) <= (result.window_start_ms, result.version) {
+                *held = Arc::clone(result);
+            }
+            return;
+        }
+        if self.keys >= max_keys {
+            dropped.inc();
+            return;
+        }
+        self.keys += 1;
+        self.devices
+            .entry(result.device_id.clone())
+            .or_default()
+            .entry(result.metric.clone())
+            .or_default()
+            .push(Arc::clone(result));
+    }
+
+    /// The results passing `keep`, in key order (device, metric, window size).
+    fn matching(&self, keep: impl Fn(&WindowResult) -> bool) -> Vec<Arc<WindowResult>> {
+        let mut out: Vec<Arc<WindowResult>> = self
+            .devices
+            .values()
+            .flat_map(|metrics| metrics.values().flatten())
+            .filter(|r| keep(r))
+            .cloned()
+            .collect();
+        out.sort_unstable_by(|a, b| {
+            (&a.device_id, &a.metric, a.window_size_ms).cmp(&(
+                &b.device_id,
+                &b.metric,
+                b.window_size_ms,
+            ))
+        });
+        out
     }
 }
 
@@ -100,7 +167,7 @@ pub struct LiveFeed {
     kpi_tx: broadcast::Sender<Arc<Kpi>>,
     alert_tx: broadcast::Sender<Arc<AlertEvent>>,
     dead_letter_tx: broadcast::Sender<Arc<DeadLetterView>>,
-    windows: Arc<Latest<WindowKey, WindowResult>>,
+    windows: Arc<Mutex<LatestWindows>>,
     kpis: Arc<Latest<KpiKey, Kpi>>,
     alerts: Arc<Latest<String, AlertEvent>>,
     max_keys: usize,
@@ -149,7 +216,7 @@ impl LiveFeed {
             alert_tx,
             dead_letter_tx,
             recent_dead_letters: Arc::default(),
-            windows: Arc::new(Latest::new()),
+            windows: Arc::default(),
             kpis: Arc::new(Latest::new()),
             alerts: Arc::new(Latest::new()),
             max_keys,
@@ -173,22 +240,10 @@ impl LiveFeed {
     /// Like [`LiveFeed::publish`] for a result already shared.
     pub fn publish_shared(&self, result: Arc<WindowResult>) -> usize {
         self.updates.inc();
-        let key = (
-            result.device_id.clone(),
-            result.metric.clone(),
-            result.window_size_ms,
-        );
         // Kept before it is sent, and under the lock, so a client that subscribes and then
         // takes a snapshot misses nothing, and the kept value is the last one sent.
-        let mut latest = self.windows.lock();
-        keep_latest(
-            &mut latest,
-            key,
-            &result,
-            |old, new| (old.window_start_ms, old.version) > (new.window_start_ms, new.version),
-            self.max_keys,
-            &self.keys_dropped,
-        );
+        let mut latest = lock(&self.windows);
+        latest.keep(&result, self.max_keys, &self.keys_dropped);
         // An error only means there are no receivers right now.
         self.tx.send(result).unwrap_or(0)
     }
@@ -281,7 +336,7 @@ impl LiveFeed {
     pub(crate) fn snapshot(&self, filter: &Filter, confined: Option<Department>) -> Snapshot {
         Snapshot {
             windows: if filter.wants_windows() {
-                self.windows.matching(|r| filter.matches(r))
+                lock(&self.windows).matching(|r| filter.matches(r))
             } else {
                 Vec::new()
             },
@@ -309,7 +364,7 @@ impl LiveFeed {
     /// Keys whose latest value is kept now: window results, KPI rows, open alerts.
     pub fn snapshot_keys(&self) -> (usize, usize, usize) {
         (
-            self.windows.lock().len(),
+            lock(&self.windows).keys,
             self.kpis.lock().len(),
             self.alerts.lock().len(),
         )
@@ -375,7 +430,7 @@ impl RecentKpis {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<KpiFamily, BTreeMap<RowKey, Arc<Kpi>>>> {
         // Every change leaves the maps consistent: a panic elsewhere does not spoil them.
-        self.families.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.families)
     }
 
     pub(crate) fn record(&self, kpi: &Arc<Kpi>) {
@@ -414,5 +469,91 @@ impl RecentKpis {
             .take(query.limit as usize)
             .map(|kpi| Kpi::clone(kpi))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ioc_schemas::{District, Kind};
+
+    fn result(
+        device: &str,
+        metric: &str,
+        size: u64,
+        start: u64,
+        version: u32,
+    ) -> Arc<WindowResult> {
+        Arc::new(WindowResult {
+            kind: Kind::Sensor,
+            district: District::HaiChau,
+            device_id: device.to_owned(),
+            metric: metric.to_owned(),
+            window_start_ms: start,
+            window_size_ms: size,
+            count: 1,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            emitted_at_ms: 0,
+            version,
+            is_final: false,
+        })
+    }
+
+    fn kept(latest: &LatestWindows) -> Vec<(String, String, u64, u64, u32)> {
+        latest
+            .matching(|_| true)
+            .iter()
+            .map(|r| {
+                let (device, metric) = (r.device_id.clone(), r.metric.clone());
+                (
+                    device,
+                    metric,
+                    r.window_size_ms,
+                    r.window_start_ms,
+                    r.version,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_window_result_of_each_key_is_kept_in_key_order() {
+        let dropped = IntCounter::new("dropped", "dropped").unwrap();
+        let mut latest = LatestWindows::default();
+        for r in [
+            result("b", "pm25", 60_000, 0, 2),
+            result("a", "pm25", 300_000, 0, 2),
+            result("a", "pm25", 60_000, 60_000, 2),
+            // An older window, and an older version of the kept one: both ignored.
+            result("a", "pm25", 60_000, 0, 9),
+            result("a", "pm25", 60_000, 60_000, 1),
+            // A correction of the kept window replaces it.
+            result("b", "pm25", 60_000, 0, 3),
+            result("a", "no2", 60_000, 0, 2),
+        ] {
+            latest.keep(&r, 4, &dropped);
+        }
+        assert_eq!(
+            kept(&latest),
+            [
+                ("a".into(), "no2".into(), 60_000, 0, 2),
+                ("a".into(), "pm25".into(), 60_000, 60_000, 2),
+                ("a".into(), "pm25".into(), 300_000, 0, 2),
+                ("b".into(), "pm25".into(), 60_000, 0, 3),
+            ]
+        );
+        assert_eq!(dropped.get(), 0);
+        // Full: a new key is counted, not kept; a held key still updates.
+        latest.keep(&result("c", "pm25", 60_000, 0, 2), 4, &dropped);
+        latest.keep(&result("b", "pm25", 60_000, 60_000, 2), 4, &dropped);
+        assert_eq!(dropped.get(), 1);
+        assert_eq!(latest.keys, 4);
+        assert_eq!(
+            kept(&latest)[3],
+            ("b".into(), "pm25".into(), 60_000, 60_000, 2)
+        );
     }
 }
