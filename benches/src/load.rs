@@ -218,12 +218,18 @@ impl Pipeline {
         })
     }
 
-    /// Waits until ClickHouse holds `count` readings; returns when iocd read its first message
-    /// and when the first rows were seen, both counted from `started`.
-    async fn wait_for(&self, count: u64, started: Instant) -> anyhow::Result<Milestones> {
+    /// Waits until ClickHouse holds `count` readings; returns when the first rows were seen
+    /// and, with `reads`, when iocd read its first and its last message (from its `/metrics`,
+    /// scraped meanwhile), all counted from `started`.
+    async fn wait_for(
+        &self,
+        count: u64,
+        started: Instant,
+        reads: bool,
+    ) -> anyhow::Result<Milestones> {
         let (mut first_read, mut last_read, mut first_rows) = (None, None, None);
         loop {
-            if last_read.is_none() {
+            if reads && last_read.is_none() {
                 let received = self.received().await;
                 if first_read.is_none() && received > 0.0 {
                     first_read = Some(started.elapsed());
@@ -341,9 +347,9 @@ impl Pipeline {
 
 /// When a phase's milestones came, from its start.
 struct Milestones {
-    /// iocd read its first message.
+    /// iocd read its first message (when not tracked: the first rows).
     first_read: Duration,
-    /// iocd had read every message.
+    /// iocd had read every message (when not tracked: the last rows).
     last_read: Duration,
     /// ClickHouse held the first rows.
     first_rows: Duration,
@@ -464,7 +470,7 @@ async fn mqtt_pipeline(
     // The most MQTT messages iocd held unacknowledged, sampled every 50 ms meanwhile.
     let mut peak_unacked = 0.0f64;
     {
-        let stored = pipeline.wait_for(count, started);
+        let stored = pipeline.wait_for(count, started, false);
         tokio::pin!(stored);
         loop {
             tokio::select! {
@@ -748,7 +754,7 @@ async fn kafka_pipeline(
         config.cluster.process = process;
         others.push(Pipeline::start(args, config, database.clone()).await?);
     }
-    let milestones = pipeline.wait_for(count, started).await?;
+    let milestones = pipeline.wait_for(count, started, true).await?;
     let elapsed = started.elapsed();
     let late: u64 = pipeline
         .client

@@ -143,7 +143,7 @@ pub(crate) async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
 
     cut.send_replace(false);
     let restored = Instant::now();
-    pipeline.wait_for(total, restored).await?;
+    pipeline.wait_for(total, restored, false).await?;
     let drain = restored.elapsed();
     peak_rss = peak_rss.max(pipeline.peak_rss());
     let (rows, ids): (u64, u64) = pipeline
