@@ -269,10 +269,16 @@ impl Pipeline {
 
     /// Messages iocd has read from its sources, all transports and kinds.
     async fn received(&self) -> f64 {
+        self.sum("ioc_ingest_received_total").await
+    }
+
+    /// A labelled metric's values from the pipeline's `/metrics`, summed over its labels.
+    async fn sum(&self, name: &str) -> f64 {
+        let prefix = format!("{name}{{");
         self.metrics()
             .await
             .lines()
-            .filter(|l| l.starts_with("ioc_ingest_received_total{"))
+            .filter(|l| l.starts_with(&prefix))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
             .sum()
     }
@@ -765,6 +771,7 @@ async fn kafka_pipeline(
     let fetches = pipeline
         .gauge("ioc_ingest_kafka_fetch_requests_total")
         .await;
+    let paused = pipeline.sum("ioc_ingest_kafka_paused_seconds_total").await;
     #[allow(clippy::print_stdout)]
     {
         println!(
@@ -775,6 +782,7 @@ async fn kafka_pipeline(
         println!(
             "fetch requests iocd sent (to within {STATISTICS_INTERVAL_MS} ms of the last row): {fetches}"
         );
+        println!("partition-seconds paused by watermark alignment: {paused:.1}");
     }
     // A cluster stops as a whole: every process is told before any is awaited.
     for other in &mut others {

@@ -241,11 +241,15 @@ fn spawn_writer<R: StoreRow>(
     )
 }
 
+/// The fewest rows a batch inserted early, when its input has gone quiet, may hold.
+const QUIET_MIN_ROWS: usize = 1_000;
+
 /// The writer settings a task needs.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     max_rows: usize,
     max_wait: Duration,
+    quiet: Option<Duration>,
     insert_timeout: Duration,
     retry_initial: Duration,
     retry_max: Duration,
@@ -256,6 +260,7 @@ impl From<&ClickHouseConfig> for Settings {
         Settings {
             max_rows: cfg.batch_max_rows.max(1),
             max_wait: cfg.batch_max_wait(),
+            quiet: cfg.batch_quiet(),
             insert_timeout: cfg.insert_timeout(),
             retry_initial: Duration::from_millis(cfg.retry_initial_ms.max(1)),
             retry_max: Duration::from_millis(cfg.retry_max_ms.max(cfg.retry_initial_ms)),
@@ -284,7 +289,17 @@ impl<R: StoreRow> Task<R> {
             }
             let deadline = tokio::time::sleep(self.settings.max_wait);
             tokio::pin!(deadline);
+            // Armed once the batch is large enough to go early, re-armed by every row.
+            let quiet = tokio::time::sleep(Duration::ZERO);
+            tokio::pin!(quiet);
+            let mut quiet_armed = false;
             while items.len() < max_rows {
+                if let Some(wait) = self.settings.quiet {
+                    if items.len() >= QUIET_MIN_ROWS {
+                        quiet.as_mut().reset(tokio::time::Instant::now() + wait);
+                        quiet_armed = true;
+                    }
+                }
                 let room = max_rows - items.len();
                 tokio::select! {
                     n = self.rx.recv_many(&mut items, room) => {
@@ -294,6 +309,7 @@ impl<R: StoreRow> Task<R> {
                         }
                     }
                     () = &mut deadline => break,
+                    () = &mut quiet, if quiet_armed => break,
                 }
             }
             for (row, ack) in items.drain(..) {

@@ -576,6 +576,49 @@ async fn a_window_replaced_within_its_batch_is_not_inserted() -> Result<()> {
     drop_database(&cfg).await
 }
 
+/// With a batch wait far longer than the test, a batch of 1,000 rows is inserted once its
+/// input goes quiet; one row fewer is not, since a trickle must not make more inserts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_goes_in_once_its_input_goes_quiet() -> Result<()> {
+    let cfg = ClickHouseConfig {
+        batch_max_wait_ms: 600_000,
+        batch_quiet_ms: 50,
+        ..test_config("quiet")
+    };
+    let registry = Registry::new();
+    let store = Store::connect(cfg.clone(), StoreMetrics::new(&registry)?).await?;
+    let (writers, tasks) = store.writers();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let written = || metric(&registry, "ioc_store_rows_written_total", &[]);
+    let send = |device: String, i: usize| {
+        let row = WindowRow::from(&window(&device, T0 + i as u64));
+        let ack = recording_ack(&acked, i);
+        let windows = writers.windows.clone();
+        async move { windows.send(row, Some(ack)).await }
+    };
+    for i in 0..999 {
+        send(format!("tl-{i}"), i).await?;
+    }
+    // Ten quiet periods pass: 999 rows wait for the batch's wait, not for quiet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(written(), 0.0, "999 rows are not inserted early");
+    send("tl-999".to_owned(), 999).await?;
+    wait_until("the quiet batch", Duration::from_secs(20), || {
+        written() >= 1_000.0
+    })
+    .await?;
+    assert_eq!(acked.lock().expect("acks").len(), 1_000);
+    let stored: u64 = store
+        .client()
+        .query("SELECT count() FROM window_results")
+        .fetch_one()
+        .await?;
+    assert_eq!(stored, 1_000);
+    drop(writers);
+    tasks.join().await?;
+    drop_database(&cfg).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_fire_in_order_only_after_the_insert_succeeded() -> Result<()> {
     let cfg = test_config("acks");
