@@ -27,11 +27,11 @@ pub struct ClickHouseConfig {
     /// insert a second per table is what it handles best; shorter waits make rows visible to
     /// queries sooner at a cost in ClickHouse's CPU. The live feed and alerts never wait for it.
     pub batch_max_wait_ms: u64,
-    /// A batch of at least 1,000 rows (ClickHouse's own advice for an insert) is inserted
-    /// once no row has arrived for this long (ms), without waiting out `batch_max_wait_ms`:
-    /// the end of a burst or a catch-up reaches ClickHouse at once. A steady flow never goes
-    /// this quiet, and a trickle never fills 1,000 rows, so neither makes more inserts. 0 turns
-    /// this off.
+    /// A batch of at least 1,000 rows (ClickHouse's own advice for an insert), or the one
+    /// right after such a batch, is inserted once no row has arrived for this long (ms),
+    /// without waiting out `batch_max_wait_ms`: the end of a burst or a catch-up reaches
+    /// ClickHouse at once. A steady flow never goes this quiet, and a trickle never fills
+    /// 1,000 rows, so neither makes more inserts. 0 turns this off.
     pub batch_quiet_ms: u64,
     /// Rows queued per table before senders wait (backpressure).
     pub channel_capacity: usize,

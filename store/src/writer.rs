@@ -241,7 +241,8 @@ fn spawn_writer<R: StoreRow>(
     )
 }
 
-/// The fewest rows a batch inserted early, when its input has gone quiet, may hold.
+/// The fewest rows a batch inserted early, when its input has gone quiet, may hold, unless
+/// it follows a batch that held as many (the end of a burst).
 const QUIET_MIN_ROWS: usize = 1_000;
 
 /// The writer settings a task needs.
@@ -282,6 +283,8 @@ impl<R: StoreRow> Task<R> {
         let mut rows: Vec<R> = Vec::with_capacity(items.capacity());
         let mut acks: Vec<Ack> = Vec::new();
         let mut open = true;
+        // Whether the last batch was large: the remainder after it may go early too.
+        let mut after_large = false;
         while open {
             // The batch's clock starts with its first row.
             if self.rx.recv_many(&mut items, max_rows).await == 0 {
@@ -289,13 +292,13 @@ impl<R: StoreRow> Task<R> {
             }
             let deadline = tokio::time::sleep(self.settings.max_wait);
             tokio::pin!(deadline);
-            // Armed once the batch is large enough to go early, re-armed by every row.
+            // Armed once the batch may go early, re-armed by every row.
             let quiet = tokio::time::sleep(Duration::ZERO);
             tokio::pin!(quiet);
             let mut quiet_armed = false;
             while items.len() < max_rows {
                 if let Some(wait) = self.settings.quiet {
-                    if items.len() >= QUIET_MIN_ROWS {
+                    if after_large || items.len() >= QUIET_MIN_ROWS {
                         quiet.as_mut().reset(tokio::time::Instant::now() + wait);
                         quiet_armed = true;
                     }
@@ -317,6 +320,7 @@ impl<R: StoreRow> Task<R> {
                 acks.extend(ack);
             }
             let taken = rows.len() as i64;
+            after_large = rows.len() >= QUIET_MIN_ROWS;
             let replaced = R::drop_replaced(&mut rows);
             let span =
                 tracing::info_span!("clickhouse_insert", table = R::TABLE, rows = rows.len());

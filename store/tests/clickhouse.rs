@@ -577,7 +577,8 @@ async fn a_window_replaced_within_its_batch_is_not_inserted() -> Result<()> {
 }
 
 /// With a batch wait far longer than the test, a batch of 1,000 rows is inserted once its
-/// input goes quiet; one row fewer is not, since a trickle must not make more inserts.
+/// input goes quiet; one row fewer is not, since a trickle must not make more inserts. The
+/// small batch right after a large one (the end of a burst) goes early too, but not the next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_batch_goes_in_once_its_input_goes_quiet() -> Result<()> {
     let cfg = ClickHouseConfig {
@@ -608,14 +609,25 @@ async fn a_large_batch_goes_in_once_its_input_goes_quiet() -> Result<()> {
     })
     .await?;
     assert_eq!(acked.lock().expect("acks").len(), 1_000);
+    for i in 1_000..1_005 {
+        send(format!("tl-{i}"), i).await?;
+    }
+    wait_until("the remainder", Duration::from_secs(20), || {
+        written() >= 1_005.0
+    })
+    .await?;
+    send("tl-1005".to_owned(), 1_005).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(written(), 1_005.0, "a trickle after the remainder waits");
+    drop(writers);
+    tasks.join().await?;
     let stored: u64 = store
         .client()
         .query("SELECT count() FROM window_results")
         .fetch_one()
         .await?;
-    assert_eq!(stored, 1_000);
-    drop(writers);
-    tasks.join().await?;
+    assert_eq!(stored, 1_006, "the rest goes in when the writer stops");
+    assert_eq!(acked.lock().expect("acks").len(), 1_006);
     drop_database(&cfg).await
 }
 
