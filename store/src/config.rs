@@ -31,7 +31,9 @@ pub struct ClickHouseConfig {
     /// right after such a batch, is inserted once no row has arrived for this long (ms),
     /// without waiting out `batch_max_wait_ms`: the end of a burst or a catch-up reaches
     /// ClickHouse at once. A steady flow never goes this quiet, and a trickle never fills
-    /// 1,000 rows, so neither makes more inserts. 0 turns this off.
+    /// 1,000 rows, so neither makes more inserts. A flow in bursts of 1,000 rows or more, with
+    /// quiet gaps shorter than `batch_max_wait_ms` between them, makes one or two inserts per
+    /// burst; set this above the gaps, or to 0 (off), to insert such bursts together.
     pub batch_quiet_ms: u64,
     /// Rows queued per table before senders wait (backpressure).
     pub channel_capacity: usize,

@@ -49,12 +49,12 @@
 //! [`Store::writers`] starts one task per table behind a bounded queue of
 //! `channel_capacity` rows. A task inserts a batch when it holds `batch_max_rows` rows,
 //! `batch_max_wait_ms` after the batch's first row, or, once it holds at least 1,000 rows (or
-//! follows a batch that did), when no row has come for `batch_quiet_ms`. A failed insert is retried with
-//! exponential back-off with jitter (`retry_initial_ms` doubling to `retry_max_ms`); a
-//! permanent error (a schema mismatch, say) is logged at error level and retried every
-//! `retry_max_ms`, since data must not be dropped. Meanwhile the queue fills and senders
-//! wait, and memory stays bounded (queue plus one batch). Each row's [`ioc_schemas::Ack`] is
-//! called, in order, only after its batch's insert returned success.
+//! follows a batch that did), when no row has come for `batch_quiet_ms`. A failed insert is
+//! retried with exponential back-off with jitter (`retry_initial_ms` doubling to
+//! `retry_max_ms`); a permanent error (a schema mismatch, say) is logged at error level and
+//! retried every `retry_max_ms`, since data must not be dropped. Meanwhile the queue fills
+//! and senders wait, and memory stays bounded (queue plus one batch). Each row's
+//! [`ioc_schemas::Ack`] is called, in order, only after its batch's insert returned success.
 //!
 //! # The spool
 //!
