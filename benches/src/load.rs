@@ -107,6 +107,10 @@ struct Args {
     /// The pipeline's `clickhouse.batch_max_rows`.
     #[arg(long)]
     batch_max_rows: Option<usize>,
+    /// The pipeline's `clickhouse.batch_quiet_ms` (0: a batch waits for its size or its
+    /// timer only).
+    #[arg(long)]
+    batch_quiet_ms: Option<u64>,
     /// ClickHouse HTTP URL.
     #[arg(long, default_value = "http://127.0.0.1:8123")]
     clickhouse_url: String,
@@ -190,6 +194,9 @@ impl Pipeline {
         }
         if let Some(rows) = args.batch_max_rows {
             clickhouse.batch_max_rows = rows;
+        }
+        if let Some(quiet) = args.batch_quiet_ms {
+            clickhouse.batch_quiet_ms = quiet;
         }
         tune(&mut clickhouse);
         config.clickhouse = Some(clickhouse);

@@ -581,6 +581,7 @@ fn run_worker<O: Outputs>(
         outputs,
         metrics,
         clock,
+        now_ms: 0,
     };
     let mut queue = queue;
     let index = worker.index();
@@ -593,6 +594,7 @@ fn run_worker<O: Outputs>(
             match rx.try_recv() {
                 Ok(batch) => {
                     taken += batch.len();
+                    feeder.now_ms = feeder.clock.now_ms();
                     for record in batch {
                         feeder.take(record);
                     }
@@ -696,6 +698,8 @@ struct Feeder<'c, O: Outputs> {
     outputs: O,
     metrics: DataflowMetrics,
     clock: Arc<dyn Clock>,
+    /// The wall time the batch being taken arrived at, read once a batch.
+    now_ms: u64,
 }
 
 /// An on-time reading as the dataflow carries it, its ids interned; `None` when one of them is
@@ -733,7 +737,7 @@ impl<O: Outputs> Feeder<'_, O> {
                 return;
             }
             Ingested::Source(mark) => {
-                self.watermarks.mark(&mark, self.clock.now_ms());
+                self.watermarks.mark(&mark, self.now_ms);
                 if mark.state == ioc_schemas::SourceState::Revoked {
                     let _ = self
                         .metrics
@@ -788,7 +792,7 @@ impl<O: Outputs> Feeder<'_, O> {
     fn observe(&mut self, reading: &IngestedReading, event_ms: u64) {
         let (source, offset) = source_of(reading);
         self.watermarks
-            .observe(source, offset, event_ms, self.clock.now_ms());
+            .observe(source, offset, event_ms, self.now_ms);
     }
 
     /// Applies the registry changes waiting: each takes effect for readings after the newest

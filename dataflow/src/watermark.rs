@@ -16,8 +16,6 @@
 //! When no source holds time back, event time runs on with the wall clock from the newest
 //! reading, so windows still close when the whole city goes quiet.
 
-use std::collections::BTreeMap;
-
 use ioc_schemas::{SourceMark, SourceState};
 
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +42,12 @@ impl Source {
 pub struct Watermarks {
     lateness_ms: u64,
     idle_timeout_ms: u64,
-    sources: BTreeMap<String, Source>,
+    /// Every reading looks its source up and the watermark is recomputed over all of them, so
+    /// they are kept in a vector (a worker feeds a few partitions) with an index by name.
+    sources: Vec<(String, Source)>,
+    by_name: crate::FastMap<String, usize>,
+    /// The source looked up last: a batch's readings mostly come from one partition.
+    last: usize,
     global_ms: u64,
 }
 
@@ -54,7 +57,9 @@ impl Watermarks {
         Watermarks {
             lateness_ms,
             idle_timeout_ms,
-            sources: BTreeMap::new(),
+            sources: Vec::new(),
+            by_name: crate::FastMap::default(),
+            last: 0,
             global_ms: 0,
         }
     }
@@ -73,7 +78,7 @@ impl Watermarks {
     /// the global watermark at once, so the next reading is judged against it. `offset` is the
     /// reading's Kafka offset, if it has one.
     pub fn observe(&mut self, source: &str, offset: Option<i64>, event_ms: u64, now_ms: u64) {
-        match self.sources.get_mut(source) {
+        match self.find(source).map(|at| &mut self.sources[at].1) {
             Some(s) => {
                 s.newest_ms = Some(s.newest_ms.map_or(event_ms, |n| n.max(event_ms)));
                 s.arrived_at_ms = now_ms;
@@ -84,8 +89,8 @@ impl Watermarks {
             None => {
                 // A source that was never announced (MQTT, or Kafka without marks) follows the
                 // wall-clock idle rule.
-                self.sources.insert(
-                    source.to_owned(),
+                self.insert(
+                    source,
                     Source {
                         newest_ms: Some(event_ms),
                         arrived_at_ms: now_ms,
@@ -102,8 +107,8 @@ impl Watermarks {
     pub fn mark(&mut self, mark: &SourceMark, now_ms: u64) {
         match mark.state {
             SourceState::Assigned => {
-                self.sources.insert(
-                    mark.source.clone(),
+                self.insert(
+                    &mark.source,
                     Source {
                         newest_ms: None,
                         arrived_at_ms: now_ms,
@@ -113,13 +118,17 @@ impl Watermarks {
                 );
             }
             SourceState::CaughtUp { next_offset } => {
-                if let Some(s) = self.sources.get_mut(&mark.source) {
+                if let Some(at) = self.find(&mark.source) {
+                    let s = &mut self.sources[at].1;
                     s.behind = false;
                     s.caught_up_until = Some(next_offset);
                 }
             }
             SourceState::Revoked => {
-                self.sources.remove(&mark.source);
+                if let Some(at) = self.find(&mark.source) {
+                    self.sources.swap_remove(at);
+                    self.by_name = self.index();
+                }
             }
         }
         self.tick(now_ms);
@@ -127,28 +136,26 @@ impl Watermarks {
 
     /// Recomputes the global watermark at wall time `now_ms`.
     pub fn tick(&mut self, now_ms: u64) {
-        if self.sources.values().any(Source::pending) {
-            return;
+        // One pass: the least newest reading of the sources holding time back, and the clock
+        // run on from the newest one for when none does.
+        let mut holding = None::<u64>;
+        let mut running = None::<u64>;
+        for (_, s) in &self.sources {
+            if s.pending() {
+                return;
+            }
+            let Some(newest) = s.newest_ms else {
+                continue;
+            };
+            let silent = now_ms.saturating_sub(s.arrived_at_ms);
+            if s.behind || silent < self.idle_timeout_ms {
+                holding = Some(holding.map_or(newest, |h| h.min(newest)));
+            }
+            running = running.max(Some(newest + silent));
         }
-        let idle = |s: &Source| now_ms.saturating_sub(s.arrived_at_ms) >= self.idle_timeout_ms;
-        let holding = self
-            .sources
-            .values()
-            .filter(|s| s.behind || !idle(s))
-            .filter_map(|s| s.newest_ms)
-            .min();
-        let clock = match holding {
-            Some(least) => least,
-            // All quiet: event time runs on with the wall clock from the newest reading.
-            None => match self
-                .sources
-                .values()
-                .filter_map(|s| Some(s.newest_ms? + now_ms.saturating_sub(s.arrived_at_ms)))
-                .max()
-            {
-                Some(clock) => clock,
-                None => return,
-            },
+        // All quiet: event time runs on with the wall clock from the newest reading.
+        let Some(clock) = holding.or(running) else {
+            return;
         };
         self.global_ms = self.global_ms.max(clock.saturating_sub(self.lateness_ms));
     }
@@ -157,8 +164,8 @@ impl Watermarks {
     /// yet, is behind its end, or has not been idle for the idle timeout.
     pub fn holds_time(&self, now_ms: u64) -> bool {
         self.sources
-            .values()
-            .any(|s| s.behind || now_ms.saturating_sub(s.arrived_at_ms) < self.idle_timeout_ms)
+            .iter()
+            .any(|(_, s)| s.behind || now_ms.saturating_sub(s.arrived_at_ms) < self.idle_timeout_ms)
     }
 
     /// Moves the watermark up to `watermark_ms`, for a worker whose sources hold nothing back
@@ -179,7 +186,41 @@ impl Watermarks {
 
     /// Sources that hold the watermark where it is because they have delivered nothing yet.
     pub fn pending(&self) -> usize {
-        self.sources.values().filter(|s| s.pending()).count()
+        self.sources.iter().filter(|(_, s)| s.pending()).count()
+    }
+
+    /// Where `source` is in `sources`.
+    fn find(&mut self, source: &str) -> Option<usize> {
+        if self
+            .sources
+            .get(self.last)
+            .is_some_and(|(name, _)| name == source)
+        {
+            return Some(self.last);
+        }
+        let at = *self.by_name.get(source)?;
+        self.last = at;
+        Some(at)
+    }
+
+    /// Adds `source`, or replaces what is known of it.
+    fn insert(&mut self, source: &str, state: Source) {
+        match self.find(source) {
+            Some(at) => self.sources[at].1 = state,
+            None => {
+                self.by_name.insert(source.to_owned(), self.sources.len());
+                self.sources.push((source.to_owned(), state));
+            }
+        }
+    }
+
+    /// The index by name of `sources`.
+    fn index(&self) -> crate::FastMap<String, usize> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(at, (name, _))| (name.clone(), at))
+            .collect()
     }
 }
 
