@@ -398,15 +398,22 @@ async function checkAlertRows(page, lang) {
     built += 1;
     if (lang === 'en') check(row.text !== a.message, `alert ${row.id} is still in Vietnamese in English: "${row.text}"`);
     const expected = ALERT_TEXT[lang][a.rule_id];
-    if (expected && a.updated_ms === row.updated) {
-      check(row.text === expected(a), `alert ${row.id} in ${lang}: "${row.text}", not "${expected(a)}"`);
+    if (expected) {
+      // The page shows the alert as last sent on the socket, and repeat breaches are sent
+      // coalesced (`update_event_every_s`), so the API may hold a newer version. Only a
+      // congestion alert's text changes with a breach (its level); for an older version the
+      // text must still be the rule's, at this junction, at one of the levels.
+      const versions = a.updated_ms === row.updated || a.rule_id !== 'congestion_e_f'
+        ? [a]
+        : [...LOS].map((_, i) => ({ ...a, value: i + 1 }));
+      check(versions.some((v) => row.text === expected(v)), `alert ${row.id} in ${lang}: "${row.text}", not "${expected(a)}"`);
       if (lang === 'vi' && a.rule_id !== 'congestion_e_f') check(row.text === a.message, `alert ${row.id}: "${row.text}" differs from the rule's own Vietnamese "${a.message}"`);
       exact += 1;
       sample ||= row.text;
     }
   }
-  check(built > 0 && exact > 0, `no alert text built by the page in ${lang} (${built} built, ${exact} checked exactly)`);
-  return `${rows.length} rows, ${built} texts built in ${lang} (${exact} exact), e.g. "${sample}"`;
+  check(built > 0 && exact > 0, `no alert text built by the page in ${lang} (${built} built, ${exact} checked against their rule's text)`);
+  return `${rows.length} rows, ${built} texts built in ${lang} (${exact} checked against their rule's text), e.g. "${sample}"`;
 }
 
 async function main() {
