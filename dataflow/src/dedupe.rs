@@ -25,7 +25,7 @@ const MIN_SWEEP: usize = 1 << 10;
 /// repeat of it is taken again, in place), and forgotten ids are swept out in one pass over
 /// the map once it holds twice as many as after the last sweep. A sweep reads the map in
 /// order, where removing each id on its own probed the map at random (with a list of ids per
-/// slice to find them: about 8 % of a worker's time, BENCHMARKS.md).
+/// slice to find them; BENCHMARKS.md, "Dedupe that forgets lazily").
 #[derive(Debug)]
 pub struct RecentIds {
     seeds: (foldhash::quality::FixedState, foldhash::quality::FixedState),
