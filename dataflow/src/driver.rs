@@ -706,7 +706,7 @@ struct Feeder<'c, O: Outputs> {
 /// new and the name table is full.
 fn observation_of(reading: &IngestedReading, id: u128, replayed: bool) -> Option<Observation> {
     let r = &reading.reading;
-    let mut samples = Vec::new();
+    let mut samples = crate::registry::Samples::new();
     let mut named = true;
     r.for_each_sample(|metric, value| match Name::admit(metric) {
         Some(metric) => samples.push((metric, value)),

@@ -32,7 +32,7 @@ pub use metrics::{ByKind, DataflowMetrics};
 pub use name::{device_route, Name, NAME_LIMIT};
 pub use registry::{
     join_registry, registry_changes, DeviceMeta, Enriched, Observation, RegistryChanges,
-    RegistryFeed,
+    RegistryFeed, Samples,
 };
 pub use watermark::Watermarks;
 pub use window::{event_time_windows, result_version, Agg, Sample, SeriesKey};

@@ -68,6 +68,11 @@ impl DeviceMeta {
     }
 }
 
+/// A reading's values by metric. One is kept inline, as most readings have one (a gauge's, a
+/// camera event's count); a reading is then carried to its device's worker without an
+/// allocation, which the other worker would have to free.
+pub type Samples = smallvec::SmallVec<[(Name, f64); 1]>;
+
 /// An on-time reading as the dataflow carries it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Observation {
@@ -82,7 +87,7 @@ pub struct Observation {
     /// Event time, epoch ms.
     pub event_ms: u64,
     /// Its values by metric (see `Reading::samples`).
-    pub samples: Vec<(Name, f64)>,
+    pub samples: Samples,
     /// The fingerprint of `(device_id, message_id)` (see [`crate::RecentIds`]): a repeat fed
     /// by another worker is dropped where the device's readings meet.
     pub id: u128,

@@ -214,7 +214,8 @@ pub(crate) mod tests {
             topic_district: ioc_schemas::District::SonTra,
             medium: Some(ioc_schemas::Medium::Air),
             event_ms: 1_000,
-            samples: vec![("pm25".into(), 12.5)],
+            // Two samples: spilled out of the inline slot.
+            samples: smallvec::smallvec![("pm25".into(), 12.5), ("pm10".into(), 20.0)],
             id: u128::MAX - 7,
             replayed: true,
         };
