@@ -287,7 +287,8 @@ impl Pipeline {
             .lines()
             .filter(|l| l.starts_with(&prefix))
             .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum()
+            // Not `sum`: over no lines it is -0.0, printed as "-0.0".
+            .fold(0.0, |total, v| total + v)
     }
 
     /// The largest resident set seen by [`wait_for`](Self::wait_for), KiB.
