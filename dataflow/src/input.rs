@@ -11,6 +11,8 @@
 //!   go to every worker.
 
 use ioc_schemas::{Ingested, KafkaSource, Transport};
+use std::future::Future;
+
 use tokio::sync::mpsc;
 
 use crate::DataflowError;
@@ -112,18 +114,18 @@ pub(crate) fn spread(
             let mut batches: Vec<Vec<Ingested>> =
                 (0..topology.workers).map(|_| Vec::new()).collect();
             let mut closed = false;
+            let mut taken = Vec::with_capacity(batch);
+            // Polled without waiting, as the workers poll their queues (see below); a noop
+            // waker, since this thread sleeps rather than being woken.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             while !closed {
-                let mut taken = 0;
-                while taken < batch {
-                    let record = match input.try_recv() {
-                        Ok(record) => record,
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    };
-                    taken += 1;
+                // A batch at once: the channel's permits go back in one step, not per record.
+                let ready = std::pin::pin!(input.recv_many(&mut taken, batch)).poll(&mut cx);
+                if let std::task::Poll::Ready(0) = ready {
+                    closed = true;
+                }
+                let idle = taken.is_empty();
+                for record in taken.drain(..) {
                     match (topology.feeder_of(&record), &record) {
                         (Some(worker), _) => batches[worker].push(record),
                         (None, Ingested::Source(mark)) => {
@@ -146,7 +148,7 @@ pub(crate) fn spread(
                     }
                     feeders.wake(local);
                 }
-                if taken == 0 && !closed {
+                if idle && !closed {
                     // Polled, as the workers poll their queues: waking this thread for each
                     // record that trickles in cost more (MQTT at 40 k/s ran at half speed).
                     std::thread::sleep(std::time::Duration::from_millis(1));
