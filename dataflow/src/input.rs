@@ -10,9 +10,9 @@
 //! - Marks of a source every worker shares (the Kafka group before its first assignment)
 //!   go to every worker.
 
-use ioc_schemas::{Ingested, KafkaSource, Transport};
 use std::future::Future;
 
+use ioc_schemas::{Ingested, KafkaSource, Transport};
 use tokio::sync::mpsc;
 
 use crate::DataflowError;
