@@ -325,7 +325,7 @@ mod tests {
             "t/1 holds time at its first reading"
         );
         assert!(!w.is_late(1_000_000));
-        // Behind, t/1 holds time however long it is silent (a paused partition, say).
+        // Behind, t/1 holds time however long it is silent (a partition held back, say).
         w.tick(60_000);
         assert_eq!(w.watermark(), 990_000);
         w.observe("t/1", Some(1), 1_100_000, 60_001);

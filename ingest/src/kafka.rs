@@ -31,7 +31,8 @@ use crate::assignment::{partition_counts, KafkaAssignment, PartitionWatch};
 use crate::decode::{decode_kafka, DecodeLimits, KafkaParts};
 use crate::metrics::IngestMetrics;
 use crate::offsets::OffsetTracker;
-use crate::partitions::Partitions;
+use crate::partitions::{Partitions, Tp};
+use crate::queues::PartitionQueues;
 use crate::record::{self, Arrival};
 use crate::{kafka_error, now_ms, IngestError, DISTRICT_HEADER};
 
@@ -125,8 +126,10 @@ pub struct KafkaConfig {
     pub commit_interval_ms: u64,
     /// Group session timeout (ms), with `assignment = "group"`.
     pub session_timeout_ms: u64,
-    /// Most data (KiB) librdkafka prefetches per partition while the pipeline is behind; with
-    /// the bounded queue into the pipeline this bounds memory during a store outage.
+    /// Most data (KiB) librdkafka prefetches while the pipeline is behind: for the partitions
+    /// read together, and besides that for each partition alignment has held back (which is
+    /// read from a queue of its own from then on). With the bounded queue into the pipeline
+    /// this bounds memory during a store outage.
     pub queued_max_kbytes: u64,
     /// How often (ms) consumer lag (end offset less committed offset) is measured, and
     /// librdkafka reports its statistics (the fetch requests sent).
@@ -140,7 +143,8 @@ pub struct KafkaConfig {
     /// How far ahead of this machine's clock (ms) an event time may be.
     pub max_future_ms: u64,
     /// Watermark alignment: a partition whose newest event time runs more than this (ms)
-    /// ahead of the slowest partition still behind its end is paused until that one is within
+    /// ahead of the slowest partition still behind its end is held back (left unread:
+    /// librdkafka keeps what it prefetched for it and fetches no more) until that one is within
     /// half of it, so a backlog is read in about event-time order across partitions and
     /// topics, and the windows held open meanwhile stay few. 0 turns alignment off.
     pub alignment_max_drift_ms: u64,
@@ -299,7 +303,7 @@ pub fn fetch_requests_sent(statistics: &rdkafka::Statistics) -> u64 {
 
 /// Consumes the configured topics and forwards decoded records to `out` until `stop`
 /// resolves; then waits for `drained` (the pipeline has stored what it took) and commits the
-/// stored offsets before leaving the group. While `out` is full consumption pauses.
+/// stored offsets before leaving the group. While `out` is full consumption waits.
 pub async fn run_kafka(
     config: KafkaConfig,
     assignment: KafkaAssignment,
@@ -389,10 +393,10 @@ pub async fn run_kafka(
         dead_letters: dead_letter_producer.as_ref(),
     };
     let alignment = Alignment {
-        consumer: &consumer,
         partitions: &partitions,
         metrics: &metrics,
     };
+    let mut queues = PartitionQueues::new(Arc::clone(&consumer));
     // Records and marks taken but not yet handed to the pipeline, in order.
     let mut pending: VecDeque<Ingested> = VecDeque::new();
     let mut tick = tokio::time::interval(progress_interval);
@@ -406,6 +410,7 @@ pub async fn run_kafka(
     let mut backoff = Duration::from_millis(100);
     let reconnects = metrics.reconnects.with_label_values(&["kafka"]);
     loop {
+        queues.follow(&partitions);
         let full = pending.len() >= PENDING_MAX;
         metrics.kafka_held.set(i64::from(full));
         tokio::select! {
@@ -417,12 +422,12 @@ pub async fn run_kafka(
                     permit.send(record);
                 }
             }
-            message = consumer.recv(), if !full => {
+            message = queues.next(), if !full => {
                 let message = match message {
                     Ok(m) => {
                         backoff = Duration::from_millis(100);
                         let span = tracing::debug_span!("kafka_poll_batch", messages = Empty);
-                        poll_batch(m, &taking, &mut pending).instrument(span).await
+                        poll_batch(m, &queues, &taking, &mut pending).instrument(span).await
                     }
                     Err(e) => Some(e),
                 };
@@ -457,13 +462,14 @@ pub async fn run_kafka(
                 }
                 pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
                 if config.alignment_max_drift_ms > 0 {
-                    alignment.apply(config.alignment_max_drift_ms);
+                    alignment.apply(config.alignment_max_drift_ms, &mut queues);
                 }
             }
         }
     }
     progress.stop();
     lag_task.abort();
+    drop(queues);
     // Hand over what was taken, so its offsets can be committed once stored.
     for record in pending.drain(..) {
         if out.send(record).await.is_err() {
@@ -487,11 +493,12 @@ pub async fn run_kafka(
     Ok(())
 }
 
-/// Takes `first` and then every message the consumer has ready without waiting, until
+/// Takes `first` and then every message the queues have ready without waiting, until
 /// `pending` is full: one poll batch. Returns the error the consumer reported instead of a
 /// message, if it did.
 async fn poll_batch(
     first: BorrowedMessage<'_>,
+    queues: &PartitionQueues<IngestContext>,
     taking: &Take<'_>,
     pending: &mut VecDeque<Ingested>,
 ) -> Option<KafkaError> {
@@ -499,7 +506,7 @@ async fn poll_batch(
     let mut messages = 1usize;
     let mut failed = None;
     while pending.len() < PENDING_MAX {
-        match ready_now(taking.consumer.recv()) {
+        match queues.ready() {
             Some(Ok(m)) => {
                 queue(&m, taking, pending).await;
                 messages += 1;
@@ -513,16 +520,6 @@ async fn poll_batch(
     }
     tracing::Span::current().record("messages", messages);
     failed
-}
-
-/// The output of `future` if it is ready at once; otherwise it is dropped.
-fn ready_now<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match future.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
-    }
 }
 
 /// Takes a message into `pending`, after the marks of what happened before it: assignments
@@ -541,56 +538,41 @@ async fn queue(message: &BorrowedMessage<'_>, taking: &Take<'_>, pending: &mut V
 /// Records taken from Kafka that may wait for room in the pipeline before taking stops.
 const PENDING_MAX: usize = 64;
 
-/// Pausing and resuming partitions for watermark alignment.
-///
-/// librdkafka drops what it had prefetched for a paused partition and, on resume, fetches
-/// again from the offset after the last message handed to iocd, so nothing is skipped on a
-/// broker that serves a fetch from any offset, as Kafka does. (tansu 0.6.0 does not: a fetch
-/// that starts inside a record batch skips the rest of the batch, so with it this is lossless
-/// only for producers that send one record per batch. See the README.)
+/// Holding partitions back and letting them go for watermark alignment: a partition held is
+/// not read from its queue (see [`PartitionQueues`]).
 struct Alignment<'a> {
-    consumer: &'a Arc<IngestConsumer>,
     partitions: &'a Partitions,
     metrics: &'a IngestMetrics,
 }
 
 impl Alignment<'_> {
-    fn list(tps: &[(String, i32)]) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in tps {
-            list.add_partition(topic, *partition);
-        }
-        list
-    }
-
-    /// Decides and applies: pauses partitions that ran ahead, resumes those caught up with.
-    fn apply(&self, max_drift_ms: u64) {
+    /// Decides and applies: holds partitions that ran ahead, lets go of those caught up with.
+    fn apply(&self, max_drift_ms: u64, queues: &mut PartitionQueues<IngestContext>) {
         let decided = self.partitions.align(max_drift_ms, Instant::now());
-        if !decided.pause.is_empty() {
-            for (topic, partition) in &decided.pause {
-                let labels = [topic.as_str(), &partition.to_string()];
-                self.metrics.kafka_paused.with_label_values(&labels).set(1);
-            }
-            if let Err(e) = self.consumer.pause(&Self::list(&decided.pause)) {
-                tracing::warn!(error = %e, "cannot pause kafka partitions");
-            }
+        for tp in &decided.hold {
+            let labels = [tp.0.as_str(), &tp.1.to_string()];
+            self.metrics.kafka_paused.with_label_values(&labels).set(1);
+            queues.hold(tp, true);
         }
-        if !decided.resume.is_empty() {
-            let mut resumed = Vec::new();
-            for ((topic, partition), seconds) in decided.resume {
-                let labels = [topic.as_str(), &partition.to_string()];
-                self.metrics.kafka_paused.with_label_values(&labels).set(0);
-                self.metrics
-                    .kafka_paused_seconds
-                    .with_label_values(&labels)
-                    .inc_by(seconds);
-                resumed.push((topic, partition));
-            }
-            if let Err(e) = self.consumer.resume(&Self::list(&resumed)) {
-                tracing::warn!(error = %e, "cannot resume kafka partitions");
-            }
+        for (tp, seconds) in &decided.release {
+            let labels = [tp.0.as_str(), &tp.1.to_string()];
+            self.metrics.kafka_paused.with_label_values(&labels).set(0);
+            self.metrics
+                .kafka_paused_seconds
+                .with_label_values(&labels)
+                .inc_by(*seconds);
+            queues.hold(tp, false);
         }
     }
+}
+
+/// A list of partitions, for the client's calls.
+fn tp_list(tps: &[Tp]) -> TopicPartitionList {
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in tps {
+        list.add_partition(topic, *partition);
+    }
+    list
 }
 
 /// Compares each partition's position with its end on a thread of its own (the broker calls
@@ -644,7 +626,7 @@ fn check_progress(
     let timeout = Duration::from_secs(2);
     let unknown = partitions.without_start();
     if !unknown.is_empty() {
-        let committed = consumer.committed_offsets(Alignment::list(&unknown), timeout)?;
+        let committed = consumer.committed_offsets(tp_list(&unknown), timeout)?;
         for e in committed.elements() {
             let tp = (e.topic().to_owned(), e.partition());
             let start = match e.offset() {

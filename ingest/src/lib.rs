@@ -15,6 +15,8 @@ mod offsets;
 #[cfg(feature = "kafka")]
 mod partitions;
 mod puback;
+#[cfg(feature = "kafka")]
+mod queues;
 mod record;
 
 #[cfg(feature = "kafka")]

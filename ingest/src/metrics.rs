@@ -90,9 +90,9 @@ pub struct IngestMetrics {
     pub kafka_assigned: IntGauge,
     /// `ioc_ingest_kafka_lag_messages{topic,partition}`: messages behind the partition's end.
     pub kafka_lag: IntGaugeVec,
-    /// `ioc_ingest_kafka_partition_paused{topic,partition}`: 1 while alignment pauses it.
+    /// `ioc_ingest_kafka_partition_paused{topic,partition}`: 1 while alignment holds it back.
     pub kafka_paused: IntGaugeVec,
-    /// `ioc_ingest_kafka_paused_seconds_total{topic,partition}`: time paused by alignment.
+    /// `ioc_ingest_kafka_paused_seconds_total{topic,partition}`: time held back by alignment.
     pub kafka_paused_seconds: CounterVec,
     /// `ioc_ingest_kafka_partition_caught_up{topic,partition}`: 1 once it has reached its end.
     pub kafka_caught_up: IntGaugeVec,
@@ -213,7 +213,7 @@ impl IngestMetrics {
                 let g = IntGaugeVec::new(
                     Opts::new(
                         "ioc_ingest_kafka_partition_paused",
-                        "1 while watermark alignment pauses the partition (it ran ahead in event time).",
+                        "1 while watermark alignment holds the partition back, unread (it ran ahead in event time).",
                     ),
                     &["topic", "partition"],
                 )?;
@@ -224,7 +224,7 @@ impl IngestMetrics {
                 let c = CounterVec::new(
                     Opts::new(
                         "ioc_ingest_kafka_paused_seconds_total",
-                        "Time each partition spent paused by watermark alignment.",
+                        "Time each partition spent held back by watermark alignment.",
                     ),
                     &["topic", "partition"],
                 )?;

@@ -1,5 +1,5 @@
 //! The standing of each assigned Kafka partition as a source of event time: where it starts,
-//! what was taken from it, whether it has caught up with its end, and whether it is paused
+//! what was taken from it, whether it has caught up with its end, and whether it is held back
 //! because it runs ahead of the others in event time (watermark alignment, as Flink's FLIP-182
 //! and Kafka Streams do). The changes the dataflow must know of leave as [`SourceMark`]s, in
 //! order with the partition's readings.
@@ -22,7 +22,7 @@ struct Part {
     next: Option<i64>,
     /// The newest event time of a reading taken.
     newest_event_ms: Option<u64>,
-    /// Paused by alignment since then.
+    /// Held back by alignment since then.
     aligned_since: Option<Instant>,
     /// Every message before this offset was taken and the log ended there: caught up.
     caught_up_at: Option<i64>,
@@ -46,14 +46,16 @@ struct Inner {
     marks: Vec<SourceMark>,
     /// Whether the group has assigned (or given up waiting for) partitions at least once.
     joined: bool,
+    /// Grows with every assignment and revocation.
+    generation: u64,
 }
 
-/// What alignment decided: partitions to pause, and partitions to resume with how long each
-/// was paused, in seconds.
+/// What alignment decided: partitions to hold back, and partitions to let go with how long
+/// each was held, in seconds.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Alignment {
-    pub pause: Vec<Tp>,
-    pub resume: Vec<(Tp, f64)>,
+    pub hold: Vec<Tp>,
+    pub release: Vec<(Tp, f64)>,
 }
 
 /// Every assigned partition's standing; shared by the consume loop, the rebalance callbacks
@@ -75,6 +77,7 @@ impl Partitions {
         inner
             .parts
             .insert((topic.to_owned(), partition), Part::default());
+        inner.generation += 1;
         inner
             .marks
             .push(SourceMark::new(topic, partition, SourceState::Assigned));
@@ -101,9 +104,21 @@ impl Partitions {
     pub(crate) fn revoked(&self, topic: &str, partition: i32) {
         let mut inner = self.lock();
         inner.parts.remove(&(topic.to_owned(), partition));
+        inner.generation += 1;
         inner
             .marks
             .push(SourceMark::new(topic, partition, SourceState::Revoked));
+    }
+
+    /// The assigned partitions, each with whether alignment holds it, if anything was
+    /// assigned or revoked since `generation`; and the generation they are of.
+    pub(crate) fn assigned_since(&self, generation: u64) -> Option<(u64, Vec<(Tp, bool)>)> {
+        let inner = self.lock();
+        (inner.generation != generation).then(|| {
+            let parts = inner.parts.iter();
+            let assigned = parts.map(|(tp, p)| (tp.clone(), p.aligned_since.is_some()));
+            (inner.generation, assigned.collect())
+        })
     }
 
     /// A message was taken; `event_ms` is its reading's event time (none for a dead letter).
@@ -186,7 +201,7 @@ impl Partitions {
     }
 
     /// Watermark alignment: a partition whose newest event time is more than `max_drift_ms`
-    /// ahead of the slowest partition still behind its end is paused; it is resumed once it is
+    /// ahead of the slowest partition still behind its end is held back; it is let go once it is
     /// within half of that, or nothing is behind any more. Partitions that have delivered
     /// nothing yet do not count: their first event time is unknown, and they hold the
     /// watermark meanwhile, so correctness never depends on this, only memory.
@@ -206,12 +221,12 @@ impl Partitions {
             match (p.aligned_since, floor) {
                 (None, Some(floor)) if !p.caught_up() && newest > floor + max_drift_ms => {
                     p.aligned_since = Some(now);
-                    decided.pause.push(tp.clone());
+                    decided.hold.push(tp.clone());
                 }
                 (Some(since), floor) if floor.is_none_or(|f| newest <= f + max_drift_ms / 2) => {
                     p.aligned_since = None;
-                    let paused = now.saturating_duration_since(since).as_secs_f64();
-                    decided.resume.push((tp.clone(), paused));
+                    let held = now.saturating_duration_since(since).as_secs_f64();
+                    decided.release.push((tp.clone(), held));
                 }
                 _ => {}
             }
@@ -235,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_far_ahead_is_paused_until_the_slowest_comes_within_half_the_drift() {
+    fn a_partition_far_ahead_is_held_until_the_slowest_comes_within_half_the_drift() {
         let parts = Partitions::default();
         let now = Instant::now();
         for p in 0..3 {
@@ -245,22 +260,22 @@ mod tests {
         parts.taken("t", 0, 0, Some(1_000));
         parts.taken("t", 1, 0, Some(70_000));
         // t/2 has delivered nothing: it does not count.
-        assert_eq!(parts.align(60_000, now).pause, vec![tp(1)]);
-        assert!(parts.align(60_000, now).pause.is_empty(), "paused once");
+        assert_eq!(parts.align(60_000, now).hold, vec![tp(1)]);
+        assert!(parts.align(60_000, now).hold.is_empty(), "held once");
         parts.taken("t", 0, 1, Some(35_000));
         assert!(
-            parts.align(60_000, now).resume.is_empty(),
+            parts.align(60_000, now).release.is_empty(),
             "35 s behind: not yet"
         );
         parts.taken("t", 0, 2, Some(40_000));
         let a = parts.align(60_000, now + std::time::Duration::from_secs(2));
-        assert_eq!(a.resume, vec![(tp(1), 2.0)]);
+        assert_eq!(a.release, vec![(tp(1), 2.0)]);
         // Once the slow ones have caught up, nothing holds the fast one back.
         parts.taken("t", 1, 1, Some(200_000));
-        assert_eq!(parts.align(60_000, now).pause, vec![tp(1)]);
+        assert_eq!(parts.align(60_000, now).hold, vec![tp(1)]);
         assert!(parts.ends_at(&tp(0), 3));
         assert!(parts.ends_at(&tp(2), 0));
-        assert_eq!(parts.align(60_000, now).resume.len(), 1);
+        assert_eq!(parts.align(60_000, now).release.len(), 1);
     }
 
     #[test]
