@@ -100,6 +100,10 @@ struct Args {
     /// compared with its end (two ListOffsets requests a partition behind).
     #[arg(long, default_value_t = 200)]
     progress_interval_ms: u64,
+    /// The pipeline's `kafka.queued_max_kbytes`: what librdkafka prefetches for the
+    /// partitions read together, and for each partition held back by alignment.
+    #[arg(long, default_value_t = KafkaConfig::default().queued_max_kbytes)]
+    queued_max_kbytes: u64,
     /// The pipeline's `clickhouse.batch_max_wait_ms` (ClickHouse 18.16 writes a part per
     /// insert; fewer, larger inserts cost it less).
     #[arg(long)]
@@ -737,6 +741,7 @@ async fn kafka_pipeline(
         alignment_max_drift_ms: args.alignment_max_drift_ms,
         statistics_interval_ms: STATISTICS_INTERVAL_MS,
         progress_interval_ms: args.progress_interval_ms,
+        queued_max_kbytes: args.queued_max_kbytes,
         topics: KafkaTopics {
             sensor: kafka_topic(run, Kind::Sensor),
             traffic_signal: kafka_topic(run, Kind::TrafficSignal),

@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -22,9 +22,8 @@ use rdkafka::message::BorrowedMessage;
 
 use crate::partitions::{Partitions, Tp};
 
-/// Messages taken from one partition queue in a row before the next queue's turn: few enough
-/// to keep the partitions' event times close, enough not to look at every empty queue per
-/// message.
+/// Messages taken from one queue in a row before the next queue's turn: few enough to keep
+/// the partitions' event times close, enough not to look at every empty queue per message.
 const BURST: usize = 64;
 
 struct Queue<C: ConsumerContext + 'static> {
@@ -32,21 +31,28 @@ struct Queue<C: ConsumerContext + 'static> {
     queue: StreamPartitionQueue<C>,
     /// Held back by alignment: not read.
     held: bool,
+    /// The main queue may still hold messages of the partition fetched before this queue was
+    /// split off, older than any in this queue: until the main queue has been seen empty
+    /// since, this queue is read only while the main queue is empty.
+    behind_main: AtomicBool,
 }
 
-/// The consumer's main queue, and the partition queues of the partitions alignment has held.
+/// The consumer's main queue, and the partition queues of the partitions alignment has held,
+/// read in turns.
 ///
 /// A partition's messages fetched before its queue was split off are in the main queue, so
-/// the main queue is always read first: a partition's messages come out in offset order.
-/// A split queue is kept for the consumer's life: librdkafka does not forward it to the main
-/// queue again, even when the partition is revoked and assigned once more.
+/// its own queue waits until the main queue has been empty once: a partition's messages come
+/// out in offset order. A split queue is kept for the consumer's life: librdkafka does not
+/// forward it to the main queue again, even when the partition is revoked and assigned once
+/// more.
 pub(crate) struct PartitionQueues<C: ConsumerContext + 'static> {
     consumer: Arc<StreamConsumer<C>>,
     queues: Vec<Queue<C>>,
     /// The [`Partitions`] generation the holds follow.
     generation: u64,
-    /// The queue whose turn it is, and how many messages it has given in this turn (atomics
-    /// only so that a reader can be shared; one task reads).
+    /// The queue whose turn it is (the partition queues by index, then the main queue), and
+    /// how many messages it has given in this turn (atomics only so that a reader can be
+    /// shared; one task reads).
     turn: (AtomicUsize, AtomicUsize),
 }
 
@@ -86,6 +92,7 @@ impl<C: ConsumerContext + 'static> PartitionQueues<C> {
                 tp: tp.clone(),
                 queue,
                 held,
+                behind_main: AtomicBool::new(true),
             }),
             // Not a partition librdkafka knows: its messages keep coming through the main queue.
             None => tracing::warn!(topic = tp.0, partition = tp.1, "cannot hold back partition"),
@@ -97,33 +104,48 @@ impl<C: ConsumerContext + 'static> PartitionQueues<C> {
         self.turn.1.store(taken, Relaxed);
     }
 
-    /// The next message ready without waiting: from the main queue first, then from the
-    /// partition queues not held, taking turns.
+    /// The next message ready without waiting, from the queues not held, taking turns.
     pub(crate) fn ready(&self) -> Option<KafkaResult<BorrowedMessage<'_>>> {
-        if let Some(m) = ready_now(self.consumer.recv()) {
-            return Some(m);
-        }
-        let n = self.queues.len();
-        let (first, taken) = (self.turn.0.load(Relaxed), self.turn.1.load(Relaxed));
+        let main = self.queues.len();
+        let slots = main + 1;
+        let (first, taken) = (self.turn.0.load(Relaxed) % slots, self.turn.1.load(Relaxed));
+        let mut main_empty = false;
         // The queue whose turn it is until its burst is over or it is empty; then the others;
         // then it again, if nothing else is ready.
-        for step in 0..=n {
-            let i = (first + step) % n.max(1);
-            let Some(q) = self.queues.get(i) else { break };
+        for step in 0..=slots {
             let burst_over = step == 0 && taken >= BURST;
-            if q.held || burst_over || (step == n && taken < BURST) {
+            if burst_over || (step == slots && taken < BURST) {
                 continue;
             }
-            if let Some(m) = ready_now(q.queue.recv()) {
+            let i = (first + step) % slots;
+            let message = if i == main {
+                let message = ready_now(self.consumer.recv());
+                if message.is_none() {
+                    main_empty = true;
+                    for q in &self.queues {
+                        q.behind_main.store(false, Relaxed);
+                    }
+                }
+                message
+            } else {
+                let q = &self.queues[i];
+                if q.held || (q.behind_main.load(Relaxed) && !main_empty) {
+                    continue;
+                }
+                ready_now(q.queue.recv())
+            };
+            if let Some(m) = message {
                 self.set_turn(i, if step == 0 { taken + 1 } else { 1 });
                 return Some(m);
             }
         }
-        self.set_turn((first + 1) % n.max(1), 0);
+        self.set_turn((first + 1) % slots, 0);
         None
     }
 
     /// The next message from the main queue or a partition queue not held, waiting for one.
+    /// The main queue is polled first, so a queue still behind it is only read while it is
+    /// empty.
     pub(crate) async fn next(&self) -> KafkaResult<BorrowedMessage<'_>> {
         if let Some(m) = self.ready() {
             return m;
