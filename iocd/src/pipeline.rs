@@ -66,7 +66,7 @@ impl Unstored {
 impl Outputs for PipelineOutputs {
     fn raw_reading(&self, reading: IngestedReading, late_behind: Option<u64>, ack: Option<Ack>) {
         match &self.spool {
-            Some(spool) => spool.append_reading(&reading, late_behind, ack),
+            Some(spool) => spool.append_reading(reading, late_behind, ack),
             None => Unstored::count(self.unstored.as_ref().map(|u| &u.readings), ack),
         }
     }

@@ -31,9 +31,11 @@ use crate::replay::{send_replay, DecodeStored, StoredReading};
 use crate::rows::{LateReadingRow, ReadingRow};
 use crate::writer::Writers;
 
+mod inserted;
 mod record;
 mod segment;
 
+use inserted::Inserted;
 pub use record::SpoolRow;
 use segment::Segment;
 
@@ -202,15 +204,6 @@ struct Pending {
     closed: bool,
 }
 
-/// Which spooled rows are inserted: every sequence number up to `through`, and those in
-/// `done` beyond it.
-struct Inserted {
-    through: u64,
-    done: std::collections::BTreeSet<u64>,
-    /// The newest event time of an on-time reading among them.
-    newest_on_time: u64,
-}
-
 struct Inner {
     /// Taken out by [`Spool::shutdown`], which lets go of the file whatever handles remain.
     db: std::sync::RwLock<Option<Database>>,
@@ -366,11 +359,7 @@ impl Spool {
             wake: Condvar::new(),
             committed,
             flushed: watch::channel(false).0,
-            inserted: Mutex::new(Inserted {
-                through: first.map_or(last, |f| f - 1),
-                done: Default::default(),
-                newest_on_time: newest_deleted,
-            }),
+            inserted: Mutex::new(Inserted::new(first.map_or(last, |f| f - 1), newest_deleted)),
             commits: Mutex::new(entries),
             deleted_through: AtomicU64::new(first.map_or(last, |f| f - 1)),
             last_at_open: last,
@@ -428,16 +417,19 @@ impl Spool {
     /// so `ack` goes with the last row and covers both.
     pub fn append_reading(
         &self,
-        reading: &IngestedReading,
+        reading: IngestedReading,
         late_behind: Option<u64>,
         ack: Option<Ack>,
     ) {
-        let raw = SpoolRow::Reading(ReadingRow::new(reading, late_behind.is_some()));
         match late_behind {
-            None => self.append(&raw, ack),
+            None => self.append(
+                &SpoolRow::Reading(ReadingRow::from_owned(reading, false)),
+                ack,
+            ),
             Some(watermark) => {
-                self.append(&raw, None);
-                let ledger = LateReadingRow::new(reading, watermark);
+                let ledger = LateReadingRow::new(&reading, watermark);
+                let raw = ReadingRow::from_owned(reading, true);
+                self.append(&SpoolRow::Reading(raw), None);
                 self.append(&SpoolRow::LateReading(ledger), ack);
             }
         }
@@ -843,18 +835,19 @@ impl Inner {
     /// Records that row `seq` (of `len` bytes, an on-time reading of event time `on_time_ms`
     /// or 0) is in ClickHouse.
     fn inserted(&self, seq: u64, len: u64, on_time_ms: u64) {
-        self.bytes.fetch_sub(len, Ordering::Relaxed);
+        let before = self.bytes.fetch_sub(len, Ordering::Relaxed);
         self.rows.fetch_sub(1, Ordering::Relaxed);
         self.metrics.drained.inc();
-        let mut guard = lock(&self.inserted);
-        let inserted = &mut *guard;
-        inserted.done.insert(seq);
-        inserted.newest_on_time = inserted.newest_on_time.max(on_time_ms);
-        while inserted.done.remove(&(inserted.through + 1)) {
-            inserted.through += 1;
+        // Ingest waits only while the spool is full: wake it as it stops being so.
+        if before >= self.max_bytes && before - len < self.max_bytes {
+            self.room.notify_waiters();
+        }
+        let mut inserted = lock(&self.inserted);
+        if !inserted.mark(seq, on_time_ms) {
+            return;
         }
         let through = inserted.through;
-        drop(guard);
+        drop(inserted);
         // The front commit holds the oldest row not yet inserted (when there is one).
         let mut commits = lock(&self.commits);
         let mut whole_commits_inserted = false;
@@ -863,7 +856,6 @@ impl Inner {
             whole_commits_inserted = true;
         }
         drop(commits);
-        self.room.notify_waiters();
         // The committer deletes up to `through` with its next commit, or within its idle
         // timeout; woken once a commit's rows are all in, not for every row.
         if whole_commits_inserted {

@@ -174,11 +174,11 @@ async fn a_late_reading_is_acknowledged_with_its_ledger_row_and_on_time_ones_rep
             acked.fetch_add(1, Ordering::SeqCst);
         }))
     };
-    spool.append_reading(&ingested(1), None, ack());
-    spool.append_reading(&ingested(2), Some(T0 + 1_000), ack());
+    spool.append_reading(ingested(1), None, ack());
+    spool.append_reading(ingested(2), Some(T0 + 1_000), ack());
     let mut broken = ingested(3);
     broken.payload = "{}".into();
-    spool.append_reading(&broken, None, ack());
+    spool.append_reading(broken, None, ack());
     spool.close().await;
     ensure!(acked.load(Ordering::SeqCst) == 3, "every ack called once");
     ensure!(

@@ -51,6 +51,7 @@ impl PrivateClickHouse {
             .unwrap();
         let config = template
             .replace("@RUN@", dir.to_str().unwrap())
+            .replace("@DATA@", root.join("data").to_str().unwrap())
             .replace(
                 "<http_port>8123</http_port>",
                 &format!("<http_port>{http_port}</http_port>"),
@@ -60,6 +61,10 @@ impl PrivateClickHouse {
                 &format!("<tcp_port>{tcp_port}</tcp_port>"),
             );
         assert!(!config.contains(">8123<") && !config.contains(">9000<"));
+        assert!(
+            !config.contains('@'),
+            "a placeholder of the template left in: {config}"
+        );
         let config_path = root.join("config.xml");
         std::fs::write(&config_path, config).unwrap();
         std::fs::copy(servers.join("clickhouse-users.xml"), root.join("users.xml")).unwrap();
