@@ -13,7 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 run=${IOC_TEST_RUN:-/tmp/ioc-test-servers}
-shm_free_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $1 == "tmpfs" { print $4 }')
+shm_free_kib=$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 && $1 == "tmpfs" { print $4 }' || true)
 if [ "${shm_free_kib:-0}" -ge $((4 << 20)) ] && [ -w /dev/shm ]; then
   default_data=/dev/shm/ioc-test-clickhouse
 else
