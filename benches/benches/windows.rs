@@ -1,16 +1,21 @@
 //! The dataflow alone: readings from 8 Kafka partitions (each worker feeds its share) through
-//! dedupe, the watermark, the registry join (every device registered), the exchange, the windows (1-minute and 5-minute tumbling; and with a 15-minute
-//! window sliding every minute added) and the KPIs, with outputs that keep nothing.
+//! dedupe, the watermark, the registry join (every device registered), the exchange, the
+//! windows (1-minute and 5-minute tumbling; and with a 15-minute window sliding every minute
+//! added) and the KPIs, with outputs that keep nothing.
+//!
+//! `cargo bench -p ioc-benches --bench windows` runs Criterion; `-- --scaling 15` instead
+//! runs 1 and 2 workers in turn and prints the ratio (see [`scaling`]).
 
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ioc_dataflow::{DataflowConfig, DataflowMetrics, ManualClock, Outputs, RegistryFeed};
+use criterion::{criterion_group, Criterion, Throughput};
+use ioc_dataflow::{
+    ClusterConfig, DataflowConfig, DataflowMetrics, FeedQueues, ManualClock, Outputs, RegistryFeed,
+};
 use ioc_schemas::{
     Ack, Body, DeadLetter, Department, Device, District, EventTime, Ingested, IngestedReading,
     Kind, Kpi, Reading, SensorBody, Transport, WindowResult, WindowSpec,
 };
-use tokio::sync::mpsc;
 
 /// mimalloc (v3), as in iocd: the hot path allocates and frees a reading's strings
 /// (BENCHMARKS.md, "mimalloc v3").
@@ -87,61 +92,119 @@ fn readings() -> Vec<Ingested> {
         .collect()
 }
 
+/// The windows of each case.
+fn cases() -> [(&'static str, Vec<WindowSpec>); 2] {
+    [
+        (
+            "tumbling_1m_5m",
+            vec![WindowSpec::MINUTE, WindowSpec::FIVE_MINUTES],
+        ),
+        (
+            "sliding_1m_5m_15m1m",
+            vec![
+                WindowSpec::MINUTE,
+                WindowSpec::FIVE_MINUTES,
+                WindowSpec::sliding(900_000, 60_000),
+            ],
+        ),
+    ]
+}
+
+fn config(workers: usize, windows: &[WindowSpec]) -> DataflowConfig {
+    DataflowConfig {
+        workers,
+        windows: windows.to_vec(),
+        idle_timeout_ms: u64::MAX / 4,
+        input_capacity: READINGS + 1,
+        ..DataflowConfig::default()
+    }
+}
+
+/// The queues filled as ingest fills them, each record in its worker's queue: done before the
+/// clock starts, so the dataflow alone is timed.
+fn filled(config: &DataflowConfig) -> FeedQueues {
+    let (tx, rx) = ioc_dataflow::feed(config, &ClusterConfig::default());
+    for r in readings() {
+        tx.blocking_send(r).expect("the queues have room");
+    }
+    rx
+}
+
+/// Runs the dataflow over `queues` until they are drained and every window is out.
+fn run(config: &DataflowConfig, queues: FeedQueues) {
+    let metrics = DataflowMetrics::new(&prometheus::Registry::new()).expect("metrics register");
+    ioc_dataflow::spawn(
+        config.clone(),
+        ioc_dataflow::RunOptions::default(),
+        queues,
+        RegistryFeed::fixed(registry()),
+        Discard,
+        metrics,
+        Arc::new(ManualClock::new(BASE)),
+    )
+    .expect("dataflow starts")
+    .join()
+    .expect("dataflow runs");
+}
+
 fn windows(c: &mut Criterion) {
     let mut group = c.benchmark_group("dataflow");
     group.throughput(Throughput::Elements(READINGS as u64));
     group.sample_size(10);
-    let tumbling = vec![WindowSpec::MINUTE, WindowSpec::FIVE_MINUTES];
-    let sliding = vec![
-        WindowSpec::MINUTE,
-        WindowSpec::FIVE_MINUTES,
-        WindowSpec::sliding(900_000, 60_000),
-    ];
-    for ((name, windows), workers) in [
-        ("tumbling_1m_5m", tumbling),
-        ("sliding_1m_5m_15m1m", sliding),
-    ]
-    .into_iter()
-    .flat_map(|c| [(c.clone(), 1), (c, 2)])
-    {
-        group.bench_function(format!("{name}_{workers}_workers"), |b| {
-            b.iter_batched(
-                || {
-                    // The queue is filled before the clock starts: the dataflow alone is timed.
-                    let (tx, rx) = mpsc::channel(READINGS + 1);
-                    for r in readings() {
-                        let _ = tx.try_send(r);
-                    }
-                    rx
-                },
-                |rx| {
-                    let config = DataflowConfig {
-                        workers,
-                        windows: windows.clone(),
-                        idle_timeout_ms: u64::MAX / 4,
-                        ..DataflowConfig::default()
-                    };
-                    let metrics = DataflowMetrics::new(&prometheus::Registry::new())
-                        .expect("metrics register");
-                    ioc_dataflow::spawn(
-                        config,
-                        ioc_dataflow::RunOptions::default(),
-                        rx,
-                        RegistryFeed::fixed(registry()),
-                        Discard,
-                        metrics,
-                        Arc::new(ManualClock::new(BASE)),
-                    )
-                    .expect("dataflow starts")
-                    .join()
-                    .expect("dataflow runs");
-                },
-                criterion::BatchSize::PerIteration,
-            )
-        });
+    for (name, windows) in cases() {
+        for workers in [1, 2] {
+            let config = config(workers, &windows);
+            group.bench_function(format!("{name}_{workers}_workers"), |b| {
+                b.iter_batched(
+                    || filled(&config),
+                    |queues| run(&config, queues),
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+        }
     }
     group.finish();
 }
 
+/// `-- --scaling ROUNDS`: 1 and 2 workers in turn, `ROUNDS` times each, in one process, so
+/// both see the same machine; prints each case's median rate and their ratio. The ratio from
+/// Criterion's two runs, made minutes apart, moved by ±20 % on these shared cores.
+#[allow(clippy::print_stdout)] // the bench's report
+fn scaling(rounds: usize) {
+    for (name, windows) in cases() {
+        let mut seconds: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..rounds {
+            for (i, times) in seconds.iter_mut().enumerate() {
+                let config = config(i + 1, &windows);
+                let queues = filled(&config);
+                let started = std::time::Instant::now();
+                run(&config, queues);
+                times.push(started.elapsed().as_secs_f64());
+            }
+        }
+        let [one, two] = seconds.map(|mut times| {
+            times.sort_by(f64::total_cmp);
+            READINGS as f64 / times[times.len() / 2]
+        });
+        println!(
+            "{name}: 1 worker {:.2} M readings/s, 2 workers {:.2} M (medians of {rounds}); \
+             2 workers / 1 = {:.2}",
+            one / 1e6,
+            two / 1e6,
+            two / one
+        );
+    }
+}
+
 criterion_group!(benches, windows);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--scaling") {
+        let rounds = args.get(at + 1).and_then(|r| r.parse().ok()).unwrap_or(15);
+        scaling(rounds);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

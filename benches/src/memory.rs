@@ -15,7 +15,6 @@ use ioc_schemas::{
     Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Kind, Kpi, Reading,
     SensorBody, Transport, WindowResult, WindowSpec,
 };
-use tokio::sync::mpsc;
 
 /// mimalloc (v3), as in iocd: the hot path allocates and frees a reading's strings
 /// (BENCHMARKS.md, "mimalloc v3").
@@ -77,7 +76,10 @@ fn main() -> anyhow::Result<()> {
         ..DataflowConfig::default()
     };
     let emitted = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::channel(config.input_capacity);
+    let (tx, rx) = ioc_dataflow::Feed::new(
+        ioc_dataflow::Topology::single(config.workers),
+        config.input_capacity,
+    );
     let handle = ioc_dataflow::spawn(
         config,
         RunOptions::default(),

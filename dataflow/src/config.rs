@@ -22,9 +22,9 @@ pub struct DataflowConfig {
     /// The windows: `{ size_ms = 60000 }` is tumbling, `{ size_ms = 900000, slide_ms = 60000 }`
     /// a 15-minute window starting every minute.
     pub windows: Vec<WindowSpec>,
-    /// Most records taken from the input queue per dataflow step.
+    /// Most records a worker takes from its queue per dataflow step.
     pub input_batch: usize,
-    /// Capacity of the queue from ingest into the dataflow, in records.
+    /// Capacity of each worker's queue from ingest, in records.
     pub input_capacity: usize,
 }
 
@@ -146,6 +146,16 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
+    /// This process's place in the cluster, with `workers` workers a process: how ingest's
+    /// records are routed to the workers (see [`ioc_schemas::Feed`]).
+    pub fn topology(&self, workers: usize) -> ioc_schemas::Topology {
+        ioc_schemas::Topology {
+            processes: self.processes(),
+            process: self.process,
+            workers,
+        }
+    }
+
     /// How many processes run the dataflow.
     pub fn processes(&self) -> usize {
         self.addresses.len().max(1)

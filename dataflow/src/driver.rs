@@ -1,6 +1,6 @@
 //! Runs the timely workers and feeds them from ingest.
 //!
-//! Every worker is a feeder of its own share of the sources ([`crate::input`]): it takes
+//! Every worker is a feeder of its own share of the sources (see [`Feed`]): it takes
 //! records from its queue, drops repeats of a message id, sorts on-time readings from late
 //! ones against its own watermark, hands the raw records to [`Outputs`] (where they are stored,
 //! and their source acknowledged once durable), and sends on-time readings into the dataflow
@@ -20,6 +20,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::future::Future as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,6 @@ use tracing::field::Empty;
 use crate::clock::Clock;
 use crate::config::{ClusterConfig, DataflowConfig};
 use crate::dedupe::RecentIds;
-use crate::input::Topology;
 use crate::kpi::city::CityInput;
 use crate::kpi::device::{is_base_final, Activity, KpiInput};
 use crate::kpi::{city_kpis, device_kpis};
@@ -57,7 +57,7 @@ use crate::registry::{
 use crate::watermark::Watermarks;
 use crate::window::{event_time_windows, Sample, SeriesKey};
 use crate::wire::ExchangedKpi;
-use crate::{DataflowError, FastMap, Name};
+use crate::{DataflowError, FastMap, Feed, FeedQueues, Name};
 
 /// Where the dataflow's results go. Called from worker threads (not async): implementations
 /// may block, which is how a slow store pushes back on ingest.
@@ -116,15 +116,22 @@ pub struct RunOptions {
     pub cluster: ClusterConfig,
 }
 
-/// Starts the workers. They run until every sender of `input` is dropped; then open windows are
-/// discarded (they are incomplete) unless `options` says to finish them, and the workers stop.
+/// The feed into a dataflow of `config` in this process of `cluster`: ingest sends into the
+/// [`Feed`], and [`spawn`] takes the queues.
+pub fn feed(config: &DataflowConfig, cluster: &ClusterConfig) -> (Feed, FeedQueues) {
+    Feed::new(cluster.topology(config.workers), config.input_capacity)
+}
+
+/// Starts the workers, each taking the records of its own queue in `input` (see [`feed`]).
+/// They run until every [`Feed`] is dropped; then open windows are discarded (they are
+/// incomplete) unless `options` says to finish them, and the workers stop.
 /// Readings are joined with `registry`, which changes as its change channel says. In a cluster
 /// (`options.cluster`), this returns once the workers run; they start when every process has
 /// connected, and only the first process's registry and KPI history are used.
 pub fn spawn<O: Outputs>(
     config: DataflowConfig,
-    options: RunOptions,
-    input: mpsc::Receiver<Ingested>,
+    mut options: RunOptions,
+    input: FeedQueues,
     registry: RegistryFeed,
     outputs: O,
     metrics: DataflowMetrics,
@@ -132,33 +139,17 @@ pub fn spawn<O: Outputs>(
 ) -> Result<DataflowHandle, DataflowError> {
     config.validate()?;
     options.cluster.validate()?;
-    let mut options = options;
-    let topology = Topology::new(&options.cluster, config.workers);
-    let communication = if options.cluster.is_cluster() {
-        timely::CommunicationConfig::Cluster {
-            threads: config.workers,
-            process: options.cluster.process,
-            addresses: options.cluster.addresses.clone(),
-            report: false,
-            zerocopy: false,
-        }
-    } else {
-        timely::CommunicationConfig::Process(config.workers)
-    };
-    let timely_config = timely::Config {
-        communication,
-        worker: timely::WorkerConfig::default(),
-    };
-    let feeders = Arc::new(crate::input::Feeders::default());
-    let queues = crate::input::spread(
-        topology,
-        input,
-        config.input_batch,
-        config.input_capacity,
-        Arc::clone(&feeders),
-    )?;
+    let topology = options.cluster.topology(config.workers);
+    if input.topology != topology || input.queues.len() != config.workers {
+        return Err(DataflowError::Config(format!(
+            "the feed was made for {:?} with {} queues, the dataflow runs as {topology:?}",
+            input.topology,
+            input.queues.len()
+        )));
+    }
+    let timely_config = timely_config(&config, &options);
     let queues: Arc<Mutex<Vec<Option<_>>>> =
-        Arc::new(Mutex::new(queues.into_iter().map(Some).collect()));
+        Arc::new(Mutex::new(input.queues.into_iter().map(Some).collect()));
     let history = std::mem::take(&mut options.kpi_history);
     let first = Arc::new(Mutex::new(Some((registry, history))));
     let shared = Arc::new(ProcessShared {
@@ -174,7 +165,6 @@ pub fn spawn<O: Outputs>(
         .spawn(move || {
             let guards = timely::execute(timely_config, move |worker| {
                 let local = worker.index() % config.workers;
-                feeders.register(local);
                 let queue = queues.lock().ok().and_then(|mut q| q[local].take());
                 // The registry and the KPI history enter once, at the cluster's first worker.
                 let first = (worker.index() == 0)
@@ -207,6 +197,24 @@ pub fn spawn<O: Outputs>(
             source,
         })?;
     Ok(DataflowHandle { thread })
+}
+
+fn timely_config(config: &DataflowConfig, options: &RunOptions) -> timely::Config {
+    let communication = if options.cluster.is_cluster() {
+        timely::CommunicationConfig::Cluster {
+            threads: config.workers,
+            process: options.cluster.process,
+            addresses: options.cluster.addresses.clone(),
+            report: false,
+            zerocopy: false,
+        }
+    } else {
+        timely::CommunicationConfig::Process(config.workers)
+    };
+    timely::Config {
+        communication,
+        worker: timely::WorkerConfig::default(),
+    }
 }
 
 /// What the workers of one process share.
@@ -251,7 +259,7 @@ struct Environment<'c, O> {
     /// This worker's index among its process's workers.
     local: usize,
     /// Its share of the sources' records.
-    queue: Option<mpsc::Receiver<Vec<Ingested>>>,
+    queue: Option<mpsc::Receiver<Ingested>>,
     /// The registry and the KPI history, at the cluster's first worker.
     first: Option<(RegistryFeed, Vec<WindowResult>)>,
     outputs: O,
@@ -585,34 +593,34 @@ fn run_worker<O: Outputs>(
     };
     let mut queue = queue;
     let index = worker.index();
+    let mut taken = Vec::with_capacity(config.input_batch);
+    // Polled without waiting: nothing wakes a timely worker when ingest sends, so an idle
+    // worker parks briefly and looks again.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     while let Some(rx) = queue.as_mut() {
         // One step: a batch from the queue fed in, then the dataflow worked.
         let step = tracing::debug_span!("dataflow_step", worker = index, records = Empty);
         let _in_step = step.enter();
-        let mut taken = 0;
-        while taken < config.input_batch {
-            match rx.try_recv() {
-                Ok(batch) => {
-                    taken += batch.len();
-                    feeder.now_ms = feeder.clock.now_ms();
-                    for record in batch {
-                        feeder.take(record);
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    queue = None;
-                    break;
-                }
+        // A batch at once: the channel's permits go back in one step, not per record.
+        let ready = std::pin::pin!(rx.recv_many(&mut taken, config.input_batch)).poll(&mut cx);
+        if let std::task::Poll::Ready(0) = ready {
+            queue = None;
+        }
+        let count = taken.len();
+        if count > 0 {
+            feeder.now_ms = feeder.clock.now_ms();
+            for record in taken.drain(..) {
+                feeder.take(record);
             }
         }
         feeder.apply_registry_changes();
         feeder.flush(&mut handle);
         feeder.advance();
-        step.record("records", taken);
-        // Park briefly when idle: ingest has no way to unpark a timely worker.
-        let park = if taken == 0 {
-            Some(Duration::from_millis(5))
+        step.record("records", count);
+        // Park briefly when idle (ingest has no way to unpark a timely worker): 1 ms, as long
+        // as a record may wait before it is taken.
+        let park = if count == 0 {
+            Some(Duration::from_millis(1))
         } else {
             Some(Duration::ZERO)
         };

@@ -13,7 +13,6 @@ mod collect;
 mod config;
 mod dedupe;
 mod driver;
-mod input;
 pub mod kpi;
 mod metrics;
 mod name;
@@ -26,8 +25,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use collect::{Collected, Emitted};
 pub use config::{ClusterConfig, DataflowConfig};
 pub use dedupe::RecentIds;
-pub use driver::{spawn, DataflowHandle, Outputs, RunOptions};
-pub use input::Topology;
+pub use driver::{feed, spawn, DataflowHandle, Outputs, RunOptions};
+pub use ioc_schemas::{Feed, FeedQueues, Topology};
 pub use metrics::{ByKind, DataflowMetrics};
 pub use name::{device_route, Name, NAME_LIMIT};
 pub use registry::{

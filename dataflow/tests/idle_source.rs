@@ -9,7 +9,6 @@ use ioc_schemas::{
     Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
     WindowSpec,
 };
-use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
 const MINUTE: u64 = 60_000;
@@ -49,7 +48,7 @@ fn run(silence_ms: u64) -> Vec<(String, u64)> {
     };
     let clock = ManualClock::new(BASE);
     let out = Collected::default();
-    let (tx, rx) = mpsc::channel(100);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(config.workers), 100);
     let handle = ioc_dataflow::spawn(
         config,
         ioc_dataflow::RunOptions::default(),

@@ -11,7 +11,6 @@ use ioc_schemas::{
     AqiPeriod, Body, District, EnvironmentBody, EventTime, Ingested, IngestedReading, Kind, Kpi,
     Medium, Reading, Transport, WindowResult,
 };
-use tokio::sync::mpsc;
 
 /// 2026-11-28 00:00 UTC.
 const T0: u64 = 1_795_824_000_000;
@@ -68,7 +67,7 @@ fn stored_windows_restore_the_nowcast_after_a_restart() {
         .map(|i| stored(T0 + i * FIVE_MINUTES, if i <= 12 { 40.0 } else { 100.0 }))
         .collect();
     let out = Collected::default();
-    let (tx, rx) = mpsc::channel(100);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(2), 100);
     let handle = ioc_dataflow::spawn(
         DataflowConfig::default(),
         RunOptions {

@@ -9,7 +9,6 @@ use ioc_schemas::{
     Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
     WindowSpec,
 };
-use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
 const MINUTE: u64 = 60_000;
@@ -56,7 +55,7 @@ fn a_full_name_table_stores_new_ids_raw_and_counts_them() {
     let registry = prometheus::Registry::new();
     let metrics = DataflowMetrics::new(&registry).unwrap();
     let out = Collected::default();
-    let (tx, rx) = mpsc::channel(100);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(1), 100);
     let handle = ioc_dataflow::spawn(
         DataflowConfig {
             workers: 1,

@@ -76,7 +76,7 @@ fn registry_changes_apply_to_the_readings_that_follow() {
     let out = Collected::default();
     let registry = prometheus::Registry::new();
     let metrics = DataflowMetrics::new(&registry).unwrap();
-    let (tx, rx) = mpsc::channel(100);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(config.workers), 100);
     let (changes_tx, changes_rx) = mpsc::channel(10);
     let handle = ioc_dataflow::spawn(
         config,

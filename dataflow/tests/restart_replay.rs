@@ -9,7 +9,6 @@ use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock, RunO
 use ioc_schemas::{
     Body, District, EventTime, Ingested, IngestedReading, Reading, SensorBody, Transport,
 };
-use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000;
 
@@ -41,7 +40,7 @@ fn a_redelivered_reading_is_a_repeat_not_late() {
     };
     let seen = Collected::default();
     let clock = Arc::new(ManualClock::new(BASE));
-    let (tx, rx) = mpsc::channel(10);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(config.workers), 10);
     let handle = ioc_dataflow::spawn(
         config,
         RunOptions::default(),

@@ -11,7 +11,6 @@ use ioc_schemas::{
     WindowResult, WindowSpec,
 };
 use proptest::prelude::*;
-use tokio::sync::mpsc;
 
 const BASE: u64 = 1_795_827_600_000; // 2026-11-28T01:00:00Z, a 5-minute boundary
 const LATENESS: u64 = 20_000;
@@ -63,12 +62,15 @@ fn run(workers: usize, arrivals: &[Arrival]) -> (Collected, Vec<WindowResult>) {
         ],
         ..DataflowConfig::default()
     };
-    let (tx, rx) = mpsc::channel(arrivals.len() + 2);
+    let (tx, rx) = ioc_dataflow::Feed::new(
+        ioc_dataflow::Topology::single(config.workers),
+        arrivals.len() + 2,
+    );
     for (device, id, t, v) in arrivals {
-        tx.try_send(reading(device, id, *t, *v)).unwrap();
+        tx.blocking_send(reading(device, id, *t, *v)).unwrap();
     }
     // Far ahead: closes every window of the readings above.
-    tx.try_send(reading("closer", "closer-1", BASE + 86_400_000, 0.0))
+    tx.blocking_send(reading("closer", "closer-1", BASE + 86_400_000, 0.0))
         .unwrap();
     drop(tx);
     let out = Collected::default();

@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{Ack, Ingested, KafkaSource, Kind, Rejection, Transport, ValidationLimits};
+use ioc_schemas::{Ack, Feed, Ingested, KafkaSource, Kind, Rejection, Transport, ValidationLimits};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -23,7 +23,6 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -307,7 +306,7 @@ pub fn fetch_requests_sent(statistics: &rdkafka::Statistics) -> u64 {
 pub async fn run_kafka(
     config: KafkaConfig,
     assignment: KafkaAssignment,
-    out: mpsc::Sender<Ingested>,
+    out: Feed,
     metrics: IngestMetrics,
     stop: impl Future<Output = ()>,
     drained: impl Future<Output = ()>,
@@ -416,10 +415,32 @@ pub async fn run_kafka(
         tokio::select! {
             biased;
             () = &mut stop => break,
-            permit = out.reserve(), if !pending.is_empty() => {
+            // Before the records: while they flow without a pause, a branch after them would
+            // never be polled, and marks (a partition caught up) and alignment would wait.
+            _ = tick.tick() => {
+                if !partitions.has_joined() && Instant::now() >= assignment_due {
+                    tracing::warn!(
+                        waited_ms = config.assignment_wait_ms,
+                        "no kafka partitions assigned yet; event time moves on without them, \
+                         so a backlog assigned later may be judged late"
+                    );
+                    partitions.joined();
+                }
+                pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
+                if config.alignment_max_drift_ms > 0 {
+                    alignment.apply(config.alignment_max_drift_ms, &mut queues);
+                }
+            }
+            permit = out.reserve(pending.front()), if !pending.is_empty() => {
                 let Ok(permit) = permit else { break };
                 if let Some(record) = pending.pop_front() {
                     permit.send(record);
+                }
+                // Then what fits without waiting, rather than a turn of this loop a record.
+                while let Some(permit) = pending.front().and_then(|next| out.try_reserve(next)) {
+                    if let Some(record) = pending.pop_front() {
+                        permit.send(record);
+                    }
                 }
             }
             message = queues.next(), if !full => {
@@ -449,20 +470,6 @@ pub async fn run_kafka(
                 let polled = tokio::time::timeout(Duration::from_millis(1), consumer.recv());
                 if let Ok(Ok(m)) = polled.await {
                     queue(&m, &taking, &mut pending).await;
-                }
-            }
-            _ = tick.tick() => {
-                if !partitions.has_joined() && Instant::now() >= assignment_due {
-                    tracing::warn!(
-                        waited_ms = config.assignment_wait_ms,
-                        "no kafka partitions assigned yet; event time moves on without them, \
-                         so a backlog assigned later may be judged late"
-                    );
-                    partitions.joined();
-                }
-                pending.extend(partitions.drain_marks().into_iter().map(Ingested::Source));
-                if config.alignment_max_drift_ms > 0 {
-                    alignment.apply(config.alignment_max_drift_ms, &mut queues);
                 }
             }
         }

@@ -15,13 +15,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{parse_topic, Ingested, Transport, ValidationLimits};
+use ioc_schemas::{parse_topic, Feed, Ingested, Transport, ValidationLimits};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS,
     StateError,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -133,7 +132,7 @@ impl MqttConfig {
 /// unacknowledged for the broker to redeliver.
 pub async fn run_mqtt(
     config: MqttConfig,
-    out: mpsc::Sender<Ingested>,
+    out: Feed,
     metrics: IngestMetrics,
     stop: impl Future<Output = ()>,
     drained: impl Future<Output = ()>,
@@ -168,7 +167,7 @@ pub async fn run_mqtt(
         tokio::select! {
             biased;
             () = &mut stop => break,
-            permit = out.reserve(), if !stash.is_empty() => {
+            permit = out.reserve(stash.front()), if !stash.is_empty() => {
                 let Ok(permit) = permit else { break };
                 if let Some(record) = stash.pop_front() {
                     permit.send(record);
@@ -210,8 +209,8 @@ pub async fn run_mqtt(
                                             validation,
                                         };
                                         let record = to_record(&publish, acks.as_ref(), &limits, &metrics);
-                                        match out.try_reserve() {
-                                            Ok(permit) if stash.is_empty() => permit.send(record),
+                                        match out.try_reserve(&record) {
+                                            Some(permit) if stash.is_empty() => permit.send(record),
                                             _ => {
                                                 stash.push_back(record);
                                                 metrics.stashed.set(stash.len() as i64);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ioc_ingest::{run_mqtt, IngestMetrics, MqttConfig};
-use ioc_schemas::{Ingested, RejectCode};
+use ioc_schemas::{Feed, Ingested, RejectCode, Topology};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -150,7 +150,8 @@ async fn start(
     tune(&mut config);
     let registry = prometheus::Registry::new();
     let metrics = IngestMetrics::new(&registry).unwrap();
-    let (tx, records) = mpsc::channel(1000);
+    let (tx, queues) = Feed::new(Topology::single(1), 1000);
+    let records = queues.queues.into_iter().next().expect("one queue");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         run_mqtt(

@@ -20,7 +20,6 @@ use ioc_schemas::{
     Ack, DeadLetter, Device, District, IngestedReading, Kind, Kpi, KpiFamily, WindowResult,
 };
 use ioc_store::{KpiWriter, Store, StoreMetrics, TableWriter, WindowGap, WindowRow};
-use tokio::sync::mpsc;
 
 use crate::config::Config;
 
@@ -168,7 +167,8 @@ async fn recompute(
         written: Arc::clone(&written),
     };
     drop(writers);
-    let (tx, rx) = mpsc::channel(config.dataflow.input_capacity);
+    // One process: a backfill runs alone, whatever the cluster.
+    let (tx, rx) = ioc_dataflow::feed(&config.dataflow, &RunOptions::default().cluster);
     let dataflow = ioc_dataflow::spawn(
         config.dataflow.clone(),
         RunOptions {

@@ -184,7 +184,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Demo(args) => demo(args, config).await,
+            Command::Demo(args) => Box::pin(demo(args, config)).await,
             Command::Run(_) => run(config).await,
             Command::Simulate(args) => simulate(args, config).await,
             Command::Backfill(args) => backfill(args, config).await,

@@ -357,7 +357,7 @@ pub async fn run(
 
     let alert_tasks = alerting.map(|a| a.forward(state.feed().clone(), spool.clone()));
 
-    let (input_tx, input_rx) = mpsc::channel(config.dataflow.input_capacity);
+    let (input_tx, input_rx) = ioc_dataflow::feed(&config.dataflow, &config.cluster);
     let final_until = Arc::new(AtomicU64::new(0));
     let outputs = PipelineOutputs {
         final_until: Arc::clone(&final_until),
@@ -481,10 +481,10 @@ pub async fn run(
     }
     may_drain.send_replace(true);
 
-    // The sources' records pass a gate that holds them while the spool is full, so a long
-    // ClickHouse outage pushes back on the brokers, never on the dataflow.
+    // The sources' records wait while the spool is full, so a long ClickHouse outage pushes
+    // back on the brokers, never on the dataflow.
     let input_tx = match &spool {
-        Some(spool) => admit_while_spool_has_room(spool.clone(), input_tx),
+        Some(spool) => input_tx.held_by(Arc::new(spool.clone())),
         None => input_tx,
     };
     if config.kafka.enabled() {
@@ -640,7 +640,7 @@ fn kafka_assignment(config: &Config) -> anyhow::Result<ioc_ingest::KafkaAssignme
         ),
         (PartitionAssignment::Group, false) => KafkaAssignment::Group,
         (PartitionAssignment::Static, true) => {
-            let topology = ioc_dataflow::Topology::new(&config.cluster, config.dataflow.workers);
+            let topology = config.cluster.topology(config.dataflow.workers);
             KafkaAssignment::Static(Arc::new(move |p| topology.owns_partition(p)))
         }
         (PartitionAssignment::Static, false) => KafkaAssignment::Static(Arc::new(|_| true)),
@@ -652,7 +652,7 @@ fn kafka_assignment(config: &Config) -> anyhow::Result<ioc_ingest::KafkaAssignme
 async fn rebuild_from_spool(
     spool: &Spool,
     plan: SpoolRebuild,
-    input: &mpsc::Sender<Ingested>,
+    input: &ioc_dataflow::Feed,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let fed = spool
@@ -697,7 +697,7 @@ impl RebuildGauges {
 async fn rebuild_open_windows(
     store: &Store,
     from: u64,
-    input: &mpsc::Sender<Ingested>,
+    input: &ioc_dataflow::Feed,
     gauges: &RebuildGauges,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -730,24 +730,6 @@ fn open_spool(config: &Config, registry: &prometheus::Registry) -> anyhow::Resul
         &config.spool,
         SpoolMetrics::new(registry)?,
     )?)
-}
-
-/// A sender into `input` whose records wait while the spool is full.
-fn admit_while_spool_has_room(
-    spool: Spool,
-    input: mpsc::Sender<Ingested>,
-) -> mpsc::Sender<Ingested> {
-    let (tx, mut rx) = mpsc::channel::<Ingested>(256);
-    let gate = async move {
-        while let Some(record) = rx.recv().await {
-            spool.wait_for_room().await;
-            if input.send(record).await.is_err() {
-                break;
-            }
-        }
-    };
-    tokio::spawn(gate.instrument(tracing::info_span!("spool_admission")));
-    tx
 }
 
 /// Keeps `/healthz` up to date every 500 ms: ClickHouse and the spool, and the sources.

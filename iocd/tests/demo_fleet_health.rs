@@ -14,7 +14,6 @@ use ioc_alerts::rules::RuleSet;
 use ioc_dataflow::{Collected, DataflowConfig, DataflowMetrics, ManualClock, RegistryFeed};
 use ioc_schemas::{Body, CameraEventType, Ingested, IngestedReading, Kind, Kpi, Transport};
 use ioc_simulator::{EpisodeKind, Fleet, Generator, SimulatorConfig};
-use tokio::sync::mpsc;
 
 /// 2026-11-28 00:00 in Da Nang.
 const START_MS: u64 = 1_795_798_800_000;
@@ -53,7 +52,7 @@ fn only_silenced_devices_of_the_demo_fleet_go_offline() {
     );
 
     let out = Collected::default();
-    let (tx, rx) = mpsc::channel(4096);
+    let (tx, rx) = ioc_dataflow::Feed::new(ioc_dataflow::Topology::single(2), 4096);
     let handle = ioc_dataflow::spawn(
         DataflowConfig {
             workers: 2,

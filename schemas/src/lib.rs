@@ -1,4 +1,5 @@
-//! Wire and storage types of the Da Nang IOC backend. No I/O lives here.
+//! Wire and storage types of the Da Nang IOC backend, and (feature `feed`) the in-memory
+//! `Feed` from ingest into the dataflow. No I/O lives here.
 //!
 //! The wire format is one JSON envelope for every reading (see [`Reading`]); the JSON Schema
 //! files under `schemas/json/` are generated from these types by [`wire_schemas`].
@@ -9,6 +10,8 @@ pub mod api_error;
 mod auth;
 mod district;
 mod event_time;
+#[cfg(feature = "feed")]
+mod feed;
 mod ingested;
 mod kpi;
 pub mod openapi;
@@ -23,6 +26,8 @@ pub use alert::{Alert, AlertEvent, AlertState, Category, Comment, Severity, Tran
 pub use auth::{Principal, Role};
 pub use district::District;
 pub use event_time::{format_rfc3339_ms, now_ms, EpochMs, EventTime};
+#[cfg(feature = "feed")]
+pub use feed::{Admission, Feed, FeedClosed, FeedPermit, FeedQueues, Topology};
 pub use ingested::{
     Ack, DeadLetter, Ingested, IngestedReading, KafkaSource, SourceMark, SourceState, Transport,
 };

@@ -4,7 +4,6 @@
 use ioc_schemas::{
     District, Ingested, IngestedReading, Kind, Reading, Rejection, Transport, WindowResult,
 };
-use tokio::sync::mpsc;
 
 use crate::rows::{ReadingRow, WindowRow};
 use crate::{Store, StoreError};
@@ -82,7 +81,7 @@ impl StoredReading {
 pub(crate) async fn send_replay(
     stored: StoredReading,
     decode: DecodeStored,
-    input: &mpsc::Sender<Ingested>,
+    input: &ioc_schemas::Feed,
 ) -> Result<bool, StoreError> {
     let Some(record) = stored.into_replayed(decode) else {
         return Ok(false);
@@ -242,7 +241,7 @@ impl ReplayCursor {
     /// out.
     pub async fn feed(
         &mut self,
-        input: &mpsc::Sender<Ingested>,
+        input: &ioc_schemas::Feed,
         decode: DecodeStored,
         mut each: impl FnMut(u64),
     ) -> Result<(u64, u64), StoreError> {

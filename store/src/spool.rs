@@ -18,11 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ioc_schemas::{Ack, Ingested, IngestedReading};
+use ioc_schemas::{Ack, Feed, IngestedReading};
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use tracing::field::Empty;
 use tracing::Instrument;
 
@@ -31,6 +31,7 @@ use crate::replay::{send_replay, DecodeStored, StoredReading};
 use crate::rows::{LateReadingRow, ReadingRow};
 use crate::writer::Writers;
 
+mod admission;
 mod inserted;
 mod record;
 mod segment;
@@ -435,17 +436,6 @@ impl Spool {
         }
     }
 
-    /// Waits while the spool holds `max_bytes` or more.
-    pub async fn wait_for_room(&self) {
-        loop {
-            let notified = self.inner.room.notified();
-            if self.inner.bytes.load(Ordering::Relaxed) < self.inner.max_bytes {
-                return;
-            }
-            notified.await;
-        }
-    }
-
     /// What the spool holds now.
     pub fn backlog(&self) -> SpoolBacklog {
         let waiting = lock(&self.inner.inserted).through < *self.inner.committed.borrow();
@@ -507,7 +497,7 @@ impl Spool {
     pub async fn feed_readings(
         &self,
         from_event_ms: u64,
-        input: &mpsc::Sender<Ingested>,
+        input: &Feed,
         decode: DecodeStored,
     ) -> Result<u64, StoreError> {
         let (mut next, mut fed) = (Some(0u64), 0u64);

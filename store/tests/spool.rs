@@ -8,15 +8,15 @@ use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use ioc_schemas::{
-    Ack, Body, DeadLetter, District, EventTime, Ingested, IngestedReading, Reading, RejectCode,
-    Rejection, SensorBody, Transport,
+    Ack, Body, DeadLetter, District, EventTime, Feed, Ingested, IngestedReading, Reading,
+    RejectCode, Rejection, SensorBody, Topology, Transport,
 };
 use ioc_store::{
     ClickHouseConfig, DeadLetterRow, DecodeStored, ReadingRow, Spool, SpoolConfig, SpoolMetrics,
     SpoolRow, Store, StoreMetrics,
 };
 use prometheus::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 const T0: u64 = 1_795_827_600_000;
 
@@ -192,7 +192,8 @@ async fn a_late_reading_is_acknowledged_with_its_ledger_row_and_on_time_ones_rep
         serde_json::from_str(payload)
             .map_err(|e| Rejection::new(RejectCode::MalformedJson, e.to_string()))
     };
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, queues) = Feed::new(Topology::single(1), 16);
+    let mut rx = queues.queues.into_iter().next().expect("one queue");
     ensure!(spool.feed_readings(0, &tx, decode).await? == 1);
     drop(tx);
     match rx.recv().await {
@@ -201,8 +202,8 @@ async fn a_late_reading_is_acknowledged_with_its_ledger_row_and_on_time_ones_rep
     }
     ensure!(rx.recv().await.is_none());
     // A dataflow that has gone ends the replay with an error.
-    let (tx, rx) = mpsc::channel(16);
-    drop(rx);
+    let (tx, queues) = Feed::new(Topology::single(1), 16);
+    drop(queues);
     let e = spool.feed_readings(0, &tx, decode).await.unwrap_err();
     ensure!(
         e.to_string() == "the dataflow stopped while replaying",
