@@ -199,6 +199,7 @@ pub fn spawn<O: Outputs>(
     Ok(DataflowHandle { thread })
 }
 
+/// One process of `config.workers` threads, or this process of the cluster.
 fn timely_config(config: &DataflowConfig, options: &RunOptions) -> timely::Config {
     let communication = if options.cluster.is_cluster() {
         timely::CommunicationConfig::Cluster {
