@@ -233,7 +233,7 @@ impl Feed {
     }
 
     /// Sends `record` from a thread outside the async runtime, blocking while its queue is
-    /// full (not held by the gate: for replays and tests).
+    /// full (not held by the gate: for tests and benches).
     pub fn blocking_send(&self, record: Ingested) -> Result<(), FeedClosed> {
         match self.route(&record) {
             Route::One(worker) => self.queues[worker]
