@@ -437,11 +437,7 @@ pub async fn run_kafka(
                     permit.send(record);
                 }
                 // Then what fits without waiting, rather than a turn of this loop a record.
-                while let Some(permit) = pending.front().and_then(|next| out.try_reserve(next)) {
-                    if let Some(record) = pending.pop_front() {
-                        permit.send(record);
-                    }
-                }
+                out.send_ready(&mut pending);
             }
             message = queues.next(), if !full => {
                 let message = match message {

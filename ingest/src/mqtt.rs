@@ -172,6 +172,7 @@ pub async fn run_mqtt(
                 if let Some(record) = stash.pop_front() {
                     permit.send(record);
                 }
+                out.send_ready(&mut stash);
                 metrics.stashed.set(stash.len() as i64);
             }
             () = due(acks.as_deref()) => {

@@ -226,6 +226,19 @@ impl Feed {
         }
     }
 
+    /// Hands over records from the front of `pending` while their queues have room now, in
+    /// order; returns how many.
+    pub fn send_ready(&self, pending: &mut std::collections::VecDeque<Ingested>) -> usize {
+        let mut sent = 0;
+        while let Some(permit) = pending.front().and_then(|next| self.try_reserve(next)) {
+            if let Some(record) = pending.pop_front() {
+                permit.send(record);
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Sends `record`, waiting while its queue is full.
     pub async fn send(&self, record: Ingested) -> Result<(), FeedClosed> {
         self.reserve(Some(&record)).await?.send(record);
@@ -337,6 +350,27 @@ mod tests {
             )))
             .is_none(),
             "a mark for every worker waits for room in each"
+        );
+    }
+
+    #[test]
+    fn ready_records_go_in_order_up_to_the_first_without_room() {
+        let (feed, mut queues) = Feed::new(Topology::single(2), 1);
+        let mut pending: std::collections::VecDeque<_> = [mark(2), mark(4), mark(3)].into();
+        assert_eq!(
+            feed.send_ready(&mut pending),
+            1,
+            "worker 0's queue takes one"
+        );
+        assert_eq!(pending.len(), 2, "what did not fit stays, in order");
+        assert!(
+            matches!(queues.queues[0].try_recv(), Ok(Ingested::Source(m)) if m.source == "t/2")
+        );
+        // Worker 1's queue had room, but its record waited behind worker 0's.
+        assert_eq!(feed.send_ready(&mut pending), 2);
+        assert!(pending.is_empty());
+        assert!(
+            matches!(queues.queues[0].try_recv(), Ok(Ingested::Source(m)) if m.source == "t/4")
         );
     }
 
